@@ -1,0 +1,1 @@
+src/ispmon/schema.sql

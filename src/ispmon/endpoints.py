@@ -1,0 +1,348 @@
+"""The endpoint definition: one validated model shared by the REST API, the config file and the CLI.
+
+Field names follow the seed (`url`, `protocol`, `check_interval`, `timeout`, `retries`,
+`expected_status_code`, `expected_response_pattern`, `is_active`). The target is always `url`:
+
+* http / https: ``http(s)://host[:port]/path``
+* tcp / udp:    ``host:port`` (also ``[v6addr]:port`` or ``tcp://host:port``); `port` fills a missing port
+* icmp:         a host name or address
+* dns:          ``dns://<resolver>[:port]/<name>?type=<rrtype>``
+
+Validation happens here, once, and every error names the field it is about.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import regex
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from yarl import URL
+
+from ispmon.models import Criticality, Protocol
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
+_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+DNS_RRTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "NAPTR")
+DNS_RCODES = ("NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+# Fields that only mean something for some protocols; setting one elsewhere is an error that names it.
+PROTOCOL_FIELDS: dict[str, frozenset[Protocol]] = {
+    "method": frozenset({Protocol.HTTP, Protocol.HTTPS}),
+    "headers": frozenset({Protocol.HTTP, Protocol.HTTPS}),
+    "body": frozenset({Protocol.HTTP, Protocol.HTTPS}),
+    "expected_status_code": frozenset({Protocol.HTTP, Protocol.HTTPS}),
+    "follow_redirects": frozenset({Protocol.HTTP, Protocol.HTTPS}),
+    "verify_tls": frozenset({Protocol.HTTPS}),
+    "cert_expiry_days": frozenset({Protocol.HTTPS}),
+    "expected_response_pattern": frozenset({Protocol.HTTP, Protocol.HTTPS, Protocol.TCP, Protocol.UDP}),
+    "send": frozenset({Protocol.TCP, Protocol.UDP}),
+    "send_hex": frozenset({Protocol.TCP, Protocol.UDP}),
+    "allow_no_reply": frozenset({Protocol.UDP}),
+    "expected_answers": frozenset({Protocol.DNS}),
+    "expected_rcode": frozenset({Protocol.DNS}),
+    "packet_count": frozenset({Protocol.ICMP}),
+    "packet_interval": frozenset({Protocol.ICMP}),
+    "loss_threshold_percent": frozenset({Protocol.ICMP}),
+    "port": frozenset({Protocol.TCP, Protocol.UDP}),
+}
+
+MAX_PATTERN_LENGTH = 1000
+
+
+def is_hostname(value: str) -> bool:
+    """A DNS host name (RFC 1123 labels) or an IPv4/IPv6 address."""
+    if not value or len(value) > 253:
+        return False
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    # An all-numeric dotted name that is not a valid address (999.1.1.1) is a typo, not a host name.
+    if all(label.isdigit() for label in labels):
+        return False
+    return all(_LABEL_RE.match(label) for label in labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The parsed `url`, so probes never parse strings on the hot path."""
+
+    host: str
+    port: int | None = None
+    # dns only: the name to query and its record type
+    qname: str | None = None
+    rrtype: str | None = None
+
+
+def _split_host_port(text: str, field: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{field}: unterminated '[' in IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{field}: expected ':port' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None  # a bare host, or an unbracketed IPv6 address
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError(f"{field}: port must be a number from 1 to 65535, got {port_text!r}")
+        port = int(port_text)
+    if not is_hostname(host):
+        raise ValueError(f"{field}: {host!r} is not a valid host name or IP address")
+    return host, port
+
+
+def parse_target(protocol: Protocol, url: str, port: int | None = None) -> Target:
+    """Parse `url` for `protocol`; raises ValueError with a message that starts with the field name."""
+    if any(c.isspace() for c in url):
+        raise ValueError("url: must not contain white space")
+    if protocol in (Protocol.HTTP, Protocol.HTTPS):
+        try:
+            parsed = URL(url)
+        except ValueError as exc:
+            raise ValueError(f"url: not a valid URL ({exc})") from None
+        if parsed.scheme != protocol.value:
+            raise ValueError(f"url: protocol {protocol.value} needs a {protocol.value}:// URL")
+        try:
+            host, parsed_port = parsed.host, parsed.port
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from None
+        if not host or not is_hostname(host):
+            raise ValueError(f"url: {host!r} is not a valid host name or IP address")
+        return Target(host=host, port=parsed_port)
+    if protocol is Protocol.DNS:
+        if not url.startswith("dns://"):
+            raise ValueError("url: a dns endpoint needs dns://<resolver>[:port]/<name>?type=<rrtype>")
+        rest = url[len("dns://") :]
+        authority, _, path_query = rest.partition("/")
+        host, rport = _split_host_port(authority, "url")
+        name, _, query = path_query.partition("?")
+        name = name.rstrip(".")
+        if not name or not all(_LABEL_RE.match(label) for label in name.split(".")):
+            raise ValueError(f"url: {name!r} is not a valid name to query")
+        rrtype = "A"
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key != "type":
+                raise ValueError(f"url: unknown query parameter {key!r} (only 'type' is allowed)")
+            rrtype = value.upper()
+        if rrtype not in DNS_RRTYPES:
+            raise ValueError(f"url: record type {rrtype!r} is not one of {', '.join(DNS_RRTYPES)}")
+        return Target(host=host, port=rport or 53, qname=name, rrtype=rrtype)
+    scheme = f"{protocol.value}://"
+    text = url[len(scheme) :] if url.startswith(scheme) else url
+    if "/" in text or "?" in text:
+        raise ValueError(f"url: a {protocol.value} target is host" + (":port" if protocol != Protocol.ICMP else ""))
+    host, parsed_port = _split_host_port(text, "url")
+    if protocol is Protocol.ICMP:
+        if parsed_port is not None:
+            raise ValueError("url: an icmp target has no port")
+        return Target(host=host)
+    final_port = parsed_port or port
+    if final_port is None:
+        raise ValueError(f"url: a {protocol.value} target needs a port (host:port, or the port field)")
+    return Target(host=host, port=final_port)
+
+
+def infer_protocol(url: str) -> Protocol | None:
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme.lower() in Protocol.__members__.values():
+        return Protocol(scheme.lower())
+    return None
+
+
+def slugify(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-")
+    return slug or "endpoint"
+
+
+class EndpointDefaults(BaseModel):
+    """Settings-derived defaults, passed as validation context so the model stays free of globals."""
+
+    check_interval: float = 60.0
+    timeout: float = 5.0
+    retries: int = 3
+
+
+class EndpointSpec(BaseModel):
+    """A monitored endpoint, as created through the API, the config file or `AvailabilityService`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: str = Field(description="Slug id, e.g. 'api-gateway'; derived from name when omitted")
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    url: str = Field(min_length=1, max_length=2048, description="The target; its form depends on protocol")
+    protocol: Protocol
+    port: int | None = Field(default=None, ge=1, le=65535, description="tcp/udp: port when url has none")
+    check_interval: float = Field(ge=1.0, le=86400.0, description="Seconds between checks")
+    timeout: float = Field(gt=0.0, le=300.0, description="Seconds per attempt; must be < check_interval")
+    retries: int = Field(ge=0, le=10, description="Extra attempts within one check before it is DOWN")
+    is_active: bool = True
+    criticality: Criticality = Criticality.MEDIUM
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list, max_length=32)
+    degraded_response_time_ms: float | None = Field(
+        default=None, gt=0, description="DEGRADED when the response time (ICMP: average RTT) is above this"
+    )
+    # http / https
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, max_length=50)
+    body: str | None = Field(default=None, max_length=65536)
+    expected_status_code: int | list[int] | None = Field(
+        default=None, description="Accepted status code(s); default: any 2xx or 3xx"
+    )
+    follow_redirects: bool = True
+    verify_tls: bool = True
+    cert_expiry_days: int = Field(default=14, ge=0, le=3650, description="DEGRADED when the cert expires sooner")
+    # http / https / tcp / udp
+    expected_response_pattern: str | None = Field(
+        default=None, max_length=MAX_PATTERN_LENGTH, description="Regex searched in the body / reply"
+    )
+    # tcp / udp
+    send: str | None = Field(default=None, max_length=65536, description="Text payload to send")
+    send_hex: str | None = Field(default=None, max_length=131072, description="Binary payload as hex")
+    allow_no_reply: bool = Field(default=False, description="udp: silence counts as UP")
+    # dns
+    expected_answers: list[str] = Field(default_factory=list, max_length=100)
+    expected_rcode: Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"] = "NOERROR"
+    # icmp
+    packet_count: int = Field(default=3, ge=1, le=100)
+    packet_interval: float = Field(default=0.2, ge=0.01, le=10.0)
+    loss_threshold_percent: float = Field(default=20.0, ge=0, le=100, description="DEGRADED above this loss")
+
+    _target: Target = PrivateAttr()
+    _pattern: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        defaults = (info.context or {}).get("defaults") or EndpointDefaults()
+        for key in ("check_interval", "timeout", "retries"):
+            if data.get(key) is None:
+                data[key] = getattr(defaults, key)
+        if data.get("protocol") is None and isinstance(data.get("url"), str):
+            inferred = infer_protocol(data["url"])
+            if inferred is not None:
+                data["protocol"] = inferred
+        if data.get("id") is None and isinstance(data.get("name"), str):
+            data["id"] = slugify(data["name"])
+        return data
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not SLUG_RE.match(value):
+            raise ValueError(
+                "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}", key):
+                raise ValueError(f"header name {key!r} is not a valid HTTP token")
+            if any(c in val for c in "\r\n\0"):
+                raise ValueError(f"header {key!r} value must not contain CR, LF or NUL")
+        return value
+
+    @field_validator("expected_status_code")
+    @classmethod
+    def _check_codes(cls, value: int | list[int] | None) -> int | list[int] | None:
+        codes = [value] if isinstance(value, int) else (value or [])
+        for code in codes:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code (100-599)")
+        if isinstance(value, list) and not value:
+            raise ValueError("must list at least one status code")
+        return value
+
+    @field_validator("send_hex")
+    @classmethod
+    def _check_hex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                bytes.fromhex(value)
+            except ValueError:
+                raise ValueError("must be an even number of hex digits (spaces allowed)") from None
+        return value
+
+    @field_validator("expected_answers")
+    @classmethod
+    def _check_answers(cls, value: list[str]) -> list[str]:
+        for answer in value:
+            if not answer or len(answer) > 1024:
+                raise ValueError("each expected answer must be 1-1024 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> EndpointSpec:
+        if self.timeout >= self.check_interval:
+            raise ValueError(
+                f"timeout: must be less than check_interval ({self.timeout:g} >= {self.check_interval:g})"
+            )
+        for name, protocols in PROTOCOL_FIELDS.items():
+            if name in self.model_fields_set and self.protocol not in protocols:
+                allowed = ", ".join(sorted(p.value for p in protocols))
+                raise ValueError(f"{name}: does not apply to protocol {self.protocol.value} (only {allowed})")
+        if self.send is not None and self.send_hex is not None:
+            raise ValueError("send_hex: give either send or send_hex, not both")
+        if self.protocol is Protocol.UDP and self.payload is None:
+            raise ValueError("send: a udp endpoint needs a payload (send or send_hex)")
+        self._target = parse_target(self.protocol, self.url, self.port)
+        if self.expected_response_pattern is not None:
+            try:
+                self._pattern = regex.compile(self.expected_response_pattern.encode())
+            except regex.error as exc:
+                raise ValueError(f"expected_response_pattern: invalid regular expression: {exc}") from None
+        return self
+
+    @property
+    def target(self) -> Target:
+        return self._target
+
+    @property
+    def pattern(self) -> Any:
+        """The compiled `expected_response_pattern` (bytes pattern, `regex` module) or None."""
+        return self._pattern
+
+    @property
+    def payload(self) -> bytes | None:
+        if self.send_hex is not None:
+            return bytes.fromhex(self.send_hex)
+        if self.send is not None:
+            return self.send.encode()
+        return None
+
+    def accepts_status(self, code: int) -> bool:
+        if self.expected_status_code is None:
+            return 200 <= code < 400
+        if isinstance(self.expected_status_code, int):
+            return code == self.expected_status_code
+        return code in self.expected_status_code
+
+    def public_dict(self) -> dict[str, Any]:
+        """The definition as stored and returned by the API (JSON-safe)."""
+        return self.model_dump(mode="json")
+
+
+def build_endpoint(data: dict[str, Any], defaults: EndpointDefaults | None = None) -> EndpointSpec:
+    """Validate a definition, filling check_interval/timeout/retries from `defaults` when absent."""
+    return EndpointSpec.model_validate(data, context={"defaults": defaults or EndpointDefaults()})

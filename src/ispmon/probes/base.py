@@ -1,0 +1,145 @@
+"""The probe contract, the protocol table, shared resources and the retry wrapper.
+
+A probe is ``async def probe(endpoint, timeout, ctx) -> ProbeResult``. It speaks its protocol and
+classifies what it saw; it never raises for the target's behaviour. The scheduler (through
+`run_check`) owns the hard timeout, retries and the time budget of a whole check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ispmon.models import ErrorKind, Protocol, ProbeResult, Status
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from ispmon.endpoints import EndpointSpec
+
+log = structlog.get_logger(__name__)
+
+ProbeFn = Callable[["EndpointSpec", float, "ProbeContext"], Awaitable[ProbeResult]]
+
+# protocol -> module under ispmon.probes that defines `probe`. Resolved lazily so that importing the
+# table does not import every protocol's dependencies (the CLI's `version` stays instant).
+_MODULES: dict[Protocol, str] = {
+    Protocol.HTTP: "http",
+    Protocol.HTTPS: "http",
+    Protocol.TCP: "tcp",
+    Protocol.UDP: "udp",
+    Protocol.DNS: "dns",
+    Protocol.ICMP: "icmp",
+}
+
+
+class _ProbeTable(dict[Protocol, ProbeFn]):
+    def __missing__(self, key: Protocol) -> ProbeFn:
+        module = importlib.import_module(f"ispmon.probes.{_MODULES[key]}")
+        fn: ProbeFn = module.probe
+        self[key] = fn
+        return fn
+
+
+PROBES: dict[Protocol, ProbeFn] = _ProbeTable()
+
+
+def icmp_privileged_default() -> bool:
+    """Raw ICMP sockets need root or CAP_NET_RAW; otherwise use unprivileged datagram ICMP."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 13))  # CAP_NET_RAW is bit 13
+    except OSError:
+        pass
+    return False
+
+
+@dataclass
+class ProbeContext:
+    """Resources probes share for the life of the daemon (one HTTP session, DNS resolvers, ...)."""
+
+    icmp_privileged: bool = field(default_factory=icmp_privileged_default)
+    # Largest body read from an HTTP response / TCP stream before we stop reading (endless bodies).
+    max_body_bytes: int = 1 << 20
+    # The regex time limit for expected_response_pattern, seconds.
+    pattern_timeout: float = 0.1
+    _http: aiohttp.ClientSession | None = None
+    resolvers: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def http_session(self) -> aiohttp.ClientSession:
+        """One session, fresh connection per check (we measure availability, not a warm pool)."""
+        if self._http is None:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "ispmon/0.1 (+availability check)"},
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        for resolver in self.resolvers.values():
+            close = getattr(resolver, "close", None)
+            if close is not None:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+        self.resolvers.clear()
+
+
+def elapsed_ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
+    """One attempt under a hard timeout; an exception out of a probe becomes DOWN/internal, not a crash."""
+    fn = PROBES[endpoint.protocol]
+    try:
+        # The probe gets `timeout` for its own protocol timers; the hard limit adds a little slack so
+        # the probe's own, more specific timeout error wins when it fires first.
+        async with asyncio.timeout(timeout + 0.25):
+            return await fn(endpoint, timeout, ctx)
+    except TimeoutError:
+        return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug in the probe: record it, keep the daemon alive
+        log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
+        return ProbeResult.down(ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}")
+
+
+async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | None = None) -> ProbeResult:
+    """One check: up to 1 + `endpoint.retries` attempts while the result is DOWN and time remains.
+
+    `budget` bounds the whole check (the scheduler passes the interval so a check never overlaps its
+    successor); a retry only starts when a whole attempt still fits in it.
+    """
+    deadline = time.monotonic() + (budget if budget is not None else endpoint.timeout * (endpoint.retries + 1))
+    attempts = 0
+    while True:
+        attempts += 1
+        result = await run_attempt(endpoint, ctx, endpoint.timeout)
+        if result.status is not Status.DOWN or attempts > endpoint.retries:
+            break
+        if result.error_kind is ErrorKind.INTERNAL or time.monotonic() + endpoint.timeout > deadline:
+            break
+    result.attempts = attempts
+    return result

@@ -1,0 +1,1 @@
+"""PostgreSQL storage: pool and migrations, embedded server, batched writer, repositories, retention."""

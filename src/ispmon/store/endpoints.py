@@ -1,0 +1,94 @@
+"""Endpoint rows: the definitions the scheduler runs, from the API or the config file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from ispmon.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+
+_COLUMNS = "id, name, protocol, url, criticality, tags, is_active, spec, source, created_at, updated_at"
+
+
+def spec_from_row(row: asyncpg.Record, defaults: EndpointDefaults | None = None) -> EndpointSpec:
+    return build_endpoint(row["spec"], defaults)
+
+
+class EndpointRepo:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def upsert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record:
+        return await self.pool.fetchrow(
+            f"""INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
+                    tags = $6, is_active = $7, spec = $8, source = $9, updated_at = now()
+                RETURNING {_COLUMNS}""",
+            spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
+            spec.is_active, spec.public_dict(), source,
+        )
+
+    async def insert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record | None:
+        """Insert; None when the id exists already."""
+        return await self.pool.fetchrow(
+            f"""INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}""",
+            spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
+            spec.is_active, spec.public_dict(), source,
+        )
+
+    async def get(self, endpoint_id: str) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM endpoints WHERE id = $1", endpoint_id)
+
+    async def list(
+        self,
+        *,
+        protocol: str | None = None,
+        tag: str | None = None,
+        active: bool | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"""SELECT {_COLUMNS} FROM endpoints
+                WHERE ($1::text IS NULL OR protocol = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
+                  AND ($3::boolean IS NULL OR is_active = $3)
+                ORDER BY id LIMIT $4 OFFSET $5""",
+            protocol, tag, active, limit, offset,
+        )
+
+    async def count(self) -> int:
+        n: int = await self.pool.fetchval("SELECT count(*) FROM endpoints")
+        return n
+
+    async def all(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(f"SELECT {_COLUMNS} FROM endpoints ORDER BY id")
+
+    async def delete(self, endpoint_id: str) -> bool:
+        result: str = await self.pool.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
+        return result.endswith(" 1")
+
+    async def sync_config(self, specs: list[EndpointSpec]) -> dict[str, Any]:
+        """Make the 'config' rows equal to the config file: upsert each, delete those no longer there.
+
+        An API-created endpoint with the same id as a config one is taken over by the config file.
+        """
+        ids = [s.id for s in specs]
+        async with self.pool.acquire() as conn, conn.transaction():
+            for spec in specs:
+                await conn.execute(
+                    """INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'config')
+                       ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
+                           tags = $6, is_active = $7, spec = $8, source = 'config', updated_at = now()
+                       WHERE endpoints.spec IS DISTINCT FROM $8 OR endpoints.source <> 'config'""",
+                    spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
+                    spec.is_active, spec.public_dict(),
+                )
+            removed = await conn.fetch(
+                "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id", ids
+            )
+        return {"synced": len(ids), "removed": [r["id"] for r in removed]}

@@ -1,0 +1,142 @@
+"""Outage rows and the event log. Outage opens/resolves are rare and awaited (they need ids back)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+OUTAGE_COLUMNS = (
+    "id, endpoint_id, started_at, declared_at, resolved_at, duration_seconds, status, severity, error_kind,"
+    " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, updated_at"
+)
+EVENT_COLUMNS = ("endpoint_id", "at", "kind", "outage_id", "data")
+
+
+class OutageRepo:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def open(
+        self,
+        endpoint_id: str,
+        *,
+        started_at: datetime,
+        declared_at: datetime,
+        status: str,
+        severity: str,
+        error_kind: str | None,
+        error: str | None,
+        failures: int,
+        verified: bool,
+        flapping: bool = False,
+    ) -> tuple[int, bool]:
+        """Open an outage; (id, created). If one is already open for the endpoint, that one is
+        returned with created=False: the unique partial index makes a second open impossible."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(
+                """INSERT INTO outages (endpoint_id, started_at, declared_at, status, severity, error_kind, error,
+                                        failures, verified, flapping)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   ON CONFLICT (endpoint_id) WHERE resolved_at IS NULL DO NOTHING RETURNING id""",
+                endpoint_id, started_at, declared_at, status, severity, error_kind, error, failures, verified,
+                flapping,
+            )
+            if row is not None:
+                return row["id"], True
+            existing: int = await conn.fetchval(
+                "SELECT id FROM outages WHERE endpoint_id = $1 AND resolved_at IS NULL", endpoint_id
+            )
+            return existing, False
+
+    async def update(self, outage_id: int, **fields: Any) -> None:
+        allowed = {"status", "severity", "flapping", "error_kind", "error", "failures"}
+        sets = [k for k in fields if k in allowed]
+        if not sets:
+            return
+        assignments = ", ".join(f"{k} = ${i + 2}" for i, k in enumerate(sets))
+        await self.pool.execute(
+            f"UPDATE outages SET {assignments}, updated_at = now() WHERE id = $1",
+            outage_id, *(fields[k] for k in sets),
+        )
+
+    async def resolve(
+        self,
+        outage_id: int,
+        *,
+        resolved_at: datetime,
+        resolution: str,
+        notes: str | None = None,
+        resolved_by: str | None = None,
+    ) -> asyncpg.Record | None:
+        """Close an open outage; None when it does not exist or was already resolved."""
+        return await self.pool.fetchrow(
+            f"""UPDATE outages SET resolved_at = $2,
+                       duration_seconds = GREATEST(0, EXTRACT(EPOCH FROM ($2 - started_at))),
+                       resolution = $3, resolution_notes = $4, resolved_by = $5, updated_at = now()
+                WHERE id = $1 AND resolved_at IS NULL RETURNING {OUTAGE_COLUMNS}""",
+            outage_id, resolved_at, resolution, notes, resolved_by,
+        )
+
+    async def get(self, outage_id: int) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE id = $1", outage_id)
+
+    async def open_outages(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE resolved_at IS NULL ORDER BY id")
+
+    async def list(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        severity: str | None = None,
+        active: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"""SELECT {OUTAGE_COLUMNS} FROM outages
+                WHERE ($1::text IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR severity = $2)
+                  AND ($3::boolean IS NULL OR (resolved_at IS NULL) = $3)
+                  AND ($4::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $4)
+                  AND ($5::timestamptz IS NULL OR started_at < $5)
+                ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7""",
+            endpoint_id, severity, active, since, until, limit, offset,
+        )
+
+    async def summary(self, since: datetime) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE resolved_at IS NULL) AS active,
+                      count(*) FILTER (WHERE started_at >= $1) AS started,
+                      count(*) FILTER (WHERE resolved_at >= $1) AS resolved,
+                      avg(duration_seconds) FILTER (WHERE resolved_at >= $1) AS mean_duration_seconds,
+                      max(duration_seconds) FILTER (WHERE resolved_at >= $1) AS max_duration_seconds
+               FROM outages WHERE resolved_at IS NULL OR resolved_at >= $1 OR started_at >= $1""",
+            since,
+        )
+        by_severity = await self.pool.fetch(
+            """SELECT severity, count(*) AS n FROM outages
+               WHERE resolved_at IS NULL OR started_at >= $1 GROUP BY severity""",
+            since,
+        )
+        by_endpoint = await self.pool.fetch(
+            """SELECT endpoint_id, count(*) AS n, sum(coalesce(duration_seconds,
+                      EXTRACT(EPOCH FROM (now() - started_at)))) AS downtime_seconds
+               FROM outages WHERE resolved_at IS NULL OR started_at >= $1
+               GROUP BY endpoint_id ORDER BY downtime_seconds DESC LIMIT 10""",
+            since,
+        )
+        return {
+            **dict(row),
+            "by_severity": {r["severity"]: r["n"] for r in by_severity},
+            "top_endpoints": [dict(r) for r in by_endpoint],
+        }
+
+    async def events(self, endpoint_id: str, limit: int = 100) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            """SELECT id, endpoint_id, at, kind, outage_id, data FROM endpoint_events
+               WHERE endpoint_id = $1 ORDER BY at DESC, id DESC LIMIT $2""",
+            endpoint_id, limit,
+        )
