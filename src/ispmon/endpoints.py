@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from yarl import URL
 
 from ispmon.models import Criticality, Protocol
@@ -145,7 +153,9 @@ def parse_target(protocol: Protocol, url: str, port: int | None = None) -> Targe
     scheme = f"{protocol.value}://"
     text = url[len(scheme) :] if url.startswith(scheme) else url
     if "/" in text or "?" in text:
-        raise ValueError(f"url: a {protocol.value} target is host" + (":port" if protocol != Protocol.ICMP else ""))
+        raise ValueError(
+            f"url: a {protocol.value} target is host" + (":port" if protocol != Protocol.ICMP else "")
+        )
     host, parsed_port = _split_host_port(text, "url")
     if protocol is Protocol.ICMP:
         if parsed_port is not None:
@@ -180,7 +190,8 @@ class EndpointDefaults(BaseModel):
 class EndpointSpec(BaseModel):
     """A monitored endpoint, as created through the API, the config file or `AvailabilityService`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # No global str_strip_whitespace: payloads and patterns are byte-exact ("QUIT\r\n", "^220 ").
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(description="Slug id, e.g. 'api-gateway'; derived from name when omitted")
     name: str = Field(min_length=1, max_length=200)
@@ -193,7 +204,9 @@ class EndpointSpec(BaseModel):
     retries: int = Field(ge=0, le=10, description="Extra attempts within one check before it is DOWN")
     is_active: bool = True
     criticality: Criticality = Criticality.MEDIUM
-    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(default_factory=list, max_length=32)
+    tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(
+        default_factory=list, max_length=32
+    )
     degraded_response_time_ms: float | None = Field(
         default=None, gt=0, description="DEGRADED when the response time (ICMP: average RTT) is above this"
     )
@@ -206,7 +219,9 @@ class EndpointSpec(BaseModel):
     )
     follow_redirects: bool = True
     verify_tls: bool = True
-    cert_expiry_days: int = Field(default=14, ge=0, le=3650, description="DEGRADED when the cert expires sooner")
+    cert_expiry_days: int = Field(
+        default=14, ge=0, le=3650, description="DEGRADED when the cert expires sooner"
+    )
     # http / https / tcp / udp
     expected_response_pattern: str | None = Field(
         default=None, max_length=MAX_PATTERN_LENGTH, description="Regex searched in the body / reply"
@@ -225,6 +240,7 @@ class EndpointSpec(BaseModel):
 
     _target: Target = PrivateAttr()
     _pattern: Any = PrivateAttr(default=None)
+    _payload: bytes | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +259,11 @@ class EndpointSpec(BaseModel):
         if data.get("id") is None and isinstance(data.get("name"), str):
             data["id"] = slugify(data["name"])
         return data
+
+    @field_validator("id", "name", "url", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("id")
     @classmethod
@@ -304,7 +325,11 @@ class EndpointSpec(BaseModel):
                 raise ValueError(f"{name}: does not apply to protocol {self.protocol.value} (only {allowed})")
         if self.send is not None and self.send_hex is not None:
             raise ValueError("send_hex: give either send or send_hex, not both")
-        if self.protocol is Protocol.UDP and self.payload is None:
+        if self.send_hex is not None:
+            self._payload = bytes.fromhex(self.send_hex)
+        elif self.send is not None:
+            self._payload = self.send.encode()
+        if self.protocol is Protocol.UDP and self._payload is None:
             raise ValueError("send: a udp endpoint needs a payload (send or send_hex)")
         self._target = parse_target(self.protocol, self.url, self.port)
         if self.expected_response_pattern is not None:
@@ -325,11 +350,8 @@ class EndpointSpec(BaseModel):
 
     @property
     def payload(self) -> bytes | None:
-        if self.send_hex is not None:
-            return bytes.fromhex(self.send_hex)
-        if self.send is not None:
-            return self.send.encode()
-        return None
+        """`send` or `send_hex` as bytes (computed once at validation)."""
+        return self._payload
 
     def accepts_status(self, code: int) -> bool:
         if self.expected_status_code is None:
@@ -339,8 +361,13 @@ class EndpointSpec(BaseModel):
         return code in self.expected_status_code
 
     def public_dict(self) -> dict[str, Any]:
-        """The definition as stored and returned by the API (JSON-safe)."""
-        return self.model_dump(mode="json")
+        """The definition as the API returns it: every field that applies to this protocol."""
+        data = self.model_dump(mode="json")
+        return {k: v for k, v in data.items() if k not in PROTOCOL_FIELDS or self.protocol in PROTOCOL_FIELDS[k]}
+
+    def stored_dict(self) -> dict[str, Any]:
+        """The definition as stored: only what differs from the defaults, so it validates again as is."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 def build_endpoint(data: dict[str, Any], defaults: EndpointDefaults | None = None) -> EndpointSpec:
