@@ -116,7 +116,7 @@ class LoadedConfig(BaseModel):
 
     settings: Settings
     endpoints: list[EndpointSpec] = Field(default_factory=list)
-    maintenance: list[dict[str, Any]] = Field(default_factory=list)  # validated by ispmon.maintenance
+    maintenance: list[Any] = Field(default_factory=list)  # MaintenanceWindowSpec (ispmon.maintenance)
     path: Path | None = None
 
 
@@ -165,7 +165,11 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         shape = FileConfig.model_validate(raw)
     except ValidationError as exc:
         err = error_list(exc)[0]
-        hint = " (expected [settings], [[endpoints]] or [[maintenance]])" if err["message"] == "unknown field" else ""
+        hint = (
+            " (expected [settings], [[endpoints]] or [[maintenance]])"
+            if err["message"] == "unknown field"
+            else ""
+        )
         raise ConfigError(f"{where}{err['field']}: {err['message']}{hint}") from None
     settings = load_settings(shape.settings, where)
     settings = settings.model_copy(update={"ispmon_config": path})
