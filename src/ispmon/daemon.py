@@ -1,0 +1,167 @@
+"""The daemon: wires the components, in order, and takes them down in reverse.
+
+Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
+(open outages stay open) -> writers -> monitor -> API -> READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> scheduler and checks in flight -> writers flush -> probe
+resources -> pool -> embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from ispmon import __version__, sdnotify
+from ispmon.config import LoadedConfig, Settings
+from ispmon.endpoints import EndpointSpec, build_endpoint
+from ispmon.models import Status
+from ispmon.monitor import Monitor
+from ispmon.outages import OpenOutage, OutagePolicy
+from ispmon.probes.base import ProbeContext
+from ispmon.services.context import AppServices
+from ispmon.store.database import Database
+from ispmon.store.db import ensure_partitions
+from ispmon.store.embedded import EmbeddedPostgres
+from ispmon.store.history import HISTORY_COLUMNS
+from ispmon.store.outages import EVENT_COLUMNS
+from ispmon.store.retention import drop_old_partitions
+from ispmon.store.writer import BatchWriter
+
+log = structlog.get_logger("ispmon.daemon")
+
+HOUSEKEEPING_INTERVAL = 3600.0
+
+
+async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres | None]:
+    """Connect (and migrate). Starts the embedded server when DATABASE_URL is unset."""
+    embedded = None
+    dsn = settings.database_url
+    if not dsn:
+        embedded = EmbeddedPostgres(settings.ispmon_state_dir)
+        dsn = await asyncio.to_thread(embedded.start)
+    try:
+        db = await Database.connect(dsn)
+    except BaseException:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        raise
+    return db, embedded
+
+
+async def sync_config(db: Database, config: LoadedConfig) -> None:
+    """Endpoints and windows declared as code replace their previous 'config' rows."""
+    result = await db.endpoints.sync_config(config.endpoints)
+    removed_windows = await db.maintenance.sync_config(
+        [(w.id, w.name, w.model_dump(mode="json")) for w in config.maintenance]
+    )
+    if config.path is not None:
+        log.info(
+            "config_synced",
+            path=str(config.path),
+            endpoints=result["synced"],
+            endpoints_removed=result["removed"],
+            maintenance_windows=len(config.maintenance),
+            maintenance_removed=removed_windows,
+        )
+
+
+async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) -> None:
+    """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing."""
+    specs: list[EndpointSpec] = []
+    for row in await db.endpoints.all():
+        try:
+            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults))
+        except ValidationError as exc:
+            # A row written by an older version that no longer validates: keep running the others.
+            log.error("endpoint_invalid_in_database", endpoint_id=row["id"], error=str(exc))
+    open_outages = {r["endpoint_id"]: OpenOutage.from_record(r) for r in await db.outages.open_outages()}
+    latest = await db.history.latest([s.id for s in specs])
+    last = {k: Status(v["status"]) for k, v in latest.items() if v["status"] in Status.__members__.values()}
+    monitor.load(specs, open_outages, last)
+    windows = await AppServices.build(db, settings).maintenance.windows()
+    monitor.set_maintenance(windows)
+    log.info("state_restored", endpoints=len(specs), open_outages=len(open_outages), maintenance=len(windows))
+
+
+async def housekeeping(db: Database, settings: Settings) -> None:
+    """Hourly: make tomorrow's partitions; drop those past CLEANUP_RETENTION_DAYS."""
+    while True:
+        try:
+            async with db.pool.acquire() as conn:
+                await ensure_partitions(conn)
+                await drop_old_partitions(conn, settings.cleanup_retention_days)
+        except Exception as exc:
+            log.error("housekeeping_failed", error=str(exc))
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+
+
+async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
+    from ispmon.api.app import create_app, start_api
+
+    settings = config.settings
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    log.info(
+        "ispmon_starting", version=__version__, database="external" if settings.database_url else "embedded"
+    )
+    db, embedded = await open_database(settings)
+    tasks: list[asyncio.Task[Any]] = []
+    runner = None
+    ctx = ProbeContext()
+    history = BatchWriter(
+        db.pool, "status_history", HISTORY_COLUMNS, max_buffer=settings.ispmon_write_queue_size
+    )
+    events = BatchWriter(db.pool, "endpoint_events", EVENT_COLUMNS)
+    monitor = Monitor(
+        ctx=ctx,
+        policy=OutagePolicy.from_settings(settings),
+        history=history,
+        events=events,
+        outages=db.outages,
+        max_concurrency=settings.ispmon_max_concurrency,
+    )
+    try:
+        await sync_config(db, config)
+        await restore_monitor(db, monitor, settings)
+        history.start()
+        events.start()
+        app = create_app(AppServices.build(db, settings, monitor))
+        runner, host, port = await start_api(
+            app, settings.api_host, settings.api_port, settings.ispmon_api_token
+        )
+        tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
+        tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
+        tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
+        log.info("api_listening", host=host, port=port, auth="token" if settings.ispmon_api_token else "none")
+        sdnotify.ready(f"monitoring {len(monitor.runtimes)} endpoints; API on {host}:{port}")
+        log.info("ispmon_ready", endpoints=len(monitor.runtimes), pid=os.getpid())
+        await stop.wait()
+        log.info("ispmon_stopping")
+        sdnotify.stopping()
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await monitor.close()
+        await history.close()
+        await events.close()
+        await ctx.close()
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+        log.info("ispmon_stopped")

@@ -1,0 +1,360 @@
+"""The monitor: runs checks for the scheduler and turns results into history, state and outages.
+
+For each due check: maintenance lookup -> probe (with retries) -> state machine -> history row on
+the batched writer -> events (status change log lines, outage rows, verification re-checks).
+Everything per endpoint lives in one slotted `EndpointRuntime`; nothing here blocks on the database
+except the rare outage open/resolve, which needs the row id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from ispmon.endpoints import EndpointSpec
+from ispmon.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
+from ispmon.models import ProbeResult, Status
+from ispmon.outages import (
+    EndpointState,
+    Event,
+    FalseAlarm,
+    FlappingStarted,
+    FlappingStopped,
+    OpenOutage,
+    OutageDeclared,
+    OutagePolicy,
+    OutageResolved,
+    OutageSeverityChanged,
+    StatusChanged,
+    VerificationRequested,
+    enter_maintenance,
+    restore,
+    transition,
+    with_outage_id,
+)
+from ispmon.probes.base import ProbeContext, run_check
+from ispmon.scheduler import Scheduler
+from ispmon.store.history import history_row
+from ispmon.store.outages import OutageRepo
+from ispmon.store.writer import BatchWriter
+
+log = structlog.get_logger("ispmon.monitor")
+
+
+class EndpointRuntime:
+    """Per-endpoint state in memory. Kept small: thousands of these live for the daemon's life."""
+
+    __slots__ = ("last", "pending_declare", "spec", "state")
+
+    def __init__(self, spec: EndpointSpec, state: EndpointState) -> None:
+        self.spec = spec
+        self.state = state
+        # (checked_at, ProbeResult) of the newest check, for the status API.
+        self.last: tuple[datetime, ProbeResult] | None = None
+        # An OutageDeclared whose row could not be written yet (database down): retried next check.
+        self.pending_declare: OutageDeclared | None = None
+
+
+class Monitor:
+    def __init__(
+        self,
+        *,
+        ctx: ProbeContext,
+        policy: OutagePolicy,
+        history: BatchWriter,
+        events: BatchWriter,
+        outages: OutageRepo,
+        max_concurrency: int = 500,
+    ) -> None:
+        self.ctx = ctx
+        self.policy = policy
+        self.history = history
+        self.events = events
+        self.outages = outages
+        self.runtimes: dict[str, EndpointRuntime] = {}
+        self.calendar = MaintenanceCalendar([])
+        self.scheduler = Scheduler(self._scheduled, max_concurrency=max_concurrency)
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # -- registry ----------------------------------------------------------------------------------
+    def load(
+        self, specs: Iterable[EndpointSpec], open_outages: dict[str, OpenOutage], last: dict[str, Status]
+    ) -> None:
+        """Initial load after start or restart: resume open outages without opening them again."""
+        for spec in specs:
+            state = restore(open_outages.get(spec.id), last.get(spec.id), self.policy)
+            self.runtimes[spec.id] = EndpointRuntime(spec, state)
+            if spec.is_active:
+                self.scheduler.add(spec.id, spec.check_interval)
+
+    def upsert(self, spec: EndpointSpec) -> None:
+        """An endpoint created or changed (API, config): takes effect without a restart."""
+        runtime = self.runtimes.get(spec.id)
+        if runtime is None:
+            self.runtimes[spec.id] = EndpointRuntime(spec, EndpointState())
+        else:
+            runtime.spec = spec
+        if spec.is_active:
+            self.scheduler.add(spec.id, spec.check_interval)
+        else:
+            self.scheduler.remove(spec.id)
+
+    def remove(self, endpoint_id: str) -> None:
+        self.runtimes.pop(endpoint_id, None)
+        self.scheduler.remove(endpoint_id)
+        self._locks.pop(endpoint_id, None)
+
+    def set_maintenance(self, windows: list[MaintenanceWindowSpec]) -> None:
+        self.calendar = MaintenanceCalendar(windows)
+
+    def outage_resolved_elsewhere(self, endpoint_id: str) -> None:
+        """An operator resolved the open outage through the API: start counting afresh."""
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is not None:
+            runtime.state = EndpointState(status=runtime.state.status)
+            runtime.pending_declare = None
+
+    # -- running checks ----------------------------------------------------------------------------
+    async def _scheduled(self, endpoint_id: str, due: float) -> None:
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is None:
+            return
+        try:
+            await self.check(runtime)
+        except Exception:
+            # A bug in our code must not stop this endpoint's schedule or the daemon.
+            log.error("check_failed", endpoint_id=endpoint_id, exc_info=True)
+
+    async def check_now(self, endpoint_id: str) -> tuple[datetime, ProbeResult] | None:
+        """An on-demand check (API / CLI): goes through the state machine like a scheduled one."""
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is None:
+            return None
+        await self.check(runtime)
+        return runtime.last
+
+    async def check(self, runtime: EndpointRuntime) -> None:
+        spec = runtime.spec
+        # One check at a time per endpoint, so an on-demand check and a scheduled one cannot interleave
+        # their state transitions.
+        lock = self._locks.get(spec.id)
+        if lock is None:
+            lock = self._locks[spec.id] = asyncio.Lock()
+        async with lock:
+            if runtime.pending_declare is not None:
+                await self._open_outage(runtime, runtime.pending_declare)
+            now = datetime.now(UTC)
+            mode = self.calendar.mode_for(spec.id, spec.tags, now)
+            if mode == "skip":
+                state, events = enter_maintenance(runtime.state, now)
+                result = ProbeResult(Status.MAINTENANCE, details={"maintenance": "skip"})
+                await self._apply(runtime, now, result, state, events, record=True)
+                return
+            result = await run_check(spec, self.ctx, budget=spec.check_interval)
+            state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
+            await self._apply(runtime, now, result, state, events, record=True)
+            # Verification: immediate re-checks before an outage is declared (avoids false alarms
+            # from one lost packet or one slow response).
+            for event in events:
+                if isinstance(event, VerificationRequested):
+                    await self._verify(runtime, event.checks, mode)
+
+    async def _verify(self, runtime: EndpointRuntime, checks: int, mode: Any) -> None:
+        spec = runtime.spec
+        for _ in range(checks):
+            if runtime.state.phase.value != "verifying":
+                return
+            result = await run_check(spec, self.ctx, budget=spec.check_interval)
+            result.details["verification"] = True
+            now = datetime.now(UTC)
+            state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
+            await self._apply(runtime, now, result, state, events, record=True)
+
+    async def _apply(
+        self,
+        runtime: EndpointRuntime,
+        now: datetime,
+        result: ProbeResult,
+        state: EndpointState,
+        events: list[Event],
+        *,
+        record: bool,
+    ) -> None:
+        spec = runtime.spec
+        previous_outage_id = runtime.state.outage_id
+        runtime.state = state
+        runtime.last = (now, result)
+        if record:
+            self.history.submit(history_row(spec.id, now, result))
+        for event in events:
+            await self._handle(runtime, event, result, previous_outage_id)
+
+    async def _handle(
+        self, runtime: EndpointRuntime, event: Event, result: ProbeResult, previous_outage_id: int | None
+    ) -> None:
+        spec = runtime.spec
+        outage_id = runtime.state.outage_id or previous_outage_id
+        if isinstance(event, StatusChanged):
+            log.info(
+                "status_changed",
+                endpoint_id=spec.id,
+                old=event.old.value,
+                new=event.new.value,
+                error_kind=result.error_kind.value if result.error_kind else None,
+                error=result.error,
+            )
+        elif isinstance(event, OutageDeclared):
+            await self._open_outage(runtime, event)
+            return  # _open_outage records the event with its id
+        elif isinstance(event, OutageResolved):
+            if runtime.pending_declare is not None:
+                # Declared and over before its row could be written: record neither half.
+                runtime.pending_declare = None
+            else:
+                await self._resolve_outage(runtime, event, outage_id)
+            return
+        elif isinstance(event, OutageSeverityChanged):
+            log.warning(
+                "outage_escalated",
+                endpoint_id=spec.id,
+                outage_id=outage_id,
+                old=event.old.value,
+                new=event.new.value,
+                reason=event.reason,
+            )
+            if outage_id is not None:
+                status = runtime.state.outage_status
+                await self._db(
+                    self.outages.update(
+                        outage_id, severity=event.new.value, status=status.value if status else None
+                    )
+                )
+        elif isinstance(event, FlappingStarted | FlappingStopped):
+            log.warning(event.kind, endpoint_id=spec.id, changes=event.changes)
+            if outage_id is not None:
+                await self._db(self.outages.update(outage_id, flapping=isinstance(event, FlappingStarted)))
+        elif isinstance(event, FalseAlarm):
+            log.info("outage_false_alarm", endpoint_id=spec.id, failures=event.failures)
+        elif isinstance(event, VerificationRequested):
+            log.info("outage_verifying", endpoint_id=spec.id, checks=event.checks)
+        self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
+
+    async def _open_outage(self, runtime: EndpointRuntime, event: OutageDeclared) -> None:
+        spec = runtime.spec
+        try:
+            outage_id, created = await self.outages.open(
+                spec.id,
+                started_at=event.started_at,
+                declared_at=event.declared_at,
+                status=event.status.value,
+                severity=event.severity.value,
+                error_kind=event.error_kind,
+                error=event.error,
+                failures=event.failures,
+                verified=event.verified,
+                flapping=runtime.state.flapping,
+            )
+        except Exception as exc:
+            runtime.pending_declare = event
+            log.error("outage_store_failed", endpoint_id=spec.id, error=str(exc))
+            return
+        runtime.pending_declare = None
+        runtime.state = with_outage_id(runtime.state, outage_id)
+        if created:
+            log.warning(
+                "outage_declared",
+                endpoint_id=spec.id,
+                outage_id=outage_id,
+                severity=event.severity.value,
+                status=event.status.value,
+                started_at=event.started_at.isoformat(),
+                failures=event.failures,
+                verified=event.verified,
+                error_kind=event.error_kind,
+                error=event.error,
+            )
+            self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
+        else:
+            log.info("outage_already_open", endpoint_id=spec.id, outage_id=outage_id)
+
+    async def _resolve_outage(
+        self, runtime: EndpointRuntime, event: OutageResolved, outage_id: int | None
+    ) -> None:
+        spec = runtime.spec
+        row = None
+        try:
+            if outage_id is None:
+                # Opened while the database was unreachable and written later: find it by endpoint.
+                open_rows = await self.outages.list(endpoint_id=spec.id, active=True, limit=1)
+                outage_id = open_rows[0]["id"] if open_rows else None
+            if outage_id is not None:
+                row = await self.outages.resolve(outage_id, resolved_at=event.resolved_at, resolution="auto")
+        except Exception as exc:
+            log.error("outage_resolve_store_failed", endpoint_id=spec.id, error=str(exc))
+            return
+        if row is None:
+            return  # already resolved by an operator through the API
+        log.warning(
+            "outage_resolved",
+            endpoint_id=spec.id,
+            outage_id=outage_id,
+            duration_seconds=round(event.duration_seconds, 3),
+            severity=event.severity.value,
+        )
+        self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
+
+    async def _db(self, coro: Any) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.error("outage_update_failed", error=str(exc))
+
+    # -- introspection -----------------------------------------------------------------------------
+    def snapshot(self, endpoint_id: str) -> dict[str, Any] | None:
+        runtime = self.runtimes.get(endpoint_id)
+        if runtime is None:
+            return None
+        state = runtime.state
+        out: dict[str, Any] = {
+            "status": state.status.value,
+            "phase": state.phase.value,
+            "consecutive_failures": state.consecutive_failures,
+            "consecutive_successes": state.consecutive_successes,
+            "flapping": state.flapping,
+            "outage_id": state.outage_id,
+        }
+        if runtime.last is not None:
+            at, result = runtime.last
+            out["last_check"] = {
+                "checked_at": at.isoformat(),
+                "status": result.status.value,
+                "response_time_ms": result.response_time_ms,
+                "error_kind": result.error_kind.value if result.error_kind else None,
+                "error": result.error,
+                "attempts": result.attempts,
+                "details": result.details,
+            }
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        p50, p99 = self.scheduler.lag_percentiles(0.5, 0.99)
+        return {
+            "endpoints": len(self.runtimes),
+            "scheduler": {
+                **dataclasses.asdict(self.scheduler.stats),
+                "lag_p50_ms": p50 * 1000,
+                "lag_p99_ms": p99 * 1000,
+            },
+            "writer": dataclasses.asdict(self.history.stats) | {"backlog": self.history.backlog},
+        }
+
+    async def run(self) -> None:
+        await self.scheduler.run()
+
+    async def close(self) -> None:
+        await self.scheduler.close()

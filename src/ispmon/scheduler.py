@@ -1,0 +1,186 @@
+"""The scheduler: when each endpoint's check runs.
+
+* Each endpoint keeps a fixed cadence: due times are ``first + k * interval`` (no drift over hours,
+  however long the checks take).
+* First runs are spread over the interval by a hash of the id, so 10,000 endpoints added at once
+  do not all fire at :00 (and the spread is the same after a restart).
+* One heap and one dispatcher task for all endpoints (not a task per endpoint: an idle endpoint costs
+  a heap entry, not a coroutine frame).
+* A global bound on checks in flight. A check that is still running when its next one is due, or
+  that could only start late because the bound was reached, is skipped and counted rather than
+  queued: queueing is how monitors collapse under load.
+* It measures its own lag (dispatch time minus due time) in a ring buffer.
+
+The scheduler knows nothing about probes: it calls `run(key, due)` and awaits it in a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import zlib
+from array import array
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+RunFn = Callable[[str, float], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    dispatched: int = 0
+    skipped_overrun: int = 0  # previous check of the endpoint still running
+    skipped_late: int = 0  # could not start within the lateness bound (concurrency saturated)
+    completed: int = 0
+    inflight: int = 0
+
+
+class _Slot:
+    __slots__ = ("generation", "interval", "running")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.generation = 0
+        self.running = False
+
+
+def spread_offset(key: str, interval: float) -> float:
+    """Deterministic offset in [0, interval) from the key (crc32 is fast and stable across runs)."""
+    return (zlib.crc32(key.encode()) / 2**32) * interval
+
+
+class Scheduler:
+    def __init__(
+        self,
+        run: RunFn,
+        *,
+        max_concurrency: int = 500,
+        max_lateness: float = 2.0,
+        lag_samples: int = 65536,
+    ) -> None:
+        self._run = run
+        self.max_concurrency = max_concurrency
+        self.max_lateness = max_lateness
+        self.stats = SchedulerStats()
+        self._heap: list[tuple[float, int, str, int]] = []
+        self._slots: dict[str, _Slot] = {}
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lag = array("d", bytes(8 * lag_samples))
+        self._lag_n = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the registry -----------------------------------------------------------------------------
+    def add(self, key: str, interval: float, first_due: float | None = None) -> None:
+        """Add or reschedule `key`. A changed interval takes effect at once (new spread offset)."""
+        loop = self._loop or asyncio.get_running_loop()
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(interval)
+        slot.interval = interval
+        slot.generation += 1  # invalidates heap entries of the old schedule
+        due = first_due if first_due is not None else loop.time() + spread_offset(key, interval)
+        self._push(due, key, slot.generation)
+
+    def remove(self, key: str) -> None:
+        self._slots.pop(key, None)  # its heap entries are discarded when popped
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _push(self, due: float, key: str, generation: int) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, key, generation))
+        if self._heap[0][2] == key:
+            self._wake.set()
+
+    # -- measurement -------------------------------------------------------------------------------
+    def _record_lag(self, lag: float) -> None:
+        self._lag[self._lag_n % len(self._lag)] = lag
+        self._lag_n += 1
+
+    def lag_percentiles(self, *qs: float) -> list[float]:
+        """Lag percentiles in seconds over the last `lag_samples` dispatches."""
+        n = min(self._lag_n, len(self._lag))
+        if n == 0:
+            return [0.0 for _ in qs]
+        data = sorted(self._lag[:n])
+        return [data[min(n - 1, int(q * n))] for q in qs]
+
+    def reset_lag(self) -> None:
+        self._lag_n = 0
+
+    # -- the dispatcher ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        self._loop = loop = asyncio.get_running_loop()
+        heap = self._heap
+        while True:
+            if not heap:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            due, _, key, generation = heap[0]
+            now = loop.time()
+            if due > now:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(due - now):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            heapq.heappop(heap)
+            slot = self._slots.get(key)
+            if slot is None or slot.generation != generation:
+                continue  # removed or rescheduled
+            next_due = due + slot.interval
+            if next_due <= now:
+                # Fell more than a whole interval behind (suspend, clock jump): rejoin the grid ahead.
+                missed = int((now - due) // slot.interval)
+                next_due = due + (missed + 1) * slot.interval
+            self._push(next_due, key, generation)
+            if slot.running:
+                self.stats.skipped_overrun += 1
+                continue
+            if self.stats.inflight >= self.max_concurrency:
+                await self._wait_for_slot()
+                now = loop.time()
+                if now - due > min(self.max_lateness, slot.interval / 2):
+                    self.stats.skipped_late += 1
+                    continue
+            self._record_lag(now - due)
+            self._start(key, slot, due)
+
+    async def _wait_for_slot(self) -> None:
+        while self.stats.inflight >= self.max_concurrency:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+
+    def _start(self, key: str, slot: _Slot, due: float) -> None:
+        slot.running = True
+        self.stats.inflight += 1
+        self.stats.dispatched += 1
+        task = asyncio.get_running_loop().create_task(self._execute(key, slot, due))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, key: str, slot: _Slot, due: float) -> None:
+        try:
+            await self._run(key, due)
+        finally:
+            slot.running = False
+            self.stats.inflight -= 1
+            self.stats.completed += 1
+            self._slot_free.set()
+
+    async def close(self) -> None:
+        """Cancel checks in flight (used at shutdown, after the dispatcher task is cancelled)."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

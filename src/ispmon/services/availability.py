@@ -1,0 +1,268 @@
+"""AvailabilityService: endpoints, on-demand checks, current status, history and the status summary.
+
+Works with a running `Monitor` (the daemon: changes reach the scheduler at once, checks go through
+the state machine) or without one (a Python user or the CLI: checks run directly and are recorded).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from ispmon.endpoints import PROTOCOL_FIELDS, EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.models import ProbeResult
+from ispmon.probes.base import ProbeContext, run_check
+from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
+from ispmon.store.history import HISTORY_COLUMNS, history_row
+
+if TYPE_CHECKING:
+    from ispmon.monitor import Monitor
+    from ispmon.store.database import Database
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def result_dict(checked_at: datetime, result: ProbeResult) -> dict[str, Any]:
+    return {
+        "checked_at": checked_at.isoformat(),
+        "status": result.status.value,
+        "response_time_ms": result.response_time_ms,
+        "error_kind": result.error_kind.value if result.error_kind else None,
+        "error": result.error,
+        "attempts": result.attempts,
+        "details": result.details,
+    }
+
+
+class AvailabilityService:
+    def __init__(
+        self,
+        db: Database,
+        monitor: Monitor | None = None,
+        defaults: EndpointDefaults | None = None,
+    ) -> None:
+        self.db = db
+        self.monitor = monitor
+        self.defaults = defaults or EndpointDefaults()
+
+    # -- endpoints ---------------------------------------------------------------------------------
+    def _validate(self, data: Any) -> EndpointSpec:
+        if not isinstance(data, dict):
+            raise InvalidInput([{"field": "(body)", "message": "must be a JSON object"}])
+        try:
+            return build_endpoint(data, self.defaults)
+        except ValidationError as exc:
+            raise InvalidInput.from_validation(exc) from None
+
+    def _row_dict(self, row: asyncpg.Record) -> dict[str, Any]:
+        out = build_endpoint(row["spec"], self.defaults).public_dict()
+        out["source"] = row["source"]
+        out["created_at"] = _iso(row["created_at"])
+        out["updated_at"] = _iso(row["updated_at"])
+        if self.monitor is not None:
+            snap = self.monitor.snapshot(row["id"])
+            out["current_status"] = snap["status"] if snap else "unknown"
+        return out
+
+    async def create_endpoint(self, data: dict[str, Any]) -> dict[str, Any]:
+        spec = self._validate(data)
+        row = await self.db.endpoints.insert(spec, source="api")
+        if row is None:
+            raise ConflictError(f"an endpoint with id {spec.id!r} already exists", field="id")
+        if self.monitor is not None:
+            self.monitor.upsert(spec)
+        return self._row_dict(row)
+
+    async def list_endpoints(
+        self,
+        *,
+        protocol: str | None = None,
+        tag: str | None = None,
+        active: bool | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        rows = await self.db.endpoints.list(
+            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset
+        )
+        return [self._row_dict(r) for r in rows]
+
+    async def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        row = await self.db.endpoints.get(endpoint_id)
+        if row is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        return self._row_dict(row)
+
+    async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Partial update: the given fields replace the stored ones; the result is validated whole."""
+        if not isinstance(changes, dict):
+            raise InvalidInput([{"field": "(body)", "message": "must be a JSON object"}])
+        row = await self.db.endpoints.get(endpoint_id)
+        if row is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        if row["source"] == "config":
+            raise ConflictError(
+                f"endpoint {endpoint_id!r} is defined in the config file; change it there", field="id"
+            )
+        if "id" in changes and changes["id"] != endpoint_id:
+            raise InvalidInput([{"field": "id", "message": "cannot be changed (delete and create instead)"}])
+        current = dict(row["spec"])
+        # Protocol-specific fields are dropped when the protocol changes, unless given again.
+        if changes.get("protocol", current["protocol"]) != current["protocol"]:
+            current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
+        spec = self._validate({**current, **changes, "id": endpoint_id})
+        row = await self.db.endpoints.upsert(spec, source="api")
+        if self.monitor is not None:
+            self.monitor.upsert(spec)
+        return self._row_dict(row)
+
+    async def delete_endpoint(self, endpoint_id: str) -> None:
+        row = await self.db.endpoints.get(endpoint_id)
+        if row is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        if row["source"] == "config":
+            raise ConflictError(
+                f"endpoint {endpoint_id!r} is defined in the config file; remove it there", field="id"
+            )
+        await self.db.endpoints.delete(endpoint_id)
+        if self.monitor is not None:
+            self.monitor.remove(endpoint_id)
+
+    async def _spec(self, endpoint_id: str) -> EndpointSpec:
+        row = await self.db.endpoints.get(endpoint_id)
+        if row is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        return build_endpoint(row["spec"], self.defaults)
+
+    # -- checks and status -------------------------------------------------------------------------
+    async def check_service(self, endpoint_id: str) -> dict[str, Any]:
+        """Run one check now and record it; returns the result."""
+        if self.monitor is not None and endpoint_id in self.monitor.runtimes:
+            outcome = await self.monitor.check_now(endpoint_id)
+            if outcome is not None:
+                return result_dict(*outcome) | {"endpoint_id": endpoint_id}
+        spec = await self._spec(endpoint_id)
+        ctx = ProbeContext()
+        try:
+            checked_at = datetime.now(UTC)
+            result = await run_check(spec, ctx)
+        finally:
+            await ctx.close()
+        async with self.db.pool.acquire() as conn:
+            await conn.copy_records_to_table(
+                "status_history", records=[history_row(spec.id, checked_at, result)], columns=HISTORY_COLUMNS
+            )
+        return result_dict(checked_at, result) | {"endpoint_id": endpoint_id}
+
+    async def get_status(self, endpoint_id: str) -> dict[str, Any]:
+        row = await self.db.endpoints.get(endpoint_id)
+        if row is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        now = datetime.now(UTC)
+        snap = self.monitor.snapshot(endpoint_id) if self.monitor is not None else None
+        out: dict[str, Any] = {"endpoint_id": endpoint_id, "name": row["name"], "is_active": row["is_active"]}
+        if snap is not None:
+            out.update(snap)
+        else:
+            latest = (await self.db.history.latest([endpoint_id])).get(endpoint_id)
+            out["status"] = latest["status"] if latest else "unknown"
+            if latest:
+                out["last_check"] = {
+                    "checked_at": _iso(latest["checked_at"]),
+                    "status": latest["status"],
+                    "response_time_ms": latest["response_time_ms"],
+                    "error_kind": latest["error_kind"],
+                    "error": latest["error"],
+                }
+        open_rows = await self.db.outages.list(endpoint_id=endpoint_id, active=True, limit=1)
+        out["open_outage"] = _outage_brief(open_rows[0]) if open_rows else None
+        stats = await self.db.history.stats(endpoint_id, now - timedelta(hours=24))
+        out["last_24h"] = _stats_dict(stats)
+        return out
+
+    async def get_history(
+        self,
+        endpoint_id: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        cursor: tuple[datetime, int] | None = None,
+    ) -> dict[str, Any]:
+        if await self.db.endpoints.get(endpoint_id) is None:
+            raise NotFoundError("endpoint", endpoint_id)
+        rows = await self.db.history.history(
+            endpoint_id, since=since, until=until, limit=limit, before_id=cursor
+        )
+        items = [
+            {
+                "checked_at": _iso(r["checked_at"]),
+                "status": r["status"],
+                "response_time_ms": r["response_time_ms"],
+                "error_kind": r["error_kind"],
+                "error": r["error"],
+                "attempts": r["attempts"],
+                "details": r["details"],
+            }
+            for r in rows
+        ]
+        next_cursor = f"{rows[-1]['checked_at'].isoformat()}~{rows[-1]['id']}" if len(rows) == limit else None
+        return {"endpoint_id": endpoint_id, "items": items, "count": len(items), "next_cursor": next_cursor}
+
+    async def status_summary(self) -> dict[str, Any]:
+        rows = await self.db.endpoints.all()
+        counts: dict[str, int] = {}
+        by_protocol: dict[str, dict[str, int]] = {}
+        not_up = []
+        latest = {} if self.monitor is not None else await self.db.history.latest([r["id"] for r in rows])
+        for row in rows:
+            if self.monitor is not None:
+                snap = self.monitor.snapshot(row["id"])
+                status = snap["status"] if snap else "unknown"
+            else:
+                status = latest[row["id"]]["status"] if row["id"] in latest else "unknown"
+            if not row["is_active"]:
+                status = "inactive"
+            counts[status] = counts.get(status, 0) + 1
+            by_protocol.setdefault(row["protocol"], {}).setdefault(status, 0)
+            by_protocol[row["protocol"]][status] += 1
+            if status not in ("up", "inactive"):
+                not_up.append({"endpoint_id": row["id"], "name": row["name"], "status": status})
+        active_outages = await self.db.outages.list(active=True, limit=1000)
+        return {
+            "total": len(rows),
+            "by_status": counts,
+            "by_protocol": by_protocol,
+            "not_up": not_up,
+            "active_outages": len(active_outages),
+            "generated_at": datetime.now(UTC).isoformat(),
+        }
+
+
+def _stats_dict(stats: asyncpg.Record) -> dict[str, Any]:
+    checks = stats["checks"] or 0
+    counted = checks - (stats["maintenance"] or 0)
+    return {
+        "checks": checks,
+        "up": stats["up"],
+        "degraded": stats["degraded"],
+        "down": stats["down"],
+        "uptime_percent": round(100.0 * (stats["up"] + stats["degraded"]) / counted, 3) if counted else None,
+        "avg_response_time_ms": round(stats["avg_ms"], 3) if stats["avg_ms"] is not None else None,
+        "p95_response_time_ms": round(stats["p95_ms"], 3) if stats["p95_ms"] is not None else None,
+    }
+
+
+def _outage_brief(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "started_at": _iso(row["started_at"]),
+        "severity": row["severity"],
+        "status": row["status"],
+        "error": row["error"],
+    }

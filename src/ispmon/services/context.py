@@ -1,0 +1,36 @@
+"""`AppServices`: the services wired together once, handed to the API, the CLI and the daemon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ispmon.services.availability import AvailabilityService
+from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.outages import OutageService
+
+if TYPE_CHECKING:
+    from ispmon.config import Settings
+    from ispmon.monitor import Monitor
+    from ispmon.store.database import Database
+
+
+@dataclass
+class AppServices:
+    db: Database
+    settings: Settings
+    availability: AvailabilityService
+    outages: OutageService
+    maintenance: MaintenanceService
+    monitor: Monitor | None = None
+
+    @classmethod
+    def build(cls, db: Database, settings: Settings, monitor: Monitor | None = None) -> AppServices:
+        return cls(
+            db=db,
+            settings=settings,
+            availability=AvailabilityService(db, monitor, settings.endpoint_defaults),
+            outages=OutageService(db, monitor),
+            maintenance=MaintenanceService(db, monitor),
+            monitor=monitor,
+        )

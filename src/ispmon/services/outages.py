@@ -1,0 +1,103 @@
+"""OutageService: outage listing, detail, manual resolution and the summary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from ispmon.models import Severity
+from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
+
+if TYPE_CHECKING:
+    from ispmon.monitor import Monitor
+    from ispmon.store.database import Database
+
+
+def outage_dict(row: asyncpg.Record, now: datetime | None = None) -> dict[str, Any]:
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}
+    out["active"] = row["resolved_at"] is None
+    if row["resolved_at"] is None:
+        out["duration_seconds"] = round(((now or datetime.now(UTC)) - row["started_at"]).total_seconds(), 3)
+    return out
+
+
+class OutageService:
+    def __init__(self, db: Database, monitor: Monitor | None = None) -> None:
+        self.db = db
+        self.monitor = monitor
+
+    async def list_outages(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        severity: str | None = None,
+        active: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        if severity is not None and severity not in {s.value for s in Severity}:
+            raise InvalidInput(
+                [{"field": "severity", "message": f"must be one of {', '.join(s.value for s in Severity)}"}]
+            )
+        rows = await self.db.outages.list(
+            endpoint_id=endpoint_id,
+            severity=severity,
+            active=active,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        now = datetime.now(UTC)
+        return [outage_dict(r, now) for r in rows]
+
+    async def active_outages(self) -> list[dict[str, Any]]:
+        return await self.list_outages(active=True, limit=10000)
+
+    async def get_outage(self, outage_id: int) -> dict[str, Any]:
+        row = await self.db.outages.get(outage_id)
+        if row is None:
+            raise NotFoundError("outage", outage_id)
+        out = outage_dict(row)
+        events = await self.db.pool.fetch(
+            "SELECT at, kind, data FROM endpoint_events WHERE outage_id = $1 ORDER BY at, id", outage_id
+        )
+        out["events"] = [{"at": e["at"].isoformat(), "kind": e["kind"], "data": e["data"]} for e in events]
+        return out
+
+    async def resolve_outage(
+        self, outage_id: int, notes: str | None = None, resolved_by: str | None = None
+    ) -> dict[str, Any]:
+        """Resolve by hand (e.g. the endpoint is being decommissioned). A target that is still failing
+        opens a new outage after the detection threshold, as it should."""
+        row = await self.db.outages.get(outage_id)
+        if row is None:
+            raise NotFoundError("outage", outage_id)
+        if row["resolved_at"] is not None:
+            raise ConflictError(
+                f"outage {outage_id} was already resolved at {row['resolved_at'].isoformat()}",
+                field="outage_id",
+            )
+        resolved = await self.db.outages.resolve(
+            outage_id,
+            resolved_at=datetime.now(UTC),
+            resolution="manual",
+            notes=notes,
+            resolved_by=resolved_by,
+        )
+        if resolved is None:  # resolved automatically between the two statements
+            raise ConflictError(f"outage {outage_id} was resolved meanwhile", field="outage_id")
+        if self.monitor is not None:
+            self.monitor.outage_resolved_elsewhere(row["endpoint_id"])
+        return outage_dict(resolved)
+
+    async def outage_summary(self, hours: float = 24.0) -> dict[str, Any]:
+        since = datetime.now(UTC) - timedelta(hours=hours)
+        summary = await self.db.outages.summary(since)
+        summary["window_hours"] = hours
+        summary["since"] = since.isoformat()
+        return summary
