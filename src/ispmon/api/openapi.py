@@ -1,0 +1,217 @@
+"""``/openapi.json``: an OpenAPI 3.1 document generated from the route table that registers the routes.
+
+Request bodies are the pydantic models' own JSON schemas (`model_json_schema`), so the document
+and the validation are one definition. Error responses are derived from what a route declares:
+query parameters can give 400, path ids 404, bodies 400/413/415/422, writes 401 (when a token is
+configured). Collection routes are also served without the trailing slash; that alias is listed
+under ``x-also-served-at`` instead of duplicating the operation.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from ispmon import __version__
+from ispmon.api.errors import json_response
+from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
+from ispmon.api.routing import Body, Call, Param, Route
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+REF = "#/components/schemas/{model}"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "message", "errors"],
+    "properties": {
+        "error": {"type": "string", "description": "The kind: bad_request, not_found, conflict, ..."},
+        "message": {"type": "string", "description": "Human-readable, names the field"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Bad request: malformed JSON body or a bad query/path parameter (named in errors[].field)",
+    401: "Missing or wrong bearer token (only when ISPMON_API_TOKEN is set)",
+    404: "No such resource (the path parameter is named in errors[].field)",
+    409: "Conflict: the id exists, the resource comes from the config file, or it is already resolved",
+    413: f"Body larger than {MAX_BODY_BYTES} bytes",
+    415: "Content-Type is not application/json",
+    422: "The body is not a valid definition (every invalid field is listed)",
+    500: "Internal error (details are in the ispmon log, never in the response)",
+    503: "Not ready (the reason is in the body)",
+}
+
+
+def _param_schema(param: Param) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if param.type == "date-time":
+        schema = {"type": "string", "format": "date-time"}
+    elif param.type == "cursor":
+        schema = {"type": "string", "pattern": "^.+~[0-9]+$"}
+    else:
+        schema = {"type": param.type}
+    if param.minimum is not None:
+        schema["exclusiveMinimum" if param.exclusive_minimum else "minimum"] = param.minimum
+    if param.maximum is not None:
+        schema["maximum"] = param.maximum
+    if param.enum is not None:
+        schema["enum"] = list(param.enum)
+    if param.default is not None:
+        schema["default"] = param.default
+    return schema
+
+
+def _body_schema(body: Body, schemas: dict[str, Any]) -> dict[str, Any]:
+    schema = copy.deepcopy(body.model.model_json_schema(ref_template=REF))
+    schemas.update(schema.pop("$defs", {}))
+    schema["title"] = body.name
+    if body.partial:
+        schema.pop("required", None)
+        schema["description"] = f"Partial update: any subset of the fields of {body.model.__name__}."
+    elif body.filled:
+        required = [name for name in schema.get("required", []) if name not in body.filled]
+        schema["required"] = required
+    schemas[body.name] = schema
+    return {"$ref": REF.format(model=body.name)}
+
+
+def _error_codes(route: Route) -> list[int]:
+    codes = set(route.errors) | {500}
+    if route.query or any(p.type == "integer" for p in route.path_params):
+        codes.add(400)
+    if route.path_params:
+        codes.add(404)
+    if route.method not in SAFE_METHODS:
+        codes.add(401)
+    if route.body is not None:
+        codes |= {400, 413, 415, 422}
+    return sorted(codes)
+
+
+def _success(route: Route) -> dict[str, Any]:
+    if route.response == "none":
+        return {"description": "Done; no content"}
+    if route.response == "list":
+        schema: dict[str, Any] = {
+            "type": "object",
+            "required": ["items", "count"],
+            "properties": {
+                "items": {"type": "array", "items": {"type": "object"}},
+                "count": {"type": "integer"},
+            },
+        }
+    else:
+        schema = {"type": "object"}
+    out: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    if route.status == 201:
+        out["description"] = "Created"
+        out["headers"] = {
+            "Location": {"description": "URL of the created resource", "schema": {"type": "string"}}
+        }
+    return out
+
+
+def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "tags": [route.tag]}
+    if route.description:
+        op["description"] = route.description
+    params: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "in": "path",
+            "required": True,
+            "description": p.description,
+            "schema": {"type": "integer", "minimum": 1}
+            if p.type == "integer"
+            else {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"},
+        }
+        for p in route.path_params
+    ]
+    params += [
+        {
+            "name": q.name,
+            "in": "query",
+            "required": False,
+            "description": q.description,
+            "schema": _param_schema(q),
+        }
+        for q in route.query
+    ]
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": route.body.required,
+            "content": {"application/json": {"schema": _body_schema(route.body, schemas)}},
+        }
+    responses: dict[str, Any] = {str(route.status): _success(route)}
+    for code in _error_codes(route):
+        if code == 503:
+            responses["503"] = {
+                "description": ERROR_DESCRIPTIONS[503],
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        else:
+            responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
+    op["responses"] = responses
+    # GETs stay open even with a token configured (dashboards, Prometheus-style scrapers).
+    op["security"] = [] if route.method in SAFE_METHODS else [{"bearerAuth": []}]
+    if route.also_without_slash:
+        op["x-also-served-at"] = [p for p in route.paths if p != route.path]
+    return op
+
+
+def build_document(routes: tuple[Route, ...]) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    responses = {
+        f"E{code}": {
+            "description": text,
+            "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+        }
+        for code, text in ERROR_DESCRIPTIONS.items()
+        if code != 503
+    }
+    responses["E401"]["headers"] = {
+        "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ispmon",
+            "version": __version__,
+            "description": (
+                "Availability monitoring for ISPs. When ISPMON_API_TOKEN is set, every method except "
+                "GET/HEAD/OPTIONS needs 'Authorization: Bearer <token>'; reads stay open. Every GET "
+                "also answers HEAD. Date-times are ISO 8601; a value without an offset is UTC."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": responses,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi_json(call: Call) -> web.Response:
+    # Built by create_app from the same table it registered (an app is frozen once it serves).
+    return json_response(call.request.app[OPENAPI_CACHE])
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/openapi.json", openapi_json, "openapi", "This document (OpenAPI 3.1)", "meta"),
+)

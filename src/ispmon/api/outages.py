@@ -1,0 +1,125 @@
+"""``/outages/``: outage listing with filters, the active set, the summary, detail and manual resolve.
+
+Thin handlers over `OutageService`. The resolve body is the one body validated here, by
+`ResolveOutageBody`, because the service takes plain keyword arguments.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ispmon.api.errors import ApiError, json_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.models import Severity
+from ispmon.services.errors import InvalidInput
+
+TAG = "outages"
+OUTAGE_ID = PathParam("outage_id", "integer", "Outage id (a positive integer)")
+
+
+class ResolveOutageBody(BaseModel):
+    """Optional notes for a manual resolution (e.g. the endpoint is being decommissioned)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    notes: str | None = Field(default=None, max_length=4000, description="Why it was resolved by hand")
+    resolved_by: str | None = Field(default=None, max_length=200, description="Who resolved it")
+
+
+async def list_outages(call: Call) -> web.Response:
+    query = call.query
+    if query["since"] and query["until"] and query["until"] <= query["since"]:
+        raise ApiError.on(400, "until", "must be after since")
+    items = await call.services.outages.list_outages(**query)
+    return json_response(
+        {"items": items, "count": len(items), "limit": query["limit"], "offset": query["offset"]}
+    )
+
+
+async def active_outages(call: Call) -> web.Response:
+    items = await call.services.outages.active_outages()
+    return json_response({"items": items, "count": len(items)})
+
+
+async def outage_summary(call: Call) -> web.Response:
+    return json_response(await call.services.outages.outage_summary(call.query["hours"]))
+
+
+async def get_outage(call: Call) -> web.Response:
+    return json_response(await call.services.outages.get_outage(call.path["outage_id"]))
+
+
+async def resolve_outage(call: Call) -> web.Response:
+    try:
+        body = ResolveOutageBody.model_validate(call.body or {})
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+    resolved = await call.services.outages.resolve_outage(
+        call.path["outage_id"], notes=body.notes, resolved_by=body.resolved_by
+    )
+    return json_response(resolved)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/outages/",
+        list_outages,
+        "listOutages",
+        "List outages, newest first",
+        TAG,
+        query=(
+            Param("service", "string", "Only this endpoint id", target="endpoint_id"),
+            Param("severity", "string", "Only this severity", enum=tuple(s.value for s in Severity)),
+            Param("active", "boolean", "Only open (true) or resolved (false) outages"),
+            Param("since", "date-time", "Outages still open at or after this instant (no offset: UTC)"),
+            Param("until", "date-time", "Outages that started before this instant (no offset: UTC)"),
+            Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
+            Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1),
+        ),
+        response="list",
+        also_without_slash=True,
+    ),
+    Route("GET", "/outages/active", active_outages, "activeOutages", "Open outages", TAG, response="list"),
+    Route(
+        "GET",
+        "/outages/summary",
+        outage_summary,
+        "outageSummary",
+        "Counts, durations and top endpoints over the last hours",
+        TAG,
+        query=(
+            # At most ten years: retention is far shorter, and huge values would overflow timedelta.
+            Param(
+                "hours",
+                "number",
+                "Window length in hours",
+                default=24.0,
+                minimum=0,
+                maximum=87600,
+                exclusive_minimum=True,
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/outages/{outage_id}",
+        get_outage,
+        "getOutage",
+        "An outage with its events",
+        TAG,
+        path_params=(OUTAGE_ID,),
+    ),
+    Route(
+        "POST",
+        "/outages/{outage_id}/resolve",
+        resolve_outage,
+        "resolveOutage",
+        "Resolve an open outage by hand",
+        TAG,
+        path_params=(OUTAGE_ID,),
+        body=Body("ResolveOutageBody", ResolveOutageBody, required=False),
+        errors=(409,),
+    ),
+)

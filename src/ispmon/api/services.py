@@ -1,0 +1,177 @@
+"""``/services/``: monitored endpoints, on-demand checks, status, history and the status summary.
+
+Thin handlers over `AvailabilityService`; validation of definitions happens in `EndpointSpec`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ispmon.api.errors import ApiError, json_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.endpoints import EndpointSpec
+from ispmon.models import Protocol
+
+TAG = "services"
+ENDPOINT_ID = PathParam("endpoint_id", "slug", "Endpoint id (a slug)")
+LIMIT = Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000)
+OFFSET = Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1)
+# EndpointSpec's before-validator derives these when absent (id from name, protocol from the URL
+# scheme, the timing fields from SERVICE_CHECK_*), so a client need not send them.
+ENDPOINT_BODY = Body(
+    "EndpointSpec",
+    EndpointSpec,
+    filled=frozenset({"id", "protocol", "check_interval", "timeout", "retries"}),
+)
+ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
+
+
+def _page(items: list[dict[str, object]], **extra: object) -> web.Response:
+    return json_response({"items": items, "count": len(items), **extra})
+
+
+async def list_services(call: Call) -> web.Response:
+    items = await call.services.availability.list_endpoints(**call.query)
+    return _page(items, limit=call.query["limit"], offset=call.query["offset"])
+
+
+async def create_service(call: Call) -> web.Response:
+    assert call.body is not None
+    item = await call.services.availability.create_endpoint(call.body)
+    return json_response(item, status=201, headers={"Location": f"/services/{item['id']}"})
+
+
+async def get_service(call: Call) -> web.Response:
+    return json_response(await call.services.availability.get_endpoint(call.path["endpoint_id"]))
+
+
+async def update_service(call: Call) -> web.Response:
+    assert call.body is not None
+    item = await call.services.availability.update_endpoint(call.path["endpoint_id"], call.body)
+    return json_response(item)
+
+
+async def delete_service(call: Call) -> web.Response:
+    await call.services.availability.delete_endpoint(call.path["endpoint_id"])
+    return web.Response(status=204)
+
+
+async def check_service(call: Call) -> web.Response:
+    return json_response(await call.services.availability.check_service(call.path["endpoint_id"]))
+
+
+async def service_status(call: Call) -> web.Response:
+    return json_response(await call.services.availability.get_status(call.path["endpoint_id"]))
+
+
+async def service_history(call: Call) -> web.Response:
+    query = call.query
+    if query["since"] and query["until"] and query["until"] <= query["since"]:
+        raise ApiError.on(400, "until", "must be after since")
+    result = await call.services.availability.get_history(call.path["endpoint_id"], **query)
+    return json_response(result)
+
+
+async def status_summary(call: Call) -> web.Response:
+    return json_response(await call.services.availability.status_summary())
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/services/",
+        list_services,
+        "listServices",
+        "List endpoints",
+        TAG,
+        query=(
+            Param("protocol", "string", "Only this protocol", enum=tuple(p.value for p in Protocol)),
+            Param("tag", "string", "Only endpoints carrying this tag"),
+            Param("active", "boolean", "Only active (true) or inactive (false) endpoints"),
+            LIMIT,
+            OFFSET,
+        ),
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "POST",
+        "/services/",
+        create_service,
+        "createService",
+        "Create an endpoint",
+        TAG,
+        body=ENDPOINT_BODY,
+        status=201,
+        errors=(409,),
+        also_without_slash=True,
+    ),
+    # Static before dynamic: /services/status/summary has two segments, so {endpoint_id} (one
+    # segment) could not match it anyway, but the order documents the intent.
+    Route("GET", "/services/status/summary", status_summary, "statusSummary", "Status of all endpoints", TAG),
+    Route(
+        "GET",
+        "/services/{endpoint_id}",
+        get_service,
+        "getService",
+        "Get an endpoint",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+    ),
+    Route(
+        "PUT",
+        "/services/{endpoint_id}",
+        update_service,
+        "updateService",
+        "Update an endpoint (partial: given fields replace stored ones)",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+        body=ENDPOINT_UPDATE,
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        "/services/{endpoint_id}",
+        delete_service,
+        "deleteService",
+        "Delete an endpoint",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+        status=204,
+        errors=(409,),
+        response="none",
+    ),
+    Route(
+        "POST",
+        "/services/{endpoint_id}/check",
+        check_service,
+        "checkService",
+        "Run one check now and record it",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+    ),
+    Route(
+        "GET",
+        "/services/{endpoint_id}/status",
+        service_status,
+        "serviceStatus",
+        "Current status, open outage and last 24 h",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+    ),
+    Route(
+        "GET",
+        "/services/{endpoint_id}/history",
+        service_history,
+        "serviceHistory",
+        "Check results, newest first, paged by cursor",
+        TAG,
+        path_params=(ENDPOINT_ID,),
+        query=(
+            Param("since", "date-time", "Checks at or after this instant (no offset: UTC)"),
+            Param("until", "date-time", "Checks before this instant (no offset: UTC)"),
+            Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
+            Param("cursor", "cursor", "next_cursor of the previous page (<iso>~<id>)"),
+        ),
+    ),
+)

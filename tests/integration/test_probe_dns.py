@@ -1,0 +1,356 @@
+"""The DNS probe against Debian's dnsmasq on loopback, and against a hand-written UDP server that
+answers badly on purpose (garbage, cut-off messages, truncation, SERVFAIL, silence, slowness).
+
+dnsmasq is a hard requirement: CI installs it (Debian package dnsmasq-base), so a missing binary
+fails these tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from ispmon.endpoints import EndpointSpec, build_endpoint
+from ispmon.models import ErrorKind, Protocol, Status
+from ispmon.probes.base import PROBES, ProbeContext, run_attempt
+from ispmon.probes.dns import probe
+
+DNSMASQ = os.environ.get("DNSMASQ", "/usr/sbin/dnsmasq")
+TIMEOUT = 1.0
+DNSMASQ_CONF = """\
+port={port}
+listen-address=127.0.0.1
+bind-interfaces
+no-resolv
+no-hosts
+pid-file=
+log-facility=-
+local=/test/
+local-ttl=300
+address=/up.test/192.0.2.10
+host-record=dual.test,192.0.2.20,2001:db8::20
+host-record=v4only.test,192.0.2.30
+txt-record=txt.test,"v=spf1 -all"
+txt-record=txt.test,"Hello World"
+mx-host=mail.test,mx1.mail.test,10
+mx-host=mail.test,mx2.mail.test,20
+"""
+
+
+def _free_port() -> int:
+    """A port free for both UDP and TCP (dnsmasq listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port for both UDP and TCP")
+
+
+def _query(qid: int, name: str, qtype: int = 1) -> bytes:
+    qname = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", qtype, 1)
+
+
+def _wait_until_answering(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 10
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.1)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"dnsmasq exited with {proc.returncode}: {log.read_text()}")
+            sock.sendto(_query(1, "up.test"), ("127.0.0.1", port))
+            try:
+                if sock.recv(512)[:2] == b"\0\1":
+                    return
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+    pytest.fail(f"dnsmasq did not answer on port {port} within 10 s: {log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def dnsmasq_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    if not os.access(DNSMASQ, os.X_OK):
+        pytest.fail(f"{DNSMASQ} not found: install Debian's dnsmasq-base (CI does) or set DNSMASQ")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("dnsmasq")
+    conf = workdir / "dnsmasq.conf"
+    conf.write_text(DNSMASQ_CONF.format(port=port))
+    log = workdir / "dnsmasq.log"
+    with log.open("wb") as log_fh:
+        proc = subprocess.Popen(
+            [DNSMASQ, "--no-daemon", f"--conf-file={conf}"], stdout=log_fh, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_until_answering(port, proc, log)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class BadServer(asyncio.DatagramProtocol):
+    """Answers according to the first label of the query name; counts queries per name."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.seen: Counter[str] = Counter()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (3.11's selector transport does not subclass asyncio.DatagramTransport)
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        end, labels = 12, []
+        while data[end]:
+            labels.append(data[end + 1 : end + 1 + data[end]].decode())
+            end += data[end] + 1
+        name, question = ".".join(labels), data[12 : end + 5]
+        self.seen[name] += 1
+        qid = data[:2]
+        answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + bytes([192, 0, 2, 77])
+        ok = qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question + answer
+        mode = labels[0]
+        replies = {
+            "garbage": b"\x13\x37 this is not DNS at all",
+            "short": b"\x01\x02\x03",
+            # ANCOUNT=1 but the answer record stops in the middle of its header
+            "cut": qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question + answer[:7],
+            # TC bit set: c-ares retries over TCP, where nothing listens
+            "tc": qid + struct.pack(">HHHHH", 0x8380, 1, 0, 0, 0) + question,
+            "servfail": qid + struct.pack(">HHHHH", 0x8182, 1, 0, 0, 0) + question,
+            "ok": ok,
+        }
+        assert self.transport is not None
+        if mode == "silent":
+            return
+        if mode == "slow":
+            asyncio.get_running_loop().call_later(0.06, self.transport.sendto, ok, addr)
+            return
+        self.transport.sendto(replies[mode], addr)
+
+
+@pytest.fixture(scope="module")
+async def bad_server() -> AsyncIterator[tuple[int, BadServer]]:
+    server = BadServer()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=("127.0.0.1", 0))
+    yield transport.get_extra_info("sockname")[1], server
+    transport.close()
+
+
+@pytest.fixture(scope="module")
+async def ctx() -> AsyncIterator[ProbeContext]:
+    context = ProbeContext()
+    yield context
+    await context.close()
+    assert not context.resolvers
+
+
+def _endpoint(port: int, name: str, rrtype: str = "A", **extra: Any) -> EndpointSpec:
+    return build_endpoint(
+        {
+            "name": f"dns {name} {rrtype}",
+            "url": f"dns://127.0.0.1:{port}/{name}?type={rrtype}",
+            "check_interval": 60,
+            "timeout": TIMEOUT,
+            "retries": 0,
+            **extra,
+        }
+    )
+
+
+async def test_table_points_to_this_module() -> None:
+    assert PROBES[Protocol.DNS] is probe
+
+
+async def test_a_record_up(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    result = await probe(_endpoint(dnsmasq_port, "up.test"), TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.error_kind is None
+    assert result.details == {"rcode": "NOERROR", "answers": ["192.0.2.10"], "ttl_min": 300}
+    assert result.response_time_ms is not None and 0 < result.response_time_ms < 500
+
+
+async def test_expected_answers_match(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "up.test", expected_answers=["192.0.2.10"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+
+
+async def test_expected_answers_mismatch(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "up.test", expected_answers=["192.0.2.10", "192.0.2.99"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.DOWN
+    assert result.error_kind is ErrorKind.UNEXPECTED_ANSWER
+    assert result.error is not None
+    assert "192.0.2.99" in result.error and "got 192.0.2.10" in result.error
+    assert result.details["answers"] == ["192.0.2.10"]
+    assert result.response_time_ms is not None
+
+
+async def test_aaaa_compared_in_canonical_form(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "dual.test", "AAAA", expected_answers=["2001:DB8:0:0::20"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details["answers"] == ["2001:db8::20"]
+
+
+async def test_nodata_is_noerror_without_answers(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    result = await probe(_endpoint(dnsmasq_port, "v4only.test", "AAAA"), TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details == {"rcode": "NOERROR", "answers": [], "ttl_min": None}
+
+    ep = _endpoint(dnsmasq_port, "v4only.test", "AAAA", expected_answers=["2001:db8::30"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.error_kind is ErrorKind.UNEXPECTED_ANSWER
+    assert result.error is not None and "no answers" in result.error
+
+
+async def test_txt(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "txt.test", "TXT", expected_answers=['"v=spf1 -all"'])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details["answers"] == ["Hello World", "v=spf1 -all"]
+    # TXT content keeps its case: a token that differs only in case is another token.
+    ep = _endpoint(dnsmasq_port, "txt.test", "TXT", expected_answers=["hello world"])
+    assert (await probe(ep, TIMEOUT, ctx)).error_kind is ErrorKind.UNEXPECTED_ANSWER
+
+
+async def test_mx_with_and_without_preference(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "mail.test", "MX", expected_answers=["10 MX1.mail.test.", "mx2.mail.test"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details["answers"] == ["10 mx1.mail.test", "20 mx2.mail.test"]
+
+    ep = _endpoint(dnsmasq_port, "mail.test", "MX", expected_answers=["20 mx1.mail.test"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.error_kind is ErrorKind.UNEXPECTED_ANSWER
+
+
+async def test_nxdomain_is_down_rcode(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    result = await probe(_endpoint(dnsmasq_port, "nope.test"), TIMEOUT, ctx)
+    assert result.status is Status.DOWN
+    assert result.error_kind is ErrorKind.RCODE
+    assert result.error == "expected NOERROR, got NXDOMAIN"
+    assert result.details["rcode"] == "NXDOMAIN"
+    assert result.response_time_ms is not None
+
+
+async def test_expected_nxdomain_is_up(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    ep = _endpoint(dnsmasq_port, "nope.test", expected_rcode="NXDOMAIN")
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details == {"rcode": "NXDOMAIN", "answers": [], "ttl_min": None}
+    # ... and an existing name is then the failure.
+    ep = _endpoint(dnsmasq_port, "up.test", expected_rcode="NXDOMAIN")
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.error_kind is ErrorKind.RCODE and result.error == "expected NXDOMAIN, got NOERROR"
+
+
+async def test_refused_rcode(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    # Outside its local domains and without upstream servers, dnsmasq refuses to recurse.
+    result = await probe(_endpoint(dnsmasq_port, "outside.example"), TIMEOUT, ctx)
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.RCODE)
+    assert result.details["rcode"] == "REFUSED"
+    ep = _endpoint(dnsmasq_port, "outside.example", expected_rcode="REFUSED")
+    assert (await probe(ep, TIMEOUT, ctx)).status is Status.UP
+
+
+async def test_one_resolver_per_server_and_timeout(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    await probe(_endpoint(dnsmasq_port, "up.test"), TIMEOUT, ctx)
+    await probe(_endpoint(dnsmasq_port, "mail.test", "MX"), TIMEOUT, ctx)
+    await probe(_endpoint(dnsmasq_port, "up.test"), 0.5, ctx)
+    keys = [key for key in ctx.resolvers if key[1] == dnsmasq_port]
+    assert sorted(keys) == [("127.0.0.1", dnsmasq_port, 0.5), ("127.0.0.1", dnsmasq_port, TIMEOUT)]
+
+
+async def test_closed_port_fails_fast(ctx: ProbeContext) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    result = await probe(_endpoint(port, "up.test"), TIMEOUT, ctx)
+    assert time.perf_counter() - start < TIMEOUT + 0.1
+    assert result.status is Status.DOWN
+    assert result.error_kind in (ErrorKind.REFUSED, ErrorKind.TIMEOUT), result
+    assert result.error is not None and "resolver" in result.error
+
+
+@pytest.mark.parametrize("mode", ["garbage", "short", "cut"])
+async def test_malformed_reply_is_protocol(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext, mode: str
+) -> None:
+    port, _ = bad_server
+    start = time.perf_counter()
+    result = await probe(_endpoint(port, f"{mode}.bad"), TIMEOUT, ctx)
+    assert time.perf_counter() - start < TIMEOUT
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.PROTOCOL), result
+    assert result.error is not None and result.error.startswith("malformed DNS response")
+
+
+async def test_truncated_reply_without_tcp_is_refused(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    port, _ = bad_server
+    result = await probe(_endpoint(port, "tc.bad"), TIMEOUT, ctx)
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.REFUSED), result
+
+
+async def test_servfail(bad_server: tuple[int, BadServer], ctx: ProbeContext) -> None:
+    port, _ = bad_server
+    result = await probe(_endpoint(port, "servfail.bad"), TIMEOUT, ctx)
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.RCODE)
+    assert result.error == "expected NOERROR, got SERVFAIL"
+    ep = _endpoint(port, "servfail.bad", expected_rcode="SERVFAIL")
+    assert (await probe(ep, TIMEOUT, ctx)).status is Status.UP
+
+
+async def test_silent_resolver_times_out_within_the_limit(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    port, _ = bad_server
+    ep = _endpoint(port, "silent.bad", timeout=0.3, check_interval=60)
+    start = time.perf_counter()
+    result = await run_attempt(ep, ctx, 0.3)
+    elapsed = time.perf_counter() - start
+    assert 0.25 <= elapsed < 0.3 + 0.1
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.TIMEOUT), result
+
+
+async def test_slow_answer_is_degraded(bad_server: tuple[int, BadServer], ctx: ProbeContext) -> None:
+    port, _ = bad_server
+    result = await probe(_endpoint(port, "slow.bad", degraded_response_time_ms=20), TIMEOUT, ctx)
+    assert (result.status, result.error_kind) == (Status.DEGRADED, ErrorKind.SLOW), result
+    assert result.response_time_ms is not None and result.response_time_ms >= 55
+    assert result.details["answers"] == ["192.0.2.77"]
+
+
+async def test_answers_are_never_served_from_a_cache(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    # c-ares caches answers for their TTL by default; a monitor must ask the resolver every time.
+    port, server = bad_server
+    for _ in range(3):
+        result = await probe(_endpoint(port, "ok.bad"), TIMEOUT, ctx)
+        assert result.status is Status.UP and result.details["ttl_min"] == 300
+    assert server.seen["ok.bad"] == 3
