@@ -31,6 +31,7 @@ from pydantic import (
 from yarl import URL
 
 from ispmon.models import Criticality, Protocol
+from ispmon.validation import unstorable_text
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
@@ -247,6 +248,9 @@ class EndpointSpec(BaseModel):
     def _fill_defaults(cls, data: Any, info: ValidationInfo) -> Any:
         if not isinstance(data, dict):
             return data
+        bad = unstorable_text(data)
+        if bad:
+            raise ValueError(f"{bad}: must not contain NUL characters or invalid UTF-8")
         data = dict(data)
         defaults = (info.context or {}).get("defaults") or EndpointDefaults()
         for key in ("check_interval", "timeout", "retries"):
@@ -363,7 +367,9 @@ class EndpointSpec(BaseModel):
     def public_dict(self) -> dict[str, Any]:
         """The definition as the API returns it: every field that applies to this protocol."""
         data = self.model_dump(mode="json")
-        return {k: v for k, v in data.items() if k not in PROTOCOL_FIELDS or self.protocol in PROTOCOL_FIELDS[k]}
+        return {
+            k: v for k, v in data.items() if k not in PROTOCOL_FIELDS or self.protocol in PROTOCOL_FIELDS[k]
+        }
 
     def stored_dict(self) -> dict[str, Any]:
         """The definition as stored: only what differs from the defaults, so it validates again as is."""

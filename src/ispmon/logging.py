@@ -160,6 +160,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     root.setLevel(number)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(number, logging.WARNING))
+    # Python warnings (e.g. a library's RuntimeWarning) become log records, so a JSON log stays
+    # one JSON object per line instead of gaining raw "file:line: Warning" text.
+    logging.captureWarnings(True)
 
     structlog.configure(
         processors=[

@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from ispmon.endpoints import SLUG_RE, slugify
-from ispmon.validation import error_list
+from ispmon.validation import error_list, unstorable_text
 
 Mode = Literal["skip", "mute"]
 MAX_DURATION_MINUTES = 31 * 24 * 60
@@ -136,6 +136,9 @@ class MaintenanceWindowSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _generate_id(cls, data: Any) -> Any:
+        bad = unstorable_text(data) if isinstance(data, dict) else None
+        if bad:
+            raise ValueError(f"{bad}: must not contain NUL characters or invalid UTF-8")
         if isinstance(data, dict) and data.get("id") is None:
             data = {**data, "id": f"mw-{secrets.token_hex(4)}"}
         return data

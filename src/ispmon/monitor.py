@@ -242,7 +242,7 @@ class Monitor:
             log.info("outage_false_alarm", endpoint_id=spec.id, failures=event.failures)
         elif isinstance(event, VerificationRequested):
             log.info("outage_verifying", endpoint_id=spec.id, checks=event.checks)
-        self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
+        self.events.submit((spec.id, event.occurred_at, event.kind, outage_id, event.as_dict()))
 
     async def _open_outage(self, runtime: EndpointRuntime, event: OutageDeclared) -> None:
         spec = runtime.spec
@@ -258,6 +258,7 @@ class Monitor:
                 failures=event.failures,
                 verified=event.verified,
                 flapping=runtime.state.flapping,
+                event=(event.kind, event.occurred_at, event.as_dict()),
             )
         except Exception as exc:
             runtime.pending_declare = event
@@ -278,7 +279,6 @@ class Monitor:
                 error_kind=event.error_kind,
                 error=event.error,
             )
-            self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
         else:
             log.info("outage_already_open", endpoint_id=spec.id, outage_id=outage_id)
 
@@ -293,7 +293,12 @@ class Monitor:
                 open_rows = await self.outages.list(endpoint_id=spec.id, active=True, limit=1)
                 outage_id = open_rows[0]["id"] if open_rows else None
             if outage_id is not None:
-                row = await self.outages.resolve(outage_id, resolved_at=event.resolved_at, resolution="auto")
+                row = await self.outages.resolve(
+                    outage_id,
+                    resolved_at=event.resolved_at,
+                    resolution="auto",
+                    event=(event.kind, event.occurred_at, event.as_dict()),
+                )
         except Exception as exc:
             log.error("outage_resolve_store_failed", endpoint_id=spec.id, error=str(exc))
             return
@@ -306,7 +311,6 @@ class Monitor:
             duration_seconds=round(event.duration_seconds, 3),
             severity=event.severity.value,
         )
-        self.events.submit((spec.id, datetime.now(UTC), event.kind, outage_id, event.as_dict()))
 
     async def _db(self, coro: Any) -> None:
         try:

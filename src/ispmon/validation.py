@@ -32,7 +32,11 @@ def error_list(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for err in exc.errors(include_url=False):
         # Union members add their type names to the location (int / list[int]); drop those.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"int", "str", "float", "bool"})))
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and ("[" in p or p in {"int", "str", "float", "bool"}))
+        )
         path = _loc_to_path(loc)
         message = err["msg"]
         match = _PREFIXED.match(message)
@@ -52,3 +56,29 @@ def error_list(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
 
 def format_errors(errors: list[dict[str, str]]) -> str:
     return "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+
+
+def unstorable_text(data: Any, path: str = "") -> str | None:
+    """The path of the first string PostgreSQL cannot store (a NUL, or an unpaired surrogate that
+    is not valid UTF-8), or None. Checked at validation so such input is a 422, not a 500."""
+    if isinstance(data, str):
+        if "\x00" in data:
+            return path or "(value)"
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(value)"
+        return None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found = unstorable_text(key, path or "(key)") or unstorable_text(
+                value, f"{path}.{key}" if path else str(key)
+            )
+            if found:
+                return found
+    elif isinstance(data, list | tuple):
+        for index, value in enumerate(data):
+            found = unstorable_text(value, f"{path}[{index}]")
+            if found:
+                return found
+    return None

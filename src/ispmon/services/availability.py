@@ -196,9 +196,12 @@ class AvailabilityService:
     ) -> dict[str, Any]:
         if await self.db.endpoints.get(endpoint_id) is None:
             raise NotFoundError("endpoint", endpoint_id)
+        # One row more than asked tells whether another page exists (no empty last page).
         rows = await self.db.history.history(
-            endpoint_id, since=since, until=until, limit=limit, before_id=cursor
+            endpoint_id, since=since, until=until, limit=limit + 1, before_id=cursor
         )
+        more = len(rows) > limit
+        rows = rows[:limit]
         items = [
             {
                 "checked_at": _iso(r["checked_at"]),
@@ -211,7 +214,7 @@ class AvailabilityService:
             }
             for r in rows
         ]
-        next_cursor = f"{rows[-1]['checked_at'].isoformat()}~{rows[-1]['id']}" if len(rows) == limit else None
+        next_cursor = f"{rows[-1]['checked_at'].isoformat()}~{rows[-1]['id']}" if more else None
         return {"endpoint_id": endpoint_id, "items": items, "count": len(items), "next_cursor": next_cursor}
 
     async def status_summary(self) -> dict[str, Any]:

@@ -26,8 +26,15 @@ class EndpointRepo:
                 ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
                     tags = $6, is_active = $7, spec = $8, source = $9, updated_at = now()
                 RETURNING {_COLUMNS}""",
-            spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
-            spec.is_active, spec.public_dict(), source,
+            spec.id,
+            spec.name,
+            spec.protocol.value,
+            spec.url,
+            spec.criticality.value,
+            spec.tags,
+            spec.is_active,
+            spec.stored_dict(),
+            source,
         )
 
     async def insert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record | None:
@@ -36,8 +43,15 @@ class EndpointRepo:
             f"""INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}""",
-            spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
-            spec.is_active, spec.public_dict(), source,
+            spec.id,
+            spec.name,
+            spec.protocol.value,
+            spec.url,
+            spec.criticality.value,
+            spec.tags,
+            spec.is_active,
+            spec.stored_dict(),
+            source,
         )
 
     async def get(self, endpoint_id: str) -> asyncpg.Record | None:
@@ -57,7 +71,11 @@ class EndpointRepo:
                 WHERE ($1::text IS NULL OR protocol = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
                   AND ($3::boolean IS NULL OR is_active = $3)
                 ORDER BY id LIMIT $4 OFFSET $5""",
-            protocol, tag, active, limit, offset,
+            protocol,
+            tag,
+            active,
+            limit,
+            offset,
         )
 
     async def count(self) -> int:
@@ -85,10 +103,17 @@ class EndpointRepo:
                        ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
                            tags = $6, is_active = $7, spec = $8, source = 'config', updated_at = now()
                        WHERE endpoints.spec IS DISTINCT FROM $8 OR endpoints.source <> 'config'""",
-                    spec.id, spec.name, spec.protocol.value, spec.url, spec.criticality.value, spec.tags,
-                    spec.is_active, spec.public_dict(),
+                    spec.id,
+                    spec.name,
+                    spec.protocol.value,
+                    spec.url,
+                    spec.criticality.value,
+                    spec.tags,
+                    spec.is_active,
+                    spec.stored_dict(),
                 )
             removed = await conn.fetch(
-                "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id", ids
+                "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",
+                ids,
             )
         return {"synced": len(ids), "removed": [r["id"] for r in removed]}

@@ -10,7 +10,14 @@ import asyncpg
 from ispmon.models import ProbeResult
 
 HISTORY_COLUMNS = (
-    "endpoint_id", "checked_at", "status", "response_time_ms", "error_kind", "error", "attempts", "details",
+    "endpoint_id",
+    "checked_at",
+    "status",
+    "response_time_ms",
+    "error_kind",
+    "error",
+    "attempts",
+    "details",
 )
 
 
@@ -50,7 +57,12 @@ class HistoryRepo:
                  AND ($3::timestamptz IS NULL OR checked_at < $3)
                  AND ($4::timestamptz IS NULL OR (checked_at, id) < ($4, $5::bigint))
                ORDER BY checked_at DESC, id DESC LIMIT $6""",
-            endpoint_id, since, until, cursor_at, cursor_id, limit,
+            endpoint_id,
+            since,
+            until,
+            cursor_at,
+            cursor_id,
+            limit,
         )
 
     async def stats(self, endpoint_id: str, since: datetime, until: datetime | None = None) -> asyncpg.Record:
@@ -64,7 +76,9 @@ class HistoryRepo:
                       percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms) AS p95_ms
                FROM status_history
                WHERE endpoint_id = $1 AND checked_at >= $2 AND ($3::timestamptz IS NULL OR checked_at < $3)""",
-            endpoint_id, since, until,
+            endpoint_id,
+            since,
+            until,
         )
 
     async def latest(self, endpoint_ids: list[str]) -> dict[str, asyncpg.Record]:

@@ -13,22 +13,31 @@ class MaintenanceRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def insert(self, window_id: str, name: str, spec: dict[str, Any], source: str = "api") -> asyncpg.Record | None:
+    async def insert(
+        self, window_id: str, name: str, spec: dict[str, Any], source: str = "api"
+    ) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             f"""INSERT INTO maintenance_windows (id, name, spec, source) VALUES ($1, $2, $3, $4)
                 ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}""",
-            window_id, name, spec, source,
+            window_id,
+            name,
+            spec,
+            source,
         )
 
     async def update(self, window_id: str, name: str, spec: dict[str, Any]) -> asyncpg.Record | None:
         return await self.pool.fetchrow(
             f"""UPDATE maintenance_windows SET name = $2, spec = $3, updated_at = now()
                 WHERE id = $1 RETURNING {_COLUMNS}""",
-            window_id, name, spec,
+            window_id,
+            name,
+            spec,
         )
 
     async def get(self, window_id: str) -> asyncpg.Record | None:
-        return await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM maintenance_windows WHERE id = $1", window_id)
+        return await self.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM maintenance_windows WHERE id = $1", window_id
+        )
 
     async def all(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(f"SELECT {_COLUMNS} FROM maintenance_windows ORDER BY id")
@@ -45,7 +54,9 @@ class MaintenanceRepo:
                 await conn.execute(
                     """INSERT INTO maintenance_windows (id, name, spec, source) VALUES ($1, $2, $3, 'config')
                        ON CONFLICT (id) DO UPDATE SET name = $2, spec = $3, source = 'config', updated_at = now()""",
-                    window_id, name, spec,
+                    window_id,
+                    name,
+                    spec,
                 )
             removed = await conn.fetch(
                 "DELETE FROM maintenance_windows WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",

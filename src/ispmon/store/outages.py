@@ -13,6 +13,23 @@ OUTAGE_COLUMNS = (
 )
 EVENT_COLUMNS = ("endpoint_id", "at", "kind", "outage_id", "data")
 
+# (kind, at, data) of an outage lifecycle event stored with the outage row it belongs to.
+LifecycleEvent = tuple[str, datetime, dict[str, Any]]
+
+
+async def _insert_event(
+    conn: asyncpg.Connection, endpoint_id: str, outage_id: int, event: LifecycleEvent
+) -> None:
+    kind, at, data = event
+    await conn.execute(
+        "INSERT INTO endpoint_events (endpoint_id, at, kind, outage_id, data) VALUES ($1, $2, $3, $4, $5)",
+        endpoint_id,
+        at,
+        kind,
+        outage_id,
+        data,
+    )
+
 
 class OutageRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -31,19 +48,33 @@ class OutageRepo:
         failures: int,
         verified: bool,
         flapping: bool = False,
+        event: LifecycleEvent | None = None,
     ) -> tuple[int, bool]:
         """Open an outage; (id, created). If one is already open for the endpoint, that one is
-        returned with created=False: the unique partial index makes a second open impossible."""
-        async with self.pool.acquire() as conn:
+        returned with created=False: the unique partial index makes a second open impossible.
+
+        `event` (kind, at, data) is written in the same transaction: a crash right after cannot
+        leave an outage without its "declared" record (the batched event writer could lose it)."""
+        async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """INSERT INTO outages (endpoint_id, started_at, declared_at, status, severity, error_kind, error,
                                         failures, verified, flapping)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                    ON CONFLICT (endpoint_id) WHERE resolved_at IS NULL DO NOTHING RETURNING id""",
-                endpoint_id, started_at, declared_at, status, severity, error_kind, error, failures, verified,
+                endpoint_id,
+                started_at,
+                declared_at,
+                status,
+                severity,
+                error_kind,
+                error,
+                failures,
+                verified,
                 flapping,
             )
             if row is not None:
+                if event is not None:
+                    await _insert_event(conn, endpoint_id, row["id"], event)
                 return row["id"], True
             existing: int = await conn.fetchval(
                 "SELECT id FROM outages WHERE endpoint_id = $1 AND resolved_at IS NULL", endpoint_id
@@ -58,7 +89,8 @@ class OutageRepo:
         assignments = ", ".join(f"{k} = ${i + 2}" for i, k in enumerate(sets))
         await self.pool.execute(
             f"UPDATE outages SET {assignments}, updated_at = now() WHERE id = $1",
-            outage_id, *(fields[k] for k in sets),
+            outage_id,
+            *(fields[k] for k in sets),
         )
 
     async def resolve(
@@ -69,21 +101,33 @@ class OutageRepo:
         resolution: str,
         notes: str | None = None,
         resolved_by: str | None = None,
+        event: LifecycleEvent | None = None,
     ) -> asyncpg.Record | None:
-        """Close an open outage; None when it does not exist or was already resolved."""
-        return await self.pool.fetchrow(
-            f"""UPDATE outages SET resolved_at = $2,
-                       duration_seconds = GREATEST(0, EXTRACT(EPOCH FROM ($2 - started_at))),
-                       resolution = $3, resolution_notes = $4, resolved_by = $5, updated_at = now()
-                WHERE id = $1 AND resolved_at IS NULL RETURNING {OUTAGE_COLUMNS}""",
-            outage_id, resolved_at, resolution, notes, resolved_by,
-        )
+        """Close an open outage; None when it does not exist or was already resolved. `event` is
+        written in the same transaction, as for `open`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""UPDATE outages SET resolved_at = $2,
+                           duration_seconds = GREATEST(0, EXTRACT(EPOCH FROM ($2 - started_at))),
+                           resolution = $3, resolution_notes = $4, resolved_by = $5, updated_at = now()
+                    WHERE id = $1 AND resolved_at IS NULL RETURNING {OUTAGE_COLUMNS}""",
+                outage_id,
+                resolved_at,
+                resolution,
+                notes,
+                resolved_by,
+            )
+            if row is not None and event is not None:
+                await _insert_event(conn, row["endpoint_id"], outage_id, event)
+            return row
 
     async def get(self, outage_id: int) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE id = $1", outage_id)
 
     async def open_outages(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch(f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE resolved_at IS NULL ORDER BY id")
+        return await self.pool.fetch(
+            f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE resolved_at IS NULL ORDER BY id"
+        )
 
     async def list(
         self,
@@ -103,7 +147,13 @@ class OutageRepo:
                   AND ($4::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $4)
                   AND ($5::timestamptz IS NULL OR started_at < $5)
                 ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7""",
-            endpoint_id, severity, active, since, until, limit, offset,
+            endpoint_id,
+            severity,
+            active,
+            since,
+            until,
+            limit,
+            offset,
         )
 
     async def summary(self, since: datetime) -> dict[str, Any]:
@@ -123,7 +173,7 @@ class OutageRepo:
         )
         by_endpoint = await self.pool.fetch(
             """SELECT endpoint_id, count(*) AS n, sum(coalesce(duration_seconds,
-                      EXTRACT(EPOCH FROM (now() - started_at)))) AS downtime_seconds
+                      EXTRACT(EPOCH FROM (now() - started_at))))::float8 AS downtime_seconds
                FROM outages WHERE resolved_at IS NULL OR started_at >= $1
                GROUP BY endpoint_id ORDER BY downtime_seconds DESC LIMIT 10""",
             since,
@@ -138,5 +188,6 @@ class OutageRepo:
         return await self.pool.fetch(
             """SELECT id, endpoint_id, at, kind, outage_id, data FROM endpoint_events
                WHERE endpoint_id = $1 ORDER BY at DESC, id DESC LIMIT $2""",
-            endpoint_id, limit,
+            endpoint_id,
+            limit,
         )

@@ -27,7 +27,9 @@ def partitions_to_drop(names: list[str], today: date, retention_days: int) -> li
     return sorted(out)
 
 
-async def drop_old_partitions(conn: asyncpg.Connection, retention_days: int, today: date | None = None) -> list[str]:
+async def drop_old_partitions(
+    conn: asyncpg.Connection, retention_days: int, today: date | None = None
+) -> list[str]:
     today = today or datetime.now(UTC).date()
     names = [
         r["name"]

@@ -93,7 +93,10 @@ class BatchWriter:
                 self.stats.failed_flushes += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning(
-                    "write_failed", table=self.table, error=self.stats.last_error, backlog=self.backlog,
+                    "write_failed",
+                    table=self.table,
+                    error=self.stats.last_error,
+                    backlog=self.backlog,
                     retry_in=backoff,
                 )
                 await asyncio.sleep(backoff)
