@@ -49,7 +49,7 @@ log = structlog.get_logger("ispmon.monitor")
 class EndpointRuntime:
     """Per-endpoint state in memory. Kept small: thousands of these live for the daemon's life."""
 
-    __slots__ = ("last", "pending_declare", "spec", "state")
+    __slots__ = ("last", "pending_declare", "pending_resolve", "spec", "state")
 
     def __init__(self, spec: EndpointSpec, state: EndpointState) -> None:
         self.spec = spec
@@ -58,6 +58,8 @@ class EndpointRuntime:
         self.last: tuple[datetime, ProbeResult] | None = None
         # An OutageDeclared whose row could not be written yet (database down): retried next check.
         self.pending_declare: OutageDeclared | None = None
+        # An OutageResolved (and the outage id) whose row could not be closed yet: retried next check.
+        self.pending_resolve: tuple[OutageResolved, int | None] | None = None
 
 
 class Monitor:
@@ -136,6 +138,11 @@ class Monitor:
         if runtime is None:
             return None
         await self.check(runtime)
+        # Someone asked for this result: make it visible in the history right away.
+        try:
+            await self.history.flush()
+        except Exception as exc:  # the flusher task retries; the check itself succeeded
+            log.warning("history_flush_failed", error=str(exc))
         return runtime.last
 
     async def check(self, runtime: EndpointRuntime) -> None:
@@ -146,6 +153,9 @@ class Monitor:
         if lock is None:
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
+            # A pending resolution first: it closes the older row, a pending declaration opens a newer one.
+            if runtime.pending_resolve is not None:
+                await self._resolve_outage(runtime, *runtime.pending_resolve)
             if runtime.pending_declare is not None:
                 await self._open_outage(runtime, runtime.pending_declare)
             now = datetime.now(UTC)
@@ -300,8 +310,12 @@ class Monitor:
                     event=(event.kind, event.occurred_at, event.as_dict()),
                 )
         except Exception as exc:
+            # Kept and retried: otherwise the row stays open while the target is up, and the next
+            # outage of this endpoint would find it and be merged into it.
+            runtime.pending_resolve = (event, outage_id)
             log.error("outage_resolve_store_failed", endpoint_id=spec.id, error=str(exc))
             return
+        runtime.pending_resolve = None
         if row is None:
             return  # already resolved by an operator through the API
         log.warning(

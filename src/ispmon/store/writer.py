@@ -57,6 +57,9 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._drop_logged_at = 0.0
+        # flush() runs from the flusher task and on demand (an API check); two at once would copy
+        # the same pending batch twice.
+        self._flush_lock = asyncio.Lock()
 
     def submit(self, row: tuple[Any, ...]) -> bool:
         """Queue one row; False (and counted) when the buffer is full. Never blocks."""
@@ -104,6 +107,10 @@ class BatchWriter:
 
     async def flush(self) -> int:
         """Write everything buffered now; raises on database errors (the pending batch is kept)."""
+        async with self._flush_lock:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         total = 0
         while self._pending or self._buf:
             if not self._pending:

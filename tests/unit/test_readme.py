@@ -1,0 +1,74 @@
+"""README.md must tell the truth: its tables are checked against the code here, and its shell
+commands are run against a live daemon in tests/e2e/test_readme_commands.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ispmon.api.app import ROUTES
+from ispmon.config import Settings, load_config
+from ispmon.endpoints import PROTOCOL_FIELDS, EndpointSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def table_rows(heading_text: str, first_header: str) -> list[list[str]]:
+    """Rows of the first markdown table after `heading_text` whose header starts with `first_header`."""
+    section = README[README.index(heading_text) :]
+    lines = section.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header}"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_every_setting_is_in_the_readme_with_its_default() -> None:
+    rows = {r[0].strip("`"): r[1] for r in table_rows("## Configuration", "setting")}
+    assert set(rows) == {name.upper() for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            continue
+        default = field.default
+        shown = rows[name.upper()]
+        if default is None:
+            assert shown == "unset", name
+        elif isinstance(default, bool):
+            assert shown == str(default).lower(), name
+        elif isinstance(default, float) and default.is_integer():
+            assert shown == str(int(default)), name
+        else:
+            assert shown == str(default), name
+
+
+def test_api_table_lists_exactly_the_routes() -> None:
+    rows = {(r[0], r[1].strip("`")) for r in table_rows("## REST API", "method")}
+    assert rows == {(route.method, route.path) for route in ROUTES}
+
+
+def test_protocol_table_names_only_real_fields() -> None:
+    text = "\n".join(" ".join(r) for r in table_rows("## Add an endpoint", "protocol"))
+    named = set(re.findall(r"`([a-z_]+)`", text))
+    assert named <= set(EndpointSpec.model_fields), named - set(EndpointSpec.model_fields)
+    assert set(PROTOCOL_FIELDS) - {"port"} <= named
+
+
+def test_example_config_loads(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    loaded = load_config(ROOT / "config" / "ispmon.toml")
+    assert [e.id for e in loaded.endpoints] == [
+        "api-gateway", "radius-auth", "resolver-1", "core-router-1", "mail-smtp"
+    ]
+    smtp = loaded.endpoints[-1]
+    assert smtp.payload == b"QUIT\r\n" and smtp.pattern.search(b"220 mail ESMTP")
+    assert [w.id for w in loaded.maintenance] == ["core-weekly"]
+
+
+def test_env_example_names_real_settings() -> None:
+    names = re.findall(r"^#?([A-Z_]+)=", (ROOT / "config" / ".env.example").read_text(), re.M)
+    assert names and set(names) <= {n.upper() for n in Settings.model_fields}
