@@ -97,19 +97,27 @@ class Monitor:
     def upsert(self, spec: EndpointSpec) -> None:
         """An endpoint created or changed (API, config): takes effect without a restart."""
         runtime = self.runtimes.get(spec.id)
+        # Keep the endpoint's place on its cadence unless the schedule itself changed (a rename or a
+        # new pattern must not move its next check by up to an interval).
+        reschedule = (
+            runtime is None
+            or spec.id not in self.scheduler
+            or runtime.spec.check_interval != spec.check_interval
+        )
         if runtime is None:
             self.runtimes[spec.id] = EndpointRuntime(spec, EndpointState())
         else:
             runtime.spec = spec
-        if spec.is_active:
-            self.scheduler.add(spec.id, spec.check_interval)
-        else:
+        if not spec.is_active:
             self.scheduler.remove(spec.id)
+        elif reschedule:
+            self.scheduler.add(spec.id, spec.check_interval)
 
     def remove(self, endpoint_id: str) -> None:
         self.runtimes.pop(endpoint_id, None)
         self.scheduler.remove(endpoint_id)
-        self._locks.pop(endpoint_id, None)
+        # The lock stays: a check of this id may still be running, and an endpoint re-created with
+        # the same id must wait for it rather than overlap it.
 
     def set_maintenance(self, windows: list[MaintenanceWindowSpec]) -> None:
         self.calendar = MaintenanceCalendar(windows)
@@ -154,10 +162,14 @@ class Monitor:
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
             # A pending resolution first: it closes the older row, a pending declaration opens a newer one.
-            if runtime.pending_resolve is not None:
-                await self._resolve_outage(runtime, *runtime.pending_resolve)
+            pending = runtime.pending_resolve
+            if pending is not None and pending[1] is not None:
+                await self._resolve_outage(runtime, *pending)  # an older, stored outage: close it first
             if runtime.pending_declare is not None:
                 await self._open_outage(runtime, runtime.pending_declare)
+            pending = runtime.pending_resolve
+            if pending is not None and pending[1] is None and runtime.pending_declare is None:
+                await self._resolve_outage(runtime, *pending)  # the outage just stored, already over
             now = datetime.now(UTC)
             mode = self.calendar.mode_for(spec.id, spec.tags, now)
             if mode == "skip":
@@ -167,6 +179,17 @@ class Monitor:
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
+            if mode == "mute":
+                # Recorded as MAINTENANCE so availability figures leave the window out; what the
+                # probe saw stays in the details.
+                result = ProbeResult(
+                    Status.MAINTENANCE,
+                    result.response_time_ms,
+                    result.error_kind,
+                    result.error,
+                    {**result.details, "maintenance": "mute", "probe_status": result.status.value},
+                    result.attempts,
+                )
             await self._apply(runtime, now, result, state, events, record=True)
             # Verification: immediate re-checks before an outage is declared (avoids false alarms
             # from one lost packet or one slow response).
@@ -223,8 +246,10 @@ class Monitor:
             return  # _open_outage records the event with its id
         elif isinstance(event, OutageResolved):
             if runtime.pending_declare is not None:
-                # Declared and over before its row could be written: record neither half.
-                runtime.pending_declare = None
+                # Declared and over before its row could be written: keep both halves, so the
+                # outage still reaches the history (and availability figures) once the database
+                # is back: the next check opens it, then closes it with this resolution time.
+                runtime.pending_resolve = (event, None)
             else:
                 await self._resolve_outage(runtime, event, outage_id)
             return

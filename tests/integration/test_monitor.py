@@ -326,7 +326,14 @@ async def test_mute_window_probes_but_opens_no_outage(h: Harness) -> None:
     assert len(await h.outages("unmuted")) == 1
     snapshot = h.monitor.snapshot("muted")
     assert snapshot is not None and snapshot["status"] == "maintenance"
-    assert snapshot["last_check"]["status"] == "down"  # what the probe saw is kept
+    # Recorded as maintenance (availability leaves the window out); what the probe saw is kept.
+    assert snapshot["last_check"]["status"] == "maintenance"
+    assert snapshot["last_check"]["details"]["probe_status"] == "down"
+    assert snapshot["last_check"]["error_kind"] == "unexpected_status"
+    await h.monitor.history.flush()
+    muted_rows = await h.history_rows("muted")
+    assert [r["status"] for r in muted_rows] == ["maintenance"] * 6
+    assert all(r["details"]["probe_status"] == "down" for r in muted_rows)
 
     # The window ends: failures count again from zero.
     h.monitor.set_maintenance([])
@@ -503,6 +510,31 @@ async def test_database_down_at_resolution_is_retried_once_it_is_back(h: Harness
     assert kinds.count("outage_resolved") == 1
 
 
+async def test_outage_over_before_the_database_is_back_is_still_recorded(h: Harness, db_dsn: str) -> None:
+    rt = h.add("nodb-whole")
+    broken = await create_pool(db_dsn, min_size=1, max_size=1)
+    await broken.close()
+    h.monitor.outages = OutageRepo(broken)
+    h.target.status = 500
+    t_first_failure = datetime.now(UTC)
+    await h.check(rt, POLICY.detection_threshold)  # declared; the INSERT fails
+    h.target.status = 200
+    await h.check(rt, POLICY.recovery_threshold)  # over; the UPDATE has nothing to close
+    t_recovered = datetime.now(UTC)
+    assert rt.state.phase is Phase.OK and await h.outages("nodb-whole") == []
+
+    h.monitor.outages = OutageRepo(h.pool)
+    await h.check(rt)  # the database is back: the outage is stored, then closed, once
+    (row,) = await h.outages("nodb-whole")
+    assert t_first_failure <= row["started_at"] < row["resolved_at"] <= t_recovered
+    assert row["resolution"] == "auto" and row["duration_seconds"] > 0
+    assert rt.pending_declare is None and rt.pending_resolve is None
+    kinds = [e["kind"] for e in await h.event_rows("nodb-whole")]
+    assert kinds.count("outage_declared") == 1 and kinds.count("outage_resolved") == 1
+    await h.check(rt, 3)
+    assert len(await h.outages("nodb-whole")) == 1
+
+
 @contextlib.contextmanager
 def probe_replaced(protocol: Protocol, fn: Any) -> Any:
     saved = dict.get(PROBES, protocol)
@@ -516,7 +548,7 @@ def probe_replaced(protocol: Protocol, fn: Any) -> Any:
             PROBES[protocol] = saved
 
 
-async def test_a_probe_that_raises_is_an_internal_down_and_the_monitor_keeps_working(h: Harness) -> None:
+async def test_a_probe_that_raises_is_internal_unknown_and_opens_no_outage(h: Harness) -> None:
     calls = 0
 
     async def broken_probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> ProbeResult:
@@ -530,15 +562,17 @@ async def test_a_probe_that_raises_is_an_internal_down_and_the_monitor_keeps_wor
         await h.check(tcp)
         assert tcp.last is not None
         result = tcp.last[1]
-        assert result.status is Status.DOWN
+        # Our bug says nothing about the target: UNKNOWN, which the outage logic ignores.
+        assert result.status is Status.UNKNOWN
         assert result.error_kind is ErrorKind.INTERNAL
         assert "bug in a probe" in (result.error or "")
         assert result.attempts == 1 and calls == 1  # a bug is not retried like a flaky target
         # Other endpoints are unaffected, and the broken one keeps being checked.
         await h.check(web_rt)
         assert web_rt.state.status is Status.UP
-        await h.check(tcp, 2)
-        assert tcp.state.status is Status.DOWN
+        await h.check(tcp, 2 + POLICY.detection_threshold)
+        assert tcp.state.status is Status.UNKNOWN and tcp.state.consecutive_failures == 0
+        assert await h.outages("tcp-svc") == []
     # The real TCP probe is back (the target's port accepts connections): the endpoint recovers.
     await h.check(tcp, POLICY.recovery_threshold)
     assert tcp.state.status is Status.UP

@@ -138,8 +138,11 @@ async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float)
         raise
     except Exception as exc:  # a bug in the probe: record it, keep the daemon alive
         log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
-        return ProbeResult.down(
-            ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}"
+        # UNKNOWN, not DOWN: our bug says nothing about the target, so it must not open an outage
+        # against a customer's service (the state machine ignores UNKNOWN); the log line above and
+        # the result's error kind make it visible.
+        return ProbeResult(
+            Status.UNKNOWN, None, ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}"
         )
 
 
@@ -158,7 +161,7 @@ async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | N
         result = await run_attempt(endpoint, ctx, endpoint.timeout)
         if result.status is not Status.DOWN or attempts > endpoint.retries:
             break
-        if result.error_kind is ErrorKind.INTERNAL or time.monotonic() + endpoint.timeout > deadline:
+        if time.monotonic() + endpoint.timeout > deadline:
             break
     result.attempts = attempts
     return result
