@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +62,8 @@ def free_port() -> int:
 
 
 def pin(pid: int, cpus: set[int]) -> None:
-    try:
+    with suppress(OSError):
         os.sched_setaffinity(pid, cpus)
-    except OSError:
-        pass
 
 
 @contextmanager
@@ -283,9 +281,10 @@ async def main() -> None:
                 ]
                 r = await measure(rig, specs, 3.0, args.duration)
                 print(
-                    f"offered {rate:5}/s: done {r['checks_per_s']:6.0f}/s  CPU {r['cpu_share'] * 100:3.0f}% of a core  "
-                    f"{r['cpu_us_per_check']:4.0f} µs/check  lag p50 {r['lag_p50_ms']:.2f} ms p99 {r['lag_p99_ms']:.2f} ms"
-                    f"  skipped {r['skipped']}  write backlog {r['write_backlog']} dropped {r['write_dropped']}"
+                    f"offered {rate:5}/s: done {r['checks_per_s']:6.0f}/s  "
+                    f"CPU {r['cpu_share'] * 100:3.0f}% of a core  {r['cpu_us_per_check']:4.0f} µs/check  "
+                    f"lag p50 {r['lag_p50_ms']:.2f} ms p99 {r['lag_p99_ms']:.2f} ms  skipped {r['skipped']}  "
+                    f"write backlog {r['write_backlog']} dropped {r['write_dropped']}"
                 )
 
             rig.clear()

@@ -131,10 +131,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         structlog.processors.StackInfoRenderer(),
     ]
     renderer: Processor
-    if console:
-        renderer = structlog.dev.ConsoleRenderer(colors=_is_tty(stream))
-    else:
-        renderer = structlog.processors.JSONRenderer()
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=_is_tty(stream))
+        if console
+        else structlog.processors.JSONRenderer()
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         # Records from plain `logging` get the same keys as ours; ExtraAdder keeps `extra=` fields.
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import subprocess
@@ -35,7 +36,9 @@ async def test_readme_add_endpoint_commands_work(tmp_path: Path, notify_socket) 
         outputs = []
         for command in curls:
             command = command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-            done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, cwd=ROOT)
+            done = await asyncio.to_thread(
+                subprocess.run, ["bash", "-c", command], capture_output=True, text=True, timeout=30, cwd=ROOT
+            )
             assert done.returncode == 0, (command, done.stdout, done.stderr)
             outputs.append(json.loads(done.stdout))
         created, checked, status, history, summary, active = outputs
@@ -48,7 +51,14 @@ async def test_readme_add_endpoint_commands_work(tmp_path: Path, notify_socket) 
 
         (check_command,) = readme_block("One probe from the command line")
         check_command = check_command.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-        done = subprocess.run(["bash", "-c", check_command], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "-c", check_command],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
         assert done.returncode == 0 and done.stdout.startswith("UP"), (done.stdout, done.stderr)
         assert daemon.terminate() == 0
     finally:

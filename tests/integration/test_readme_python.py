@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import re
 import subprocess
 import sys
@@ -17,7 +18,9 @@ async def test_readme_python_example_runs(db_dsn: str, pool: asyncpg.Pool) -> No
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     (code,) = re.findall(r"## From Python.*?```python\n(.*?)```", text, re.S)
     code = code.replace("postgresql://ispmon@db.example.net/ispmon", db_dsn)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     printed = ast.literal_eval(done.stdout.strip())
     # Nothing listens on 127.0.0.1:8080 in the test: a refused connection is a DOWN result, not an error.

@@ -56,7 +56,9 @@ async def test_batch_writer_copies_rows_with_json_details(pool: asyncpg.Pool) ->
     writer.start()
     now = datetime.now(UTC)
     for i in range(250):
-        result = ProbeResult.up(float(i), status_code=200) if i % 2 else ProbeResult.down(ErrorKind.TIMEOUT, "t/o")
+        result = (
+            ProbeResult.up(float(i), status_code=200) if i % 2 else ProbeResult.down(ErrorKind.TIMEOUT, "t/o")
+        )
         assert writer.submit(history_row("ep", now + timedelta(milliseconds=i), result))
     await writer.close()
     assert writer.stats.written == 250
@@ -66,7 +68,9 @@ async def test_batch_writer_copies_rows_with_json_details(pool: asyncpg.Pool) ->
     assert rows[-1]["status"] == "down" and rows[-1]["error_kind"] == "timeout"
 
 
-async def test_batch_writer_drops_and_counts_when_full_and_keeps_batch_when_db_fails(pool: asyncpg.Pool) -> None:
+async def test_batch_writer_drops_and_counts_when_full_and_keeps_batch_when_db_fails(
+    pool: asyncpg.Pool,
+) -> None:
     writer = BatchWriter(pool, "no_such_table", ("a",), max_buffer=10, flush_interval=0.01)
     accepted = sum(writer.submit((i,)) for i in range(15))
     assert accepted == 10 and writer.stats.dropped == 5
@@ -95,8 +99,16 @@ async def test_history_paging_by_cursor(pool: asyncpg.Pool) -> None:
 async def test_only_one_open_outage_per_endpoint(pool: asyncpg.Pool) -> None:
     repo = OutageRepo(pool)
     now = datetime.now(UTC)
-    kwargs = dict(started_at=now, declared_at=now, status="down", severity="minor", error_kind="timeout",
-                  error="x", failures=3, verified=True)
+    kwargs = dict(
+        started_at=now,
+        declared_at=now,
+        status="down",
+        severity="minor",
+        error_kind="timeout",
+        error="x",
+        failures=3,
+        verified=True,
+    )
     first, created = await repo.open("ep", **kwargs)
     assert created
     results = await asyncio.gather(*(repo.open("ep", **kwargs) for _ in range(5)))
@@ -133,5 +145,7 @@ async def test_retention_drops_old_partitions_only(pool: asyncpg.Pool) -> None:
 
 def test_history_row_is_pure() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    row = history_row("x", at, ProbeResult(Status.DEGRADED, 12.5, ErrorKind.SLOW, "slow", {"a": 1}, attempts=2))
+    row = history_row(
+        "x", at, ProbeResult(Status.DEGRADED, 12.5, ErrorKind.SLOW, "slow", {"a": 1}, attempts=2)
+    )
     assert row == ("x", at, "degraded", 12.5, "slow", "slow", 2, {"a": 1})

@@ -62,7 +62,11 @@ def test_example_config_loads(monkeypatch) -> None:  # type: ignore[no-untyped-d
         monkeypatch.delenv(name.upper(), raising=False)
     loaded = load_config(ROOT / "config" / "ispmon.toml")
     assert [e.id for e in loaded.endpoints] == [
-        "api-gateway", "radius-auth", "resolver-1", "core-router-1", "mail-smtp"
+        "api-gateway",
+        "radius-auth",
+        "resolver-1",
+        "core-router-1",
+        "mail-smtp",
     ]
     smtp = loaded.endpoints[-1]
     assert smtp.payload == b"QUIT\r\n" and smtp.pattern.search(b"220 mail ESMTP")

@@ -142,7 +142,10 @@ async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float)
         # against a customer's service (the state machine ignores UNKNOWN); the log line above and
         # the result's error kind make it visible.
         return ProbeResult(
-            Status.UNKNOWN, None, ErrorKind.INTERNAL, f"internal error in {endpoint.protocol.value} probe: {exc!r}"
+            Status.UNKNOWN,
+            None,
+            ErrorKind.INTERNAL,
+            f"internal error in {endpoint.protocol.value} probe: {exc!r}",
         )
 
 
