@@ -341,7 +341,7 @@ async def test_openapi_describes_every_registered_route(client: TestClient[Any, 
     assert history["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     assert history["since"]["format"] == "date-time"
     assert doc["paths"]["/services/"]["get"]["security"] == []
-    validator = pytest.importorskip("openapi_spec_validator")
+    import openapi_spec_validator as validator
     validator.validate(doc)
 
 

@@ -328,7 +328,7 @@ async def test_ipv6_literal_and_hostname(ctx: ProbeContext, servers: dict[str, s
     by_name = await _check(ctx, f"http://localhost:{port}/ok")
     assert by_name.status is Status.UP, by_name
     if "http6" not in servers:
-        pytest.skip("no IPv6 loopback")
+        pytest.fail("no IPv6 loopback (::1) on this machine: the IPv6 path cannot be tested")
     v6 = await _check(ctx, servers["http6"] + "/ok")
     assert v6.status is Status.UP, v6
 

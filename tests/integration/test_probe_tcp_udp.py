@@ -206,7 +206,7 @@ async def test_tcp_hostname_and_ipv6(ctx: ProbeContext, tcp_servers: dict[str, s
     by_port_field = await _check(ctx, "tcp", "tcp://127.0.0.1", port=int(port))
     assert by_port_field.status is Status.UP, by_port_field
     if "banner6" not in tcp_servers:
-        pytest.skip("no IPv6 loopback")
+        pytest.fail("no IPv6 loopback (::1) on this machine: the IPv6 path cannot be tested")
     v6 = await _check(ctx, "tcp", tcp_servers["banner6"], expected_response_pattern="^220")
     assert v6.status is Status.UP, v6
 
@@ -321,7 +321,7 @@ async def test_udp_hostname_and_ipv6(ctx: ProbeContext, udp_servers: dict[str, s
     by_name = await _check(ctx, "udp", f"localhost:{port}", send="x")
     assert by_name.status is Status.UP, by_name
     if "echo6" not in udp_servers:
-        pytest.skip("no IPv6 loopback")
+        pytest.fail("no IPv6 loopback (::1) on this machine: the IPv6 path cannot be tested")
     v6 = await _check(ctx, "udp", udp_servers["echo6"], send="x")
     assert v6.status is Status.UP, v6
 
