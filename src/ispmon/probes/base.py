@@ -120,6 +120,45 @@ class ProbeContext:
         self.resolvers.clear()
 
 
+def pattern_timeout_result(ctx: ProbeContext, rt: float | None, details: dict[str, Any]) -> ProbeResult:
+    return ProbeResult(
+        Status.DOWN,
+        rt,
+        ErrorKind.PATTERN_TIMEOUT,
+        f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
+        details,
+    )
+
+
+def pattern_failure(
+    endpoint: EndpointSpec,
+    data: bytes,
+    ctx: ProbeContext,
+    rt: float | None,
+    details: dict[str, Any],
+    where: str,
+) -> ProbeResult | None:
+    """DOWN when the endpoint's expected_response_pattern is not found in `data` (searched under the
+    regex time limit, so a catastrophic pattern cannot hang the loop); None when it matches or is unset."""
+    pattern = endpoint.pattern
+    if pattern is None:
+        return None
+    try:
+        if pattern.search(data, timeout=ctx.pattern_timeout) is not None:
+            return None
+    except TimeoutError:
+        return pattern_timeout_result(ctx, rt, details)
+    return ProbeResult(Status.DOWN, rt, ErrorKind.PATTERN_MISMATCH, f"pattern not found in {where}", details)
+
+
+def up_or_slow(endpoint: EndpointSpec, rt: float, details: dict[str, Any], what: str = "took") -> ProbeResult:
+    """UP, or DEGRADED/slow when `rt` is above the endpoint's degraded_response_time_ms."""
+    limit = endpoint.degraded_response_time_ms
+    if limit is not None and rt > limit:
+        return ProbeResult(Status.DEGRADED, rt, ErrorKind.SLOW, f"{what} {rt:.1f} ms > {limit:g} ms", details)
+    return ProbeResult(Status.UP, rt, details=details)
+
+
 def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 

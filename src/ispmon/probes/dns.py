@@ -45,7 +45,8 @@ import aiodns
 import pycares
 from aiodns.error import DNSError
 
-from ispmon.models import ErrorKind, ProbeResult, Status
+from ispmon.models import ErrorKind, ProbeResult
+from ispmon.probes.base import up_or_slow
 
 if TYPE_CHECKING:
     from ispmon.endpoints import EndpointSpec
@@ -128,12 +129,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
                 elapsed,
                 **details,
             )
-    limit = endpoint.degraded_response_time_ms
-    if limit is not None and elapsed > limit:
-        return ProbeResult(
-            Status.DEGRADED, elapsed, ErrorKind.SLOW, f"answered in {elapsed:.0f} ms > {limit:g} ms", details
-        )
-    return ProbeResult(Status.UP, elapsed, details=details)
+    return up_or_slow(endpoint, elapsed, details, "answered in")
 
 
 def _resolver(ctx: ProbeContext, host: str, port: int, timeout: float) -> aiodns.DNSResolver:

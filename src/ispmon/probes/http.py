@@ -17,6 +17,7 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 from cryptography import x509
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
+from ispmon.probes.base import pattern_failure, up_or_slow
 from ispmon.probes.tcp import classify_os_error, describe_os_error, host_port
 
 if TYPE_CHECKING:
@@ -146,22 +147,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             f"HTTP {status} {resp.reason or ''}".rstrip() + f", expected {_expected(endpoint)}",
             details,
         )
-    if pattern is not None:
-        try:
-            found = pattern.search(body, timeout=ctx.pattern_timeout) is not None
-        except TimeoutError:
-            return ProbeResult(
-                Status.DOWN,
-                rt,
-                ErrorKind.PATTERN_TIMEOUT,
-                f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
-                details,
-            )
-        if not found:
-            where = f"the first {nbytes} bytes of the body" if truncated else f"the {nbytes}-byte body"
-            return ProbeResult(
-                Status.DOWN, rt, ErrorKind.PATTERN_MISMATCH, f"pattern not found in {where}", details
-            )
+    where = f"the first {nbytes} bytes of the body" if truncated else f"the {nbytes}-byte body"
+    failure = pattern_failure(endpoint, body, ctx, rt, details, where)
+    if failure is not None:
+        return failure
     if days_left is not None and days_left < endpoint.cert_expiry_days:
         return ProbeResult(
             Status.DEGRADED,
@@ -170,10 +159,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             f"certificate expires in {days_left:.1f} days (threshold {endpoint.cert_expiry_days})",
             details,
         )
-    limit = endpoint.degraded_response_time_ms
-    if limit is not None and rt > limit:
-        return ProbeResult(Status.DEGRADED, rt, ErrorKind.SLOW, f"took {rt:.0f} ms (> {limit:g} ms)", details)
-    return ProbeResult(Status.UP, rt, details=details)
+    return up_or_slow(endpoint, rt, details)
 
 
 async def _read_capped(content: aiohttp.StreamReader, cap: int, keep: bool) -> tuple[int, bytes, bool]:

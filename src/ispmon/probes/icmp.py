@@ -25,6 +25,7 @@ from icmplib.exceptions import ICMPError, ICMPSocketError, SocketPermissionError
 from icmplib.utils import unique_identifier
 
 from ispmon.models import ErrorKind, ProbeResult, Status
+from ispmon.probes.base import up_or_slow
 from ispmon.probes.tcp import classify_os_error
 
 if TYPE_CHECKING:
@@ -118,11 +119,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     if loss > endpoint.loss_threshold_percent:
         text = f"{loss:g}% packet loss > {endpoint.loss_threshold_percent:g}% ({len(rtts)}/{sent} replies)"
         return ProbeResult(Status.DEGRADED, avg, ErrorKind.PACKET_LOSS, text, details)
-    limit = endpoint.degraded_response_time_ms
-    if limit is not None and avg > limit:
-        text = f"average RTT {avg:.1f} ms > {limit:g} ms"
-        return ProbeResult(Status.DEGRADED, avg, ErrorKind.SLOW, text, details)
-    return ProbeResult(Status.UP, avg, details=details)
+    return up_or_slow(endpoint, avg, details, "average RTT")
 
 
 async def _resolve(host: str) -> str:

@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ispmon.models import ErrorKind, ProbeResult, Status
+from ispmon.probes.base import pattern_timeout_result, up_or_slow
 
 if TYPE_CHECKING:
     from ispmon.endpoints import EndpointSpec
@@ -144,13 +145,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
         details["bytes_received"] = len(buf)
         if not matched:
             if pattern_timed_out:
-                return ProbeResult(
-                    Status.DOWN,
-                    total_ms,
-                    ErrorKind.PATTERN_TIMEOUT,
-                    f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
-                    details,
-                )
+                return pattern_timeout_result(ctx, total_ms, details)
             if eof and not buf:
                 return ProbeResult(
                     Status.DOWN, total_ms, ErrorKind.CONNECTION, "connection closed without a reply", details
@@ -161,12 +156,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             return ProbeResult(
                 Status.DOWN, total_ms, ErrorKind.PATTERN_MISMATCH, f"pattern not found {why}", details
             )
-    limit = endpoint.degraded_response_time_ms
-    if limit is not None and total_ms > limit:
-        return ProbeResult(
-            Status.DEGRADED, total_ms, ErrorKind.SLOW, f"took {total_ms:.0f} ms (> {limit:g} ms)", details
-        )
-    return ProbeResult(Status.UP, total_ms, details=details)
+    return up_or_slow(endpoint, total_ms, details)
 
 
 def _timed_out(

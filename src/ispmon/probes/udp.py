@@ -12,6 +12,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from ispmon.models import ErrorKind, ProbeResult, Status
+from ispmon.probes.base import pattern_failure, up_or_slow
 from ispmon.probes.tcp import classify_os_error, describe_os_error, host_port
 
 if TYPE_CHECKING:
@@ -77,29 +78,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             waiter.cancel()
 
     details: dict[str, object] = {"reply": True, "reply_bytes": len(data)}
-    pattern = endpoint.pattern
-    if pattern is not None:
-        try:
-            found = pattern.search(data, timeout=ctx.pattern_timeout) is not None
-        except TimeoutError:
-            return ProbeResult(
-                Status.DOWN,
-                rt,
-                ErrorKind.PATTERN_TIMEOUT,
-                f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
-                details,
-            )
-        if not found:
-            return ProbeResult(
-                Status.DOWN,
-                rt,
-                ErrorKind.PATTERN_MISMATCH,
-                f"pattern not found in the {len(data)}-byte reply",
-                details,
-            )
-    limit = endpoint.degraded_response_time_ms
-    if limit is not None and rt > limit:
-        return ProbeResult(
-            Status.DEGRADED, rt, ErrorKind.SLOW, f"reply took {rt:.0f} ms (> {limit:g} ms)", details
-        )
-    return ProbeResult(Status.UP, rt, details=details)
+    failure = pattern_failure(endpoint, data, ctx, rt, details, f"the {len(data)}-byte reply")
+    if failure is not None:
+        return failure
+    return up_or_slow(endpoint, rt, details, "reply took")

@@ -6,13 +6,30 @@ from typing import Any
 
 import asyncpg
 
-from ispmon.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.endpoints import EndpointSpec
 
 _COLUMNS = "id, name, protocol, url, criticality, tags, is_active, spec, source, created_at, updated_at"
 
 
-def spec_from_row(row: asyncpg.Record, defaults: EndpointDefaults | None = None) -> EndpointSpec:
-    return build_endpoint(row["spec"], defaults)
+_INSERT = """INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"""
+_ON_CONFLICT_UPDATE = """ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
+                             tags = $6, is_active = $7, spec = $8, source = $9, updated_at = now()"""
+
+
+def _values(spec: EndpointSpec, source: str) -> tuple[Any, ...]:
+    """The row for `spec`, in _INSERT's parameter order."""
+    return (
+        spec.id,
+        spec.name,
+        spec.protocol.value,
+        spec.url,
+        spec.criticality.value,
+        spec.tags,
+        spec.is_active,
+        spec.stored_dict(),
+        source,
+    )
 
 
 class EndpointRepo:
@@ -21,37 +38,13 @@ class EndpointRepo:
 
     async def upsert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record:
         return await self.pool.fetchrow(
-            f"""INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
-                    tags = $6, is_active = $7, spec = $8, source = $9, updated_at = now()
-                RETURNING {_COLUMNS}""",
-            spec.id,
-            spec.name,
-            spec.protocol.value,
-            spec.url,
-            spec.criticality.value,
-            spec.tags,
-            spec.is_active,
-            spec.stored_dict(),
-            source,
+            f"{_INSERT} {_ON_CONFLICT_UPDATE} RETURNING {_COLUMNS}", *_values(spec, source)
         )
 
     async def insert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record | None:
         """Insert; None when the id exists already."""
         return await self.pool.fetchrow(
-            f"""INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}""",
-            spec.id,
-            spec.name,
-            spec.protocol.value,
-            spec.url,
-            spec.criticality.value,
-            spec.tags,
-            spec.is_active,
-            spec.stored_dict(),
-            source,
+            f"{_INSERT} ON CONFLICT (id) DO NOTHING RETURNING {_COLUMNS}", *_values(spec, source)
         )
 
     async def get(self, endpoint_id: str) -> asyncpg.Record | None:
@@ -97,20 +90,11 @@ class EndpointRepo:
         ids = [s.id for s in specs]
         async with self.pool.acquire() as conn, conn.transaction():
             for spec in specs:
+                # Rows that already match are left alone (their updated_at says when they last changed).
                 await conn.execute(
-                    """INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'config')
-                       ON CONFLICT (id) DO UPDATE SET name = $2, protocol = $3, url = $4, criticality = $5,
-                           tags = $6, is_active = $7, spec = $8, source = 'config', updated_at = now()
-                       WHERE endpoints.spec IS DISTINCT FROM $8 OR endpoints.source <> 'config'""",
-                    spec.id,
-                    spec.name,
-                    spec.protocol.value,
-                    spec.url,
-                    spec.criticality.value,
-                    spec.tags,
-                    spec.is_active,
-                    spec.stored_dict(),
+                    f"""{_INSERT} {_ON_CONFLICT_UPDATE}
+                        WHERE endpoints.spec IS DISTINCT FROM $8 OR endpoints.source <> $9""",
+                    *_values(spec, "config"),
                 )
             removed = await conn.fetch(
                 "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",
