@@ -144,12 +144,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                         "endpoint_id": spec.id if spec.id != "cli-check" else None,
                         "url": spec.url,
                         "protocol": spec.protocol.value,
-                        "status": result.status.value,
-                        "response_time_ms": result.response_time_ms,
-                        "error_kind": result.error_kind.value if result.error_kind else None,
-                        "error": result.error,
-                        "attempts": result.attempts,
-                        "details": result.details,
+                        **result.as_dict(),
                     },
                     default=str,
                 )

@@ -91,6 +91,17 @@ class ProbeResult:
     details: dict[str, Any] = field(default_factory=dict)
     attempts: int = 1
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form, as the API, the CLI and the status snapshot show it."""
+        return {
+            "status": self.status.value,
+            "response_time_ms": self.response_time_ms,
+            "error_kind": self.error_kind.value if self.error_kind is not None else None,
+            "error": self.error,
+            "attempts": self.attempts,
+            "details": self.details,
+        }
+
     @classmethod
     def up(cls, response_time_ms: float | None, **details: Any) -> ProbeResult:
         return cls(Status.UP, response_time_ms, details=details)

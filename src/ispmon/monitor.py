@@ -373,15 +373,7 @@ class Monitor:
         }
         if runtime.last is not None:
             at, result = runtime.last
-            out["last_check"] = {
-                "checked_at": at.isoformat(),
-                "status": result.status.value,
-                "response_time_ms": result.response_time_ms,
-                "error_kind": result.error_kind.value if result.error_kind else None,
-                "error": result.error,
-                "attempts": result.attempts,
-                "details": result.details,
-            }
+            out["last_check"] = {"checked_at": at.isoformat(), **result.as_dict()}
         return out
 
     def stats(self) -> dict[str, Any]:

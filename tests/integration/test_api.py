@@ -342,6 +342,7 @@ async def test_openapi_describes_every_registered_route(client: TestClient[Any, 
     assert history["since"]["format"] == "date-time"
     assert doc["paths"]["/services/"]["get"]["security"] == []
     import openapi_spec_validator as validator
+
     validator.validate(doc)
 
 
@@ -543,3 +544,37 @@ async def test_start_api_refuses_a_public_address_without_a_token(services: AppS
         runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, TOKEN)
     await runner.cleanup()
     assert host == "127.0.0.1" and port > 0 and not any(e["event"] == "api_bound_to_loopback" for e in logs)
+
+
+async def test_config_owned_endpoints_and_windows_are_read_only_through_the_api(
+    client: TestClient[web.Request, web.Application], services: AppServices
+) -> None:
+    from ispmon.endpoints import build_endpoint
+    from ispmon.maintenance import MaintenanceWindowSpec
+
+    spec = build_endpoint({"id": "from-file", "name": "From the file", "url": "http://127.0.0.1:9/"})
+    await services.db.endpoints.sync_config([spec])
+    window = MaintenanceWindowSpec.model_validate(
+        {
+            "id": "file-window",
+            "name": "From the file",
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-01T01:00:00Z",
+            "all_endpoints": True,
+        }
+    )
+    await services.db.maintenance.sync_config([(window.id, window.name, window.model_dump(mode="json"))])
+
+    listed = await (await client.get("/services/from-file")).json()
+    assert listed["source"] == "config"
+    for method, path, body in [
+        ("PUT", "/services/from-file", {"name": "renamed"}),
+        ("DELETE", "/services/from-file", None),
+        ("PUT", "/maintenance/file-window", {"name": "renamed"}),
+        ("DELETE", "/maintenance/file-window", None),
+    ]:
+        resp = await client.request(method, path, json=body)
+        assert resp.status == 409, (method, path, resp.status)
+        payload = await resp.json()
+        assert _fields(payload) == ["id"] and "config file" in payload["message"]
+    assert (await (await client.get("/services/from-file")).json())["name"] == "From the file"

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from ispmon.endpoints import PROTOCOL_FIELDS, EndpointDefaults, EndpointSpec, build_endpoint
 from ispmon.models import ProbeResult
 from ispmon.probes.base import ProbeContext, run_check
-from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
+from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
 from ispmon.store.history import HISTORY_COLUMNS, history_row
 
 if TYPE_CHECKING:
@@ -28,15 +28,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def result_dict(checked_at: datetime, result: ProbeResult) -> dict[str, Any]:
-    return {
-        "checked_at": checked_at.isoformat(),
-        "status": result.status.value,
-        "response_time_ms": result.response_time_ms,
-        "error_kind": result.error_kind.value if result.error_kind else None,
-        "error": result.error,
-        "attempts": result.attempts,
-        "details": result.details,
-    }
+    return {"checked_at": checked_at.isoformat(), **result.as_dict()}
 
 
 class AvailabilityService:
@@ -102,13 +94,7 @@ class AvailabilityService:
         """Partial update: the given fields replace the stored ones; the result is validated whole."""
         if not isinstance(changes, dict):
             raise InvalidInput([{"field": "(body)", "message": "must be a JSON object"}])
-        row = await self.db.endpoints.get(endpoint_id)
-        if row is None:
-            raise NotFoundError("endpoint", endpoint_id)
-        if row["source"] == "config":
-            raise ConflictError(
-                f"endpoint {endpoint_id!r} is defined in the config file; change it there", field="id"
-            )
+        row = editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "change")
         if "id" in changes and changes["id"] != endpoint_id:
             raise InvalidInput([{"field": "id", "message": "cannot be changed (delete and create instead)"}])
         current = dict(row["spec"])
@@ -122,13 +108,7 @@ class AvailabilityService:
         return self._row_dict(row)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
-        row = await self.db.endpoints.get(endpoint_id)
-        if row is None:
-            raise NotFoundError("endpoint", endpoint_id)
-        if row["source"] == "config":
-            raise ConflictError(
-                f"endpoint {endpoint_id!r} is defined in the config file; remove it there", field="id"
-            )
+        editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "remove")
         await self.db.endpoints.delete(endpoint_id)
         if self.monitor is not None:
             self.monitor.remove(endpoint_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ValidationError
 
 from ispmon.validation import error_list, format_errors
@@ -43,3 +45,13 @@ class InvalidInput(ServiceError):
 
     def errors(self) -> list[dict[str, str]]:
         return self._errors
+
+
+def editable(row: Any, kind: str, ident: str, verb: str) -> Any:
+    """The row to change through the API or a service: 404 when it does not exist, 409 when the
+    config file owns it (the file is re-applied at every start, so a change here would not last)."""
+    if row is None:
+        raise NotFoundError(kind, ident)
+    if row["source"] == "config":
+        raise ConflictError(f"{kind} {ident!r} is defined in the config file; {verb} it there", field="id")
+    return row

@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from ispmon.maintenance import MaintenanceWindowSpec, next_occurrence, occurrence_at
-from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
+from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
 
 if TYPE_CHECKING:
     from ispmon.monitor import Monitor
@@ -79,13 +79,7 @@ class MaintenanceService:
     async def update_window(self, window_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(changes, dict):
             raise InvalidInput([{"field": "(body)", "message": "must be a JSON object"}])
-        row = await self.db.maintenance.get(window_id)
-        if row is None:
-            raise NotFoundError("maintenance window", window_id)
-        if row["source"] == "config":
-            raise ConflictError(
-                f"window {window_id!r} is defined in the config file; change it there", field="id"
-            )
+        row = editable(await self.db.maintenance.get(window_id), "maintenance window", window_id, "change")
         if "id" in changes and changes["id"] != window_id:
             raise InvalidInput([{"field": "id", "message": "cannot be changed"}])
         current = dict(row["spec"])
@@ -101,12 +95,6 @@ class MaintenanceService:
         return self._dict(row, datetime.now(UTC))
 
     async def delete_window(self, window_id: str) -> None:
-        row = await self.db.maintenance.get(window_id)
-        if row is None:
-            raise NotFoundError("maintenance window", window_id)
-        if row["source"] == "config":
-            raise ConflictError(
-                f"window {window_id!r} is defined in the config file; remove it there", field="id"
-            )
+        editable(await self.db.maintenance.get(window_id), "maintenance window", window_id, "remove")
         await self.db.maintenance.delete(window_id)
         await self._refresh_monitor()
