@@ -258,8 +258,12 @@ class EndpointSpec(BaseModel):
                 data[key] = getattr(defaults, key)
         if data.get("protocol") is None and isinstance(data.get("url"), str):
             inferred = infer_protocol(data["url"])
-            if inferred is not None:
-                data["protocol"] = inferred
+            if inferred is None:
+                raise ValueError(
+                    f"protocol: required: cannot tell it from url {data['url'][:100]!r} "
+                    "(only http://, https://, dns://, tcp://, udp:// and icmp:// URLs say it)"
+                )
+            data["protocol"] = inferred
         if data.get("id") is None and isinstance(data.get("name"), str):
             data["id"] = slugify(data["name"])
         return data

@@ -288,3 +288,29 @@ def test_cli_version_and_config_errors(tmp_path: Path) -> None:
     assert "endpoints[0].check_interval" in result.stderr
     env_bad = run_cli("migrate", env={"SERVICE_CHECK_INTERVAL": "soon", "ISPMON_STATE_DIR": str(tmp_path)})
     assert env_bad.returncode == 2 and "SERVICE_CHECK_INTERVAL" in env_bad.stderr
+
+
+async def test_cli_check_by_endpoint_id_from_the_config_file(tmp_path: Path) -> None:
+    target = Target(free_port())
+    await target.up()
+    config = tmp_path / "ispmon.toml"
+    config.write_text(
+        f'[[endpoints]]\nid = "web"\nname = "Web"\nurl = "http://127.0.0.1:{target.port}/health"\n'
+        f'expected_response_pattern = "^ok$"\n'
+        f'[[endpoints]]\nid = "gone"\nname = "Gone"\nurl = "127.0.0.1:{free_port()}"\nprotocol = "tcp"\n'
+        "timeout = 0.5\nretries = 0\n"
+    )
+    env = {"ISPMON_STATE_DIR": str(tmp_path / "state")}
+    try:
+        up = await asyncio.to_thread(run_cli, "check", "web", "--config", str(config), "--json", env=env)
+        assert up.returncode == 0, up.stderr
+        result = json.loads(up.stdout)
+        assert result["endpoint_id"] == "web" and result["status"] == "up"
+        down = await asyncio.to_thread(run_cli, "check", "gone", "--config", str(config), env=env)
+        assert down.returncode == 2 and "[refused]" in down.stdout
+        unknown = await asyncio.to_thread(run_cli, "check", "nosuch", "--config", str(config), env=env)
+        assert unknown.returncode == 2 and "no endpoint with that id" in unknown.stderr
+        # A lookup by id creates no database where none exists.
+        assert not (tmp_path / "state" / "postgres").exists()
+    finally:
+        await target.down()

@@ -1,0 +1,157 @@
+"""Configuration: precedence (env > file > defaults) and a table of invalid files with exact errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ispmon.config import ConfigError, Settings, load_config
+
+EP = '[[endpoints]]\nname = "x"\nurl = "http://127.0.0.1/"\n'
+
+INVALID: dict[str, tuple[str, str]] = {
+    "not_toml": (
+        "this is = = not toml",
+        "not valid TOML: Expected '=' after a key in a key/value pair (at line 1, column 6)",
+    ),
+    "unknown_table": (
+        "[settngs]\nservice_check_interval = 5\n",
+        "settngs: unknown field (expected [settings], [[endpoints]] or [[maintenance]])",
+    ),
+    "unknown_setting": (
+        "[settings]\nservice_check_intervall = 5\n",
+        "settings.service_check_intervall: unknown setting",
+    ),
+    "bad_setting_type": (
+        '[settings]\nservice_check_interval = "soon"\n',
+        "settings.service_check_interval: Input should be a valid number, unable to parse string as a number",
+    ),
+    "setting_range": (
+        "[settings]\noutage_detection_threshold = 0\n",
+        "settings.outage_detection_threshold: Input should be greater than or equal to 1",
+    ),
+    "bad_log_level": (
+        '[settings]\nispmon_log_level = "loud"\n',
+        "settings.ispmon_log_level: must be one of debug, info, warning, error, critical",
+    ),
+    "short_token": (
+        '[settings]\nispmon_api_token = "abc"\n',
+        "settings.ispmon_api_token: must be at least 16 characters (use a random token)",
+    ),
+    "endpoints_not_list": ("endpoints = 5\n", "endpoints: Input should be a valid list"),
+    "endpoint_missing_url": ('[[endpoints]]\nname = "x"\n', "endpoints[0].url: Field required"),
+    "endpoint_unknown_field": (EP + "bogus = 1\n", "endpoints[0].bogus: unknown field"),
+    "endpoint_interval": (
+        EP + "check_interval = 0.5\n",
+        "endpoints[0].check_interval: Input should be greater than or equal to 1",
+    ),
+    "endpoint_timeout_ge_interval": (
+        EP + "check_interval = 10\ntimeout = 10\n",
+        "endpoints[0].timeout: must be less than check_interval (10 >= 10)",
+    ),
+    "endpoint_bad_regex": (
+        EP + 'expected_response_pattern = "("\n',
+        "endpoints[0].expected_response_pattern: invalid regular expression: missing ) at position 1",
+    ),
+    "endpoint_bad_host": (
+        '[[endpoints]]\nname = "x"\nurl = "tcp://bad_host!:80"\n',
+        "endpoints[0].url: 'bad_host!' is not a valid host name or IP address",
+    ),
+    "endpoint_port_range": (
+        '[[endpoints]]\nname = "x"\nurl = "127.0.0.1:70000"\nprotocol = "tcp"\n',
+        "endpoints[0].url: port must be a number from 1 to 65535, got '70000'",
+    ),
+    "endpoint_field_of_other_protocol": (
+        EP + "packet_count = 3\n",
+        "endpoints[0].packet_count: does not apply to protocol http (only icmp)",
+    ),
+    "endpoint_dns_rrtype": (
+        '[[endpoints]]\nname = "x"\nurl = "dns://127.0.0.1/example.com?type=BOGUS"\n',
+        "endpoints[0].url: record type 'BOGUS' is not one of A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT, CAA, NAPTR",
+    ),
+    "endpoint_no_protocol": (
+        '[[endpoints]]\nname = "x"\nurl = "127.0.0.1:80"\n',
+        "endpoints[0].protocol: required: cannot tell it from url '127.0.0.1:80' "
+        "(only http://, https://, dns://, tcp://, udp:// and icmp:// URLs say it)",
+    ),
+    "endpoint_udp_without_payload": (
+        '[[endpoints]]\nname = "x"\nurl = "udp://127.0.0.1:53"\n',
+        "endpoints[0].send: a udp endpoint needs a payload (send or send_hex)",
+    ),
+    "endpoint_duplicate_id": (
+        '[[endpoints]]\nid = "a"\nname = "x"\nurl = "http://127.0.0.1/"\n'
+        '[[endpoints]]\nid = "a"\nname = "y"\nurl = "http://127.0.0.2/"\n',
+        "endpoints[1].id: duplicate id 'a' (also endpoints[0])",
+    ),
+    "endpoint_bad_id": (
+        '[[endpoints]]\nid = "Bad/Id"\nname = "x"\nurl = "http://127.0.0.1/"\n',
+        "endpoints[0].id: must be a slug: 1-64 lowercase letters, digits, '-' or '_', "
+        "starting and ending with a letter or digit",
+    ),
+    "window_without_scope": (
+        '[[maintenance]]\nname = "w"\nstarts_at = "2030-01-01T00:00:00Z"\nends_at = "2030-01-01T01:00:00Z"\n',
+        "maintenance[0].endpoint_ids: a window needs a scope: endpoint_ids, tags or all_endpoints = true",
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_invalid_config_names_the_key(name: str, tmp_path: Path) -> None:
+    text, message = INVALID[name]
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == f"{path}: {message}"
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_environment_overrides_file_overrides_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[settings]\nservice_check_interval = 30\noutage_detection_threshold = 5\n" + EP)
+    monkeypatch.setenv("SERVICE_CHECK_INTERVAL", "20")
+    loaded = load_config(path)
+    assert loaded.settings.service_check_interval == 20  # env wins
+    assert loaded.settings.outage_detection_threshold == 5  # file wins over the default
+    assert loaded.settings.service_check_retries == 3  # default
+    # Endpoint defaults come from the effective settings.
+    assert loaded.endpoints[0].check_interval == 20 and loaded.endpoints[0].retries == 3
+
+
+def test_invalid_environment_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OUTAGE_VERIFICATION_ENABLED", "perhaps")
+    with pytest.raises(ConfigError) as exc:
+        load_config(None)
+    assert str(exc.value).startswith("OUTAGE_VERIFICATION_ENABLED: Input should be a valid boolean")
+
+
+def test_env_error_named_even_when_the_file_sets_it_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[settings]\napi_port = 8081\n")
+    monkeypatch.setenv("API_PORT", "99999")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert str(exc.value) == "API_PORT: Input should be less than or equal to 65535"
+
+
+def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(EP)
+    monkeypatch.setenv("ISPMON_CONFIG", str(path))
+    loaded = load_config(None)
+    assert loaded.path == path and [e.id for e in loaded.endpoints] == ["x"]
