@@ -63,6 +63,32 @@ PROTOCOL_FIELDS: dict[str, frozenset[Protocol]] = {
 
 MAX_PATTERN_LENGTH = 1000
 
+# Reads of the API need no token, so definitions are shown with their secrets replaced.
+REDACTED = "[redacted]"
+_SENSITIVE_HEADER = re.compile(
+    r"authorization|cookie|token|secret|passw|api[-_]?key|credential|signature", re.I
+)
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)(?P<password>[^/@]+)(?P<tail>@)")
+
+
+def redact_url(url: str) -> str:
+    """`http://user:secret@host/` -> `http://user:[redacted]@host/`."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['tail']}", url, count=1)
+
+
+def restore_redacted(changes: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
+    """A client that sends back what GET showed it must not overwrite the stored secrets with the
+    placeholder: redacted header values and URL passwords are taken from the stored definition."""
+    out = dict(changes)
+    headers = out.get("headers")
+    if isinstance(headers, dict):
+        old = stored.get("headers") or {}
+        out["headers"] = {k: (old[k] if v == REDACTED and k in old else v) for k, v in headers.items()}
+    url, old_url = out.get("url"), stored.get("url")
+    if isinstance(url, str) and isinstance(old_url, str) and REDACTED in url and redact_url(old_url) == url:
+        out["url"] = old_url
+    return out
+
 
 def is_hostname(value: str) -> bool:
     """A DNS host name (RFC 1123 labels) or an IPv4/IPv6 address."""
@@ -369,11 +395,18 @@ class EndpointSpec(BaseModel):
         return code in self.expected_status_code
 
     def public_dict(self) -> dict[str, Any]:
-        """The definition as the API returns it: every field that applies to this protocol."""
+        """The definition as the API returns it: every field that applies to this protocol, with
+        secrets (credential-like header values, a password in the URL) replaced by REDACTED."""
         data = self.model_dump(mode="json")
-        return {
+        out = {
             k: v for k, v in data.items() if k not in PROTOCOL_FIELDS or self.protocol in PROTOCOL_FIELDS[k]
         }
+        out["url"] = redact_url(self.url)
+        if "headers" in out:
+            out["headers"] = {
+                k: (REDACTED if _SENSITIVE_HEADER.search(k) else v) for k, v in self.headers.items()
+            }
+        return out
 
     def stored_dict(self) -> dict[str, Any]:
         """The definition as stored: only what differs from the defaults, so it validates again as is."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import ValidationError
 
-from ispmon.endpoints import PROTOCOL_FIELDS, EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.endpoints import PROTOCOL_FIELDS, EndpointDefaults, EndpointSpec, build_endpoint, restore_redacted
 from ispmon.models import ProbeResult
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
@@ -29,6 +29,10 @@ def _iso(value: datetime | None) -> str | None:
 
 def result_dict(checked_at: datetime, result: ProbeResult) -> dict[str, Any]:
     return {"checked_at": checked_at.isoformat(), **result.as_dict()}
+
+
+# Fields the API adds to an endpoint's definition; ignored when a client sends them back.
+READ_ONLY_FIELDS = frozenset({"source", "created_at", "updated_at", "current_status"})
 
 
 class AvailabilityService:
@@ -97,11 +101,13 @@ class AvailabilityService:
         row = editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "change")
         if "id" in changes and changes["id"] != endpoint_id:
             raise InvalidInput([{"field": "id", "message": "cannot be changed (delete and create instead)"}])
+        # What GET adds to a definition may come back in a PUT of the whole object: not an error.
+        changes = {k: v for k, v in changes.items() if k not in READ_ONLY_FIELDS}
         current = dict(row["spec"])
         # Protocol-specific fields are dropped when the protocol changes, unless given again.
         if changes.get("protocol", current["protocol"]) != current["protocol"]:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
-        spec = self._validate({**current, **changes, "id": endpoint_id})
+        spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         row = await self.db.endpoints.upsert(spec, source="api")
         if self.monitor is not None:
             self.monitor.upsert(spec)
