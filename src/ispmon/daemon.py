@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
-from ispmon.config import LoadedConfig, Settings
+from ispmon.config import ConfigError, LoadedConfig, Settings, load_config
 from ispmon.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import Status
 from ispmon.monitor import Monitor
@@ -55,24 +56,28 @@ async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres 
 
 
 async def sync_config(db: Database, config: LoadedConfig) -> None:
-    """Endpoints and windows declared as code replace their previous 'config' rows."""
+    """Endpoints and windows declared as code replace their previous 'config' rows.
+
+    Only when a config file is given: starting once without --config must not delete what the
+    file declared (the file's rows stay, read-only through the API, until the file says otherwise).
+    """
+    if config.path is None:
+        return
     result = await db.endpoints.sync_config(config.endpoints)
     removed_windows = await db.maintenance.sync_config(
         [(w.id, w.name, w.model_dump(mode="json")) for w in config.maintenance]
     )
-    if config.path is not None:
-        log.info(
-            "config_synced",
-            path=str(config.path),
-            endpoints=result["synced"],
-            endpoints_removed=result["removed"],
-            maintenance_windows=len(config.maintenance),
-            maintenance_removed=removed_windows,
-        )
+    log.info(
+        "config_synced",
+        path=str(config.path),
+        endpoints=result["synced"],
+        endpoints_removed=result["removed"],
+        maintenance_windows=len(config.maintenance),
+        maintenance_removed=removed_windows,
+    )
 
 
-async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) -> None:
-    """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing."""
+async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
     specs: list[EndpointSpec] = []
     for row in await db.endpoints.all():
         try:
@@ -80,6 +85,12 @@ async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) ->
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
             log.error("endpoint_invalid_in_database", endpoint_id=row["id"], error=str(exc))
+    return specs
+
+
+async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) -> None:
+    """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing."""
+    specs = await load_specs(db, settings)
     open_outages = {r["endpoint_id"]: OpenOutage.from_record(r) for r in await db.outages.open_outages()}
     latest = await db.history.latest([s.id for s in specs])
     last = {k: Status(v["status"]) for k, v in latest.items() if v["status"] in Status.__members__.values()}
@@ -87,6 +98,51 @@ async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) ->
     windows = await AppServices.build(db, settings).maintenance.windows()
     monitor.set_maintenance(windows)
     log.info("state_restored", endpoints=len(specs), open_outages=len(open_outages), maintenance=len(windows))
+
+
+# Settings a reload cannot change in a running process (the listener, the database, the logger).
+RESTART_ONLY = (
+    "database_url",
+    "api_host",
+    "api_port",
+    "ispmon_state_dir",
+    "ispmon_api_token",
+    "ispmon_log_level",
+    "ispmon_log_format",
+    "ispmon_max_concurrency",
+    "ispmon_write_queue_size",
+)
+
+
+async def reload_config(path: Path | None, db: Database, monitor: Monitor, current: Settings) -> bool:
+    """SIGHUP: re-read the config file and apply its endpoints, maintenance windows and outage policy.
+
+    An invalid file changes nothing (the daemon keeps its running configuration and says why).
+    """
+    sdnotify.notify("RELOADING=1")
+    try:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            log.error("config_reload_failed", error=str(exc))
+            return False
+        settings = config.settings
+        await sync_config(db, config)
+        specs = await load_specs(db, settings)
+        wanted = {spec.id for spec in specs}
+        for endpoint_id in [e for e in monitor.runtimes if e not in wanted]:
+            monitor.remove(endpoint_id)
+        for spec in specs:
+            current_spec = monitor.runtimes[spec.id].spec if spec.id in monitor.runtimes else None
+            if current_spec != spec:
+                monitor.upsert(spec)  # keeps its place on the cadence unless the interval changed
+        monitor.policy = OutagePolicy.from_settings(settings)
+        monitor.set_maintenance(await AppServices.build(db, settings).maintenance.windows())
+        needs_restart = [k.upper() for k in RESTART_ONLY if getattr(settings, k) != getattr(current, k)]
+        log.info("config_reloaded", endpoints=len(specs), restart_needed_for=needs_restart or None)
+        return True
+    finally:
+        sdnotify.ready()
 
 
 async def housekeeping(db: Database, settings: Settings) -> None:
@@ -101,6 +157,19 @@ async def housekeeping(db: Database, settings: Settings) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
+async def _reloader(
+    requested: asyncio.Event, path: Path | None, db: Database, monitor: Monitor, settings: Settings
+) -> None:
+    """One reload at a time; SIGHUPs that arrive during a reload fold into one more."""
+    while True:
+        await requested.wait()
+        requested.clear()
+        try:
+            await reload_config(path, db, monitor, settings)
+        except Exception:
+            log.error("config_reload_crashed", exc_info=True)
+
+
 async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
     from ispmon.api.app import create_app, start_api
@@ -110,6 +179,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reload_requested = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
 
     log.info(
         "ispmon_starting", version=__version__, database="external" if settings.database_url else "embedded"
@@ -142,6 +213,12 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
+        tasks.append(
+            asyncio.create_task(
+                _reloader(reload_requested, config.path or settings.ispmon_config, db, monitor, settings),
+                name="reloader",
+            )
+        )
         log.info("api_listening", host=host, port=port, auth="token" if settings.ispmon_api_token else "none")
         sdnotify.ready(f"monitoring {len(monitor.runtimes)} endpoints; API on {host}:{port}")
         log.info("ispmon_ready", endpoints=len(monitor.runtimes), pid=os.getpid())

@@ -314,3 +314,58 @@ async def test_cli_check_by_endpoint_id_from_the_config_file(tmp_path: Path) -> 
         assert not (tmp_path / "state" / "postgres").exists()
     finally:
         await target.down()
+
+
+async def test_sighup_reloads_the_config_file_and_survives_a_bad_one(
+    tmp_path: Path, notify_socket: tuple[Path, socket.socket], http: aiohttp.ClientSession
+) -> None:
+    notify_path, notify = notify_socket
+    target = Target(free_port())
+    await target.up()
+    config = tmp_path / "ispmon.toml"
+
+    def endpoint(endpoint_id: str) -> str:
+        return (
+            f'[[endpoints]]\nid = "{endpoint_id}"\nname = "{endpoint_id}"\n'
+            f'url = "http://127.0.0.1:{target.port}/health"\ncheck_interval = 1\ntimeout = 0.5\n'
+        )
+
+    config.write_text(endpoint("first"))
+    port = free_port()
+    daemon = Daemon(tmp_path, port, notify_path, {"ISPMON_CONFIG": str(config)})
+    base = f"http://127.0.0.1:{port}"
+
+    async def ids() -> set[str]:
+        async with http.get(base + "/services/") as resp:
+            return {e["id"] for e in (await resp.json())["items"]}
+
+    daemon.start()
+    try:
+        await wait_for_datagram(notify, "READY=1", timeout=90)
+        assert await ids() == {"first"}
+        config.write_text(
+            endpoint("second")
+            + '[[maintenance]]\nid = "tonight"\nname = "Tonight"\nstarts_at = "2030-01-01T00:00:00Z"\n'
+            'ends_at = "2030-01-01T02:00:00Z"\nall_endpoints = true\n'
+        )
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        seen = await wait_for_datagram(notify, "READY=1", timeout=20)
+        assert any("RELOADING=1" in d for d in seen), seen
+        await poll(ids, lambda found: found == {"second"}, 10, "the reloaded endpoints")
+        async with http.get(base + "/maintenance/tonight") as resp:
+            assert resp.status == 200
+
+        config.write_text('[[endpoints]]\nname = "broken"\nurl = "http://127.0.0.1/"\ntimeout = 99\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        await wait_for_datagram(notify, "READY=1", timeout=20)
+        await asyncio.sleep(0.5)
+        assert daemon.proc.poll() is None  # still running
+        assert await ids() == {"second"}  # the running configuration is kept
+        failures = [line for line in daemon.log_lines() if line.get("event") == "config_reload_failed"]
+        assert len(failures) == 1 and "endpoints[0].timeout" in failures[0]["error"]
+        assert daemon.terminate() == 0
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+        await target.down()

@@ -149,3 +149,31 @@ def test_history_row_is_pure() -> None:
         "x", at, ProbeResult(Status.DEGRADED, 12.5, ErrorKind.SLOW, "slow", {"a": 1}, attempts=2)
     )
     assert row == ("x", at, "degraded", 12.5, "slow", "slow", 2, {"a": 1})
+
+
+async def test_removing_an_endpoint_closes_its_open_outage(pool: asyncpg.Pool) -> None:
+    repo, outages = EndpointRepo(pool), OutageRepo(pool)
+    now = datetime.now(UTC)
+    a = build_endpoint({"id": "a", "name": "A", "url": "http://127.0.0.1:1/"})
+    b = build_endpoint({"id": "b", "name": "B", "url": "http://127.0.0.1:2/"})
+    await repo.sync_config([a])
+    await repo.insert(b)
+    kwargs = dict(
+        started_at=now,
+        declared_at=now,
+        status="down",
+        severity="minor",
+        error_kind=None,
+        error=None,
+        failures=3,
+        verified=True,
+    )
+    oa, _ = await outages.open("a", **kwargs)
+    ob, _ = await outages.open("b", **kwargs)
+    await repo.delete("b")  # through the API
+    await repo.sync_config([])  # removed from the config file
+    for outage_id in (oa, ob):
+        row = await outages.get(outage_id)
+        assert row is not None and row["resolved_at"] is not None
+        assert row["resolution"] == "manual" and row["resolution_notes"] == "endpoint removed"
+    assert await outages.open_outages() == []

@@ -32,6 +32,17 @@ def _values(spec: EndpointSpec, source: str) -> tuple[Any, ...]:
     )
 
 
+async def _close_outages(conn: asyncpg.Connection, endpoint_ids: list[str]) -> None:
+    """A deleted endpoint's open outage would stay in /outages/active forever: close it."""
+    await conn.execute(
+        """UPDATE outages SET resolved_at = now(), resolution = 'manual',
+                  duration_seconds = GREATEST(0, EXTRACT(EPOCH FROM (now() - started_at))),
+                  resolution_notes = 'endpoint removed', updated_at = now()
+           WHERE endpoint_id = ANY($1::text[]) AND resolved_at IS NULL""",
+        endpoint_ids,
+    )
+
+
 class EndpointRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -79,7 +90,9 @@ class EndpointRepo:
         return await self.pool.fetch(f"SELECT {_COLUMNS} FROM endpoints ORDER BY id")
 
     async def delete(self, endpoint_id: str) -> bool:
-        result: str = await self.pool.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            result: str = await conn.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
+            await _close_outages(conn, [endpoint_id])
         return result.endswith(" 1")
 
     async def sync_config(self, specs: list[EndpointSpec]) -> dict[str, Any]:
@@ -100,4 +113,5 @@ class EndpointRepo:
                 "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",
                 ids,
             )
+            await _close_outages(conn, [r["id"] for r in removed])
         return {"synced": len(ids), "removed": [r["id"] for r in removed]}
