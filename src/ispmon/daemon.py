@@ -157,6 +157,30 @@ async def housekeeping(db: Database, settings: Settings) -> None:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
 
 
+STATS_INTERVAL = 300.0
+
+
+async def log_stats(monitor: Monitor, interval: float = STATS_INTERVAL) -> None:
+    """Every `interval` seconds, one INFO line with the monitor's own health (not per check)."""
+    previous = monitor.scheduler.stats.completed
+    while True:
+        await asyncio.sleep(interval)
+        stats = monitor.stats()
+        done = stats["scheduler"]["completed"] - previous
+        previous = stats["scheduler"]["completed"]
+        log.info(
+            "monitor_stats",
+            endpoints=stats["endpoints"],
+            checks_per_s=round(done / interval, 2),
+            inflight=stats["scheduler"]["inflight"],
+            lag_p99_ms=round(stats["scheduler"]["lag_p99_ms"], 3),
+            skipped_overrun=stats["scheduler"]["skipped_overrun"],
+            skipped_late=stats["scheduler"]["skipped_late"],
+            write_backlog=stats["writer"]["backlog"],
+            write_dropped=stats["writer"]["dropped"],
+        )
+
+
 async def _reloader(
     requested: asyncio.Event, path: Path | None, db: Database, monitor: Monitor, settings: Settings
 ) -> None:
@@ -213,6 +237,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
+        tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
         tasks.append(
             asyncio.create_task(
                 _reloader(reload_requested, config.path or settings.ispmon_config, db, monitor, settings),

@@ -70,7 +70,7 @@ class Scheduler:
         *,
         max_concurrency: int = 500,
         max_lateness: float = 2.0,
-        lag_samples: int = 65536,
+        lag_samples: int = 8192,
     ) -> None:
         self._run = run
         self.max_concurrency = max_concurrency

@@ -236,6 +236,13 @@ async def test_outage_lifecycle_survives_kill_9(
         kinds = [e["kind"] for e in detail["events"]]
         assert kinds.count("outage_declared") == 1 and kinds.count("outage_resolved") == 1, kinds
 
+        # The monitor's own figures are in /readyz.
+        ready = await get("/readyz")
+        assert ready["status"] == "ready" and ready["monitor"]["endpoints"] == 1
+        assert ready["monitor"]["scheduler"]["completed"] >= 5
+        assert ready["monitor"]["scheduler"]["lag_p99_ms"] < 1000
+        assert ready["monitor"]["writer"]["written"] >= 1 and ready["monitor"]["writer"]["dropped"] == 0
+
         # One INFO line per state change, not per check.
         lines = daemon.log_lines()
         assert all(line.get("event") != "(not json)" for line in lines), [

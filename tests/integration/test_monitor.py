@@ -599,3 +599,23 @@ async def test_scheduled_checks_run_through_the_scheduler(h: Harness) -> None:
     stats = h.monitor.stats()
     assert stats["scheduler"]["dispatched"] >= 2
     assert stats["scheduler"]["lag_p99_ms"] < 100
+
+
+async def test_stats_are_logged_periodically_not_per_check(h: Harness) -> None:
+    from structlog.testing import capture_logs
+
+    from ispmon.daemon import log_stats
+
+    rt = h.add("stats")
+    with capture_logs() as logs:
+        task = asyncio.create_task(log_stats(h.monitor, interval=0.2))
+        try:
+            await h.check(rt, 3)
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    lines = [entry for entry in logs if entry["event"] == "monitor_stats"]
+    assert 1 <= len(lines) <= 3
+    assert lines[0]["endpoints"] >= 1 and "lag_p99_ms" in lines[0] and lines[0]["write_dropped"] == 0

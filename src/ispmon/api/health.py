@@ -27,9 +27,15 @@ async def readyz(call: Call) -> web.Response:
         reason = "database did not answer SELECT 1 within its timeout" if not ready else None
     except Exception as exc:  # a closed pool or a driver bug is "not ready", not a 500
         ready, reason = False, f"database check failed: {type(exc).__name__}"
+    # The monitor's own figures (scheduler lag, skipped checks, write backlog and drops): what an
+    # operator needs to tell "the network is fine" from "the monitor is falling behind".
+    monitor = call.services.monitor
+    extra = {"monitor": monitor.stats()} if monitor is not None else {}
     if ready:
-        return json_response({"status": "ready", "checks": {"database": "ok"}})
-    return json_response({"status": "not_ready", "reason": reason, "checks": {"database": "failing"}}, 503)
+        return json_response({"status": "ready", "checks": {"database": "ok"}, **extra})
+    return json_response(
+        {"status": "not_ready", "reason": reason, "checks": {"database": "failing"}, **extra}, 503
+    )
 
 
 ROUTES: tuple[Route, ...] = (
