@@ -21,6 +21,7 @@ from ispmon import __version__
 from ispmon.config import ConfigError, LoadedConfig, load_config
 from ispmon.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
 from ispmon.models import Status
+from ispmon.store.database import DatabaseUnavailable
 from ispmon.validation import error_list, format_errors
 
 EXIT_CODES = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2}
@@ -202,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ispmon: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except DatabaseUnavailable as exc:
+        print(f"ispmon: database unavailable: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

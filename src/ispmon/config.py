@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     outage_recovery_threshold: int = Field(2, ge=1, le=100)
     outage_verification_checks: int = Field(2, ge=1, le=10)
     outage_flap_threshold: int = Field(6, ge=2, le=50)
+    ispmon_db_connect_timeout: float = Field(30.0, ge=0, le=3600)
     ispmon_max_concurrency: int = Field(500, ge=1, le=100000)
     ispmon_write_queue_size: int = Field(100000, ge=100)
     ispmon_log_level: str = "info"

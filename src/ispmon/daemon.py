@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ispmon.monitor import Monitor
 from ispmon.outages import OpenOutage, OutagePolicy
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
-from ispmon.store.database import Database
+from ispmon.store.database import Database, DatabaseUnavailable, connect_with_retry
 from ispmon.store.db import ensure_partitions
 from ispmon.store.embedded import EmbeddedPostgres
 from ispmon.store.history import HISTORY_COLUMNS
@@ -45,9 +46,14 @@ async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres 
     dsn = settings.database_url
     if not dsn:
         embedded = EmbeddedPostgres(settings.ispmon_state_dir)
-        dsn = await asyncio.to_thread(embedded.start)
+        try:
+            dsn = await asyncio.to_thread(embedded.start)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise DatabaseUnavailable(
+                f"the embedded PostgreSQL in {embedded.pgdata} did not start ({exc}); its log is {embedded.pgdata}/log"
+            ) from None
     try:
-        db = await Database.connect(dsn)
+        db = await connect_with_retry(dsn, settings.ispmon_db_connect_timeout)
     except BaseException:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

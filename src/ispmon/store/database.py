@@ -1,14 +1,21 @@
-"""`Database`: the pool plus one repository per table group, passed to the services."""
+"""`Database`: the pool plus one repository per table group, passed to the services; and connecting
+to it at start, with retries while the server comes up."""
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
 
+import asyncpg
+import structlog
+
+from ispmon.endpoints import redact_url
 from ispmon.store.db import create_pool, migrate, ping
 from ispmon.store.endpoints import EndpointRepo
 from ispmon.store.history import HistoryRepo
 from ispmon.store.maintenance import MaintenanceRepo
 from ispmon.store.outages import OutageRepo
+
+log = structlog.get_logger(__name__)
 
 
 class Database:
@@ -32,3 +39,35 @@ class Database:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or started; the message says which and why (no secrets)."""
+
+
+# Errors that waiting will not fix: fail at once instead of retrying until the deadline.
+_PERMANENT = (
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+async def connect_with_retry(dsn: str, timeout: float) -> Database:
+    """Connect and migrate, retrying with backoff for up to `timeout` seconds: at boot the database
+    may come up after ispmon. Raises DatabaseUnavailable with the URL's password redacted."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    delay = 0.5
+    where = redact_url(dsn)
+    while True:
+        try:
+            return await Database.connect(dsn)
+        except _PERMANENT as exc:
+            raise DatabaseUnavailable(f"{where}: {exc}") from None
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if loop.time() + delay > deadline:
+                raise DatabaseUnavailable(f"{where}: {exc} (gave up after {timeout:g} s)") from None
+            log.warning("database_unavailable", database=where, error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
