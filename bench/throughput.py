@@ -134,7 +134,7 @@ def make_endpoints(
 
 
 class Rig:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, max_concurrency: int) -> None:
         self.db = db
         self.ctx = ProbeContext()
         self.history = BatchWriter(db.pool, "status_history", HISTORY_COLUMNS, max_buffer=200_000)
@@ -145,7 +145,7 @@ class Rig:
             history=self.history,
             events=self.events,
             outages=db.outages,
-            max_concurrency=2000,
+            max_concurrency=max_concurrency,
         )
         self.task: asyncio.Task[None] | None = None
 
@@ -210,6 +210,15 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per phase")
     parser.add_argument("--rates", default="1000,1500,2000", help="offered mixed checks/s to try")
     parser.add_argument("--idle", type=int, default=20000, help="idle endpoints for the RSS figure")
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=500,
+        help="checks in flight at once (the daemon's default: 500)",
+    )
+    parser.add_argument(
+        "--only-sustained", action="store_true", help="skip the per-protocol and memory phases"
+    )
     args = parser.parse_args()
     configure_logging("error", "console")
     pin(0, OURS)
@@ -223,7 +232,7 @@ async def main() -> None:
             if proc.info["name"] == "postgres":
                 pin(proc.pid, THEIRS)
     db = await Database.connect(dsn, max_size=4)
-    rig = Rig(db)
+    rig = Rig(db, args.max_concurrency)
     try:
         with targets(workdir) as ports:
             await rig.start()
@@ -231,45 +240,48 @@ async def main() -> None:
                 f"python {sys.version.split()[0]}, loop {type(asyncio.get_running_loop()).__module__}, "
                 f"ispmon on CPU {sorted(OURS)}, targets+PostgreSQL on CPU {sorted(THEIRS)}"
             )
-            print("\n== CPU per check, 500 checks/s of one protocol (interval 1 s, 500 endpoints)")
-            for kind in ("http", "tcp", "dns", "icmp"):
-                r = await measure(rig, make_endpoints(kind, 500, 1.0, ports, "p"), 2.0, args.duration)
-                print(
-                    f"{kind:5} {r['checks_per_s']:7.0f} checks/s  {r['cpu_us_per_check']:6.0f} µs CPU/check  "
-                    f"lag p50 {r['lag_p50_ms']:.2f} ms p99 {r['lag_p99_ms']:.2f} ms  skipped {r['skipped']}"
-                )
+            if not args.only_sustained:
+                print("\n== CPU per check, 500 checks/s of one protocol (interval 1 s, 500 endpoints)")
+                for kind in ("http", "tcp", "dns", "icmp"):
+                    r = await measure(rig, make_endpoints(kind, 500, 1.0, ports, "p"), 2.0, args.duration)
+                    print(
+                        f"{kind:5} {r['checks_per_s']:7.0f} checks/s  {r['cpu_us_per_check']:6.0f} µs CPU/check  "
+                        f"lag p50 {r['lag_p50_ms']:.2f} ms p99 {r['lag_p99_ms']:.2f} ms  skipped {r['skipped']}"
+                    )
 
-            print("\n== Mixed 500 checks/s (HTTP, TCP, DNS, ICMP, and 50 HTTP endpoints with a 50 ms delay)")
-            mixed = [
-                s
-                for kind in ("http", "tcp", "dns", "icmp")
-                for s in make_endpoints(kind, 225, 2.0, ports, "m")
-            ]
-            mixed += make_endpoints("delay", 50, 1.0, ports, "d")
-            samples: list[float] = []
-            rig.clear()
-            await asyncio.sleep(0.5)
-            for spec in mixed:
-                rig.monitor.upsert(spec)
-            await asyncio.sleep(2.0)
-            rig.monitor.scheduler.reset_lag()
-            stats = rig.monitor.scheduler.stats
-            c0, cpu0, t0 = stats.completed, cpu_seconds(), time.monotonic()
-            end = t0 + args.duration
-            while time.monotonic() < end:
-                await asyncio.sleep(1.0)
-                s, _ = inflation(rig, "d-", ports["delay_ms"])
-                samples.extend(s)
-            done, cpu = stats.completed - c0, cpu_seconds() - cpu0
-            p50, p99 = rig.monitor.scheduler.lag_percentiles(0.5, 0.99)
-            samples.sort()
-            i50 = samples[len(samples) // 2] if samples else float("nan")
-            i99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] if samples else float("nan")
-            print(
-                f"{done / (time.monotonic() - t0):.0f} checks/s, {cpu / done * 1e6:.0f} µs CPU/check, "
-                f"scheduler lag p50 {p50 * 1000:.2f} ms p99 {p99 * 1000:.2f} ms, "
-                f"inflation p50 {i50:.2f} ms p99 {i99:.2f} ms ({len(samples)} samples)"
-            )
+                print(
+                    "\n== Mixed 500 checks/s (HTTP, TCP, DNS, ICMP, and 50 HTTP endpoints with a 50 ms delay)"
+                )
+                mixed = [
+                    s
+                    for kind in ("http", "tcp", "dns", "icmp")
+                    for s in make_endpoints(kind, 225, 2.0, ports, "m")
+                ]
+                mixed += make_endpoints("delay", 50, 1.0, ports, "d")
+                samples: list[float] = []
+                rig.clear()
+                await asyncio.sleep(0.5)
+                for spec in mixed:
+                    rig.monitor.upsert(spec)
+                await asyncio.sleep(2.0)
+                rig.monitor.scheduler.reset_lag()
+                stats = rig.monitor.scheduler.stats
+                c0, cpu0, t0 = stats.completed, cpu_seconds(), time.monotonic()
+                end = t0 + args.duration
+                while time.monotonic() < end:
+                    await asyncio.sleep(1.0)
+                    s, _ = inflation(rig, "d-", ports["delay_ms"])
+                    samples.extend(s)
+                done, cpu = stats.completed - c0, cpu_seconds() - cpu0
+                p50, p99 = rig.monitor.scheduler.lag_percentiles(0.5, 0.99)
+                samples.sort()
+                i50 = samples[len(samples) // 2] if samples else float("nan")
+                i99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))] if samples else float("nan")
+                print(
+                    f"{done / (time.monotonic() - t0):.0f} checks/s, {cpu / done * 1e6:.0f} µs CPU/check, "
+                    f"scheduler lag p50 {p50 * 1000:.2f} ms p99 {p99 * 1000:.2f} ms, "
+                    f"inflation p50 {i50:.2f} ms p99 {i99:.2f} ms ({len(samples)} samples)"
+                )
 
             print("\n== Sustained mixed load (equal shares of HTTP, TCP, DNS, ICMP; interval 2 s)")
             for rate in (int(x) for x in args.rates.split(",")):
@@ -289,30 +301,31 @@ async def main() -> None:
 
             rig.clear()
             await asyncio.sleep(1.0)
-        print(f"\n== Memory: {args.idle} idle endpoints (interval 3600 s, first check an hour away)")
-        gc.collect()
-        rss0 = psutil.Process().memory_info().rss
-        # Loopback targets only, and none is due while we measure (first_due an hour out).
-        for i in range(args.idle):
-            spec = build_endpoint(
-                {
-                    "id": f"idle-{i}",
-                    "name": f"idle {i}",
-                    "url": f"http://127.0.0.1:9/idle/{i}",
-                    "check_interval": 3600,
-                    "timeout": 5,
-                    "tags": ["bench"],
-                }
+        if not args.only_sustained:
+            print(f"\n== Memory: {args.idle} idle endpoints (interval 3600 s, first check an hour away)")
+            gc.collect()
+            rss0 = psutil.Process().memory_info().rss
+            # Loopback targets only, and none is due while we measure (first_due an hour out).
+            for i in range(args.idle):
+                spec = build_endpoint(
+                    {
+                        "id": f"idle-{i}",
+                        "name": f"idle {i}",
+                        "url": f"http://127.0.0.1:9/idle/{i}",
+                        "check_interval": 3600,
+                        "timeout": 5,
+                        "tags": ["bench"],
+                    }
+                )
+                rig.monitor.runtimes[spec.id] = EndpointRuntime(spec, EndpointState())
+                rig.monitor.scheduler.add(spec.id, spec.check_interval, first_due=time.monotonic() + 3600)
+            gc.collect()
+            rss1 = psutil.Process().memory_info().rss
+            print(
+                f"RSS +{(rss1 - rss0) / 1024 / 1024:.1f} MiB: {(rss1 - rss0) / args.idle:.0f} bytes per idle endpoint "
+                "(validated definition + runtime state + heap entry)"
             )
-            rig.monitor.runtimes[spec.id] = EndpointRuntime(spec, EndpointState())
-            rig.monitor.scheduler.add(spec.id, spec.check_interval, first_due=time.monotonic() + 3600)
-        gc.collect()
-        rss1 = psutil.Process().memory_info().rss
-        print(
-            f"RSS +{(rss1 - rss0) / 1024 / 1024:.1f} MiB: {(rss1 - rss0) / args.idle:.0f} bytes per idle endpoint "
-            "(validated definition + runtime state + heap entry)"
-        )
-        rig.clear()
+            rig.clear()
     finally:
         await rig.stop()
         await db.close()

@@ -33,6 +33,8 @@ RunFn = Callable[[str, float], Awaitable[None]]
 # starts every check due within the next millisecond instead of waking once per check. Lag is
 # recorded as 0 for those.
 EARLY = 0.001
+# Checks started per pass before the dispatcher yields to the loop.
+BURST = 32
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -44,7 +46,7 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 class SchedulerStats:
     dispatched: int = 0
     skipped_overrun: int = 0  # previous check of the endpoint still running
-    skipped_late: int = 0  # could not start within the lateness bound (concurrency saturated)
+    skipped_late: int = 0  # could not start within the lateness bound (overload: shed, not queued)
     completed: int = 0
     inflight: int = 0
 
@@ -69,7 +71,7 @@ class Scheduler:
         run: RunFn,
         *,
         max_concurrency: int = 500,
-        max_lateness: float = 2.0,
+        max_lateness: float = 0.25,
         lag_samples: int = 8192,
     ) -> None:
         self._run = run
@@ -87,9 +89,7 @@ class Scheduler:
         self._lag = array("d", bytes(8 * lag_samples))
         self._lag_n = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Until when the dispatcher was blocked on the concurrency bound: anything due before then
-        # that is past the lateness bound was held up by saturation and is skipped, not started late.
-        self._saturated_until = float("-inf")
+        self._skip_logged_at = float("-inf")
 
     # -- the registry -----------------------------------------------------------------------------
     def add(self, key: str, interval: float, first_due: float | None = None) -> None:
@@ -138,6 +138,7 @@ class Scheduler:
     async def run(self) -> None:
         self._loop = loop = asyncio.get_running_loop()
         heap = self._heap
+        burst = 0
         while True:
             if not heap:
                 await self._sleep(None)
@@ -145,6 +146,7 @@ class Scheduler:
             due, _, key, generation = heap[0]
             now = loop.time()
             if due > now + EARLY:
+                burst = 0
                 await self._sleep(due)
                 continue
             heapq.heappop(heap)
@@ -162,14 +164,32 @@ class Scheduler:
                 continue
             if self.stats.inflight >= self.max_concurrency:
                 await self._wait_for_slot()
-                now = self._saturated_until = loop.time()
-            # Checked for every entry that came due while the dispatcher was blocked, not only the one
-            # that waited: otherwise the next ones find a free slot and start however late they are.
-            if due <= self._saturated_until and now - due > min(self.max_lateness, slot.interval / 2):
+                now = loop.time()
+            # Load shedding: a check that cannot start within the lateness bound is skipped and
+            # counted, whether the concurrency bound or a saturated CPU held it up. Started late, it
+            # would measure the monitor's own delay as the target's response time (false DEGRADED or
+            # DOWN) and push every later check further back.
+            if now - due > min(self.max_lateness, slot.interval / 2):
                 self.stats.skipped_late += 1
+                if now - self._skip_logged_at > 60:
+                    self._skip_logged_at = now
+                    log.warning(
+                        "checks_skipped_overload",
+                        late_ms=round((now - due) * 1000, 1),
+                        skipped_late_total=self.stats.skipped_late,
+                        inflight=self.stats.inflight,
+                        hint="more checks are due than this host can run: lengthen intervals or add a core",
+                    )
                 continue
             self._record_lag(max(0.0, now - due))
             self._start(key, slot, due)
+            burst += 1
+            if burst >= BURST:
+                # Let the checks just started (and everything else) run before starting more: a
+                # dispatcher that started thousands in one pass would make the next loop iteration
+                # take about a second under load, and the loop would settle into one-second batches.
+                burst = 0
+                await asyncio.sleep(0)
 
     async def _sleep(self, until: float | None) -> None:
         """Sleep until `until` (loop time), or until add() schedules something earlier."""

@@ -271,17 +271,40 @@ async def test_lag_percentiles_measure_a_blocked_loop() -> None:
 
     rec = Recorder(sleep=blocking)
     sched = Scheduler(rec)
-    for i in range(10):
-        sched.add(f"k{i}", 0.05)
+    for i in range(50):  # ~15 of them fall due inside the 0.15 s block
+        sched.add(f"k{i}", 0.5)  # lateness bound: min(1 s, 0.25 s) > the 0.15 s block
     async with running(sched):
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.6)
         p50, p99 = sched.lag_percentiles(0.5, 0.99)
         assert 0.0 <= p50 <= p99 < SLACK  # an idle loop: small lag
         sched.add("hog", 10.0, first_due=now())
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(0.6)
     p50, p100 = sched.lag_percentiles(0.5, 1.0)
     assert p50 < SLACK
     assert p100 >= 0.08  # the checks due while the loop was blocked were dispatched that late
+    assert sched.stats.skipped_late == 0
+
+
+async def test_checks_later_than_the_bound_are_shed_not_started_late() -> None:
+    """Overload (here: a loop blocked for longer than the bound): late checks are skipped and
+    counted instead of started late, where they would measure the monitor's delay as the target's."""
+
+    def blocking(key: str) -> float:
+        if key == "hog":
+            time.sleep(0.3)
+        return 0.0
+
+    rec = Recorder(sleep=blocking)
+    sched = Scheduler(rec, max_lateness=0.1)
+    for i in range(20):
+        sched.add(f"k{i}", 0.2)
+    async with running(sched):
+        await asyncio.sleep(0.4)
+        sched.add("hog", 10.0, first_due=now())
+        await asyncio.sleep(0.6)
+    assert sched.stats.skipped_late >= 5
+    (p100,) = sched.lag_percentiles(1.0)
+    assert p100 <= 0.1 + 1e-6  # nothing was dispatched later than the bound
 
 
 async def test_an_exception_in_run_does_not_kill_the_dispatcher() -> None:
