@@ -263,6 +263,7 @@ async def main() -> None:
                 await asyncio.sleep(0.5)
                 for spec in mixed:
                     rig.monitor.upsert(spec)
+                freeze_long_lived()
                 await asyncio.sleep(2.0)
                 rig.monitor.scheduler.reset_lag()
                 stats = rig.monitor.scheduler.stats
