@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ispmon import __version__
 from ispmon.config import ConfigError, LoadedConfig, load_config
 from ispmon.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
+from ispmon.errors import StartupError
 from ispmon.models import Status
 from ispmon.store.database import DatabaseUnavailable
 from ispmon.validation import error_list, format_errors
@@ -205,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(f"ispmon: database unavailable: {exc}", file=sys.stderr)
+        return 1
+    except StartupError as exc:
+        print(f"ispmon: cannot start: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ispmon import __version__, sdnotify
 from ispmon.config import ConfigError, LoadedConfig, Settings, load_config
 from ispmon.endpoints import EndpointSpec, build_endpoint
+from ispmon.errors import StartupError
 from ispmon.models import Status
 from ispmon.monitor import Monitor
 from ispmon.outages import OpenOutage, OutagePolicy
@@ -249,9 +250,15 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         history.start()
         events.start()
         app = create_app(AppServices.build(db, settings, monitor))
-        runner, host, port = await start_api(
-            app, settings.api_host, settings.api_port, settings.ispmon_api_token
-        )
+        try:
+            runner, host, port = await start_api(
+                app, settings.api_host, settings.api_port, settings.ispmon_api_token
+            )
+        except OSError as exc:
+            raise StartupError(
+                f"API_HOST/API_PORT: cannot listen on {settings.api_host}:{settings.api_port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))

@@ -376,3 +376,16 @@ async def test_sighup_reloads_the_config_file_and_survives_a_bad_one(
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
         await target.down()
+
+
+def test_api_port_in_use_is_one_clear_line_and_leaves_nothing_running(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("run", env={"API_PORT": str(port), "ISPMON_STATE_DIR": str(tmp_path)})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ispmon: cannot start: API_HOST/API_PORT: cannot listen on 127.0.0.1:{port}")
+    assert not postgres_running(tmp_path / "postgres"), "the embedded PostgreSQL was left running"

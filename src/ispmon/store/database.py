@@ -9,6 +9,7 @@ import asyncpg
 import structlog
 
 from ispmon.endpoints import redact_url
+from ispmon.errors import StartupError
 from ispmon.store.db import create_pool, migrate, ping
 from ispmon.store.endpoints import EndpointRepo
 from ispmon.store.history import HistoryRepo
@@ -41,7 +42,7 @@ class Database:
         await self.pool.close()
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(StartupError):
     """The database could not be reached or started; the message says which and why (no secrets)."""
 
 
