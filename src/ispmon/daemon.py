@@ -269,7 +269,16 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 name="reloader",
             )
         )
-        log.info("api_listening", host=host, port=port, auth="token" if settings.ispmon_api_token else "none")
+        if settings.ispmon_api_token:
+            log.info("api_listening", host=host, port=port, auth="bearer token for writes")
+        else:
+            log.info(
+                "api_listening",
+                host=host,
+                port=port,
+                auth="none",
+                access="loopback only: set ISPMON_API_TOKEN to listen on other addresses",
+            )
         sdnotify.ready(f"monitoring {len(monitor.runtimes)} endpoints; API on {host}:{port}")
         log.info("ispmon_ready", endpoints=len(monitor.runtimes), pid=os.getpid())
         await stop.wait()

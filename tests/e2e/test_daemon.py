@@ -248,6 +248,8 @@ async def test_outage_lifecycle_survives_kill_9(
         assert all(line.get("event") != "(not json)" for line in lines), [
             line for line in lines if line.get("event") == "(not json)"
         ][:3]
+        (listening, *_) = [line for line in lines if line.get("event") == "api_listening"]
+        assert listening["auth"] == "none" and listening["access"].startswith("loopback only")
         changes = [line for line in lines if line.get("event") == "status_changed"]
         assert 1 <= len(changes) <= 3, changes
         history = await get("/services/web/history?limit=1000")
