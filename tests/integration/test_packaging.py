@@ -1,0 +1,40 @@
+"""`pip install .` (the README's first command) must ship what the daemon reads at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_carries_the_schema_and_the_console_script(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("ispmon-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert "ispmon/schema.sql" in names
+        assert zf.read("ispmon/schema.sql") == (ROOT / "src" / "ispmon" / "schema.sql").read_bytes()
+        assert {"ispmon/probes/http.py", "ispmon/api/app.py", "ispmon/py.typed"} <= names
+        entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+        assert "ispmon = ispmon.cli:main" in zf.read(entry_points).decode()
+    # The top-level schema.sql the issue asks for is the packaged one, not a copy that could drift.
+    assert (ROOT / "schema.sql").resolve() == (ROOT / "src" / "ispmon" / "schema.sql").resolve()
