@@ -12,19 +12,24 @@ import time
 import asyncpg
 
 
+async def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`ispmon migrate` in a fresh process with `env`."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "ispmon", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def test_migrate_applies_the_schema_idempotently(db_dsn: str, pool: asyncpg.Pool) -> None:
     await pool.execute("DROP TABLE outages")  # as if an older database lacked it
     env = {**os.environ, "DATABASE_URL": db_dsn}
     env.pop("ISPMON_CONFIG", None)
     for _ in range(2):
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "ispmon", "migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = await migrate(env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "schema version 1"
     assert await pool.fetchval("SELECT to_regclass('outages') IS NOT NULL")
@@ -39,14 +44,7 @@ async def test_an_unreachable_database_is_retried_then_reported_without_secrets(
         "ISPMON_LOG_FORMAT": "json",
     }
     started = time.monotonic()
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ispmon", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = await migrate(env)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "s3cret" not in done.stderr, done.stderr
@@ -68,14 +66,7 @@ async def test_a_wrong_database_name_fails_at_once(db_dsn: str) -> None:
         "ISPMON_DB_CONNECT_TIMEOUT": "30",
     }
     started = time.monotonic()
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "ispmon", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = await migrate(env)
     assert done.returncode == 1 and "no_such_db" in done.stderr and "does not exist" in done.stderr, (
         done.stderr
     )

@@ -20,19 +20,11 @@ from ispmon.endpoints import build_endpoint
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import http
 from ispmon.probes.base import PROBES, ProbeContext, run_check
+from tests.integration.netutil import ipv6_available
 
 SLOW_DELAY = 0.2
 BODY_CAP = 256 * 1024
 PATTERN_BODY = b"<html>uptime 42 days; service status: healthy</html>"
-
-
-def _ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def _bound(host: str = "127.0.0.1") -> socket.socket:
@@ -143,7 +135,7 @@ async def servers() -> AsyncIterator[dict[str, str]]:
     sock = _bound()
     urls["http"] = f"http://127.0.0.1:{sock.getsockname()[1]}"
     await web.SockSite(runner, sock).start()
-    if _ipv6_available():
+    if ipv6_available():
         sock = _bound("::1")
         urls["http6"] = f"http://[::1]:{sock.getsockname()[1]}"
         await web.SockSite(runner, sock).start()

@@ -15,19 +15,11 @@ from ispmon.endpoints import build_endpoint
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import tcp, udp
 from ispmon.probes.base import PROBES, ProbeContext, run_check
+from tests.integration.netutil import ipv6_available
 
 BODY_CAP = 64 * 1024
 BANNER = b"220 mail.test.local ESMTP ready\r\n"
 DELAY = 0.1
-
-
-def _ipv6_available() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def _closed_port(kind: socket.SocketKind) -> int:
@@ -105,7 +97,7 @@ async def tcp_servers() -> AsyncIterator[dict[str, str]]:
     }
     started = {name: await asyncio.start_server(h, "127.0.0.1", 0) for name, h in handlers.items()}
     urls = {name: f"127.0.0.1:{s.sockets[0].getsockname()[1]}" for name, s in started.items()}
-    if _ipv6_available():
+    if ipv6_available():
         v6 = await asyncio.start_server(_banner, "::1", 0)
         started["banner6"] = v6
         urls["banner6"] = f"[::1]:{v6.sockets[0].getsockname()[1]}"
@@ -144,7 +136,7 @@ async def udp_servers() -> AsyncIterator[dict[str, str]]:
         "slow": ("127.0.0.1", _Echo(delay=DELAY)),
         "silent": ("127.0.0.1", _Echo(silent=True)),
     }
-    if _ipv6_available():
+    if ipv6_available():
         servers["echo6"] = ("::1", _Echo())
     transports: list[asyncio.DatagramTransport] = []
     urls: dict[str, str] = {}
