@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from ispmon.daemon import freeze_long_lived
 from ispmon.endpoints import EndpointSpec, build_endpoint
 from ispmon.logging import configure_logging
 from ispmon.monitor import EndpointRuntime, Monitor
@@ -172,6 +173,7 @@ async def measure(rig: Rig, specs: list[EndpointSpec], warmup: float, duration: 
     await asyncio.sleep(0.5)  # let checks of the previous phase finish
     for spec in specs:
         rig.monitor.upsert(spec)
+    freeze_long_lived()  # as the daemon does after loading its endpoints
     await asyncio.sleep(warmup)
     stats = rig.monitor.scheduler.stats
     rig.monitor.scheduler.reset_lag()
