@@ -156,9 +156,10 @@ async def reload_config(path: Path | None, db: Database, monitor: Monitor, curre
 
 def freeze_long_lived() -> None:
     """Move what exists now (endpoint definitions, state, modules) out of the cyclic collector's
-    reach: a full collection walks every tracked object, and with thousands of endpoints it paused
-    the loop for ~60 ms (measured at 2,000 checks/s), delaying dispatch and inflating the response
-    times of checks in flight. Frozen objects are still freed by reference counting."""
+    reach. A full collection walks every tracked object: with thousands of endpoints loaded it
+    paused the loop for 54-60 ms (gc.callbacks, 2,000 checks/s), delaying dispatch and inflating
+    the response times of checks in flight; after freezing, the full collections left in the same
+    run took 9-27 ms. Frozen objects are still freed by reference counting."""
     gc.collect()
     gc.freeze()
 
