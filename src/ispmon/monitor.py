@@ -49,7 +49,7 @@ log = structlog.get_logger("ispmon.monitor")
 class EndpointRuntime:
     """Per-endpoint state in memory. Kept small: thousands of these live for the daemon's life."""
 
-    __slots__ = ("last", "pending_declare", "pending_resolve", "spec", "state")
+    __slots__ = ("last", "pending_declare", "pending_resolve", "pending_update", "spec", "state")
 
     def __init__(self, spec: EndpointSpec, state: EndpointState) -> None:
         self.spec = spec
@@ -60,6 +60,9 @@ class EndpointRuntime:
         self.pending_declare: OutageDeclared | None = None
         # An OutageResolved (and the outage id) whose row could not be closed yet: retried next check.
         self.pending_resolve: tuple[OutageResolved, int | None] | None = None
+        # Outage row changes (severity, status, flapping) that could not be written: (id, fields),
+        # merged so the newest value of each field wins, retried before the next check.
+        self.pending_update: tuple[int, dict[str, Any]] | None = None
 
 
 class Monitor:
@@ -165,6 +168,8 @@ class Monitor:
             pending = runtime.pending_resolve
             if pending is not None and pending[1] is not None:
                 await self._resolve_outage(runtime, *pending)  # an older, stored outage: close it first
+            if runtime.pending_update is not None:
+                await self._update_outage(runtime, *runtime.pending_update)
             if runtime.pending_declare is not None:
                 await self._open_outage(runtime, runtime.pending_declare)
             pending = runtime.pending_resolve
@@ -264,15 +269,17 @@ class Monitor:
             )
             if outage_id is not None:
                 status = runtime.state.outage_status
-                await self._db(
-                    self.outages.update(
-                        outage_id, severity=event.new.value, status=status.value if status else None
-                    )
+                await self._update_outage(
+                    runtime,
+                    outage_id,
+                    {"severity": event.new.value, "status": status.value if status else None},
                 )
         elif isinstance(event, FlappingStarted | FlappingStopped):
             log.warning(event.kind, endpoint_id=spec.id, changes=event.changes)
             if outage_id is not None:
-                await self._db(self.outages.update(outage_id, flapping=isinstance(event, FlappingStarted)))
+                await self._update_outage(
+                    runtime, outage_id, {"flapping": isinstance(event, FlappingStarted)}
+                )
         elif isinstance(event, FalseAlarm):
             log.info("outage_false_alarm", endpoint_id=spec.id, failures=event.failures)
         elif isinstance(event, VerificationRequested):
@@ -351,11 +358,21 @@ class Monitor:
             severity=event.severity.value,
         )
 
-    async def _db(self, coro: Any) -> None:
+    async def _update_outage(self, runtime: EndpointRuntime, outage_id: int, fields: dict[str, Any]) -> None:
+        pending = runtime.pending_update
+        if pending is not None and pending[0] == outage_id:
+            fields = {**pending[1], **fields}
+        fields = {k: v for k, v in fields.items() if v is not None}
         try:
-            await coro
+            await self.outages.update(outage_id, **fields)
         except Exception as exc:
-            log.error("outage_update_failed", error=str(exc))
+            # Kept and retried before the next check: the stored severity is what reports show.
+            runtime.pending_update = (outage_id, fields)
+            log.error(
+                "outage_update_failed", endpoint_id=runtime.spec.id, outage_id=outage_id, error=str(exc)
+            )
+            return
+        runtime.pending_update = None
 
     # -- introspection -----------------------------------------------------------------------------
     def snapshot(self, endpoint_id: str) -> dict[str, Any] | None:

@@ -535,6 +535,32 @@ async def test_outage_over_before_the_database_is_back_is_still_recorded(h: Harn
     assert len(await h.outages("nodb-whole")) == 1
 
 
+async def test_an_escalation_while_the_database_is_down_reaches_the_row_later(
+    h: Harness, db_dsn: str
+) -> None:
+    rt = h.add("escalates", degraded_response_time_ms=20, criticality="high")
+    h.target.delay = 0.06  # slow: DEGRADED
+    await h.check(rt, POLICY.detection_threshold)
+    (row,) = await h.outages("escalates")
+    assert (row["status"], row["severity"]) == ("degraded", "minor")
+
+    broken = await create_pool(db_dsn, min_size=1, max_size=1)
+    await broken.close()
+    h.monitor.outages = OutageRepo(broken)
+    h.target.delay = 0.0
+    h.target.status = 500  # now DOWN: the outage escalates (status) while its row cannot be written
+    await h.check(rt)
+    assert rt.state.severity is not None and rt.state.severity.value == "major"
+    assert rt.pending_update is not None
+    assert (await h.outages("escalates"))[0]["severity"] == "minor"
+
+    h.monitor.outages = OutageRepo(h.pool)
+    await h.check(rt)
+    (row,) = await h.outages("escalates")
+    assert (row["status"], row["severity"]) == ("down", "major")
+    assert rt.pending_update is None
+
+
 @contextlib.contextmanager
 def probe_replaced(protocol: Protocol, fn: Any) -> Any:
     saved = dict.get(PROBES, protocol)
