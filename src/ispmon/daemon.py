@@ -177,6 +177,25 @@ async def housekeeping(db: Database, settings: Settings) -> None:
 
 
 STATS_INTERVAL = 300.0
+EMBEDDED_CHECK_INTERVAL = 5.0
+
+
+async def supervise_embedded(embedded: EmbeddedPostgres, died: asyncio.Event) -> None:
+    """The embedded PostgreSQL is ispmon's own child in spirit: if it dies, ispmon cannot repair it
+    in place (its socket may move under the pool), so it says so and exits 1 for its supervisor
+    (systemd: Restart=on-failure) to restart both. Without this the daemon would run on, probing
+    and dropping every result, with only /readyz saying so."""
+    while True:
+        await asyncio.sleep(EMBEDDED_CHECK_INTERVAL)
+        if not embedded.alive():
+            log.error(
+                "embedded_postgres_died",
+                pgdata=str(embedded.pgdata),
+                log_file=str(embedded.pgdata / "log"),
+                action="exiting with status 1 so the supervisor restarts ispmon and its database",
+            )
+            died.set()
+            return
 
 
 async def log_stats(monitor: Monitor, interval: float = STATS_INTERVAL) -> None:
@@ -198,6 +217,11 @@ async def log_stats(monitor: Monitor, interval: float = STATS_INTERVAL) -> None:
             write_backlog=stats["writer"]["backlog"],
             write_dropped=stats["writer"]["dropped"],
         )
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 async def _reloader(
@@ -264,6 +288,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
+        database_died = asyncio.Event()
+        if embedded is not None:
+            tasks.append(asyncio.create_task(supervise_embedded(embedded, database_died), name="embedded"))
+            tasks.append(asyncio.create_task(_set_when(database_died, stop), name="embedded-stop"))
         tasks.append(
             asyncio.create_task(
                 _reloader(reload_requested, config.path or settings.ispmon_config, db, monitor, settings),
@@ -285,7 +313,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         await stop.wait()
         log.info("ispmon_stopping")
         sdnotify.stopping()
-        return 0
+        return 1 if database_died.is_set() else 0
     finally:
         if runner is not None:
             await runner.cleanup()

@@ -96,6 +96,13 @@ class Daemon:
         self.proc.wait(10)
         self._log.close()
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit on its own; its exit code."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
@@ -391,3 +398,26 @@ def test_api_port_in_use_is_one_clear_line_and_leaves_nothing_running(tmp_path: 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"ispmon: cannot start: API_HOST/API_PORT: cannot listen on 127.0.0.1:{port}")
     assert not postgres_running(tmp_path / "postgres"), "the embedded PostgreSQL was left running"
+
+
+async def test_a_dead_embedded_postgres_makes_ispmon_exit_1_for_its_supervisor(
+    tmp_path: Path, notify_socket: tuple[Path, socket.socket]
+) -> None:
+    notify_path, notify = notify_socket
+    daemon = Daemon(tmp_path, free_port(), notify_path, {})
+    daemon.start()
+    try:
+        await wait_for_datagram(notify, "READY=1", timeout=90)
+        postmaster = int((tmp_path / "postgres" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        assert await asyncio.to_thread(daemon.wait, 30) == 1
+        died = [line for line in daemon.log_lines() if line.get("event") == "embedded_postgres_died"]
+        assert len(died) == 1 and died[0]["log_file"].endswith("postgres/log")
+        # What systemd would do next: start again, on the same data directory.
+        daemon.start()
+        await wait_for_datagram(notify, "READY=1", timeout=60)
+        assert daemon.terminate() == 0
+        assert not postgres_running(tmp_path / "postgres")
+    finally:
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()

@@ -57,6 +57,16 @@ class EmbeddedPostgres:
         uri: str = self._server.get_uri()  # type: ignore[attr-defined]
         return uri
 
+    def alive(self) -> bool:
+        """Whether the postmaster this wrapper started (or adopted) still runs."""
+        if self._server is None:
+            return False
+        try:
+            process = self._server.get_postmaster_info().process  # type: ignore[attr-defined]
+            return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
     def stop(self) -> None:
         if self._server is not None:
             log.info("embedded_postgres_stopping", pgdata=str(self.pgdata))
