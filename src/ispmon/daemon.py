@@ -29,6 +29,7 @@ from ispmon.monitor import Monitor
 from ispmon.outages import OpenOutage, OutagePolicy
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
+from ispmon.services.maintenance import MaintenanceService
 from ispmon.store.database import Database, DatabaseUnavailable, connect_with_retry
 from ispmon.store.db import ensure_partitions
 from ispmon.store.embedded import EmbeddedPostgres
@@ -103,7 +104,7 @@ async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) ->
     latest = await db.history.latest([s.id for s in specs])
     last = {k: Status(v["status"]) for k, v in latest.items() if v["status"] in Status.__members__.values()}
     monitor.load(specs, open_outages, last)
-    windows = await AppServices.build(db, settings).maintenance.windows()
+    windows = await MaintenanceService(db).windows()
     monitor.set_maintenance(windows)
     log.info("state_restored", endpoints=len(specs), open_outages=len(open_outages), maintenance=len(windows))
 
@@ -145,7 +146,7 @@ async def reload_config(path: Path | None, db: Database, monitor: Monitor, curre
             if current_spec != spec:
                 monitor.upsert(spec)  # keeps its place on the cadence unless the interval changed
         monitor.policy = OutagePolicy.from_settings(settings)
-        monitor.set_maintenance(await AppServices.build(db, settings).maintenance.windows())
+        monitor.set_maintenance(await MaintenanceService(db).windows())
         needs_restart = [k.upper() for k in RESTART_ONLY if getattr(settings, k) != getattr(current, k)]
         freeze_long_lived()
         log.info("config_reloaded", endpoints=len(specs), restart_needed_for=needs_restart or None)
@@ -180,7 +181,7 @@ STATS_INTERVAL = 300.0
 EMBEDDED_CHECK_INTERVAL = 5.0
 
 
-async def supervise_embedded(embedded: EmbeddedPostgres, died: asyncio.Event) -> None:
+async def supervise_embedded(embedded: EmbeddedPostgres, died: asyncio.Event, stop: asyncio.Event) -> None:
     """The embedded PostgreSQL is ispmon's own child in spirit: if it dies, ispmon cannot repair it
     in place (its socket may move under the pool), so it says so and exits 1 for its supervisor
     (systemd: Restart=on-failure) to restart both. Without this the daemon would run on, probing
@@ -195,6 +196,7 @@ async def supervise_embedded(embedded: EmbeddedPostgres, died: asyncio.Event) ->
                 action="exiting with status 1 so the supervisor restarts ispmon and its database",
             )
             died.set()
+            stop.set()
             return
 
 
@@ -217,11 +219,6 @@ async def log_stats(monitor: Monitor, interval: float = STATS_INTERVAL) -> None:
             write_backlog=stats["writer"]["backlog"],
             write_dropped=stats["writer"]["dropped"],
         )
-
-
-async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
-    target.set()
 
 
 async def _reloader(
@@ -290,8 +287,9 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
         database_died = asyncio.Event()
         if embedded is not None:
-            tasks.append(asyncio.create_task(supervise_embedded(embedded, database_died), name="embedded"))
-            tasks.append(asyncio.create_task(_set_when(database_died, stop), name="embedded-stop"))
+            tasks.append(
+                asyncio.create_task(supervise_embedded(embedded, database_died, stop), name="embedded")
+            )
         tasks.append(
             asyncio.create_task(
                 _reloader(reload_requested, config.path or settings.ispmon_config, db, monitor, settings),

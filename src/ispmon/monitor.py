@@ -30,6 +30,7 @@ from ispmon.outages import (
     OutagePolicy,
     OutageResolved,
     OutageSeverityChanged,
+    Phase,
     StatusChanged,
     VerificationRequested,
     enter_maintenance,
@@ -164,23 +165,13 @@ class Monitor:
         if lock is None:
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
-            # A pending resolution first: it closes the older row, a pending declaration opens a newer one.
-            pending = runtime.pending_resolve
-            if pending is not None and pending[1] is not None:
-                await self._resolve_outage(runtime, *pending)  # an older, stored outage: close it first
-            if runtime.pending_update is not None:
-                await self._update_outage(runtime, *runtime.pending_update)
-            if runtime.pending_declare is not None:
-                await self._open_outage(runtime, runtime.pending_declare)
-            pending = runtime.pending_resolve
-            if pending is not None and pending[1] is None and runtime.pending_declare is None:
-                await self._resolve_outage(runtime, *pending)  # the outage just stored, already over
+            await self._replay_pending(runtime)
             now = datetime.now(UTC)
             mode = self.calendar.mode_for(spec.id, spec.tags, now)
             if mode == "skip":
                 state, events = enter_maintenance(runtime.state, now)
                 result = ProbeResult(Status.MAINTENANCE, details={"maintenance": "skip"})
-                await self._apply(runtime, now, result, state, events, record=True)
+                await self._apply(runtime, now, result, state, events)
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
@@ -195,23 +186,38 @@ class Monitor:
                     {**result.details, "maintenance": "mute", "probe_status": result.status.value},
                     result.attempts,
                 )
-            await self._apply(runtime, now, result, state, events, record=True)
+            await self._apply(runtime, now, result, state, events)
             # Verification: immediate re-checks before an outage is declared (avoids false alarms
             # from one lost packet or one slow response).
             for event in events:
                 if isinstance(event, VerificationRequested):
                     await self._verify(runtime, event.checks, mode)
 
+    async def _replay_pending(self, runtime: EndpointRuntime) -> None:
+        """Outage writes that failed while the database was unreachable, in the order that keeps
+        the rows right: close an older stored outage, apply pending severity/flapping changes, open
+        a pending one, then close it if it was already over before it could be stored."""
+        pending = runtime.pending_resolve
+        if pending is not None and pending[1] is not None:
+            await self._resolve_outage(runtime, *pending)
+        if runtime.pending_update is not None:
+            await self._update_outage(runtime, *runtime.pending_update)
+        if runtime.pending_declare is not None:
+            await self._open_outage(runtime, runtime.pending_declare)
+        pending = runtime.pending_resolve
+        if pending is not None and pending[1] is None and runtime.pending_declare is None:
+            await self._resolve_outage(runtime, *pending)
+
     async def _verify(self, runtime: EndpointRuntime, checks: int, mode: Any) -> None:
         spec = runtime.spec
         for _ in range(checks):
-            if runtime.state.phase.value != "verifying":
+            if runtime.state.phase is not Phase.VERIFYING:
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
             result.details["verification"] = True
             now = datetime.now(UTC)
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
-            await self._apply(runtime, now, result, state, events, record=True)
+            await self._apply(runtime, now, result, state, events)
 
     async def _apply(
         self,
@@ -220,15 +226,12 @@ class Monitor:
         result: ProbeResult,
         state: EndpointState,
         events: list[Event],
-        *,
-        record: bool,
     ) -> None:
         spec = runtime.spec
         previous_outage_id = runtime.state.outage_id
         runtime.state = state
         runtime.last = (now, result)
-        if record:
-            self.history.submit(history_row(spec.id, now, result))
+        self.history.submit(history_row(spec.id, now, result))
         for event in events:
             await self._handle(runtime, event, result, previous_outage_id)
 

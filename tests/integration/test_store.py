@@ -113,6 +113,7 @@ async def test_only_one_open_outage_per_endpoint(pool: asyncpg.Pool) -> None:
     assert created
     results = await asyncio.gather(*(repo.open("ep", **kwargs) for _ in range(5)))
     assert {r for r in results} == {(first, False)}
+    assert await repo.count_open() == 1
     resolved = await repo.resolve(first, resolved_at=now + timedelta(seconds=90), resolution="auto")
     assert resolved is not None and resolved["duration_seconds"] == pytest.approx(90)
     assert await repo.resolve(first, resolved_at=now, resolution="auto") is None

@@ -26,7 +26,7 @@ from icmplib.utils import unique_identifier
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import up_or_slow
-from ispmon.probes.tcp import classify_os_error
+from ispmon.probes.oserrors import classify_os_error
 
 if TYPE_CHECKING:
     from ispmon.endpoints import EndpointSpec

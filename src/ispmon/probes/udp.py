@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import pattern_failure, up_or_slow
-from ispmon.probes.tcp import classify_os_error, describe_os_error, host_port
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
 
 if TYPE_CHECKING:
     from ispmon.endpoints import EndpointSpec

@@ -222,13 +222,12 @@ class AvailabilityService:
             by_protocol[row["protocol"]][status] += 1
             if status not in ("up", "inactive"):
                 not_up.append({"endpoint_id": row["id"], "name": row["name"], "status": status})
-        active_outages = await self.db.outages.list(active=True, limit=1000)
         return {
             "total": len(rows),
             "by_status": counts,
             "by_protocol": by_protocol,
             "not_up": not_up,
-            "active_outages": len(active_outages),
+            "active_outages": await self.db.outages.count_open(),
             "generated_at": datetime.now(UTC).isoformat(),
         }
 

@@ -124,6 +124,10 @@ class OutageRepo:
     async def get(self, outage_id: int) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE id = $1", outage_id)
 
+    async def count_open(self) -> int:
+        n: int = await self.pool.fetchval("SELECT count(*) FROM outages WHERE resolved_at IS NULL")
+        return n
+
     async def open_outages(self) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE resolved_at IS NULL ORDER BY id"
