@@ -65,6 +65,11 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
     return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
+def list_response(items: list[Any], **extra: Any) -> web.Response:
+    """The envelope of every list route: {"items": [...], "count": n, ...paging}."""
+    return json_response({"items": items, "count": len(items), **extra})
+
+
 def _public_field(field: str) -> str:
     # The service layer says "(body)" for the body as a whole; the API names it plainly.
     return "body" if field == "(body)" else field

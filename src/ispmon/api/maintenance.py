@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ispmon.api.errors import json_response
+from ispmon.api.errors import json_response, list_response
 from ispmon.api.routing import Body, Call, PathParam, Route
 from ispmon.maintenance import MaintenanceWindowSpec
 from ispmon.services.errors import InvalidInput
@@ -21,12 +21,12 @@ RESERVED_IDS = frozenset({"active"})
 
 async def list_windows(call: Call) -> web.Response:
     items = await call.services.maintenance.list_windows()
-    return json_response({"items": items, "count": len(items)})
+    return list_response(items)
 
 
 async def active_windows(call: Call) -> web.Response:
     items = await call.services.maintenance.active_windows()
-    return json_response({"items": items, "count": len(items)})
+    return list_response(items)
 
 
 async def create_window(call: Call) -> web.Response:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ispmon.api.errors import ApiError, json_response
+from ispmon.api.errors import ApiError, json_response, list_response
 from ispmon.api.routing import Body, Call, Param, PathParam, Route
 from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
@@ -32,14 +32,12 @@ async def list_outages(call: Call) -> web.Response:
     if query["since"] and query["until"] and query["until"] <= query["since"]:
         raise ApiError.on(400, "until", "must be after since")
     items = await call.services.outages.list_outages(**query)
-    return json_response(
-        {"items": items, "count": len(items), "limit": query["limit"], "offset": query["offset"]}
-    )
+    return list_response(items, limit=query["limit"], offset=query["offset"])
 
 
 async def active_outages(call: Call) -> web.Response:
     items = await call.services.outages.active_outages()
-    return json_response({"items": items, "count": len(items)})
+    return list_response(items)
 
 
 async def outage_summary(call: Call) -> web.Response:

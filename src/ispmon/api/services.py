@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ispmon.api.errors import ApiError, json_response
+from ispmon.api.errors import ApiError, json_response, list_response
 from ispmon.api.routing import Body, Call, Param, PathParam, Route
 from ispmon.endpoints import EndpointSpec
 from ispmon.models import Protocol
@@ -26,13 +26,9 @@ ENDPOINT_BODY = Body(
 ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
 
 
-def _page(items: list[dict[str, object]], **extra: object) -> web.Response:
-    return json_response({"items": items, "count": len(items), **extra})
-
-
 async def list_services(call: Call) -> web.Response:
     items = await call.services.availability.list_endpoints(**call.query)
-    return _page(items, limit=call.query["limit"], offset=call.query["offset"])
+    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
 
 
 async def create_service(call: Call) -> web.Response:
