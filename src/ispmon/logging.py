@@ -38,7 +38,6 @@ NOISY_LOGGERS = (
     "elastic_transport",
     "elasticsearch",
     "urllib3",
-    "apprise",
     "pysnmp",
 )
 
@@ -161,6 +160,12 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     root.setLevel(number)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(max(number, logging.WARNING))
+    # apprise's own lines can quote a channel URL's tokens, so they never reach our output; the
+    # notifier reads each send's failure text from apprise's records (WARNING and up, whatever our
+    # level) and logs it redacted as notification_failed / notification_dead_lettered.
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.propagate = False
+    apprise_log.setLevel(logging.WARNING)
     # Python warnings (e.g. a library's RuntimeWarning) become log records, so a JSON log stays
     # one JSON object per line instead of gaining raw "file:line: Warning" text.
     logging.captureWarnings(True)
