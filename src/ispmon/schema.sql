@@ -119,6 +119,108 @@ CREATE TABLE IF NOT EXISTS maintenance_windows (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- Alerting (schema version 2). ---------------------------------------------------------------------
+
+-- Notification channels registered through the API (the config file's [channels] live in memory
+-- and are re-read at start and reload). `urls` are apprise URLs: they hold credentials, so the API
+-- never returns them (only apprise's privacy form).
+CREATE TABLE IF NOT EXISTS alert_channels (
+    name        text PRIMARY KEY,
+    urls        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Alert rules and escalation policies created through the API (config-file ones live in memory).
+CREATE TABLE IF NOT EXISTS alert_rules (
+    id          text PRIMARY KEY,
+    spec        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per alert: an outage, or a threshold breach, seen by one rule. It fires, may be
+-- acknowledged, and resolves. `suppressed_by` says why nobody is paged for it right now
+-- (maintenance:<window>, dependency:<parent>, self_connectivity); the alert is recorded anyway.
+CREATE TABLE IF NOT EXISTS alerts (
+    id                bigserial PRIMARY KEY,
+    endpoint_id       text NOT NULL,
+    rule_id           text NOT NULL,
+    kind              text NOT NULL CHECK (kind IN ('outage', 'threshold')),
+    outage_id         bigint,
+    severity          text NOT NULL,
+    state             text NOT NULL DEFAULT 'firing' CHECK (state IN ('firing', 'acknowledged', 'resolved')),
+    title             text NOT NULL,
+    message           text NOT NULL,
+    details           jsonb NOT NULL DEFAULT '{}',
+    suppressed_by     text,
+    was_suppressed    boolean NOT NULL DEFAULT false,
+    started_at        timestamptz NOT NULL,
+    -- The escalation clock: steps are due `after_minutes` past this instant. NULL while suppressed.
+    notify_from       timestamptz,
+    escalation_policy text,
+    last_step         integer NOT NULL DEFAULT -1,
+    last_reminder     integer NOT NULL DEFAULT 0,
+    last_notified_at  timestamptz,
+    acknowledged_at   timestamptz,
+    acknowledged_by   text,
+    acknowledge_note  text,
+    resolved_at       timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+-- At most one open alert per rule and endpoint: a restart or a race never opens it twice.
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (rule_id, endpoint_id) WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS alerts_started ON alerts (started_at DESC);
+CREATE INDEX IF NOT EXISTS alerts_endpoint ON alerts (endpoint_id, started_at DESC);
+
+-- The outbox, and the seed's ServiceAlert records: every notification is written here (in the same
+-- transaction as the alert change that caused it) before anything is sent. The sender delivers
+-- pending rows with backoff; `idempotency_key` (alert event, channel, step) makes a second write of
+-- the same notification a no-op. `delivered_targets` holds fingerprints of the channel's URLs that
+-- already accepted it, so a retry after a partial failure does not send twice to the others.
+CREATE TABLE IF NOT EXISTS notifications (
+    id                 bigserial PRIMARY KEY,
+    idempotency_key    text NOT NULL UNIQUE,
+    alert_id           bigint REFERENCES alerts (id) ON DELETE CASCADE,
+    outage_id          bigint,
+    endpoint_id        text,
+    event              text NOT NULL,
+    step               integer NOT NULL DEFAULT 0,
+    channel            text NOT NULL,
+    notification_type  text NOT NULL DEFAULT 'other',
+    title              text NOT NULL,
+    body               text NOT NULL,
+    short_body         text NOT NULL,
+    state              text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'dead', 'cancelled')),
+    attempts           integer NOT NULL DEFAULT 0,
+    next_attempt_at    timestamptz NOT NULL DEFAULT now(),
+    last_error         text,
+    delivered_targets  jsonb NOT NULL DEFAULT '[]',
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    sent_at            timestamptz,
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS notifications_alert ON notifications (alert_id);
+CREATE INDEX IF NOT EXISTS notifications_created ON notifications (created_at DESC);
+
+-- A child's outage while its parent is down (or while the monitoring host is cut off) is recorded
+-- and marked here: "dependency:<parent id>" or "self_connectivity".
+ALTER TABLE outages ADD COLUMN IF NOT EXISTS suppressed_by text;
+
+-- Changes of the monitoring host's own connectivity (the self-connectivity guard).
+CREATE TABLE IF NOT EXISTS connectivity_events (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL,
+    isolated    boolean NOT NULL,
+    canaries    jsonb NOT NULL DEFAULT '[]'
+);
+
 INSERT INTO schema_version (version, description)
 VALUES (1, 'endpoints, daily status history partitions, outages, events, maintenance windows')
+ON CONFLICT (version) DO NOTHING;
+
+INSERT INTO schema_version (version, description)
+VALUES (2, 'alerting: channels, rules, alerts, notification outbox, connectivity events')
 ON CONFLICT (version) DO NOTHING;

@@ -9,7 +9,7 @@ import asyncpg
 
 OUTAGE_COLUMNS = (
     "id, endpoint_id, started_at, declared_at, resolved_at, duration_seconds, status, severity, error_kind,"
-    " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, updated_at"
+    " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, suppressed_by, updated_at"
 )
 EVENT_COLUMNS = ("endpoint_id", "at", "kind", "outage_id", "data")
 
@@ -82,7 +82,7 @@ class OutageRepo:
             return existing, False
 
     async def update(self, outage_id: int, **fields: Any) -> None:
-        allowed = {"status", "severity", "flapping", "error_kind", "error", "failures"}
+        allowed = {"status", "severity", "flapping", "error_kind", "error", "failures", "suppressed_by"}
         sets = [k for k in fields if k in allowed]
         if not sets:
             return

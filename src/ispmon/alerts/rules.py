@@ -1,0 +1,238 @@
+"""Alert rules: which outages and which measured figures alert, how badly, and to whom.
+
+Two kinds of rule, declared in the config file or through the API:
+
+* ``outage`` rules alert on the outage state machine's events (declared, severity escalated,
+  resolved), optionally only for outages at or above ``min_severity``.
+* ``threshold`` rules watch one figure of every check: ``response_time_ms`` or any numeric key of
+  ``ProbeResult.details`` (``loss_percent``, ``cert_days_left``, later ``utilisation_percent``…),
+  and fire when it stays above / below a limit for N consecutive checks or for D minutes. They
+  clear after ``clear_checks`` consecutive in-range values (hysteresis, so a value hovering at the
+  limit does not page on every check).
+
+Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the endpoint is listed,
+or has any of the tags); both empty means every endpoint. Routing: ``channels`` (None = the
+default set, ALERT_NOTIFICATION_CHANNELS) or ``escalation`` (a policy id), never both.
+
+`evaluate_threshold` is the pure state transition for threshold rules: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ispmon.endpoints import SLUG_RE
+from ispmon.models import SEVERITY_ORDER, ProbeResult, Severity
+from ispmon.outage_events import Event
+from ispmon.validation import unstorable_text
+
+MAX_MINUTES = 7 * 24 * 60
+_SLUG_MESSAGE = (
+    "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
+)
+
+
+def _check_slug(value: str) -> str:
+    if not SLUG_RE.match(value):
+        raise ValueError(_SLUG_MESSAGE)
+    return value
+
+
+# Per-item validation, so the error names the element: "endpoints[2]", "channels[0]".
+Slug = Annotated[str, AfterValidator(_check_slug)]
+Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Metric = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+# Fields that only mean something for one kind; setting one on the other kind is an error naming it.
+_THRESHOLD_ONLY = ("metric", "above", "below", "for_checks", "for_minutes")
+_OUTAGE_ONLY = ("min_severity",)
+# These have non-None defaults: only a value other than the default is an error, so that a rule
+# dumped by the API (every field present) validates again unchanged.
+_THRESHOLD_ONLY_DEFAULTED = {"clear_checks": 1}
+_OUTAGE_ONLY_DEFAULTED = {"notify_escalated": True}
+
+
+class AlertRule(BaseModel):
+    """One alert rule, as the config file's ``[[alert_rules]]`` tables and the API declare it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    id: Slug
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    enabled: bool = True
+    kind: Literal["outage", "threshold"]
+    endpoints: list[Slug] = Field(default_factory=list, max_length=10000)
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    min_severity: Severity | None = None
+    notify_escalated: bool = True
+    # Outage rules: resolved messages; threshold rules: "cleared" messages.
+    notify_resolved: bool = True
+    severity: Severity | None = None
+    metric: Metric | None = None
+    above: float | None = Field(default=None, allow_inf_nan=False)
+    below: float | None = Field(default=None, allow_inf_nan=False)
+    for_checks: int | None = Field(default=None, ge=1, le=1000)
+    for_minutes: float | None = Field(default=None, gt=0, le=MAX_MINUTES, allow_inf_nan=False)
+    clear_checks: int = Field(default=1, ge=1, le=100)
+    channels: list[Slug] | None = Field(default=None, max_length=20)
+    escalation: Slug | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        bad = unstorable_text(data) if isinstance(data, dict) else None
+        if bad:
+            raise ValueError(f"{bad}: must not contain NUL characters or invalid UTF-8")
+        return data
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> AlertRule:
+        if self.kind == "outage":
+            for name in _THRESHOLD_ONLY:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only applies to threshold rules")
+            for name, default in _THRESHOLD_ONLY_DEFAULTED.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}: only applies to threshold rules")
+        else:
+            for name in _OUTAGE_ONLY:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only applies to outage rules")
+            for name, default in _OUTAGE_ONLY_DEFAULTED.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}: only applies to outage rules")
+            if self.metric is None:
+                raise ValueError("metric: required for a threshold rule (response_time_ms or a details key)")
+            if self.above is None and self.below is None:
+                raise ValueError("above: a threshold rule needs above or below")
+            if self.above is not None and self.below is not None:
+                raise ValueError("below: give above or below, not both")
+            if self.for_checks is not None and self.for_minutes is not None:
+                raise ValueError("for_minutes: give for_checks or for_minutes, not both")
+            # The model is frozen; defaults that depend on `kind` are filled in here, once.
+            if self.severity is None:
+                object.__setattr__(self, "severity", Severity.MINOR)
+            if self.for_checks is None and self.for_minutes is None:
+                object.__setattr__(self, "for_checks", 1)
+        if self.channels is not None and not self.channels:
+            raise ValueError("channels: must not be empty (omit it to use the default channels)")
+        if self.channels is not None and self.escalation is not None:
+            raise ValueError("escalation: give channels or escalation, not both")
+        return self
+
+    def matches(self, endpoint_id: str, tags: Iterable[str]) -> bool:
+        """Whether this (enabled) rule applies to the endpoint; a disabled rule matches nothing."""
+        if not self.enabled:
+            return False
+        if not self.endpoints and not self.tags:
+            return True
+        return endpoint_id in self.endpoints or not set(self.tags).isdisjoint(tags)
+
+    def severity_matches(self, severity: Severity) -> bool:
+        """At or above `min_severity`. Checked per event: an outage that escalates into range matches then."""
+        if self.min_severity is None:
+            return True
+        return SEVERITY_ORDER.index(Severity(severity)) >= SEVERITY_ORDER.index(self.min_severity)
+
+    def alert_severity(self, outage_severity: Severity | None = None) -> Severity:
+        """The alert's severity: the rule's own, or (outage rules without one) the outage's."""
+        if self.severity is not None:
+            return self.severity
+        if outage_severity is None:
+            raise ValueError("an outage rule without severity needs the outage's severity")
+        return Severity(outage_severity)
+
+
+def metric_value(metric: str, result: ProbeResult) -> float | None:
+    """The figure a threshold rule watches, or None when this check did not yield it."""
+    raw = result.response_time_ms if metric == "response_time_ms" else result.details.get(metric)
+    # bool is an int subclass; True is not 1 ms. NaN/inf compare false against every limit.
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return None
+    value = float(raw)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdState:
+    """Per (rule, endpoint) progress. `since` is the first breaching check of the current run."""
+
+    count: int = 0
+    since: datetime | None = None
+    firing: bool = False
+    clear_count: int = 0
+    peak: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdBreached(Event):
+    """The rule fired. `since` is the first breaching check, `at` the check that made it fire."""
+
+    kind: ClassVar[str] = "threshold_breached"
+    value: float
+    since: datetime
+    checks: int
+    peak: float
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdCleared(Event):
+    kind: ClassVar[str] = "threshold_cleared"
+    time_field: ClassVar[str] = "cleared_at"
+    value: float
+    since: datetime
+    cleared_at: datetime
+    duration_seconds: float
+    peak: float | None
+
+
+def breaches(rule: AlertRule, value: float) -> bool:
+    """Strictly beyond the limit: a value equal to it is in range."""
+    if rule.above is not None:
+        return value > rule.above
+    return rule.below is not None and value < rule.below
+
+
+def _worse(rule: AlertRule, peak: float | None, value: float) -> float:
+    if peak is None:
+        return value
+    return max(peak, value) if rule.above is not None else min(peak, value)
+
+
+def evaluate_threshold(
+    rule: AlertRule, state: ThresholdState, value: float | None, now: datetime
+) -> tuple[ThresholdState, ThresholdBreached | ThresholdCleared | None]:
+    """Feed one check's value; returns the new state and at most one event.
+
+    None (the check failed, the metric is missing) changes nothing: failures are the outage rules'
+    business, and a gap in data must neither fire nor clear a threshold alert.
+    """
+    if value is None:
+        return state, None
+    if breaches(rule, value):
+        since = state.since if state.since is not None else now
+        peak = _worse(rule, state.peak, value)
+        new = replace(state, count=state.count + 1, since=since, clear_count=0, peak=peak)
+        if state.firing:
+            return new, None
+        by_checks = rule.for_checks is not None and new.count >= rule.for_checks
+        by_minutes = rule.for_minutes is not None and now - since >= timedelta(minutes=rule.for_minutes)
+        if by_checks or by_minutes:
+            return replace(new, firing=True), ThresholdBreached(value, since, new.count, peak, now)
+        return new, None
+    if not state.firing:
+        return (state, None) if state == ThresholdState() else (ThresholdState(), None)
+    clear_count = state.clear_count + 1
+    if clear_count < rule.clear_checks:
+        return replace(state, clear_count=clear_count), None
+    assert state.since is not None  # firing implies a breach run
+    # cleared_at is the check that completed the clearing run: the alert was active until then.
+    duration = (now - state.since).total_seconds()
+    return ThresholdState(), ThresholdCleared(value, state.since, now, duration, state.peak)
