@@ -1,4 +1,4 @@
-"""The `ispmon` command: run | migrate | check | version.
+"""The `ispmon` command: run | migrate | check | notify-test | version.
 
 Exit codes of `ispmon check` follow the Nagios plugin convention that ISP tooling already speaks:
 0 UP, 1 DEGRADED, 2 DOWN, 3 UNKNOWN (or MAINTENANCE). Configuration errors exit 2 with a message
@@ -164,6 +164,63 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _run(go())
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    """Send a test message to a channel: one from the config file directly, else (a channel
+    registered through the API) through the running daemon. Exit 0 when every URL took it."""
+    config = _load(args)
+    _setup_logging(config, level="error")
+
+    async def go() -> int:
+        from ispmon.alerts.config import AlertConfig
+
+        alerting: AlertConfig = config.alerting or AlertConfig()
+        channel = next((c for c in alerting.channels if c.name == args.channel), None)
+        if channel is not None:
+            from ispmon.alerts.notifier import AppriseNotifier
+            from ispmon.services.alerts import send_test
+
+            outcome = await send_test(channel, AppriseNotifier(timeout=config.settings.alert_send_timeout))
+        else:
+            outcome = await _notify_test_via_api(config, args.channel)
+            if outcome is None:
+                return EXIT_CONFIG
+        for target in outcome["targets"]:
+            status = "OK  " if target["ok"] else "FAIL"
+            line = f"{status} {outcome['channel']} {target['kind']:<8} {target['url']}"
+            print(line + (f"  {target['error']}" if target["error"] else ""))
+        return 0 if outcome["ok"] else 1
+
+    return _run(go())
+
+
+async def _notify_test_via_api(config: LoadedConfig, channel: str) -> dict[str, Any] | None:
+    import aiohttp
+
+    settings = config.settings
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    url = f"http://{host}:{settings.api_port}/channels/{channel}/test"
+    headers = {"Authorization": f"Bearer {settings.ispmon_api_token}"} if settings.ispmon_api_token else {}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.alert_send_timeout * 4)) as session,
+            session.post(url, headers=headers) as resp,
+        ):
+            body = await resp.json(content_type=None)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        print(
+            f"ispmon: channel {channel!r} is not in the config file, and the daemon's API at "
+            f"{host}:{settings.api_port} (for channels registered through it) did not answer: {exc}",
+            file=sys.stderr,
+        )
+        return None
+    if resp.status != 200:
+        message = body.get("message", body) if isinstance(body, dict) else body
+        print(f"ispmon: channel {channel!r}: {message}", file=sys.stderr)
+        return None
+    result: dict[str, Any] = body
+    return result
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"ispmon {__version__}")
     return 0
@@ -193,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--send", help="tcp/udp payload (text)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     check.set_defaults(func=cmd_check)
+    notify = with_config(
+        sub.add_parser("notify-test", help="send a test message to an alert channel and report the outcome")
+    )
+    notify.add_argument("channel", help="a channel name ([channels] in the config file, or POST /channels/)")
+    notify.set_defaults(func=cmd_notify_test)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

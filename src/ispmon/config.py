@@ -1,7 +1,8 @@
 """Settings (environment variables + TOML config file), checked at load time.
 
 Precedence: environment variables > the config file's ``[settings]`` table > defaults. The file may
-also declare ``[[endpoints]]`` (same fields as the API body) and ``[[maintenance]]`` windows as code.
+also declare ``[[endpoints]]`` (same fields as the API body), ``[[maintenance]]`` windows, alert ``[channels]``
+(name = apprise URL or list of URLs), ``[[alert_rules]]`` and ``[[escalation_policies]]`` as code.
 Every error names the key it is about (``SERVICE_CHECK_INTERVAL``, ``endpoints[2].timeout``, ...).
 """
 
@@ -62,6 +63,13 @@ class Settings(BaseSettings):
     ispmon_write_queue_size: int = Field(100000, ge=100)
     ispmon_log_level: str = "info"
     ispmon_log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    # Alert delivery (the outbox sender).
+    alert_max_attempts: int = Field(10, ge=1, le=100)
+    alert_retry_base_seconds: float = Field(10.0, ge=0.01, le=3600)
+    alert_retry_max_seconds: float = Field(900.0, ge=0.01, le=86400)
+    alert_channel_rate_limit: int = Field(30, ge=1, le=10000)
+    alert_send_timeout: float = Field(30.0, gt=0, le=300)
+    alert_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
 
     @field_validator("ispmon_log_level")
     @classmethod
@@ -98,6 +106,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def link_base(self) -> str:
+        """Where messages link to (outages, alerts): ALERT_BASE_URL, else this API's own address."""
+        if self.alert_base_url:
+            return self.alert_base_url.rstrip("/")
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    @property
     def notification_channels(self) -> list[str]:
         return [c.strip() for c in self.alert_notification_channels.split(",") if c.strip()]
 
@@ -110,6 +126,9 @@ class FileConfig(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     endpoints: list[dict[str, Any]] = Field(default_factory=list)
     maintenance: list[dict[str, Any]] = Field(default_factory=list)
+    channels: dict[str, Any] = Field(default_factory=dict)
+    alert_rules: list[dict[str, Any]] = Field(default_factory=list)
+    escalation_policies: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedConfig(BaseModel):
@@ -118,6 +137,7 @@ class LoadedConfig(BaseModel):
     settings: Settings
     endpoints: list[EndpointSpec] = Field(default_factory=list)
     maintenance: list[Any] = Field(default_factory=list)  # MaintenanceWindowSpec (ispmon.maintenance)
+    alerting: Any = None  # ispmon.alerts.config.AlertConfig (channels, rules, escalation policies)
     path: Path | None = None
 
 
@@ -167,7 +187,8 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
     except ValidationError as exc:
         err = error_list(exc)[0]
         hint = (
-            " (expected [settings], [[endpoints]] or [[maintenance]])"
+            " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]]"
+            " or [[escalation_policies]])"
             if err["message"] == "unknown field"
             else ""
         )
@@ -192,4 +213,27 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
     from ispmon.maintenance import validate_config_windows
 
     windows = validate_config_windows(shape.maintenance, where, set(seen))
-    return LoadedConfig(settings=settings, endpoints=endpoints, maintenance=windows, path=path)
+    check_parents(endpoints, where)
+    from ispmon.alerts.config import load_alert_config
+
+    alerting = load_alert_config(shape.channels, shape.alert_rules, shape.escalation_policies, where)
+    return LoadedConfig(
+        settings=settings, endpoints=endpoints, maintenance=windows, alerting=alerting, path=path
+    )
+
+
+def check_parents(endpoints: list[EndpointSpec], where: str = "") -> None:
+    """`parent` must name an endpoint of the file, and parents must not form a cycle."""
+    by_id = {e.id: e for e in endpoints}
+    for index, endpoint in enumerate(endpoints):
+        if endpoint.parent is None:
+            continue
+        if endpoint.parent not in by_id:
+            raise ConfigError(f"{where}endpoints[{index}].parent: no endpoint {endpoint.parent!r} in this file")
+        seen = {endpoint.id}
+        node = by_id.get(endpoint.parent)
+        while node is not None:
+            if node.id in seen:
+                raise ConfigError(f"{where}endpoints[{index}].parent: parents form a cycle through {node.id!r}")
+            seen.add(node.id)
+            node = by_id.get(node.parent) if node.parent else None

@@ -1,9 +1,10 @@
 """The daemon: wires the components, in order, and takes them down in reverse.
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
-(open outages stay open) -> writers -> monitor -> API -> READY=1 to systemd.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> scheduler and checks in flight -> writers flush -> probe
-resources -> pool -> embedded PostgreSQL.
+(open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
+monitor -> API -> READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> scheduler and checks in flight -> alert engine and
+sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
+from ispmon.alerts.wiring import Alerting
 from ispmon.config import ConfigError, LoadedConfig, Settings, load_config
 from ispmon.endpoints import EndpointSpec, build_endpoint
 from ispmon.errors import StartupError
@@ -123,7 +125,9 @@ RESTART_ONLY = (
 )
 
 
-async def reload_config(path: Path | None, db: Database, monitor: Monitor, current: Settings) -> bool:
+async def reload_config(
+    path: Path | None, db: Database, monitor: Monitor, current: Settings, alerting: Alerting | None = None
+) -> bool:
     """SIGHUP: re-read the config file and apply its endpoints, maintenance windows and outage policy.
 
     An invalid file changes nothing (the daemon keeps its running configuration and says why).
@@ -147,6 +151,8 @@ async def reload_config(path: Path | None, db: Database, monitor: Monitor, curre
                 monitor.upsert(spec)  # keeps its place on the cadence unless the interval changed
         monitor.policy = OutagePolicy.from_settings(settings)
         monitor.set_maintenance(await MaintenanceService(db).windows())
+        if alerting is not None:
+            await alerting.reload(config)
         needs_restart = [k.upper() for k in RESTART_ONLY if getattr(settings, k) != getattr(current, k)]
         freeze_long_lived()
         log.info("config_reloaded", endpoints=len(specs), restart_needed_for=needs_restart or None)
@@ -222,14 +228,19 @@ async def log_stats(monitor: Monitor, interval: float = STATS_INTERVAL) -> None:
 
 
 async def _reloader(
-    requested: asyncio.Event, path: Path | None, db: Database, monitor: Monitor, settings: Settings
+    requested: asyncio.Event,
+    path: Path | None,
+    db: Database,
+    monitor: Monitor,
+    settings: Settings,
+    alerting: Alerting,
 ) -> None:
     """One reload at a time; SIGHUPs that arrive during a reload fold into one more."""
     while True:
         await requested.wait()
         requested.clear()
         try:
-            await reload_config(path, db, monitor, settings)
+            await reload_config(path, db, monitor, settings, alerting)
         except Exception:
             log.error("config_reload_crashed", exc_info=True)
 
@@ -265,13 +276,16 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         outages=db.outages,
         max_concurrency=settings.ispmon_max_concurrency,
     )
+    alerting: Alerting | None = None
     try:
         await sync_config(db, config)
         await restore_monitor(db, monitor, settings)
+        alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()
         history.start()
         events.start()
-        app = create_app(AppServices.build(db, settings, monitor))
+        await alerting.start()
+        app = create_app(AppServices.build(db, settings, monitor, alerting.service))
         try:
             runner, host, port = await start_api(
                 app, settings.api_host, settings.api_port, settings.ispmon_api_token
@@ -292,7 +306,9 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             )
         tasks.append(
             asyncio.create_task(
-                _reloader(reload_requested, config.path or settings.ispmon_config, db, monitor, settings),
+                _reloader(
+                    reload_requested, config.path or settings.ispmon_config, db, monitor, settings, alerting
+                ),
                 name="reloader",
             )
         )
@@ -321,6 +337,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await monitor.close()
+        if alerting is not None:
+            await alerting.close()
         await history.close()
         await events.close()
         await ctx.close()

@@ -234,6 +234,11 @@ class EndpointSpec(BaseModel):
     tags: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]] = Field(
         default_factory=list, max_length=32
     )
+    # Alerting: while `parent` (e.g. the upstream router's ICMP check) is down, this endpoint's
+    # outages are recorded and marked but nobody is paged for them. Canaries are the monitoring
+    # host's own uplink checks: when all of them fail, the host itself is cut off.
+    parent: str | None = Field(default=None, description="Endpoint id this one depends on")
+    canary: bool = Field(default=False, description="An uplink check of the monitoring host itself")
     degraded_response_time_ms: float | None = Field(
         default=None, gt=0, description="DEGRADED when the response time (ICMP: average RTT) is above this"
     )
@@ -306,6 +311,18 @@ class EndpointSpec(BaseModel):
             raise ValueError(
                 "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
             )
+        return value
+
+    @field_validator("parent")
+    @classmethod
+    def _check_parent(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not SLUG_RE.match(value):
+            raise ValueError("must be the id (a slug) of another endpoint")
+        if value == info.data.get("id"):
+            raise ValueError("an endpoint cannot be its own parent")
         return value
 
     @field_validator("headers")

@@ -124,6 +124,9 @@ class MaintenanceWindowSpec(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     all_endpoints: bool = False
     mode: Mode = "mute"
+    # Whether nobody is paged for the endpoints in scope while the window is active (their alerts
+    # are still recorded, marked suppressed_by "maintenance:<id>").
+    suppress_alerts: bool = True
 
     _tz: ZoneInfo = PrivateAttr()
     _rule: RRule | None = PrivateAttr(default=None)
@@ -351,6 +354,14 @@ class MaintenanceCalendar:
         if not self._valid_from <= now < self._valid_until:
             self._refresh(now)
         return list(self._active)
+
+    def suppressing(self, endpoint_id: str, tags: Iterable[str], now: datetime) -> str | None:
+        """The id of an active window that silences alerts for this endpoint, or None."""
+        tags = tuple(tags)
+        for window in self.active(now):
+            if window.suppress_alerts and applies_to(window, endpoint_id, tags):
+                return window.id
+        return None
 
     def mode_for(self, endpoint_id: str, tags: Iterable[str], now: datetime) -> Mode | None:
         """The maintenance mode for this endpoint at `now` ("skip" beats "mute"), or None."""

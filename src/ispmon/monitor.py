@@ -86,6 +86,8 @@ class Monitor:
         self.calendar = MaintenanceCalendar([])
         self.scheduler = Scheduler(self._scheduled, max_concurrency=max_concurrency)
         self._locks: dict[str, asyncio.Lock] = {}
+        # The alert engine (ispmon.alerts.engine.AlertEngine), when alerting is wired in.
+        self.alerts: Any = None
 
     # -- registry ----------------------------------------------------------------------------------
     def load(
@@ -101,6 +103,7 @@ class Monitor:
     def upsert(self, spec: EndpointSpec) -> None:
         """An endpoint created or changed (API, config): takes effect without a restart."""
         runtime = self.runtimes.get(spec.id)
+        was_canary = runtime is not None and runtime.spec.canary
         # Keep the endpoint's place on its cadence unless the schedule itself changed (a rename or a
         # new pattern must not move its next check by up to an interval).
         reschedule = (
@@ -116,10 +119,14 @@ class Monitor:
             self.scheduler.remove(spec.id)
         elif reschedule:
             self.scheduler.add(spec.id, spec.check_interval)
+        if self.alerts is not None and (spec.canary or was_canary):
+            self.alerts.endpoints_changed()
 
     def remove(self, endpoint_id: str) -> None:
-        self.runtimes.pop(endpoint_id, None)
+        runtime = self.runtimes.pop(endpoint_id, None)
         self.scheduler.remove(endpoint_id)
+        if self.alerts is not None and runtime is not None and runtime.spec.canary:
+            self.alerts.endpoints_changed()
         # The lock stays: a check of this id may still be running, and an endpoint re-created with
         # the same id must wait for it rather than overlap it.
 
@@ -232,6 +239,8 @@ class Monitor:
         runtime.state = state
         runtime.last = (now, result)
         self.history.submit(history_row(spec.id, now, result))
+        if self.alerts is not None:
+            self.alerts.observe(spec, now, result)
         for event in events:
             await self._handle(runtime, event, result, previous_outage_id)
 
@@ -277,6 +286,8 @@ class Monitor:
                     outage_id,
                     {"severity": event.new.value, "status": status.value if status else None},
                 )
+                if self.alerts is not None:
+                    await self.alerts.outage_escalated(spec, event, outage_id)
         elif isinstance(event, FlappingStarted | FlappingStopped):
             log.warning(event.kind, endpoint_id=spec.id, changes=event.changes)
             if outage_id is not None:
@@ -324,6 +335,8 @@ class Monitor:
                 error_kind=event.error_kind,
                 error=event.error,
             )
+            if self.alerts is not None:
+                await self.alerts.outage_declared(spec, event, outage_id)
         else:
             log.info("outage_already_open", endpoint_id=spec.id, outage_id=outage_id)
 
@@ -360,6 +373,8 @@ class Monitor:
             duration_seconds=round(event.duration_seconds, 3),
             severity=event.severity.value,
         )
+        if self.alerts is not None and outage_id is not None:
+            await self.alerts.outage_resolved(spec.id, outage_id, event.resolved_at, event.duration_seconds)
 
     async def _update_outage(self, runtime: EndpointRuntime, outage_id: int, fields: dict[str, Any]) -> None:
         pending = runtime.pending_update

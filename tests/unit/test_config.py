@@ -17,7 +17,8 @@ INVALID: dict[str, tuple[str, str]] = {
     ),
     "unknown_table": (
         "[settngs]\nservice_check_interval = 5\n",
-        "settngs: unknown field (expected [settings], [[endpoints]] or [[maintenance]])",
+        "settngs: unknown field (expected [settings], [[endpoints]], [[maintenance]], [channels], "
+        "[[alert_rules]] or [[escalation_policies]])",
     ),
     "unknown_setting": (
         "[settings]\nservice_check_intervall = 5\n",
@@ -88,6 +89,29 @@ INVALID: dict[str, tuple[str, str]] = {
         '[[endpoints]]\nid = "Bad/Id"\nname = "x"\nurl = "http://127.0.0.1/"\n',
         "endpoints[0].id: must be a slug: 1-64 lowercase letters, digits, '-' or '_', "
         "starting and ending with a letter or digit",
+    ),
+    "endpoint_unknown_parent": (EP + 'parent = "router"\n', "endpoints[0].parent: no endpoint 'router' in this file"),
+    "endpoint_parent_cycle": (
+        '[[endpoints]]\nid = "a"\nname = "x"\nurl = "http://127.0.0.1/"\nparent = "b"\n'
+        '[[endpoints]]\nid = "b"\nname = "y"\nurl = "http://127.0.0.2/"\nparent = "a"\n',
+        "endpoints[0].parent: parents form a cycle through 'a'",
+    ),
+    "channel_invalid_url": (
+        '[channels]\npager = ["json://127.0.0.1/x", "nosuch://user:pw@host"]\n',
+        "channels.pager: urls[1]: not a valid apprise URL (scheme 'nosuch' is not supported)",
+    ),
+    "rule_threshold_without_metric": (
+        '[[alert_rules]]\nid = "slow"\nkind = "threshold"\nabove = 500\n',
+        "alert_rules[0].metric: required for a threshold rule (response_time_ms or a details key)",
+    ),
+    "rule_unknown_policy": (
+        '[[alert_rules]]\nid = "core"\nkind = "outage"\nescalation = "noc"\n',
+        "alert_rules[0].escalation: no escalation policy 'noc' (none declared)",
+    ),
+    "policy_steps_out_of_order": (
+        '[[escalation_policies]]\nid = "noc"\nsteps = [{after_minutes = 15, channels = ["a"]}, '
+        '{after_minutes = 5, channels = ["b"]}]\n',
+        "escalation_policies[0].steps[1].after_minutes: must be greater than the previous step's (5 <= 15)",
     ),
     "window_without_scope": (
         '[[maintenance]]\nname = "w"\nstarts_at = "2030-01-01T00:00:00Z"\nends_at = "2030-01-01T01:00:00Z"\n',

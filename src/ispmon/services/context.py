@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.outages import OutageService
@@ -22,15 +23,23 @@ class AppServices:
     availability: AvailabilityService
     outages: OutageService
     maintenance: MaintenanceService
+    alerts: AlertService
     monitor: Monitor | None = None
 
     @classmethod
-    def build(cls, db: Database, settings: Settings, monitor: Monitor | None = None) -> AppServices:
+    def build(
+        cls,
+        db: Database,
+        settings: Settings,
+        monitor: Monitor | None = None,
+        alerts: AlertService | None = None,
+    ) -> AppServices:
         return cls(
             db=db,
             settings=settings,
             availability=AvailabilityService(db, monitor, settings.endpoint_defaults),
             outages=OutageService(db, monitor),
             maintenance=MaintenanceService(db, monitor),
+            alerts=alerts or AlertService(db),
             monitor=monitor,
         )

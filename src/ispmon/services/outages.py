@@ -93,6 +93,14 @@ class OutageService:
             raise ConflictError(f"outage {outage_id} was resolved meanwhile", field="outage_id")
         if self.monitor is not None:
             self.monitor.outage_resolved_elsewhere(row["endpoint_id"])
+            if self.monitor.alerts is not None:
+                await self.monitor.alerts.outage_resolved(
+                    row["endpoint_id"],
+                    outage_id,
+                    resolved["resolved_at"],
+                    resolved["duration_seconds"] or 0.0,
+                    "manual",
+                )
         return outage_dict(resolved)
 
     async def outage_summary(self, hours: float = 24.0) -> dict[str, Any]:

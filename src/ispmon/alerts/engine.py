@@ -1,0 +1,633 @@
+"""The alert engine: turns outage events and check results into alerts and outbox notifications.
+
+Inputs: outage declared / escalated / resolved (from the monitor, once the outage row is stored),
+every check result (threshold rules, canaries), acknowledgements (API), and a clock tick.
+Outputs: rows in ``alerts`` and ``notifications``, always written in one transaction, so an alert
+never exists without its notifications nor the other way round. The sender delivers the outbox.
+
+Every open alert is also held in memory (`OpenAlert`), so a tick does no database work unless
+something is due. A database error is logged and the operation retried at the next tick; on start
+`reconcile` repairs what a crash between an outage row and its alert could have left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ispmon.alerts.escalation import DueNotification, EscalationPolicy, due_notifications, simple_policy
+from ispmon.alerts.messages import Message
+from ispmon.alerts.render import render
+from ispmon.alerts.rules import AlertRule, ThresholdBreached, ThresholdState, evaluate_threshold, metric_value
+from ispmon.alerts.suppression import ConnectivityGuard, down_ancestor
+from ispmon.models import ProbeResult, Severity, Status
+from ispmon.store.notifications import NotificationDraft
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ispmon.alerts.channels import ChannelRegistry
+    from ispmon.endpoints import EndpointSpec
+    from ispmon.monitor import Monitor
+    from ispmon.outage_events import OutageDeclared, OutageSeverityChanged
+    from ispmon.store.alerts import AlertRepo
+    from ispmon.store.notifications import NotificationRepo
+
+log = structlog.get_logger("ispmon.alerts")
+
+DEFAULT_RULE_ID = "default"
+TICK_INTERVAL = 5.0
+# Events whose pending notifications stop on acknowledge, or once the alert is suppressed.
+ESCALATING_EVENTS = ["declared", "breached", "step", "reminder", "escalated"]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class OpenAlert:
+    """An open alert in memory (mirrors its row)."""
+
+    id: int
+    endpoint_id: str
+    rule_id: str
+    kind: str
+    outage_id: int | None
+    severity: str
+    state: str
+    started_at: datetime
+    suppressed_by: str | None
+    notify_from: datetime | None
+    policy_id: str | None
+    last_step: int
+    last_reminder: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Any) -> OpenAlert:
+        return cls(
+            row["id"],
+            row["endpoint_id"],
+            row["rule_id"],
+            row["kind"],
+            row["outage_id"],
+            row["severity"],
+            row["state"],
+            row["started_at"],
+            row["suppressed_by"],
+            row["notify_from"],
+            row["escalation_policy"],
+            row["last_step"],
+            row["last_reminder"],
+            dict(row["details"] or {}),
+        )
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        alerts: AlertRepo,
+        notifications: NotificationRepo,
+        channels: ChannelRegistry,
+        default_channels: list[str],
+        link_base: str | None,
+        wake_sender: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.pool = pool
+        self.alerts = alerts
+        self.notifications = notifications
+        self.channels = channels
+        self.default_channels = default_channels
+        self.link_base = link_base
+        self.wake_sender = wake_sender
+        self.clock = clock
+        self.monitor: Monitor | None = None
+        self.rules: dict[str, AlertRule] = {}
+        self.policies: dict[str, EscalationPolicy] = {}
+        self.open: dict[int, OpenAlert] = {}
+        self.thresholds: dict[tuple[str, str], ThresholdState] = {}
+        self.guard = ConnectivityGuard()
+        self._threshold_rules: tuple[AlertRule, ...] = ()
+        self._retry: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
+        self._runner: asyncio.Task[None] | None = None
+
+    # -- configuration ---------------------------------------------------------------------------
+    def configure(self, rules: list[AlertRule], policies: dict[str, EscalationPolicy]) -> None:
+        """The rules (config file + API) and escalation policies in effect. Without any outage rule
+        a built-in one pages ALERT_NOTIFICATION_CHANNELS for every outage."""
+        self.rules = {r.id: r for r in rules}
+        if not any(r.kind == "outage" for r in rules):
+            self.rules[DEFAULT_RULE_ID] = AlertRule(id=DEFAULT_RULE_ID, name="Every outage", kind="outage")
+        self.policies = dict(policies)
+        self._threshold_rules = tuple(r for r in self.rules.values() if r.kind == "threshold" and r.enabled)
+
+    def endpoints_changed(self) -> None:
+        """Endpoints were loaded, created, changed or removed: the canary set may be different."""
+        if self.monitor is not None:
+            runtimes = self.monitor.runtimes
+            self.set_canaries([i for i, r in runtimes.items() if r.spec.canary and r.spec.is_active])
+
+    def set_canaries(self, canaries: list[str]) -> None:
+        change = self.guard.set_canaries(canaries)
+        if change is not None:
+            self._spawn(self._connectivity_changed(change))
+
+    def undefined_channels(self) -> list[str]:
+        """Channel names that rules, policies or ALERT_NOTIFICATION_CHANNELS use but nobody defined."""
+        used = set(self.default_channels)
+        for rule in self.rules.values():
+            used.update(rule.channels or [])
+        for policy in self.policies.values():
+            for step in policy.steps:
+                used.update(step.channels)
+        return sorted(name for name in used if self.channels.get(name) is None)
+
+    def policy_for(self, rule: AlertRule | None, policy_id: str | None = None) -> EscalationPolicy:
+        if policy_id and policy_id in self.policies:
+            return self.policies[policy_id]
+        if rule is not None and rule.escalation and rule.escalation in self.policies:
+            return self.policies[rule.escalation]
+        channels = (rule.channels if rule is not None and rule.channels is not None else None) or list(
+            self.default_channels
+        )
+        return simple_policy(channels)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self, tick_interval: float = TICK_INTERVAL) -> None:
+        await self.load()
+        await self.reconcile()
+        self._runner = asyncio.create_task(self._run(tick_interval), name="alert-engine")
+
+    async def load(self) -> None:
+        self.open = {row["id"]: OpenAlert.from_row(row) for row in await self.alerts.open_alerts()}
+        for alert in self.open.values():
+            rule = self.rules.get(alert.rule_id)
+            if alert.kind == "threshold" and rule is not None and rule.kind == "threshold":
+                # Resume "firing", so the first in-range values after a restart clear it.
+                self.thresholds[(rule.id, alert.endpoint_id)] = ThresholdState(
+                    count=rule.for_checks or 1, since=alert.started_at, firing=True
+                )
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.tick()
+            except Exception:
+                log.error("alert_tick_failed", exc_info=True)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
+        """Run a database operation; on failure keep it for the next tick (nothing is lost)."""
+        try:
+            async with self._lock:
+                await op()
+        except Exception as exc:
+            log.error("alert_store_failed", operation=what, error=str(exc), retry="next tick")
+            self._retry.append(op)
+
+    # -- inputs from the monitor ---------------------------------------------------------------------
+    def observe(self, spec: EndpointSpec, now: datetime, result: ProbeResult) -> None:
+        """Every check result. Cheap when there is nothing to do: this runs thousands of times a second."""
+        if spec.canary:
+            change = self.guard.observe(spec.id, result.status is Status.DOWN)
+            if change is not None:
+                self._spawn(self._connectivity_changed(change))
+        for rule in self._threshold_rules:
+            if not rule.matches(spec.id, spec.tags):
+                continue
+            key = (rule.id, spec.id)
+            state = self.thresholds.get(key) or ThresholdState()
+            new_state, event = evaluate_threshold(rule, state, metric_value(rule.metric or "", result), now)
+            if new_state != state:
+                self.thresholds[key] = new_state
+            if event is None:
+                continue
+            if isinstance(event, ThresholdBreached):
+                self._spawn(
+                    self._guarded("threshold_breached", lambda r=rule, e=event: self._breached(spec, r, e))
+                )
+            else:
+                self._spawn(
+                    self._guarded("threshold_cleared", lambda r=rule, e=event: self._cleared(spec, r, e))
+                )
+
+    async def outage_declared(self, spec: EndpointSpec, event: OutageDeclared, outage_id: int) -> None:
+        await self._guarded("outage_declared", lambda: self._declared(spec, event, outage_id))
+
+    async def outage_escalated(
+        self, spec: EndpointSpec, event: OutageSeverityChanged, outage_id: int
+    ) -> None:
+        await self._guarded("outage_escalated", lambda: self._escalated(spec, event, outage_id))
+
+    async def outage_resolved(
+        self,
+        endpoint_id: str,
+        outage_id: int,
+        resolved_at: datetime,
+        duration_seconds: float,
+        how: str = "auto",
+    ) -> None:
+        await self._guarded(
+            "outage_resolved",
+            lambda: self._outage_over(endpoint_id, outage_id, resolved_at, duration_seconds, how),
+        )
+
+    # -- outage alerts ------------------------------------------------------------------------------
+    def outage_rules(self, spec: EndpointSpec, severity: Severity) -> list[AlertRule]:
+        return [
+            r
+            for r in self.rules.values()
+            if r.kind == "outage"
+            and r.enabled
+            and r.matches(spec.id, spec.tags)
+            and r.severity_matches(severity)
+        ]
+
+    async def _declared(self, spec: EndpointSpec, event: OutageDeclared, outage_id: int) -> None:
+        details = {
+            "endpoint_name": spec.name,
+            "status": event.status.value,
+            "error_kind": event.error_kind,
+            "error": event.error,
+            "failures": event.failures,
+            "verified": event.verified,
+        }
+        for rule in self.outage_rules(spec, event.severity):
+            await self._open_alert(
+                spec, rule, "outage", outage_id, event.severity.value, event.started_at, details
+            )
+
+    async def _escalated(self, spec: EndpointSpec, event: OutageSeverityChanged, outage_id: int) -> None:
+        now = self.clock()
+        existing = {a.rule_id: a for a in self.open.values() if a.outage_id == outage_id}
+        for rule in self.outage_rules(spec, event.new):
+            alert = existing.get(rule.id)
+            if alert is None:
+                # The outage escalated into this rule's range (min_severity): it starts paging now.
+                row = await self.pool.fetchrow(
+                    "SELECT started_at, status, error_kind, error FROM outages WHERE id = $1", outage_id
+                )
+                details = {"endpoint_name": spec.name}
+                if row is not None:
+                    details |= {
+                        "status": row["status"],
+                        "error_kind": row["error_kind"],
+                        "error": row["error"],
+                    }
+                started = row["started_at"] if row is not None else now
+                await self._open_alert(spec, rule, "outage", outage_id, event.new.value, started, details)
+                continue
+            alert.severity = event.new.value
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.alerts.update(conn, alert.id, severity=alert.severity)
+                if rule.notify_escalated and alert.state == "firing" and self._paged(alert):
+                    await self._enqueue(
+                        conn, alert, "escalated", self._paged_channels(alert), now, tag=alert.severity
+                    )
+        self.wake_sender()
+
+    async def _outage_over(
+        self, endpoint_id: str, outage_id: int, resolved_at: datetime, duration: float, how: str
+    ) -> None:
+        for alert in [a for a in self.open.values() if a.outage_id == outage_id]:
+            alert.details["duration_seconds"] = duration
+            alert.details["resolution"] = how
+            await self._resolve(alert, resolved_at, "resolved")
+        self.wake_sender()
+
+    # -- threshold alerts -----------------------------------------------------------------------------
+    async def _breached(self, spec: EndpointSpec, rule: AlertRule, event: ThresholdBreached) -> None:
+        details = {
+            "endpoint_name": spec.name,
+            "metric": rule.metric,
+            "above": rule.above,
+            "below": rule.below,
+            "value": event.value,
+            "peak": event.peak,
+            "checks": event.checks,
+        }
+        severity = (rule.severity or Severity.MINOR).value
+        await self._open_alert(spec, rule, "threshold", None, severity, event.since, details)
+
+    async def _cleared(self, spec: EndpointSpec, rule: AlertRule, event: Any) -> None:
+        for alert in [a for a in self.open.values() if a.rule_id == rule.id and a.endpoint_id == spec.id]:
+            alert.details.update(value=event.value, peak=event.peak, duration_seconds=event.duration_seconds)
+            await self._resolve(alert, event.cleared_at, "cleared")
+        self.wake_sender()
+
+    # -- the common path --------------------------------------------------------------------------
+    def suppression(self, spec: EndpointSpec | None, endpoint_id: str, now: datetime) -> str | None:
+        """Why nobody should be paged for this endpoint now, or None."""
+        if self.guard.isolated and not (spec is not None and spec.canary):
+            return "self_connectivity"
+        monitor = self.monitor
+        if monitor is None:
+            return None
+        parent = down_ancestor(endpoint_id, self._parent_of, self._is_down)
+        if parent is not None:
+            return f"dependency:{parent}"
+        if spec is not None:
+            window = monitor.calendar.suppressing(spec.id, spec.tags, now)
+            if window is not None:
+                return f"maintenance:{window}"
+        return None
+
+    def _parent_of(self, endpoint_id: str) -> str | None:
+        runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
+        return runtime.spec.parent if runtime is not None else None
+
+    def _is_down(self, endpoint_id: str) -> bool:
+        runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
+        if runtime is None:
+            return False
+        state = runtime.state
+        return state.status is Status.DOWN or (
+            state.outage_id is not None and state.outage_status is Status.DOWN
+        )
+
+    def _spec(self, endpoint_id: str) -> EndpointSpec | None:
+        runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
+        return runtime.spec if runtime is not None else None
+
+    async def open_alert_guarded(
+        self,
+        spec: EndpointSpec,
+        rule: AlertRule,
+        kind: str,
+        outage_id: int | None,
+        severity: str,
+        started_at: datetime,
+        details: dict[str, Any],
+    ) -> None:
+        await self._guarded(
+            "open_alert", lambda: self._open_alert(spec, rule, kind, outage_id, severity, started_at, details)
+        )
+
+    async def _open_alert(
+        self,
+        spec: EndpointSpec,
+        rule: AlertRule,
+        kind: str,
+        outage_id: int | None,
+        severity: str,
+        started_at: datetime,
+        details: dict[str, Any],
+    ) -> None:
+        now = self.clock()
+        suppressed = self.suppression(spec, spec.id, now)
+        policy = self.policy_for(rule)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row, created = await self.alerts.open(
+                conn,
+                endpoint_id=spec.id,
+                rule_id=rule.id,
+                kind=kind,
+                outage_id=outage_id,
+                severity=severity,
+                state="firing",
+                title="",
+                message="",
+                details=details,
+                suppressed_by=suppressed,
+                was_suppressed=suppressed is not None,
+                started_at=started_at,
+                notify_from=None if suppressed else now,
+                escalation_policy=policy.id if rule.escalation else None,
+            )
+            alert = OpenAlert.from_row(row)
+            self.open[alert.id] = alert
+            if not created:
+                return
+            first = render(self, alert, "declared" if kind == "outage" else "breached", now)
+            await self.alerts.update(conn, alert.id, title=first.title, message=first.body)
+            if suppressed is not None:
+                await self._mark_outage(conn, alert, suppressed)
+            else:
+                await self._escalate(conn, alert, now)
+        log.warning(
+            "alert_opened",
+            alert_id=alert.id,
+            endpoint_id=spec.id,
+            rule_id=rule.id,
+            kind=kind,
+            severity=severity,
+            outage_id=outage_id,
+            suppressed_by=suppressed,
+        )
+        self.wake_sender()
+
+    async def _mark_outage(self, conn: asyncpg.Connection, alert: OpenAlert, reason: str | None) -> None:
+        # Dependency and isolation say something about the outage itself (it was a consequence);
+        # maintenance is already visible from the window, so the outage row is not marked for it.
+        if alert.outage_id is not None and (reason is None or not reason.startswith("maintenance:")):
+            await conn.execute(
+                "UPDATE outages SET suppressed_by = coalesce($2, suppressed_by), updated_at = now() WHERE id = $1",
+                alert.outage_id,
+                reason,
+            )
+
+    def _paged(self, alert: OpenAlert) -> bool:
+        return alert.last_step >= 0
+
+    def _paged_channels(self, alert: OpenAlert) -> list[str]:
+        policy = self.policy_for(self.rules.get(alert.rule_id), alert.policy_id)
+        names: list[str] = []
+        for step in policy.steps[: alert.last_step + 1]:
+            names.extend(c for c in step.channels if c not in names)
+        return names
+
+    async def _escalate(self, conn: asyncpg.Connection, alert: OpenAlert, now: datetime) -> bool:
+        """Enqueue the escalation steps and reminders that are due. True when something was."""
+        if alert.notify_from is None or alert.suppressed_by is not None or alert.state != "firing":
+            return False
+        policy = self.policy_for(self.rules.get(alert.rule_id), alert.policy_id)
+        due = due_notifications(
+            policy, alert.notify_from, now, alert.last_step, alert.last_reminder, False, False
+        )
+        if not due:
+            return False
+        for item in due:
+            await self._enqueue_due(conn, alert, item, now)
+            if item.reminder:
+                alert.last_reminder = item.reminder
+            else:
+                alert.last_step = item.step
+        await self.alerts.update(
+            conn, alert.id, last_step=alert.last_step, last_reminder=alert.last_reminder, last_notified_at=now
+        )
+        return True
+
+    async def _enqueue_due(
+        self, conn: asyncpg.Connection, alert: OpenAlert, item: DueNotification, now: datetime
+    ) -> None:
+        if item.reminder:
+            event = "reminder"
+        elif item.step == 0:
+            event = "declared" if alert.kind == "outage" else "breached"
+        else:
+            event = "step"
+        await self._enqueue(
+            conn, alert, event, list(item.channels), now, tag=item.key, step=item.step, reminder=item.reminder
+        )
+
+    async def _enqueue(
+        self,
+        conn: asyncpg.Connection,
+        alert: OpenAlert,
+        event: str,
+        channels: list[str],
+        now: datetime,
+        *,
+        tag: str | None = None,
+        step: int = 0,
+        reminder: int = 0,
+    ) -> None:
+        message: Message = render(self, alert, event, now, step=step, reminder=reminder)
+        drafts = []
+        for name in channels:
+            channel = self.channels.get(name)
+            kinds = sorted(set(channel.kinds)) if channel is not None else ["undefined"]
+            drafts.append(
+                NotificationDraft(
+                    idempotency_key=f"alert:{alert.id}:{event}:{tag or event}:{name}",
+                    channel=name,
+                    event=event,
+                    step=step,
+                    title=message.title,
+                    body=message.body,
+                    short_body=message.short,
+                    notification_type=kinds[0] if len(kinds) == 1 else "mixed",
+                    alert_id=alert.id,
+                    outage_id=alert.outage_id,
+                    endpoint_id=alert.endpoint_id,
+                )
+            )
+        await self.notifications.enqueue(drafts, conn=conn)
+
+    async def _resolve(self, alert: OpenAlert, at: datetime, event: str) -> None:
+        rule = self.rules.get(alert.rule_id)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.alerts.update(conn, alert.id, state="resolved", resolved_at=at, details=alert.details)
+            # Later steps and reminders no longer make sense; what was already due still goes out
+            # (people learn the outage happened) and is followed by the resolution.
+            await self.notifications.cancel_for_alert(alert.id, ["step", "reminder", "escalated"], conn=conn)
+            notify = rule.notify_resolved if rule is not None else True
+            if notify and self._paged(alert):
+                alert.state = "resolved"
+                await self._enqueue(conn, alert, event, self._paged_channels(alert), at)
+        self.open.pop(alert.id, None)
+        if alert.kind == "threshold":
+            self.thresholds.pop((alert.rule_id, alert.endpoint_id), None)
+        log.info("alert_resolved", alert_id=alert.id, endpoint_id=alert.endpoint_id, rule_id=alert.rule_id)
+
+    # -- acknowledge, tick, reconcile ----------------------------------------------------------------------
+    async def acknowledge(self, alert_id: int, by: str, note: str | None) -> Any:
+        """Firing -> acknowledged: escalation stops; the channels already paged hear who took it.
+        Returns the updated row, or None when the alert is not firing."""
+        now = self.clock()
+        async with self._lock, self.pool.acquire() as conn, conn.transaction():
+            row = await self.alerts.acknowledge(conn, alert_id, by, note, now)
+            if row is None:
+                return None
+            await self.notifications.cancel_for_alert(alert_id, ESCALATING_EVENTS[2:], conn=conn)
+            alert = self.open.get(alert_id) or OpenAlert.from_row(row)
+            alert.state = "acknowledged"
+            alert.details["acknowledged_by"] = by
+            if self._paged(alert):
+                await self._enqueue(conn, alert, "acknowledged", self._paged_channels(alert), now)
+        log.info("alert_acknowledged", alert_id=alert_id, by=by)
+        self.wake_sender()
+        return row
+
+    async def tick(self, now: datetime | None = None) -> None:
+        """Retry failed writes, re-check suppression, and enqueue due escalation steps/reminders."""
+        now = now or self.clock()
+        retry, self._retry = self._retry, []
+        for op in retry:
+            await self._guarded("retry", op)
+        woke = False
+        async with self._lock:
+            for alert in list(self.open.values()):
+                if alert.state == "resolved":
+                    continue
+                spec = self._spec(alert.endpoint_id)
+                reason = self.suppression(spec, alert.endpoint_id, now)
+                changed = reason != alert.suppressed_by
+                if not changed and (alert.notify_from is None or alert.state != "firing"):
+                    continue
+                try:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        if changed:
+                            await self._resuppress(conn, alert, reason, now)
+                        woke |= await self._escalate(conn, alert, now)
+                except Exception as exc:
+                    log.error("alert_tick_store_failed", alert_id=alert.id, error=str(exc))
+        if woke:
+            self.wake_sender()
+
+    async def _resuppress(
+        self, conn: asyncpg.Connection, alert: OpenAlert, reason: str | None, now: datetime
+    ) -> None:
+        old = alert.suppressed_by
+        alert.suppressed_by = reason
+        fields: dict[str, Any] = {"suppressed_by": reason}
+        if reason is not None:
+            fields["was_suppressed"] = True
+            # Pages not yet out would arrive late and be noise (the uplink or the parent is the cause).
+            await self.notifications.cancel_for_alert(alert.id, ESCALATING_EVENTS, conn=conn)
+            await self._mark_outage(conn, alert, reason)
+        else:
+            # Kept for the message: "paging was held while its parent ... was down".
+            alert.details["held_by"] = old
+            fields["details"] = alert.details
+            if alert.notify_from is None or not self._paged(alert):
+                # Still failing now that the cause is gone: a problem of its own; page from step 0.
+                alert.notify_from = now
+                fields["notify_from"] = now
+        await self.alerts.update(conn, alert.id, **fields)
+        log.info(
+            "alert_suppression_changed", alert_id=alert.id, endpoint_id=alert.endpoint_id, old=old, new=reason
+        )
+
+    async def _connectivity_changed(self, isolated: bool) -> None:
+        canaries = sorted(self.guard.canaries)
+        if isolated:
+            log.error(
+                "monitor_isolated", canaries=canaries, action="alerts of other endpoints are suppressed"
+            )
+        else:
+            log.warning("monitor_connectivity_restored", canaries=canaries)
+        try:
+            await self.alerts.record_connectivity(self.clock(), isolated, canaries)
+        except Exception as exc:
+            log.error("connectivity_store_failed", error=str(exc))
+        await self.tick()
+
+    async def reconcile(self) -> None:
+        from ispmon.alerts.reconcile import reconcile
+
+        await reconcile(self)

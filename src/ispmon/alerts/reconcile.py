@@ -1,0 +1,52 @@
+"""After a restart: make the alerts agree with the outages again.
+
+An outage row and its alert are written in two transactions (the outage by the monitor, the alert
+by the engine right after). A crash between the two leaves an open outage without its alert, or
+an open alert whose outage was resolved while ispmon was down; both are repaired here, once, at
+start. Everything else (notifications, escalation progress) is in the database already.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ispmon.models import Severity
+
+if TYPE_CHECKING:
+    from ispmon.alerts.engine import AlertEngine
+
+
+async def reconcile(engine: AlertEngine) -> None:
+    monitor = engine.monitor
+    if monitor is None:
+        return
+    open_outages = {r["id"]: r for r in await monitor.outages.open_outages()}
+    alerted = {a.outage_id for a in engine.open.values() if a.outage_id is not None}
+    for outage_id, row in open_outages.items():
+        runtime = monitor.runtimes.get(row["endpoint_id"])
+        if outage_id in alerted or runtime is None:
+            continue
+        spec = runtime.spec
+        details = {
+            "endpoint_name": spec.name,
+            "status": row["status"],
+            "error_kind": row["error_kind"],
+            "error": row["error"],
+        }
+        for rule in engine.outage_rules(spec, Severity(row["severity"])):
+            await engine.open_alert_guarded(
+                spec, rule, "outage", outage_id, row["severity"], row["started_at"], details
+            )
+    for alert in list(engine.open.values()):
+        if alert.outage_id is None or alert.outage_id in open_outages:
+            continue
+        outage = await monitor.outages.get(alert.outage_id)
+        if outage is None or outage["resolved_at"] is None:
+            continue
+        await engine.outage_resolved(
+            alert.endpoint_id,
+            alert.outage_id,
+            outage["resolved_at"],
+            outage["duration_seconds"] or 0.0,
+            outage["resolution"] or "auto",
+        )

@@ -1,0 +1,327 @@
+"""``/alerts/``, ``/channels/``, ``/alert-rules/``, ``/escalation-policies/``, ``/notifications/``.
+
+Thin handlers over `AlertService`. Channel URLs are credentials: they are accepted here and never
+returned (GET shows apprise's privacy form, e.g. ``json://user:****@host/path``).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ispmon.alerts.rules import AlertRule
+from ispmon.api.errors import ApiError, json_response, list_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.models import Severity
+from ispmon.services.errors import InvalidInput
+
+ALERT_ID = PathParam("alert_id", "integer", "Alert id (a positive integer)")
+CHANNEL = PathParam("name", "slug", "Channel name (a slug)")
+RULE_ID = PathParam("rule_id", "slug", "Alert rule id (a slug)")
+NOTIFICATION_ID = PathParam("notification_id", "integer", "Notification id (a positive integer)")
+LIMIT = Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000)
+OFFSET = Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1)
+
+
+class AcknowledgeBody(BaseModel):
+    """Who takes the alert; escalation and reminders stop."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    by: str = Field(min_length=1, max_length=200, description="Who acknowledges (name or login)")
+    note: str | None = Field(default=None, max_length=4000, description="e.g. 'on site, ETA 30 min'")
+
+
+class ChannelBody(BaseModel):
+    """A named channel: one apprise URL (`url`) or several (`urls`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Channel name (a slug), used by rules and escalation steps")
+    url: str | None = Field(default=None, description="An apprise URL, e.g. mailto://..., slack://...")
+    urls: list[str] | None = Field(default=None, description="Several apprise URLs")
+
+
+def _check_range(call: Call) -> None:
+    if call.query.get("since") and call.query.get("until") and call.query["until"] <= call.query["since"]:
+        raise ApiError.on(400, "until", "must be after since")
+
+
+async def list_alerts(call: Call) -> web.Response:
+    _check_range(call)
+    items = await call.services.alerts.list_alerts(**call.query)
+    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+
+
+async def alert_summary(call: Call) -> web.Response:
+    return json_response(await call.services.alerts.alert_summary(call.query["hours"]))
+
+
+async def get_alert(call: Call) -> web.Response:
+    return json_response(await call.services.alerts.get_alert(call.path["alert_id"]))
+
+
+async def acknowledge_alert(call: Call) -> web.Response:
+    try:
+        body = AcknowledgeBody.model_validate(call.body or {})
+    except ValidationError as exc:
+        raise InvalidInput.from_validation(exc) from None
+    return json_response(await call.services.alerts.acknowledge(call.path["alert_id"], body.by, body.note))
+
+
+async def list_channels(call: Call) -> web.Response:
+    return list_response(await call.services.alerts.list_channels())
+
+
+async def create_channel(call: Call) -> web.Response:
+    assert call.body is not None
+    item = await call.services.alerts.create_channel(call.body)
+    return json_response(item, status=201, headers={"Location": f"/channels/{item['name']}"})
+
+
+async def delete_channel(call: Call) -> web.Response:
+    await call.services.alerts.delete_channel(call.path["name"])
+    return web.Response(status=204)
+
+
+async def test_channel(call: Call) -> web.Response:
+    return json_response(await call.services.alerts.test_channel(call.path["name"]))
+
+
+async def list_rules(call: Call) -> web.Response:
+    return list_response(await call.services.alerts.list_rules())
+
+
+async def create_rule(call: Call) -> web.Response:
+    assert call.body is not None
+    item = await call.services.alerts.create_rule(call.body)
+    return json_response(item, status=201, headers={"Location": f"/alert-rules/{item['id']}"})
+
+
+async def get_rule(call: Call) -> web.Response:
+    return json_response(await call.services.alerts.get_rule(call.path["rule_id"]))
+
+
+async def update_rule(call: Call) -> web.Response:
+    assert call.body is not None
+    return json_response(await call.services.alerts.update_rule(call.path["rule_id"], call.body))
+
+
+async def delete_rule(call: Call) -> web.Response:
+    await call.services.alerts.delete_rule(call.path["rule_id"])
+    return web.Response(status=204)
+
+
+async def list_policies(call: Call) -> web.Response:
+    return list_response(await call.services.alerts.list_policies())
+
+
+async def list_notifications(call: Call) -> web.Response:
+    _check_range(call)
+    items = await call.services.alerts.list_notifications(**call.query)
+    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+
+
+async def retry_notification(call: Call) -> web.Response:
+    return json_response(await call.services.alerts.retry_notification(call.path["notification_id"]))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/alerts/",
+        list_alerts,
+        "listAlerts",
+        "List alerts, newest first",
+        "alerts",
+        query=(
+            Param("endpoint", "string", "Only this endpoint id", target="endpoint_id"),
+            Param("severity", "string", "Only this severity", enum=tuple(s.value for s in Severity)),
+            Param("state", "string", "Only this state", enum=("firing", "acknowledged", "resolved")),
+            Param("kind", "string", "Only outage or threshold alerts", enum=("outage", "threshold")),
+            Param("rule", "string", "Only alerts of this rule", target="rule_id"),
+            Param("suppressed", "boolean", "Only alerts that were (true) or were never (false) suppressed"),
+            Param("since", "date-time", "Alerts still open at or after this instant (no offset: UTC)"),
+            Param("until", "date-time", "Alerts that started before this instant (no offset: UTC)"),
+            LIMIT,
+            OFFSET,
+        ),
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "GET",
+        "/alerts/summary",
+        alert_summary,
+        "alertSummary",
+        "Counts by state and severity, notification outcomes, time to acknowledge",
+        "alerts",
+        query=(
+            Param(
+                "hours",
+                "number",
+                "Window length in hours",
+                default=24.0,
+                minimum=0,
+                maximum=87600,
+                exclusive_minimum=True,
+            ),
+        ),
+    ),
+    Route(
+        "GET",
+        "/alerts/{alert_id}",
+        get_alert,
+        "getAlert",
+        "An alert with its notifications (the seed's ServiceAlert records)",
+        "alerts",
+        path_params=(ALERT_ID,),
+    ),
+    Route(
+        "POST",
+        "/alerts/{alert_id}/acknowledge",
+        acknowledge_alert,
+        "acknowledgeAlert",
+        "Acknowledge a firing alert: records who and when, stops escalation and reminders",
+        "alerts",
+        path_params=(ALERT_ID,),
+        body=Body("AcknowledgeBody", AcknowledgeBody),
+        errors=(409,),
+    ),
+    Route(
+        "GET",
+        "/channels/",
+        list_channels,
+        "listChannels",
+        "Notification channels (URLs in apprise's privacy form)",
+        "channels",
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "POST",
+        "/channels/",
+        create_channel,
+        "createChannel",
+        "Register (or replace) a channel: a name and one or more apprise URLs",
+        "channels",
+        body=Body("ChannelBody", ChannelBody),
+        status=201,
+        errors=(409,),
+        also_without_slash=True,
+    ),
+    Route(
+        "DELETE",
+        "/channels/{name}",
+        delete_channel,
+        "deleteChannel",
+        "Delete a channel registered through the API",
+        "channels",
+        path_params=(CHANNEL,),
+        status=204,
+        errors=(409,),
+        response="none",
+    ),
+    Route(
+        "POST",
+        "/channels/{name}/test",
+        test_channel,
+        "testChannel",
+        "Send a test message to every URL of the channel now and report each outcome",
+        "channels",
+        path_params=(CHANNEL,),
+    ),
+    Route(
+        "GET",
+        "/alert-rules/",
+        list_rules,
+        "listAlertRules",
+        "Alert rules in effect (config file and API)",
+        "alert-rules",
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "POST",
+        "/alert-rules/",
+        create_rule,
+        "createAlertRule",
+        "Create an alert rule",
+        "alert-rules",
+        body=Body("AlertRule", AlertRule),
+        status=201,
+        errors=(409,),
+        also_without_slash=True,
+    ),
+    Route(
+        "GET",
+        "/alert-rules/{rule_id}",
+        get_rule,
+        "getAlertRule",
+        "Get an alert rule",
+        "alert-rules",
+        path_params=(RULE_ID,),
+    ),
+    Route(
+        "PUT",
+        "/alert-rules/{rule_id}",
+        update_rule,
+        "updateAlertRule",
+        "Update an alert rule (partial: given fields replace stored ones)",
+        "alert-rules",
+        path_params=(RULE_ID,),
+        body=Body("AlertRuleUpdate", AlertRule, partial=True),
+        errors=(409,),
+    ),
+    Route(
+        "DELETE",
+        "/alert-rules/{rule_id}",
+        delete_rule,
+        "deleteAlertRule",
+        "Delete an alert rule created through the API",
+        "alert-rules",
+        path_params=(RULE_ID,),
+        status=204,
+        errors=(409,),
+        response="none",
+    ),
+    Route(
+        "GET",
+        "/escalation-policies/",
+        list_policies,
+        "listEscalationPolicies",
+        "Escalation policies (declared in the config file)",
+        "alert-rules",
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "GET",
+        "/notifications/",
+        list_notifications,
+        "listNotifications",
+        "The notification outbox: pending, sent, dead-lettered and cancelled notifications",
+        "alerts",
+        query=(
+            Param("state", "string", "Only this state", enum=("pending", "sent", "dead", "cancelled")),
+            Param("channel", "string", "Only this channel"),
+            Param("alert", "integer", "Only notifications of this alert", minimum=1, target="alert_id"),
+            Param("since", "date-time", "Created at or after this instant (no offset: UTC)"),
+            Param("until", "date-time", "Created before this instant (no offset: UTC)"),
+            LIMIT,
+            OFFSET,
+        ),
+        response="list",
+        also_without_slash=True,
+    ),
+    Route(
+        "POST",
+        "/notifications/{notification_id}/retry",
+        retry_notification,
+        "retryNotification",
+        "Put a dead-lettered notification back in the outbox",
+        "alerts",
+        path_params=(NOTIFICATION_ID,),
+        errors=(409,),
+    ),
+)

@@ -1,0 +1,193 @@
+"""Alert rows (one per outage or threshold breach seen by a rule), alert rules created through the
+API, and the monitoring host's connectivity log. Writes that go with notifications take the
+caller's connection, so an alert change and the notifications it causes commit together."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+ALERT_COLUMNS = (
+    "id, endpoint_id, rule_id, kind, outage_id, severity, state, title, message, details, suppressed_by,"
+    " was_suppressed, started_at, notify_from, escalation_policy, last_step, last_reminder,"
+    " last_notified_at, acknowledged_at, acknowledged_by, acknowledge_note, resolved_at, created_at,"
+    " updated_at"
+)
+_UPDATABLE = frozenset(
+    {
+        "severity",
+        "state",
+        "title",
+        "message",
+        "details",
+        "suppressed_by",
+        "was_suppressed",
+        "notify_from",
+        "last_step",
+        "last_reminder",
+        "last_notified_at",
+        "resolved_at",
+        "outage_id",
+    }
+)
+
+
+class AlertRepo:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def open(self, conn: asyncpg.Connection, **fields: Any) -> tuple[asyncpg.Record, bool]:
+        """Insert an open alert; (row, created). An alert of the same rule and endpoint that is
+        still open is returned instead (created=False): the unique partial index guarantees one."""
+        columns = list(fields)
+        placeholders = ", ".join(f"${i + 1}" for i in range(len(columns)))
+        row = await conn.fetchrow(
+            f"""INSERT INTO alerts ({", ".join(columns)}) VALUES ({placeholders})
+                ON CONFLICT (rule_id, endpoint_id) WHERE resolved_at IS NULL DO NOTHING
+                RETURNING {ALERT_COLUMNS}""",
+            *fields.values(),
+        )
+        if row is not None:
+            return row, True
+        existing = await conn.fetchrow(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE rule_id = $1 AND endpoint_id = $2 AND resolved_at IS NULL",
+            fields["rule_id"],
+            fields["endpoint_id"],
+        )
+        assert existing is not None
+        return existing, False
+
+    async def update(self, conn: asyncpg.Connection | None, alert_id: int, **fields: Any) -> None:
+        sets = [k for k in fields if k in _UPDATABLE]
+        if not sets:
+            return
+        assignments = ", ".join(f"{k} = ${i + 2}" for i, k in enumerate(sets))
+        target = conn if conn is not None else self.pool
+        await target.execute(
+            f"UPDATE alerts SET {assignments}, updated_at = now() WHERE id = $1",
+            alert_id,
+            *(fields[k] for k in sets),
+        )
+
+    async def acknowledge(
+        self, conn: asyncpg.Connection, alert_id: int, by: str, note: str | None, at: datetime
+    ) -> asyncpg.Record | None:
+        """Firing -> acknowledged; None when the alert is not firing (the caller says why)."""
+        return await conn.fetchrow(
+            f"""UPDATE alerts SET state = 'acknowledged', acknowledged_at = $2, acknowledged_by = $3,
+                       acknowledge_note = $4, updated_at = now()
+                WHERE id = $1 AND state = 'firing' RETURNING {ALERT_COLUMNS}""",
+            alert_id,
+            at,
+            by,
+            note,
+        )
+
+    async def get(self, alert_id: int) -> asyncpg.Record | None:
+        return await self.pool.fetchrow(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1", alert_id)
+
+    async def open_alerts(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE resolved_at IS NULL ORDER BY id"
+        )
+
+    async def list(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        severity: str | None = None,
+        state: str | None = None,
+        kind: str | None = None,
+        rule_id: str | None = None,
+        suppressed: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"""SELECT {ALERT_COLUMNS} FROM alerts
+                WHERE ($1::text IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR severity = $2)
+                  AND ($3::text IS NULL OR state = $3) AND ($4::text IS NULL OR kind = $4)
+                  AND ($5::text IS NULL OR rule_id = $5)
+                  AND ($6::boolean IS NULL OR was_suppressed = $6)
+                  AND ($7::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $7)
+                  AND ($8::timestamptz IS NULL OR started_at < $8)
+                ORDER BY started_at DESC, id DESC LIMIT $9 OFFSET $10""",
+            endpoint_id,
+            severity,
+            state,
+            kind,
+            rule_id,
+            suppressed,
+            since,
+            until,
+            limit,
+            offset,
+        )
+
+    async def summary(self, since: datetime) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            """SELECT count(*) FILTER (WHERE state = 'firing') AS firing,
+                      count(*) FILTER (WHERE state = 'acknowledged') AS acknowledged,
+                      count(*) FILTER (WHERE resolved_at IS NULL AND suppressed_by IS NOT NULL) AS suppressed_now,
+                      count(*) FILTER (WHERE started_at >= $1) AS started,
+                      count(*) FILTER (WHERE resolved_at >= $1) AS resolved,
+                      avg(EXTRACT(EPOCH FROM (acknowledged_at - started_at)))
+                          FILTER (WHERE acknowledged_at >= $1) AS mean_seconds_to_acknowledge
+               FROM alerts WHERE resolved_at IS NULL OR resolved_at >= $1 OR started_at >= $1""",
+            since,
+        )
+        by_severity = await self.pool.fetch(
+            """SELECT severity, count(*) AS n FROM alerts
+               WHERE resolved_at IS NULL OR started_at >= $1 GROUP BY severity""",
+            since,
+        )
+        notifications = await self.pool.fetch(
+            "SELECT state, count(*) AS n FROM notifications WHERE created_at >= $1 OR state = 'pending' GROUP BY state",
+            since,
+        )
+        return {
+            **dict(row),
+            "by_severity": {r["severity"]: r["n"] for r in by_severity},
+            "notifications": {r["state"]: r["n"] for r in notifications},
+        }
+
+    # -- connectivity log ----------------------------------------------------------------------------
+    async def record_connectivity(self, at: datetime, isolated: bool, canaries: list[str]) -> None:
+        await self.pool.execute(
+            "INSERT INTO connectivity_events (at, isolated, canaries) VALUES ($1, $2, $3)",
+            at,
+            isolated,
+            canaries,
+        )
+
+    async def connectivity(self, limit: int = 20) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT id, at, isolated, canaries FROM connectivity_events ORDER BY at DESC, id DESC LIMIT $1",
+            limit,
+        )
+
+
+class RuleRepo:
+    """Alert rules created through the API (the config file's rules live in memory)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def all(self) -> list[asyncpg.Record]:
+        return await self.pool.fetch("SELECT id, spec FROM alert_rules ORDER BY id")
+
+    async def upsert(self, rule_id: str, spec: dict[str, Any]) -> None:
+        await self.pool.execute(
+            """INSERT INTO alert_rules (id, spec) VALUES ($1, $2)
+               ON CONFLICT (id) DO UPDATE SET spec = EXCLUDED.spec, updated_at = now()""",
+            rule_id,
+            spec,
+        )
+
+    async def delete(self, rule_id: str) -> bool:
+        status: str = await self.pool.execute("DELETE FROM alert_rules WHERE id = $1", rule_id)
+        return status.endswith(" 1")
