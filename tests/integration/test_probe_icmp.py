@@ -258,7 +258,9 @@ async def test_no_reply_is_down_timeout_within_the_limit(netns: Netns, ctx: Prob
     ep = _endpoint(netns.silent, packet_count=5, packet_interval=0.2, timeout=0.5)
     start = time.perf_counter()
     result = await run_attempt(ep, ctx, 0.5)
-    assert time.perf_counter() - start < 0.5
+    # 50 ms of slack for a loaded machine (seen: 503 ms while another suite ran); without the
+    # shortened interval it takes 0.8 s or more.
+    assert time.perf_counter() - start < 0.55
     assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.TIMEOUT), result
     assert result.error == f"no echo reply from {netns.silent} (5 sent)"
     assert result.response_time_ms is None
