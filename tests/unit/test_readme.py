@@ -64,6 +64,8 @@ def test_example_config_loads(monkeypatch) -> None:  # type: ignore[no-untyped-d
     assert [e.id for e in loaded.endpoints] == [
         "api-gateway",
         "radius-auth",
+        "uplink-gw",
+        "uplink-anycast",
         "resolver-1",
         "core-router-1",
         "mail-smtp",
@@ -71,6 +73,16 @@ def test_example_config_loads(monkeypatch) -> None:  # type: ignore[no-untyped-d
     smtp = loaded.endpoints[-1]
     assert smtp.payload == b"QUIT\r\n" and smtp.pattern.search(b"220 mail ESMTP")
     assert [w.id for w in loaded.maintenance] == ["core-weekly"]
+    assert smtp.parent == "core-router-1" and [e.id for e in loaded.endpoints if e.canary] == [
+        "uplink-gw",
+        "uplink-anycast",
+    ]
+    alerting = loaded.alerting
+    kinds = {c.name: [t.kind for t in c.targets] for c in alerting.channels}
+    assert kinds == {"email": ["email"], "oncall-sms": ["sms"], "noc-slack": ["slack"]}
+    assert "app-password" not in str([c.public_dict() for c in alerting.channels])
+    assert [r.id for r in alerting.rules] == ["core-outages", "mail-outages", "slow-api", "certificates"]
+    assert [s.after_minutes for s in alerting.policies["core"].steps] == [0, 15, 60]
 
 
 def test_env_example_names_real_settings() -> None:
