@@ -23,7 +23,14 @@ import structlog
 from ispmon.alerts.escalation import EscalationPolicy, simple_policy
 from ispmon.alerts.paging import OpenAlert, Paging, now_utc
 from ispmon.alerts.render import render
-from ispmon.alerts.rules import AlertRule, ThresholdBreached, ThresholdState, evaluate_threshold, metric_value
+from ispmon.alerts.rules import (
+    AlertRule,
+    ThresholdBreached,
+    ThresholdState,
+    breaches,
+    evaluate_threshold,
+    metric_value,
+)
 from ispmon.alerts.suppression import ConnectivityGuard, down_ancestor
 from ispmon.models import ProbeResult, Severity, Status
 
@@ -41,6 +48,7 @@ log = structlog.get_logger("ispmon.alerts")
 
 DEFAULT_RULE_ID = "default"
 TICK_INTERVAL = 5.0
+IDLE = ThresholdState()
 
 
 class AlertEngine(Paging):
@@ -71,6 +79,7 @@ class AlertEngine(Paging):
         self.thresholds: dict[tuple[str, str], ThresholdState] = {}
         self.guard = ConnectivityGuard()
         self._threshold_rules: tuple[AlertRule, ...] = ()
+        self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
         self._retry: list[Callable[[], Awaitable[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -85,6 +94,7 @@ class AlertEngine(Paging):
             self.rules[DEFAULT_RULE_ID] = AlertRule(id=DEFAULT_RULE_ID, name="Every outage", kind="outage")
         self.policies = dict(policies)
         self._threshold_rules = tuple(r for r in self.rules.values() if r.kind == "threshold" and r.enabled)
+        self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
 
     def endpoints_changed(self) -> None:
         """Endpoints were loaded, created, changed or removed: the canary set may be different."""
@@ -170,13 +180,31 @@ class AlertEngine(Paging):
             change = self.guard.observe(spec.id, result.status is Status.DOWN)
             if change is not None:
                 self._spawn(self._connectivity_changed(change))
-        for rule in self._threshold_rules:
-            if not rule.matches(spec.id, spec.tags):
-                continue
+        if not self._threshold_rules:
+            return
+        # The rules that match this endpoint, cached per definition (a changed endpoint is a new
+        # frozen spec object, and configure() clears the cache).
+        cached = self._matching.get(spec.id)
+        if cached is None or cached[0] is not spec:
+            cached = (spec, tuple(r for r in self._threshold_rules if r.matches(spec.id, spec.tags)))
+            self._matching[spec.id] = cached
+        values: dict[str, float | None] = {}
+        for rule in cached[1]:
+            metric = rule.metric or ""
+            if metric not in values:
+                values[metric] = metric_value(metric, result)
+            value = values[metric]
             key = (rule.id, spec.id)
-            state = self.thresholds.get(key) or ThresholdState()
-            new_state, event = evaluate_threshold(rule, state, metric_value(rule.metric or "", result), now)
-            if new_state != state:
+            state = self.thresholds.get(key)
+            if state is None:
+                # Idle and in range (the common case): nothing to evaluate, nothing to keep.
+                if value is None or not breaches(rule, value):
+                    continue
+                state = IDLE
+            new_state, event = evaluate_threshold(rule, state, value, now)
+            if new_state == IDLE:
+                self.thresholds.pop(key, None)
+            else:
                 self.thresholds[key] = new_state
             if event is None:
                 continue
