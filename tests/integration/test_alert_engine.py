@@ -359,10 +359,15 @@ async def test_maintenance_window_holds_reminders_and_threshold_pages(world: Wor
     assert sent_to(await world.outbox(endpoint_id="web1"))[1:] == [("step", "sms")]
     assert sent_to(await world.outbox(endpoint_id="web2")) == [("breached", "noc")]
 
+    slow_id = next(a["id"] for a in await world.alerts() if a["rule_id"] == "slow")
+    await world.engine.acknowledge(slow_id, "alice", None)
+    [ack] = await world.outbox(endpoint_id="web2", event="acknowledged")
+    assert ack["title"].startswith("[MINOR] ACKNOWLEDGED by alice: ") and "response_time_ms" in ack["title"]
+
     world.targets.delay["web2"] = 0
     await world.monitor.check(web2)
     await _settle(world)
-    assert sent_to(await world.outbox(endpoint_id="web2"))[1:] == [("cleared", "noc")]
+    assert sent_to(await world.outbox(endpoint_id="web2"))[2:] == [("cleared", "noc")]
 
 
 async def _settle(world: World) -> None:

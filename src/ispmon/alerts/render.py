@@ -55,10 +55,10 @@ def render(
             suppressed_note=note,
         )
     rule = engine.rules.get(alert.rule_id)
-    # A threshold alert has no "acknowledged"/"escalated" wording of its own: a reminder-style text.
-    threshold_event = event if event in ("breached", "cleared", "reminder", "step") else "reminder"
+    if event == "acknowledged":
+        return _acknowledged_threshold(engine, alert, now)
     return threshold_message(
-        threshold_event,  # type: ignore[arg-type]
+        event,  # type: ignore[arg-type]
         rule_id=alert.rule_id,
         rule_name=rule.name if rule is not None else None,
         metric=str(d.get("metric") or "value"),
@@ -78,3 +78,34 @@ def render(
         step=step,
         reminder=reminder,
     )
+
+
+def _acknowledged_threshold(engine: AlertEngine, alert: OpenAlert, now: datetime) -> Message:
+    """The formatter has no "acknowledged" wording for thresholds: its reminder text, retitled."""
+    d = alert.details
+    by = d.get("acknowledged_by") or "someone"
+    base = threshold_message(
+        "reminder",
+        rule_id=alert.rule_id,
+        rule_name=None,
+        metric=str(d.get("metric") or "value"),
+        above=d.get("above"),
+        below=d.get("below"),
+        value=d.get("value"),
+        peak=d.get("peak"),
+        checks=int(d.get("checks") or 1),
+        endpoint_id=alert.endpoint_id,
+        endpoint_name=d.get("endpoint_name") or alert.endpoint_id,
+        severity=alert.severity,
+        since=alert.started_at,
+        now=now,
+        duration_seconds=None,
+        alert_id=alert.id,
+        link_base=engine.link_base,
+    )
+    head = f"[{alert.severity.upper()}] ACKNOWLEDGED by {by}: "
+    title = head + base.title.split("] ", 1)[-1].split(" (reminder")[0]
+    lead = f"Acknowledged by {by}; no more reminders are sent."
+    body = lead + "\n" + base.body.split("\n", 1)[1]
+    short = title if len(title) <= 160 else title[:159] + "…"
+    return Message(title=title, body=body, short=short)
