@@ -402,3 +402,36 @@ async def test_manual_resolve_and_restart_reconcile(world: World) -> None:
     [alert] = await world.alerts()
     assert alert["state"] == "resolved" and alert["details"]["resolution"] == "manual"
     assert sent_to(await world.outbox())[1:] == [("resolved", "oncall")]
+
+
+async def test_escalated_outage_pages_again_and_enters_min_severity_rules(world: World) -> None:
+    from ispmon.models import Severity
+    from ispmon.outage_events import OutageSeverityChanged
+
+    world.engine.configure(
+        [
+            AlertRule(id="all", kind="outage", channels=["oncall"]),
+            AlertRule(id="bad-only", kind="outage", min_severity=Severity.MAJOR, channels=["manager"]),
+            AlertRule(id="fixed", kind="outage", severity=Severity.WARNING, channels=["noc"]),
+        ],
+        {},
+    )
+    web1 = world.add("web1")
+    await world.fail(web1)
+    assert {(a["rule_id"], a["severity"]) for a in await world.alerts()} == {
+        ("all", "minor"),
+        ("fixed", "warning"),
+    }
+    now = datetime.now(UTC)
+    event = OutageSeverityChanged(Severity.MINOR, Severity.MAJOR, now, "duration")
+    await world.engine.outage_escalated(web1.spec, event, web1.state.outage_id)
+    await world.engine.outage_escalated(web1.spec, event, web1.state.outage_id)  # a retry: no duplicate
+    alerts = {a["rule_id"]: a for a in await world.alerts()}
+    assert alerts["all"]["severity"] == "major" and alerts["fixed"]["severity"] == "warning"
+    assert alerts["bad-only"]["severity"] == "major"
+    rows = sent_to(await world.outbox())
+    assert sorted(rows) == sorted(
+        [("declared", "oncall"), ("declared", "noc"), ("escalated", "oncall"), ("declared", "manager")]
+    )
+    escalated = (await world.outbox(event="escalated"))[0]
+    assert escalated["title"].startswith("[MAJOR] ESCALATED")

@@ -260,7 +260,13 @@ class AlertEngine(Paging):
         }
         for rule in self.outage_rules(spec, event.severity):
             await self._open_alert(
-                spec, rule, "outage", outage_id, event.severity.value, event.started_at, details
+                spec,
+                rule,
+                "outage",
+                outage_id,
+                rule.alert_severity(event.severity).value,
+                event.started_at,
+                details,
             )
 
     async def _escalated(self, spec: EndpointSpec, event: OutageSeverityChanged, outage_id: int) -> None:
@@ -281,9 +287,12 @@ class AlertEngine(Paging):
                         "error": row["error"],
                     }
                 started = row["started_at"] if row is not None else now
-                await self._open_alert(spec, rule, "outage", outage_id, event.new.value, started, details)
+                severity = rule.alert_severity(event.new).value
+                await self._open_alert(spec, rule, "outage", outage_id, severity, started, details)
                 continue
-            alert.severity = event.new.value
+            if rule.alert_severity(event.new).value == alert.severity:
+                continue  # the rule fixes its own severity: nothing changed for this alert
+            alert.severity = rule.alert_severity(event.new).value
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.alerts.update(conn, alert.id, severity=alert.severity)
                 if rule.notify_escalated and alert.state == "firing" and self._paged(alert):

@@ -34,8 +34,9 @@ async def reconcile(engine: AlertEngine) -> None:
             "error": row["error"],
         }
         for rule in engine.outage_rules(spec, Severity(row["severity"])):
+            severity = rule.alert_severity(Severity(row["severity"])).value
             await engine.open_alert_guarded(
-                spec, rule, "outage", outage_id, row["severity"], row["started_at"], details
+                spec, rule, "outage", outage_id, severity, row["started_at"], details
             )
     for alert in list(engine.open.values()):
         if alert.outage_id is None or alert.outage_id in open_outages:
