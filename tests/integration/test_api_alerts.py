@@ -145,3 +145,16 @@ async def test_acknowledge_and_the_outbox_views(client: Client, db_dsn: str) -> 
     assert (await client.get("/alerts/?severity=huge")).status == 400
     summary = await (await client.get("/alerts/summary")).json()
     assert summary["acknowledged"] == 1 and summary["notifications"]["pending"] == 1
+
+
+async def test_parent_must_exist_and_not_form_a_cycle(client: Client) -> None:
+    base = {"url": "http://127.0.0.1:9/", "check_interval": 60}
+    missing = await client.post("/services/", json={**base, "id": "web", "name": "Web", "parent": "router"})
+    assert missing.status == 422 and _fields(await missing.json()) == ["parent"]
+    for ident, parent in (("router", None), ("web", "router")):
+        resp = await client.post("/services/", json={**base, "id": ident, "name": ident, "parent": parent})
+        assert resp.status == 201, await resp.text()
+    cycle = await client.put("/services/router", json={"parent": "web"})
+    assert cycle.status == 422
+    body = await cycle.json()
+    assert _fields(body) == ["parent"] and "cycle" in body["message"]

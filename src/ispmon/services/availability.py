@@ -65,8 +65,27 @@ class AvailabilityService:
             out["current_status"] = snap["status"] if snap else "unknown"
         return out
 
+    async def _check_parent(self, spec: EndpointSpec) -> None:
+        """`parent` names an existing endpoint, and following parents never leads back here."""
+        seen = {spec.id}
+        parent = spec.parent
+        while parent is not None:
+            row = await self.db.endpoints.get(parent)
+            if row is None:
+                message = f"no endpoint {parent!r}" + (
+                    "" if parent == spec.parent else f" (parent of {spec.parent!r})"
+                )
+                raise InvalidInput([{"field": "parent", "message": message}])
+            if parent in seen or len(seen) > 16:
+                raise InvalidInput(
+                    [{"field": "parent", "message": f"parents would form a cycle through {parent!r}"}]
+                )
+            seen.add(parent)
+            parent = row["spec"].get("parent")
+
     async def create_endpoint(self, data: dict[str, Any]) -> dict[str, Any]:
         spec = self._validate(data)
+        await self._check_parent(spec)
         row = await self.db.endpoints.insert(spec, source="api")
         if row is None:
             raise ConflictError(f"an endpoint with id {spec.id!r} already exists", field="id")
@@ -108,6 +127,7 @@ class AvailabilityService:
         if changes.get("protocol", current["protocol"]) != current["protocol"]:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
+        await self._check_parent(spec)
         row = await self.db.endpoints.upsert(spec, source="api")
         if self.monitor is not None:
             self.monitor.upsert(spec)
