@@ -10,8 +10,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ispmon.alerts.rules import AlertRule
-from ispmon.api.errors import ApiError, json_response, list_response
-from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.api.errors import json_response, list_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route, check_time_range
 from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
 
@@ -42,13 +42,8 @@ class ChannelBody(BaseModel):
     urls: list[str] | None = Field(default=None, description="Several apprise URLs")
 
 
-def _check_range(call: Call) -> None:
-    if call.query.get("since") and call.query.get("until") and call.query["until"] <= call.query["since"]:
-        raise ApiError.on(400, "until", "must be after since")
-
-
 async def list_alerts(call: Call) -> web.Response:
-    _check_range(call)
+    check_time_range(call.query)
     items = await call.services.alerts.list_alerts(**call.query)
     return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
 
@@ -117,7 +112,7 @@ async def list_policies(call: Call) -> web.Response:
 
 
 async def list_notifications(call: Call) -> web.Response:
-    _check_range(call)
+    check_time_range(call.query)
     items = await call.services.alerts.list_notifications(**call.query)
     return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
 

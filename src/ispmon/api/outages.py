@@ -9,8 +9,8 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ispmon.api.errors import ApiError, json_response, list_response
-from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.api.errors import json_response, list_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route, check_time_range
 from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
 
@@ -29,8 +29,7 @@ class ResolveOutageBody(BaseModel):
 
 async def list_outages(call: Call) -> web.Response:
     query = call.query
-    if query["since"] and query["until"] and query["until"] <= query["since"]:
-        raise ApiError.on(400, "until", "must be after since")
+    check_time_range(query)
     items = await call.services.outages.list_outages(**query)
     return list_response(items, limit=query["limit"], offset=query["offset"])
 

@@ -236,6 +236,13 @@ def parse_query(request: web.Request, params: tuple[Param, ...]) -> dict[str, An
     return out
 
 
+def check_time_range(query: dict[str, Any]) -> None:
+    """A 400 naming `until` when a list route's `since`/`until` window is empty or reversed."""
+    since, until = query.get("since"), query.get("until")
+    if since is not None and until is not None and until <= since:
+        raise ApiError.on(400, "until", "must be after since")
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 

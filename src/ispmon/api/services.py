@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ispmon.api.errors import ApiError, json_response, list_response
-from ispmon.api.routing import Body, Call, Param, PathParam, Route
+from ispmon.api.errors import json_response, list_response
+from ispmon.api.routing import Body, Call, Param, PathParam, Route, check_time_range
 from ispmon.endpoints import EndpointSpec
 from ispmon.models import Protocol
 
@@ -62,8 +62,7 @@ async def service_status(call: Call) -> web.Response:
 
 async def service_history(call: Call) -> web.Response:
     query = call.query
-    if query["since"] and query["until"] and query["until"] <= query["since"]:
-        raise ApiError.on(400, "until", "must be after since")
+    check_time_range(query)
     result = await call.services.availability.get_history(call.path["endpoint_id"], **query)
     return json_response(result)
 
