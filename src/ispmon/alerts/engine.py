@@ -276,16 +276,8 @@ class AlertEngine(Paging):
             alert = existing.get(rule.id)
             if alert is None:
                 # The outage escalated into this rule's range (min_severity): it starts paging now.
-                row = await self.pool.fetchrow(
-                    "SELECT started_at, status, error_kind, error FROM outages WHERE id = $1", outage_id
-                )
-                details = {"endpoint_name": spec.name}
-                if row is not None:
-                    details |= {
-                        "status": row["status"],
-                        "error_kind": row["error_kind"],
-                        "error": row["error"],
-                    }
+                row = await self.monitor.outages.get(outage_id) if self.monitor is not None else None
+                details = outage_details(spec, row)
                 started = row["started_at"] if row is not None else now
                 severity = rule.alert_severity(event.new).value
                 await self._open_alert(spec, rule, "outage", outage_id, severity, started, details)
@@ -435,3 +427,11 @@ class AlertEngine(Paging):
         from ispmon.alerts.reconcile import reconcile
 
         await reconcile(self)
+
+
+def outage_details(spec: EndpointSpec, row: Any) -> dict[str, Any]:
+    """What an outage alert's messages need from the outage row (None: the name only)."""
+    details: dict[str, Any] = {"endpoint_name": spec.name}
+    if row is not None:
+        details |= {"status": row["status"], "error_kind": row["error_kind"], "error": row["error"]}
+    return details

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ispmon.alerts")
 
-# Events whose pending notifications stop on acknowledge, or once the alert is suppressed.
-ESCALATING_EVENTS = ["declared", "breached", "step", "reminder", "escalated"]
+# Pages after the first: pending ones stop when the alert is acknowledged or resolved.
+LATER_PAGES = ["step", "reminder", "escalated"]
+# Every page of a firing alert: pending ones stop once the alert is suppressed.
+ESCALATING_EVENTS = ["declared", "breached", *LATER_PAGES]
 
 
 def now_utc() -> datetime:
@@ -95,14 +97,13 @@ class Paging:
     wake_sender: Callable[[], None]
     _lock: asyncio.Lock
 
-    def policy_for(self, rule: AlertRule | None, policy_id: str | None = None) -> EscalationPolicy:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # defined by AlertEngine; declared here for the type checker only
 
-    def suppression(self, spec: EndpointSpec | None, endpoint_id: str, now: datetime) -> str | None:
-        raise NotImplementedError
+        def policy_for(self, rule: AlertRule | None, policy_id: str | None = None) -> EscalationPolicy: ...
 
-    def _spec(self, endpoint_id: str) -> EndpointSpec | None:
-        raise NotImplementedError
+        def suppression(self, spec: EndpointSpec | None, endpoint_id: str, now: datetime) -> str | None: ...
+
+        def _spec(self, endpoint_id: str) -> EndpointSpec | None: ...
 
     async def _mark_outage(self, conn: asyncpg.Connection, alert: OpenAlert, reason: str | None) -> None:
         # Dependency and isolation say something about the outage itself (it was a consequence);
@@ -198,7 +199,7 @@ class Paging:
             await self.alerts.update(conn, alert.id, state="resolved", resolved_at=at, details=alert.details)
             # Later steps and reminders no longer make sense; what was already due still goes out
             # (people learn the outage happened) and is followed by the resolution.
-            await self.notifications.cancel_for_alert(alert.id, ["step", "reminder", "escalated"], conn=conn)
+            await self.notifications.cancel_for_alert(alert.id, LATER_PAGES, conn=conn)
             notify = rule.notify_resolved if rule is not None else True
             if notify and self._paged(alert):
                 alert.state = "resolved"
@@ -217,7 +218,7 @@ class Paging:
             row = await self.alerts.acknowledge(conn, alert_id, by, note, now)
             if row is None:
                 return None
-            await self.notifications.cancel_for_alert(alert_id, ESCALATING_EVENTS[2:], conn=conn)
+            await self.notifications.cancel_for_alert(alert_id, LATER_PAGES, conn=conn)
             alert = self.open.get(alert_id) or OpenAlert.from_row(row)
             alert.state = "acknowledged"
             alert.details["acknowledged_by"] = by

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ispmon.alerts.engine import outage_details
 from ispmon.models import Severity
 
 if TYPE_CHECKING:
@@ -27,12 +28,7 @@ async def reconcile(engine: AlertEngine) -> None:
         if outage_id in alerted or runtime is None:
             continue
         spec = runtime.spec
-        details = {
-            "endpoint_name": spec.name,
-            "status": row["status"],
-            "error_kind": row["error_kind"],
-            "error": row["error"],
-        }
+        details = outage_details(spec, row)
         for rule in engine.outage_rules(spec, Severity(row["severity"])):
             severity = rule.alert_severity(Severity(row["severity"])).value
             await engine.open_alert_guarded(
