@@ -55,10 +55,10 @@ def render(
             suppressed_note=note,
         )
     rule = engine.rules.get(alert.rule_id)
-    if event == "acknowledged":
-        return _acknowledged_threshold(engine, alert, now)
-    return threshold_message(
-        event,  # type: ignore[arg-type]
+    # The formatter has no "acknowledged" wording for thresholds: its reminder text, retitled.
+    acknowledged = event == "acknowledged"
+    message = threshold_message(
+        "reminder" if acknowledged else event,  # type: ignore[arg-type]
         rule_id=alert.rule_id,
         rule_name=rule.name if rule is not None else None,
         metric=str(d.get("metric") or "value"),
@@ -78,31 +78,11 @@ def render(
         step=step,
         reminder=reminder,
     )
+    return _retitle_acknowledged(alert, message) if acknowledged else message
 
 
-def _acknowledged_threshold(engine: AlertEngine, alert: OpenAlert, now: datetime) -> Message:
-    """The formatter has no "acknowledged" wording for thresholds: its reminder text, retitled."""
-    d = alert.details
-    by = d.get("acknowledged_by") or "someone"
-    base = threshold_message(
-        "reminder",
-        rule_id=alert.rule_id,
-        rule_name=None,
-        metric=str(d.get("metric") or "value"),
-        above=d.get("above"),
-        below=d.get("below"),
-        value=d.get("value"),
-        peak=d.get("peak"),
-        checks=int(d.get("checks") or 1),
-        endpoint_id=alert.endpoint_id,
-        endpoint_name=d.get("endpoint_name") or alert.endpoint_id,
-        severity=alert.severity,
-        since=alert.started_at,
-        now=now,
-        duration_seconds=None,
-        alert_id=alert.id,
-        link_base=engine.link_base,
-    )
+def _retitle_acknowledged(alert: OpenAlert, base: Message) -> Message:
+    by = alert.details.get("acknowledged_by") or "someone"
     head = f"[{alert.severity.upper()}] ACKNOWLEDGED by {by}: "
     title = head + base.title.split("] ", 1)[-1].split(" (reminder")[0]
     lead = f"Acknowledged by {by}; no more reminders are sent."
