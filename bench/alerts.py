@@ -30,9 +30,9 @@ from ispmon.alerts.engine import AlertEngine
 from ispmon.alerts.notifier import AppriseNotifier
 from ispmon.alerts.rules import AlertRule
 from ispmon.alerts.sender import DeliveryPolicy, Sender
-from ispmon.endpoints import build_endpoint
+from ispmon.availability.endpoints import build_endpoint
+from ispmon.availability.outage_events import OutageDeclared
 from ispmon.models import ProbeResult, Severity, Status
-from ispmon.outage_events import OutageDeclared
 from ispmon.store.alerts import AlertRepo
 from ispmon.store.database import Database
 from ispmon.store.embedded import EmbeddedPostgres

@@ -36,11 +36,11 @@ from typing import Any
 
 import psutil
 
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.monitor import EndpointRuntime, Monitor
+from ispmon.availability.outages import EndpointState, OutagePolicy
 from ispmon.daemon import freeze_long_lived
-from ispmon.endpoints import EndpointSpec, build_endpoint
 from ispmon.logging import configure_logging
-from ispmon.monitor import EndpointRuntime, Monitor
-from ispmon.outages import EndpointState, OutagePolicy
 from ispmon.probes.base import ProbeContext
 from ispmon.store.database import Database
 from ispmon.store.embedded import EmbeddedPostgres

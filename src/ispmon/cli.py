@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from ispmon import __version__
-from ispmon.config import ConfigError, LoadedConfig, load_config
-from ispmon.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
-from ispmon.errors import StartupError
+from ispmon.availability.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
+from ispmon.config import LoadedConfig, load_config
+from ispmon.errors import ConfigError, StartupError
 from ispmon.models import Status
 from ispmon.store.database import DatabaseUnavailable
 from ispmon.validation import error_list, format_errors

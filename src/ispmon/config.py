@@ -16,12 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ispmon.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.alerts.config import load_alert_config
+from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.availability.maintenance import validate_config_windows
+from ispmon.errors import ConfigError
 from ispmon.validation import error_list
-
-
-class ConfigError(Exception):
-    """The configuration is invalid; the message names the key (and the file, when there is one)."""
 
 
 def default_state_dir() -> Path:
@@ -136,7 +135,9 @@ class LoadedConfig(BaseModel):
 
     settings: Settings
     endpoints: list[EndpointSpec] = Field(default_factory=list)
-    maintenance: list[Any] = Field(default_factory=list)  # MaintenanceWindowSpec (ispmon.maintenance)
+    maintenance: list[Any] = Field(
+        default_factory=list
+    )  # MaintenanceWindowSpec (ispmon.availability.maintenance)
     alerting: Any = None  # ispmon.alerts.config.AlertConfig (channels, rules, escalation policies)
     path: Path | None = None
 
@@ -209,13 +210,8 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
             )
         seen[endpoint.id] = index
         endpoints.append(endpoint)
-    # Maintenance windows are validated by their own model; import here to keep layers one-way.
-    from ispmon.maintenance import validate_config_windows
-
     windows = validate_config_windows(shape.maintenance, where, set(seen))
     check_parents(endpoints, where)
-    from ispmon.alerts.config import load_alert_config
-
     alerting = load_alert_config(shape.channels, shape.alert_rules, shape.escalation_policies, where)
     return LoadedConfig(
         settings=settings, endpoints=endpoints, maintenance=windows, alerting=alerting, path=path
@@ -229,11 +225,15 @@ def check_parents(endpoints: list[EndpointSpec], where: str = "") -> None:
         if endpoint.parent is None:
             continue
         if endpoint.parent not in by_id:
-            raise ConfigError(f"{where}endpoints[{index}].parent: no endpoint {endpoint.parent!r} in this file")
+            raise ConfigError(
+                f"{where}endpoints[{index}].parent: no endpoint {endpoint.parent!r} in this file"
+            )
         seen = {endpoint.id}
         node = by_id.get(endpoint.parent)
         while node is not None:
             if node.id in seen:
-                raise ConfigError(f"{where}endpoints[{index}].parent: parents form a cycle through {node.id!r}")
+                raise ConfigError(
+                    f"{where}endpoints[{index}].parent: parents form a cycle through {node.id!r}"
+                )
             seen.add(node.id)
             node = by_id.get(node.parent) if node.parent else None

@@ -23,12 +23,12 @@ from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
 from ispmon.alerts.wiring import Alerting
-from ispmon.config import ConfigError, LoadedConfig, Settings, load_config
-from ispmon.endpoints import EndpointSpec, build_endpoint
-from ispmon.errors import StartupError
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.monitor import Monitor
+from ispmon.availability.outages import OpenOutage, OutagePolicy
+from ispmon.config import LoadedConfig, Settings, load_config
+from ispmon.errors import ConfigError, StartupError
 from ispmon.models import Status
-from ispmon.monitor import Monitor
-from ispmon.outages import OpenOutage, OutagePolicy
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
 from ispmon.services.maintenance import MaintenanceService

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ispmon.config import ConfigError, Settings, load_config
+from ispmon.config import Settings, load_config
+from ispmon.errors import ConfigError
 
 EP = '[[endpoints]]\nname = "x"\nurl = "http://127.0.0.1/"\n'
 

@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from ispmon.api.app import ROUTES
+from ispmon.availability.endpoints import PROTOCOL_FIELDS, EndpointSpec
 from ispmon.config import Settings, load_config
-from ispmon.endpoints import PROTOCOL_FIELDS, EndpointSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")

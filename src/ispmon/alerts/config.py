@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from ispmon.alerts.channels import Channel, ChannelError, parse_channel
 from ispmon.alerts.escalation import EscalationPolicy
 from ispmon.alerts.rules import AlertRule
+from ispmon.errors import ConfigError
 from ispmon.validation import error_list
 
 
@@ -29,8 +30,6 @@ class AlertConfig:
 def load_alert_config(
     channels: dict[str, Any], rules: list[dict[str, Any]], policies: list[dict[str, Any]], where: str = ""
 ) -> AlertConfig:
-    from ispmon.config import ConfigError
-
     parsed_channels: list[Channel] = []
     for name, urls in channels.items():
         try:

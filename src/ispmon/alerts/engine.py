@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.alerts.escalation import EscalationPolicy, simple_policy
-from ispmon.alerts.paging import OpenAlert, Paging, now_utc
+from ispmon.alerts.paging import Paging
+from ispmon.alerts.reconcile import reconcile
 from ispmon.alerts.render import render
 from ispmon.alerts.rules import (
     AlertRule,
@@ -31,6 +32,7 @@ from ispmon.alerts.rules import (
     evaluate_threshold,
     metric_value,
 )
+from ispmon.alerts.state import OpenAlert, now_utc, outage_details
 from ispmon.alerts.suppression import ConnectivityGuard, down_ancestor
 from ispmon.models import ProbeResult, Severity, Status
 
@@ -38,9 +40,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from ispmon.alerts.channels import ChannelRegistry
-    from ispmon.endpoints import EndpointSpec
-    from ispmon.monitor import Monitor
-    from ispmon.outage_events import OutageDeclared, OutageSeverityChanged
+    from ispmon.availability.endpoints import EndpointSpec
+    from ispmon.availability.monitor import Monitor
+    from ispmon.availability.outage_events import OutageDeclared, OutageSeverityChanged
     from ispmon.store.alerts import AlertRepo
     from ispmon.store.notifications import NotificationRepo
 
@@ -405,7 +407,13 @@ class AlertEngine(Paging):
             self.open[alert.id] = alert
             if not created:
                 return
-            first = render(self, alert, "declared" if kind == "outage" else "breached", now)
+            first = render(
+                alert,
+                "declared" if kind == "outage" else "breached",
+                now,
+                link_base=self.link_base,
+                rule=self.rules.get(alert.rule_id),
+            )
             await self.alerts.update(conn, alert.id, title=first.title, message=first.body)
             if suppressed is not None:
                 await self._mark_outage(conn, alert, suppressed)
@@ -424,14 +432,4 @@ class AlertEngine(Paging):
         self.wake_sender()
 
     async def reconcile(self) -> None:
-        from ispmon.alerts.reconcile import reconcile
-
         await reconcile(self)
-
-
-def outage_details(spec: EndpointSpec, row: Any) -> dict[str, Any]:
-    """What an outage alert's messages need from the outage row (None: the name only)."""
-    details: dict[str, Any] = {"endpoint_name": spec.name}
-    if row is not None:
-        details |= {"status": row["status"], "error_kind": row["error_kind"], "error": row["error"]}
-    return details

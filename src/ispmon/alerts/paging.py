@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,6 +19,7 @@ from ispmon.alerts.escalation import DueNotification, EscalationPolicy, due_noti
 from ispmon.alerts.messages import Message
 from ispmon.alerts.render import render
 from ispmon.alerts.rules import AlertRule, ThresholdState
+from ispmon.alerts.state import OpenAlert
 from ispmon.store.notifications import NotificationDraft
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from ispmon.alerts.channels import ChannelRegistry
     from ispmon.alerts.suppression import ConnectivityGuard
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
     from ispmon.store.alerts import AlertRepo
     from ispmon.store.notifications import NotificationRepo
 
@@ -37,49 +37,6 @@ log = structlog.get_logger("ispmon.alerts")
 LATER_PAGES = ["step", "reminder", "escalated"]
 # Every page of a firing alert: pending ones stop once the alert is suppressed.
 ESCALATING_EVENTS = ["declared", "breached", *LATER_PAGES]
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(slots=True)
-class OpenAlert:
-    """An open alert in memory (mirrors its row)."""
-
-    id: int
-    endpoint_id: str
-    rule_id: str
-    kind: str
-    outage_id: int | None
-    severity: str
-    state: str
-    started_at: datetime
-    suppressed_by: str | None
-    notify_from: datetime | None
-    policy_id: str | None
-    last_step: int
-    last_reminder: int
-    details: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_row(cls, row: Any) -> OpenAlert:
-        return cls(
-            row["id"],
-            row["endpoint_id"],
-            row["rule_id"],
-            row["kind"],
-            row["outage_id"],
-            row["severity"],
-            row["state"],
-            row["started_at"],
-            row["suppressed_by"],
-            row["notify_from"],
-            row["escalation_policy"],
-            row["last_step"],
-            row["last_reminder"],
-            dict(row["details"] or {}),
-        )
 
 
 class Paging:
@@ -171,7 +128,10 @@ class Paging:
         step: int = 0,
         reminder: int = 0,
     ) -> None:
-        message: Message = render(self, alert, event, now, step=step, reminder=reminder)
+        rule = self.rules.get(alert.rule_id)
+        message: Message = render(
+            alert, event, now, link_base=self.link_base, rule=rule, step=step, reminder=reminder
+        )
         drafts = []
         for name in channels:
             channel = self.channels.get(name)

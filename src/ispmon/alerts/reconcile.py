@@ -8,16 +8,49 @@ start. Everything else (notifications, escalation progress) is in the database a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ispmon.alerts.engine import outage_details
+from ispmon.alerts.state import OpenAlert, outage_details
 from ispmon.models import Severity
 
 if TYPE_CHECKING:
-    from ispmon.alerts.engine import AlertEngine
+    from ispmon.alerts.rules import AlertRule
+    from ispmon.availability.endpoints import EndpointSpec
+    from ispmon.availability.monitor import Monitor
 
 
-async def reconcile(engine: AlertEngine) -> None:
+class Reconcilable(Protocol):
+    """What reconcile needs of the alert engine (which calls it; typed here so the import runs one way)."""
+
+    monitor: Monitor | None
+    open: dict[int, OpenAlert]
+
+    def outage_rules(self, spec: EndpointSpec, severity: Severity) -> Iterable[AlertRule]: ...
+
+    async def open_alert_guarded(
+        self,
+        spec: EndpointSpec,
+        rule: AlertRule,
+        kind: str,
+        outage_id: int | None,
+        severity: str,
+        started_at: datetime,
+        details: dict[str, Any],
+    ) -> None: ...
+
+    async def outage_resolved(
+        self,
+        endpoint_id: str,
+        outage_id: int,
+        resolved_at: datetime,
+        duration_seconds: float,
+        how: str = ...,
+    ) -> None: ...
+
+
+async def reconcile(engine: Reconcilable) -> None:
     monitor = engine.monitor
     if monitor is None:
         return

@@ -1,6 +1,7 @@
 """The message for an open alert at one moment of its life (declared, step, reminder, resolved, ...).
 
-Glue between the engine's `OpenAlert` (what is stored) and the pure formatters in `messages`.
+Glue between the engine's `OpenAlert` (what is stored) and the pure formatters in `messages`; it takes
+the rule and the link base it needs, not the engine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from ispmon.alerts.messages import Message, outage_message, threshold_message
 
 if TYPE_CHECKING:
-    from ispmon.alerts.engine import AlertEngine, OpenAlert
+    from ispmon.alerts.rules import AlertRule
+    from ispmon.alerts.state import OpenAlert
 
 
 def _suppressed_note(reason: str | None) -> str | None:
@@ -26,7 +28,14 @@ def _suppressed_note(reason: str | None) -> str | None:
 
 
 def render(
-    engine: AlertEngine, alert: OpenAlert, event: str, now: datetime, *, step: int = 0, reminder: int = 0
+    alert: OpenAlert,
+    event: str,
+    now: datetime,
+    *,
+    link_base: str,
+    rule: AlertRule | None = None,
+    step: int = 0,
+    reminder: int = 0,
 ) -> Message:
     d: dict[str, Any] = alert.details
     name = d.get("endpoint_name") or alert.endpoint_id
@@ -49,12 +58,11 @@ def render(
             duration_seconds=d.get("duration_seconds") if event == "resolved" else None,
             outage_id=alert.outage_id,
             alert_id=alert.id,
-            link_base=engine.link_base,
+            link_base=link_base,
             step=step,
             reminder=reminder,
             suppressed_note=note,
         )
-    rule = engine.rules.get(alert.rule_id)
     # The formatter has no "acknowledged" wording for thresholds: its reminder text, retitled.
     acknowledged = event == "acknowledged"
     message = threshold_message(
@@ -74,7 +82,7 @@ def render(
         now=now,
         duration_seconds=d.get("duration_seconds") if event == "cleared" else None,
         alert_id=alert.id,
-        link_base=engine.link_base,
+        link_base=link_base,
         step=step,
         reminder=reminder,
     )

@@ -27,9 +27,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ispmon.endpoints import SLUG_RE
+from ispmon.availability.endpoints import SLUG_RE
+from ispmon.availability.outage_events import Event
 from ispmon.models import SEVERITY_ORDER, ProbeResult, Severity
-from ispmon.outage_events import Event
 from ispmon.validation import unstorable_text
 
 MAX_MINUTES = 7 * 24 * 60

@@ -18,8 +18,8 @@ from ispmon.store.alerts import AlertRepo
 from ispmon.store.notifications import NotificationRepo
 
 if TYPE_CHECKING:
+    from ispmon.availability.monitor import Monitor
     from ispmon.config import LoadedConfig, Settings
-    from ispmon.monitor import Monitor
     from ispmon.store.database import Database
 
 log = structlog.get_logger("ispmon.alerts")

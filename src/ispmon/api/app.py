@@ -18,7 +18,8 @@ from ispmon.api import alerts, health, maintenance, openapi, outages, services
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
-from ispmon.api.routing import Route, bind
+from ispmon.api.routing import bind
+from ispmon.api.spec import Route
 from ispmon.services.context import AppServices
 
 log = structlog.get_logger("ispmon.api")

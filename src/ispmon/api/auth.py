@@ -13,7 +13,8 @@ import hmac
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ispmon.api.errors import ApiError, Handler
+from ispmon.api.errors import Handler
+from ispmon.api.problem import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

@@ -20,10 +20,11 @@ import structlog
 from aiohttp import web
 
 from ispmon.api.keys import MAX_BODY_BYTES, ROUTE_TABLE
+from ispmon.api.problem import ApiError, public_field
 from ispmon.services.errors import ServiceError
 
 if TYPE_CHECKING:
-    from ispmon.api.routing import Route
+    from ispmon.api.spec import Route
 
 log = structlog.get_logger("ispmon.api")
 
@@ -68,33 +69,6 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
 def list_response(items: list[Any], **extra: Any) -> web.Response:
     """The envelope of every list route: {"items": [...], "count": n, ...paging}."""
     return json_response({"items": items, "count": len(items), **extra})
-
-
-def _public_field(field: str) -> str:
-    # The service layer says "(body)" for the body as a whole; the API names it plainly.
-    return "body" if field == "(body)" else field
-
-
-class ApiError(Exception):
-    """A client error found by the API layer itself (bad query parameter, bad body, no auth)."""
-
-    def __init__(
-        self,
-        status: int,
-        errors: list[dict[str, str]],
-        *,
-        message: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.errors = [{"field": _public_field(e["field"]), "message": e["message"]} for e in errors]
-        self.message = message or "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)
-        self.headers = dict(headers or {})
-        super().__init__(self.message)
-
-    @classmethod
-    def on(cls, status: int, field: str, message: str, headers: Mapping[str, str] | None = None) -> ApiError:
-        return cls(status, [{"field": field, "message": message}], headers=headers)
 
 
 def error_response(
@@ -150,7 +124,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ApiError as exc:
         return error_response(exc.status, exc.message, exc.errors, exc.headers)
     except ServiceError as exc:
-        errors = [{"field": _public_field(e["field"]), "message": e["message"]} for e in exc.errors()]
+        errors = [{"field": public_field(e["field"]), "message": e["message"]} for e in exc.errors()]
         return error_response(exc.status, exc.message, errors)
     except web.HTTPException as exc:
         if exc.status < 400:  # redirects are responses, not errors

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ispmon import __version__
 from ispmon.api.errors import json_response
-from ispmon.api.routing import Call, Route
+from ispmon.api.spec import Call, Route
 
 TAG = "health"
 log = structlog.get_logger("ispmon.api")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from ispmon.api.routing import Route
+    from ispmon.api.spec import Route
     from ispmon.services.context import AppServices
 
 # A definition is a few hundred bytes; 64 KiB leaves room for an HTTP body check and long pattern

@@ -1,4 +1,4 @@
-"""``/maintenance/``: maintenance windows, one-off and recurring (see `ispmon.maintenance`).
+"""``/maintenance/``: maintenance windows, one-off and recurring (see `ispmon.availability.maintenance`).
 
 Thin handlers over `MaintenanceService`; windows are validated by `MaintenanceWindowSpec`.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
-from ispmon.api.routing import Body, Call, PathParam, Route
-from ispmon.maintenance import MaintenanceWindowSpec
+from ispmon.api.spec import Body, Call, PathParam, Route
+from ispmon.availability.maintenance import MaintenanceWindowSpec
 from ispmon.services.errors import InvalidInput
 
 TAG = "maintenance"

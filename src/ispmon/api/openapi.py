@@ -17,7 +17,7 @@ from aiohttp import web
 from ispmon import __version__
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
-from ispmon.api.routing import Body, Call, Param, Route
+from ispmon.api.spec import Body, Call, Param, Route
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REF = "#/components/schemas/{model}"

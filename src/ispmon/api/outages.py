@@ -10,7 +10,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ispmon.api.errors import json_response, list_response
-from ispmon.api.routing import Body, Call, Param, PathParam, Route, check_time_range
+from ispmon.api.routing import check_time_range
+from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
-from ispmon.api.routing import Body, Call, Param, PathParam, Route, check_time_range
-from ispmon.endpoints import EndpointSpec
+from ispmon.api.routing import check_time_range
+from ispmon.api.spec import Body, Call, Param, PathParam, Route
+from ispmon.availability.endpoints import EndpointSpec
 from ispmon.models import Protocol
 
 TAG = "services"

@@ -22,7 +22,7 @@ from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 if TYPE_CHECKING:
     import aiohttp
 
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
 
 log = structlog.get_logger(__name__)
 

@@ -49,7 +49,7 @@ from ispmon.models import ErrorKind, ProbeResult
 from ispmon.probes.base import up_or_slow
 
 if TYPE_CHECKING:
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
 # ares.h option bits that pycares 5 does not export.

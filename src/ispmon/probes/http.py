@@ -21,7 +21,7 @@ from ispmon.probes.base import pattern_failure, up_or_slow
 from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
 
 if TYPE_CHECKING:
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
 MAX_REDIRECTS = 10

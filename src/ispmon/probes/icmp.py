@@ -29,7 +29,7 @@ from ispmon.probes.base import up_or_slow
 from ispmon.probes.oserrors import classify_os_error
 
 if TYPE_CHECKING:
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
 # icmplib reads a non-echo-reply packet's id/sequence from payload bytes 24-27 of whatever it

@@ -11,7 +11,7 @@ from ispmon.probes.base import pattern_timeout_result, up_or_slow
 from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
 
 if TYPE_CHECKING:
-    from ispmon.endpoints import EndpointSpec
+    from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
 _READ_CHUNK = 65536

@@ -12,14 +12,20 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import ValidationError
 
-from ispmon.endpoints import PROTOCOL_FIELDS, EndpointDefaults, EndpointSpec, build_endpoint, restore_redacted
+from ispmon.availability.endpoints import (
+    PROTOCOL_FIELDS,
+    EndpointDefaults,
+    EndpointSpec,
+    build_endpoint,
+    restore_redacted,
+)
 from ispmon.models import ProbeResult
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
 from ispmon.store.history import HISTORY_COLUMNS, history_row
 
 if TYPE_CHECKING:
-    from ispmon.monitor import Monitor
+    from ispmon.availability.monitor import Monitor
     from ispmon.store.database import Database
 
 

@@ -11,8 +11,8 @@ from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.outages import OutageService
 
 if TYPE_CHECKING:
+    from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
-    from ispmon.monitor import Monitor
     from ispmon.store.database import Database
 
 

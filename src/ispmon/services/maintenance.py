@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import ValidationError
 
-from ispmon.maintenance import MaintenanceWindowSpec, next_occurrence, occurrence_at
+from ispmon.availability.maintenance import MaintenanceWindowSpec, next_occurrence, occurrence_at
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
 
 if TYPE_CHECKING:
-    from ispmon.monitor import Monitor
+    from ispmon.availability.monitor import Monitor
     from ispmon.store.database import Database
 
 

@@ -11,7 +11,7 @@ from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
 
 if TYPE_CHECKING:
-    from ispmon.monitor import Monitor
+    from ispmon.availability.monitor import Monitor
     from ispmon.store.database import Database
 
 

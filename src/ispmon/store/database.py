@@ -8,7 +8,7 @@ import asyncio
 import asyncpg
 import structlog
 
-from ispmon.endpoints import redact_url
+from ispmon.availability.endpoints import redact_url
 from ispmon.errors import StartupError
 from ispmon.store.db import create_pool, migrate, ping
 from ispmon.store.endpoints import EndpointRepo

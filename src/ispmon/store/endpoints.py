@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from ispmon.endpoints import EndpointSpec
+from ispmon.availability.endpoints import EndpointSpec
 
 _COLUMNS = "id, name, protocol, url, criticality, tags, is_active, spec, source, created_at, updated_at"
 

@@ -1,4 +1,4 @@
-"""Maintenance window rows (spec as JSON, validated by ispmon.maintenance on the way in and out)."""
+"""Maintenance window rows (spec as JSON, validated by ispmon.availability.maintenance on the way in and out)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import asyncpg
 import pytest
 
-from ispmon.endpoints import build_endpoint
+from ispmon.availability.endpoints import build_endpoint
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.store.db import ensure_partitions, migrate
 from ispmon.store.endpoints import EndpointRepo

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ispmon.scheduler import Scheduler, spread_offset
+from ispmon.availability.scheduler import Scheduler, spread_offset
 
 # How late a dispatch may be on a busy test machine; every assertion it enters guards a bigger effect.
 SLACK = 0.06

@@ -44,7 +44,8 @@ from pydantic import (
     model_validator,
 )
 
-from ispmon.endpoints import SLUG_RE, slugify
+from ispmon.availability.endpoints import SLUG_RE, slugify
+from ispmon.errors import ConfigError
 from ispmon.validation import error_list, unstorable_text
 
 Mode = Literal["skip", "mute"]
@@ -402,7 +403,6 @@ def validate_config_windows(
     `endpoint_ids` (the file's endpoints) is not used to reject unknown ids: windows may name
     endpoints that are created through the API.
     """
-    from ispmon.config import ConfigError  # config imports this module
 
     windows: list[MaintenanceWindowSpec] = []
     seen: dict[str, int] = {}

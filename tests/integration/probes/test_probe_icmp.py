@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from ispmon.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Protocol, Status
 from ispmon.probes.base import PROBES, ProbeContext, run_attempt
 from ispmon.probes.icmp import probe
@@ -320,7 +320,7 @@ def test_no_route_is_down_unreachable() -> None:
     name = f"ispmon-noroute-{os.getpid()}"
     script = (
         "import asyncio, sys\n"
-        "from ispmon.endpoints import build_endpoint\n"
+        "from ispmon.availability.endpoints import build_endpoint\n"
         "from ispmon.probes.base import ProbeContext\n"
         "from ispmon.probes.icmp import probe\n"
         "ep = build_endpoint({'name': 'x', 'url': '198.18.0.1', 'protocol': 'icmp', 'check_interval': 60})\n"

@@ -16,10 +16,9 @@ from typing import Any
 
 import structlog
 
-from ispmon.endpoints import EndpointSpec
-from ispmon.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
-from ispmon.models import ProbeResult, Status
-from ispmon.outages import (
+from ispmon.availability.endpoints import EndpointSpec
+from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
+from ispmon.availability.outages import (
     EndpointState,
     Event,
     FalseAlarm,
@@ -38,13 +37,14 @@ from ispmon.outages import (
     transition,
     with_outage_id,
 )
+from ispmon.availability.scheduler import Scheduler
+from ispmon.models import ProbeResult, Status
 from ispmon.probes.base import ProbeContext, run_check
-from ispmon.scheduler import Scheduler
 from ispmon.store.history import history_row
 from ispmon.store.outages import OutageRepo
 from ispmon.store.writer import BatchWriter
 
-log = structlog.get_logger("ispmon.monitor")
+log = structlog.get_logger("ispmon.availability.monitor")
 
 
 class EndpointRuntime:

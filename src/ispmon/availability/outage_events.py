@@ -1,4 +1,4 @@
-"""Events reported by the outage state machine (`ispmon.outages.transition`).
+"""Events reported by the outage state machine (`ispmon.availability.outages.transition`).
 
 Frozen value objects without the endpoint id (the caller attaches it). `kind` names the event in
 logs and in the ``endpoint_events`` table; `as_dict()` is its JSON-safe body.

@@ -9,8 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ispmon.config import ConfigError
-from ispmon.maintenance import (
+from ispmon.availability.maintenance import (
     MaintenanceCalendar,
     MaintenanceWindowSpec,
     applies_to,
@@ -18,6 +17,7 @@ from ispmon.maintenance import (
     occurrence_at,
     validate_config_windows,
 )
+from ispmon.errors import ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 

@@ -549,8 +549,8 @@ async def test_start_api_refuses_a_public_address_without_a_token(services: AppS
 async def test_config_owned_endpoints_and_windows_are_read_only_through_the_api(
     client: TestClient[web.Request, web.Application], services: AppServices
 ) -> None:
-    from ispmon.endpoints import build_endpoint
-    from ispmon.maintenance import MaintenanceWindowSpec
+    from ispmon.availability.endpoints import build_endpoint
+    from ispmon.availability.maintenance import MaintenanceWindowSpec
 
     spec = build_endpoint({"id": "from-file", "name": "From the file", "url": "http://127.0.0.1:9/"})
     await services.db.endpoints.sync_config([spec])

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import structlog
 
-log = structlog.get_logger("ispmon.scheduler")
+log = structlog.get_logger("ispmon.availability.scheduler")
 
 RunFn = Callable[[str, float], Awaitable[None]]
 

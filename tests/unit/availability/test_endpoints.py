@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ispmon.endpoints import (
+from ispmon.availability.endpoints import (
     REDACTED,
     EndpointDefaults,
     Target,

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import pytest
 
-from ispmon.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Protocol, Status
 from ispmon.probes.base import PROBES, ProbeContext, run_attempt
 from ispmon.probes.dns import probe

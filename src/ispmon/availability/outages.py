@@ -14,7 +14,7 @@ Phases::
 * A failing check is DOWN or DEGRADED. The outage starts at the first failing check of the run
   (not when it is declared), and its status is the worst seen (DOWN beats DEGRADED).
 * With verification disabled (or verification_checks = 0) the outage is declared at the threshold.
-* Severity (table, escalation by duration, caps) is documented in `ispmon.severity`; in short:
+* Severity (table, escalation by duration, caps) is documented in `ispmon.availability.severity`; in short:
   base by (status, criticality), +1 step per `escalate_after` threshold passed, capped at critical
   for DOWN and major for DEGRADED, never dropping while the outage is open.
 * Flapping: the last `flap_window` outcomes are kept as bits; `flap_threshold` or more up<->failing
@@ -35,8 +35,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from ispmon.models import Criticality, ProbeResult, Severity, Status
-from ispmon.outage_events import (
+from ispmon.availability.outage_events import (
     Event,
     FalseAlarm,
     FlappingStarted,
@@ -47,7 +46,8 @@ from ispmon.outage_events import (
     StatusChanged,
     VerificationRequested,
 )
-from ispmon.severity import max_severity, severity_for, worse_status
+from ispmon.availability.severity import max_severity, severity_for, worse_status
+from ispmon.models import Criticality, ProbeResult, Severity, Status
 
 __all__ = [
     "EndpointState",

@@ -20,10 +20,10 @@ from ispmon.alerts.channels import ChannelRegistry, parse_channel
 from ispmon.alerts.engine import AlertEngine
 from ispmon.alerts.escalation import EscalationPolicy
 from ispmon.alerts.rules import AlertRule
-from ispmon.endpoints import build_endpoint
-from ispmon.maintenance import MaintenanceWindowSpec
-from ispmon.monitor import EndpointRuntime, Monitor
-from ispmon.outages import OutagePolicy, Phase
+from ispmon.availability.endpoints import build_endpoint
+from ispmon.availability.maintenance import MaintenanceWindowSpec
+from ispmon.availability.monitor import EndpointRuntime, Monitor
+from ispmon.availability.outages import OutagePolicy, Phase
 from ispmon.probes.base import ProbeContext
 from ispmon.services.alerts import AlertService
 from ispmon.services.outages import OutageService
@@ -201,8 +201,8 @@ async def test_default_rule_pages_default_channels_once_and_resolve_carries_dura
 
 
 def _declared_event(runtime: EndpointRuntime) -> Any:
+    from ispmon.availability.outage_events import OutageDeclared
     from ispmon.models import Severity, Status
-    from ispmon.outage_events import OutageDeclared
 
     now = datetime.now(UTC)
     return OutageDeclared(now, now, Status.DOWN, Severity.MINOR, "unexpected_status", "HTTP 500", 2, True)
@@ -405,8 +405,8 @@ async def test_manual_resolve_and_restart_reconcile(world: World) -> None:
 
 
 async def test_escalated_outage_pages_again_and_enters_min_severity_rules(world: World) -> None:
+    from ispmon.availability.outage_events import OutageSeverityChanged
     from ispmon.models import Severity
-    from ispmon.outage_events import OutageSeverityChanged
 
     world.engine.configure(
         [

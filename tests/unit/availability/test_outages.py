@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from ispmon.config import Settings
-from ispmon.models import Criticality, ErrorKind, ProbeResult, Severity, Status
-from ispmon.outages import (
+from ispmon.availability.outages import (
     EndpointState,
     Event,
     FalseAlarm,
@@ -31,6 +29,8 @@ from ispmon.outages import (
     transition,
     with_outage_id,
 )
+from ispmon.config import Settings
+from ispmon.models import Criticality, ErrorKind, ProbeResult, Severity, Status
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 STEP = timedelta(minutes=1)

@@ -11,11 +11,11 @@ from typing import Any, cast
 
 import pytest
 
-from ispmon.endpoints import build_endpoint
+from ispmon.availability.endpoints import build_endpoint
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import tcp, udp
 from ispmon.probes.base import PROBES, ProbeContext, run_check
-from tests.integration.netutil import ipv6_available
+from tests.integration.probes.netutil import ipv6_available
 
 BODY_CAP = 64 * 1024
 BANNER = b"220 mail.test.local ESMTP ready\r\n"

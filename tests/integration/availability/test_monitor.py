@@ -20,13 +20,13 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.maintenance import MaintenanceWindowSpec
+from ispmon.availability.monitor import EndpointRuntime, Monitor
+from ispmon.availability.outages import OutagePolicy, Phase
 from ispmon.config import Settings
 from ispmon.daemon import restore_monitor
-from ispmon.endpoints import EndpointSpec, build_endpoint
-from ispmon.maintenance import MaintenanceWindowSpec
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
-from ispmon.monitor import EndpointRuntime, Monitor
-from ispmon.outages import OutagePolicy, Phase
 from ispmon.probes.base import PROBES, ProbeContext
 from ispmon.services.outages import OutageService
 from ispmon.store.database import Database

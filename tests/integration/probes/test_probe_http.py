@@ -16,11 +16,11 @@ import pytest
 import trustme
 from aiohttp import web
 
-from ispmon.endpoints import build_endpoint
+from ispmon.availability.endpoints import build_endpoint
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import http
 from ispmon.probes.base import PROBES, ProbeContext, run_check
-from tests.integration.netutil import ipv6_available
+from tests.integration.probes.netutil import ipv6_available
 
 SLOW_DELAY = 0.2
 BODY_CAP = 256 * 1024
