@@ -130,7 +130,10 @@ class AvailabilityService:
         changes = {k: v for k, v in changes.items() if k not in READ_ONLY_FIELDS}
         current = dict(row["spec"])
         # Protocol-specific fields are dropped when the protocol changes, unless given again.
-        if changes.get("protocol", current["protocol"]) != current["protocol"]:
+        protocol = changes.get("protocol", current["protocol"])
+        if isinstance(protocol, str):
+            protocol = protocol.lower()  # protocol names are accepted in any case: "HTTPS" is no change
+        if protocol != current["protocol"]:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         await self._check_parent(spec)
