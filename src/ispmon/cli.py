@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "target", help="an endpoint id, or a URL: http(s)://, dns://, tcp://h:p, udp://h:p, icmp://h"
     )
-    check.add_argument("--protocol", choices=["http", "https", "tcp", "udp", "dns", "icmp"])
+    # In any case ("TCP"), as everywhere a protocol is named: lowered before the choice is checked.
+    check.add_argument("--protocol", type=str.lower, choices=["http", "https", "tcp", "udp", "dns", "icmp"])
     check.add_argument("--timeout", type=float, help="seconds per attempt")
     check.add_argument("--retries", type=int, help="extra attempts when DOWN")
     check.add_argument("--send", help="tcp/udp payload (text)")

@@ -11,12 +11,30 @@ from typing import Any
 
 
 class Protocol(StrEnum):
+    """The protocol a check speaks. Its name is accepted in any case ("HTTPS", "https"); the lower
+    case value is what is stored and shown."""
+
     HTTP = "http"
     HTTPS = "https"
     TCP = "tcp"
     UDP = "udp"
     DNS = "dns"
     ICMP = "icmp"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Protocol | None:
+        # Protocol(x), and pydantic's validation, end up here when x is no value as given: the
+        # seed's enum spells its names upper case, and URL schemes are case-insensitive (RFC 3986).
+        if isinstance(value, str):
+            lowered = value.lower()
+            for member in cls:
+                if member.value == lowered:
+                    return member
+        return None
+
+
+# The seed's name for the protocol enum (`from ispmon.models import ProtocolType`): the same class.
+ProtocolType = Protocol
 
 
 class Status(StrEnum):

@@ -212,3 +212,21 @@ def test_bad_arguments() -> None:
         configure_logging("loud", "json", io.StringIO())
     with pytest.raises(ValueError, match="log format"):
         configure_logging("info", "xml", io.StringIO())
+
+
+def test_logging_service_keeps_context_keys_the_pipeline_owns() -> None:
+    """The seed's `LoggingService().info(msg, {"event": ...})`: no TypeError, and nothing lost."""
+    from ispmon.services import LoggingService
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    context = {"event": "outage_detected", "level": "critical", "logger": "x", "timestamp": "t", "id": 7}
+    LoggingService("ispmon.test").info("Service outage detected", context)
+    LoggingService("ispmon.test").warning("plain", {"service_id": "api-gateway"})
+
+    first, second = lines(stream)
+    assert (first["event"], first["level"], first["logger"]) == ("Service outage detected", "info", "ispmon.test")
+    assert first["timestamp"] != "t"
+    assert (first["context_event"], first["context_level"]) == ("outage_detected", "critical")
+    assert (first["context_logger"], first["context_timestamp"], first["id"]) == ("x", "t", 7)
+    assert (second["event"], second["level"], second["service_id"]) == ("plain", "warning", "api-gateway")

@@ -28,24 +28,24 @@ ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
 
 
 async def list_services(call: Call) -> web.Response:
-    items = await call.services.availability.list_endpoints(**call.query)
+    items = [e.to_dict() for e in await call.services.availability.list_endpoints(**call.query)]
     return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
 
 
 async def create_service(call: Call) -> web.Response:
     assert call.body is not None
     item = await call.services.availability.create_endpoint(call.body)
-    return json_response(item, status=201, headers={"Location": f"/services/{item['id']}"})
+    return json_response(item.to_dict(), status=201, headers={"Location": f"/services/{item.id}"})
 
 
 async def get_service(call: Call) -> web.Response:
-    return json_response(await call.services.availability.get_endpoint(call.path["endpoint_id"]))
+    return json_response((await call.services.availability.get_endpoint(call.path["endpoint_id"])).to_dict())
 
 
 async def update_service(call: Call) -> web.Response:
     assert call.body is not None
     item = await call.services.availability.update_endpoint(call.path["endpoint_id"], call.body)
-    return json_response(item)
+    return json_response(item.to_dict())
 
 
 async def delete_service(call: Call) -> web.Response:
@@ -54,7 +54,8 @@ async def delete_service(call: Call) -> web.Response:
 
 
 async def check_service(call: Call) -> web.Response:
-    return json_response(await call.services.availability.check_service(call.path["endpoint_id"]))
+    result = await call.services.availability.check_service(call.path["endpoint_id"])
+    return json_response(result.to_dict())
 
 
 async def service_status(call: Call) -> web.Response:

@@ -159,7 +159,7 @@ def parse_target(protocol: Protocol, url: str, port: int | None = None) -> Targe
             raise ValueError(f"url: {host!r} is not a valid host name or IP address")
         return Target(host=host, port=parsed_port)
     if protocol is Protocol.DNS:
-        if not url.startswith("dns://"):
+        if url[: len("dns://")].lower() != "dns://":  # schemes are case-insensitive (RFC 3986)
             raise ValueError("url: a dns endpoint needs dns://<resolver>[:port]/<name>?type=<rrtype>")
         rest = url[len("dns://") :]
         authority, _, path_query = rest.partition("/")
@@ -178,7 +178,7 @@ def parse_target(protocol: Protocol, url: str, port: int | None = None) -> Targe
             raise ValueError(f"url: record type {rrtype!r} is not one of {', '.join(DNS_RRTYPES)}")
         return Target(host=host, port=rport or 53, qname=name, rrtype=rrtype)
     scheme = f"{protocol.value}://"
-    text = url[len(scheme) :] if url.startswith(scheme) else url
+    text = url[len(scheme) :] if url[: len(scheme)].lower() == scheme else url
     if "/" in text or "?" in text:
         raise ValueError(
             f"url: a {protocol.value} target is host" + (":port" if protocol != Protocol.ICMP else "")

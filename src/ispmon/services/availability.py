@@ -6,6 +6,7 @@ the state machine) or without one (a Python user or the CLI: checks run directly
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,10 @@ from ispmon.availability.endpoints import (
     build_endpoint,
     restore_redacted,
 )
-from ispmon.models import ProbeResult
+from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.services.views import CheckResult, Endpoint
 from ispmon.store.history import HISTORY_COLUMNS, history_row
 
 if TYPE_CHECKING:
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def result_dict(checked_at: datetime, result: ProbeResult) -> dict[str, Any]:
-    return {"checked_at": checked_at.isoformat(), **result.as_dict()}
 
 
 # Fields the API adds to an endpoint's definition; ignored when a client sends them back.
@@ -61,15 +59,18 @@ class AvailabilityService:
         except ValidationError as exc:
             raise InvalidInput.from_validation(exc) from None
 
-    def _row_dict(self, row: asyncpg.Record) -> dict[str, Any]:
-        out = build_endpoint(row["spec"], self.defaults).public_dict()
-        out["source"] = row["source"]
-        out["created_at"] = _iso(row["created_at"])
-        out["updated_at"] = _iso(row["updated_at"])
+    def _view(self, row: asyncpg.Record) -> Endpoint:
+        current: Status | None = None
         if self.monitor is not None:
             snap = self.monitor.snapshot(row["id"])
-            out["current_status"] = snap["status"] if snap else "unknown"
-        return out
+            current = Status(snap["status"]) if snap else Status.UNKNOWN
+        return Endpoint(
+            spec=build_endpoint(row["spec"], self.defaults),
+            source=row["source"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            current_status=current,
+        )
 
     async def _check_parent(self, spec: EndpointSpec) -> None:
         """`parent` names an existing endpoint, and following parents never leads back here."""
@@ -89,7 +90,7 @@ class AvailabilityService:
             seen.add(parent)
             parent = row["spec"].get("parent")
 
-    async def create_endpoint(self, data: dict[str, Any]) -> dict[str, Any]:
+    async def create_endpoint(self, data: dict[str, Any]) -> Endpoint:
         spec = self._validate(data)
         await self._check_parent(spec)
         row = await self.db.endpoints.insert(spec, source="api")
@@ -97,7 +98,7 @@ class AvailabilityService:
             raise ConflictError(f"an endpoint with id {spec.id!r} already exists", field="id")
         if self.monitor is not None:
             self.monitor.upsert(spec)
-        return self._row_dict(row)
+        return self._view(row)
 
     async def list_endpoints(
         self,
@@ -107,19 +108,19 @@ class AvailabilityService:
         active: bool | None = None,
         limit: int = 1000,
         offset: int = 0,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Endpoint]:
         rows = await self.db.endpoints.list(
             protocol=protocol, tag=tag, active=active, limit=limit, offset=offset
         )
-        return [self._row_dict(r) for r in rows]
+        return [self._view(r) for r in rows]
 
-    async def get_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+    async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         row = await self.db.endpoints.get(endpoint_id)
         if row is None:
             raise NotFoundError("endpoint", endpoint_id)
-        return self._row_dict(row)
+        return self._view(row)
 
-    async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update_endpoint(self, endpoint_id: str, changes: dict[str, Any]) -> Endpoint:
         """Partial update: the given fields replace the stored ones; the result is validated whole."""
         if not isinstance(changes, dict):
             raise InvalidInput([{"field": "(body)", "message": "must be a JSON object"}])
@@ -130,14 +131,17 @@ class AvailabilityService:
         changes = {k: v for k, v in changes.items() if k not in READ_ONLY_FIELDS}
         current = dict(row["spec"])
         # Protocol-specific fields are dropped when the protocol changes, unless given again.
-        if changes.get("protocol", current["protocol"]) != current["protocol"]:
+        protocol = changes.get("protocol", current["protocol"])
+        if isinstance(protocol, str):
+            protocol = protocol.lower()  # protocol names are accepted in any case: "HTTPS" is no change
+        if protocol != current["protocol"]:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         await self._check_parent(spec)
         row = await self.db.endpoints.upsert(spec, source="api")
         if self.monitor is not None:
             self.monitor.upsert(spec)
-        return self._row_dict(row)
+        return self._view(row)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
         editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "remove")
@@ -152,24 +156,47 @@ class AvailabilityService:
         return build_endpoint(row["spec"], self.defaults)
 
     # -- checks and status -------------------------------------------------------------------------
-    async def check_service(self, endpoint_id: str) -> dict[str, Any]:
+    async def check_service(self, endpoint_id: str) -> CheckResult:
         """Run one check now and record it; returns the result."""
-        if self.monitor is not None and endpoint_id in self.monitor.runtimes:
-            outcome = await self.monitor.check_now(endpoint_id)
-            if outcome is not None:
-                return result_dict(*outcome) | {"endpoint_id": endpoint_id}
-        spec = await self._spec(endpoint_id)
-        ctx = ProbeContext()
+        (result,) = await self._check([await self._spec(endpoint_id)], concurrency=1)
+        return result
+
+    async def check_all(self, *, concurrency: int = 50) -> list[CheckResult]:
+        """Check every active endpoint once now, at most `concurrency` at a time, and record the
+        results; returns them in endpoint id order."""
+        rows = [r for r in await self.db.endpoints.all() if r["is_active"]]
+        return await self._check([build_endpoint(r["spec"], self.defaults) for r in rows], concurrency)
+
+    async def _check(self, specs: list[EndpointSpec], concurrency: int) -> list[CheckResult]:
+        """With a monitor that runs an endpoint, its check goes through the state machine (and the
+        monitor records it); otherwise it runs here, and all such results are written in one COPY."""
+        gate = asyncio.Semaphore(max(1, concurrency))
+        ctx = ProbeContext()  # one HTTP session and resolver cache for the whole batch
+
+        async def one(spec: EndpointSpec) -> tuple[CheckResult, tuple[Any, ...] | None]:
+            async with gate:
+                if self.monitor is not None and spec.id in self.monitor.runtimes:
+                    outcome = await self.monitor.check_now(spec.id)
+                    if outcome is not None:
+                        return CheckResult.from_probe(spec.id, *outcome), None
+                checked_at = datetime.now(UTC)
+                result = await run_check(spec, ctx)
+            row = history_row(spec.id, checked_at, result)
+            return CheckResult.from_probe(spec.id, checked_at, result), row
+
         try:
-            checked_at = datetime.now(UTC)
-            result = await run_check(spec, ctx)
+            # A TaskGroup, not gather: should one check raise (a bug), the others are cancelled
+            # before the shared context closes under them.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(spec)) for spec in specs]
         finally:
             await ctx.close()
-        async with self.db.pool.acquire() as conn:
-            await conn.copy_records_to_table(
-                "status_history", records=[history_row(spec.id, checked_at, result)], columns=HISTORY_COLUMNS
-            )
-        return result_dict(checked_at, result) | {"endpoint_id": endpoint_id}
+        done = [task.result() for task in tasks]
+        records = [row for _, row in done if row is not None]
+        if records:
+            async with self.db.pool.acquire() as conn:
+                await conn.copy_records_to_table("status_history", records=records, columns=HISTORY_COLUMNS)
+        return [result for result, _ in done]
 
     async def get_status(self, endpoint_id: str) -> dict[str, Any]:
         row = await self.db.endpoints.get(endpoint_id)
