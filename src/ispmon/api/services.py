@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ispmon.api.errors import json_response, list_response
+from ispmon.api.errors import json_response
+from ispmon.api.listing import filter_params, list_page, list_params
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import EndpointSpec
-from ispmon.models import Protocol
+from ispmon.store.endpoints import ENDPOINT_LIST
+from ispmon.store.history import HISTORY_LIST
 
 TAG = "services"
 ENDPOINT_ID = PathParam("endpoint_id", "slug", "Endpoint id (a slug)")
-LIMIT = Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000)
-OFFSET = Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1)
 # EndpointSpec's before-validator derives these when absent (id from name, protocol from the URL
 # scheme, the timing fields from SERVICE_CHECK_*), so a client need not send them.
 ENDPOINT_BODY = Body(
@@ -28,8 +28,7 @@ ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
 
 
 async def list_services(call: Call) -> web.Response:
-    items = await call.services.availability.list_endpoints(**call.query)
-    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+    return await list_page(call, ENDPOINT_LIST, call.services.availability.list_endpoints)
 
 
 async def create_service(call: Call) -> web.Response:
@@ -80,14 +79,8 @@ ROUTES: tuple[Route, ...] = (
         "listServices",
         "List endpoints",
         TAG,
-        query=(
-            Param("protocol", "string", "Only this protocol", enum=tuple(p.value for p in Protocol)),
-            Param("tag", "string", "Only endpoints carrying this tag"),
-            Param("active", "boolean", "Only active (true) or inactive (false) endpoints"),
-            LIMIT,
-            OFFSET,
-        ),
-        response="list",
+        query=list_params(ENDPOINT_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route(
@@ -163,9 +156,9 @@ ROUTES: tuple[Route, ...] = (
         "Check results, newest first, paged by cursor",
         TAG,
         path_params=(ENDPOINT_ID,),
+        # Paged by its own `cursor` (next_cursor, "<iso>~<id>"), which came before `after`; clients use it.
         query=(
-            Param("since", "date-time", "Checks at or after this instant (no offset: UTC)"),
-            Param("until", "date-time", "Checks before this instant (no offset: UTC)"),
+            *filter_params(HISTORY_LIST),
             Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
             Param("cursor", "cursor", "next_cursor of the previous page (<iso>~<id>)"),
         ),

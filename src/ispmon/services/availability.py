@@ -6,6 +6,7 @@ the state machine) or without one (a Python user or the CLI: checks run directly
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -107,9 +108,10 @@ class AvailabilityService:
         active: bool | None = None,
         limit: int = 1000,
         offset: int = 0,
+        after: Sequence[Any] | None = None,
     ) -> list[dict[str, Any]]:
         rows = await self.db.endpoints.list(
-            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset
+            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset, after=after
         )
         return [self._row_dict(r) for r in rows]
 
