@@ -61,10 +61,8 @@ def list_params(spec: ListSpec) -> tuple[Param, ...]:
     )
 
 
-async def list_page(call: Call, spec: ListSpec, fetch: ListFetch, **scope: Any) -> web.Response:
-    """Call `fetch` (a service's list method) with the checked query and answer one page.
-
-    `scope` goes to `fetch` as well: path parameters of a nested list."""
+async def list_page(call: Call, spec: ListSpec, fetch: ListFetch) -> web.Response:
+    """Call `fetch` (a service's list method) with the checked query and answer one page."""
     query = call.query
     check_time_range(query)
     if query["after"] is not None and query["offset"]:
@@ -73,6 +71,6 @@ async def list_page(call: Call, spec: ListSpec, fetch: ListFetch, **scope: Any) 
     limit = query["limit"]
     # One row more than asked says whether another page follows, so the last page has no next_after
     # and a client never fetches an empty page to find out.
-    rows = await fetch(**scope, **{**query, "limit": limit + 1})
+    rows = await fetch(**{**query, "limit": limit + 1})
     items, next_after = spec.page(rows, limit)
     return list_response(items, limit=limit, offset=query["offset"], next_after=next_after)

@@ -156,7 +156,7 @@ ROUTES: tuple[Route, ...] = (
         "Check results, newest first, paged by cursor",
         TAG,
         path_params=(ENDPOINT_ID,),
-        # Paged by its own `cursor` (next_cursor, "<iso>~<id>"), which came before `after`; clients use it.
+        # Its own `cursor` (next_cursor, "<iso>~<id>") predates `after`; clients page with it, so it stays.
         query=(
             *filter_params(HISTORY_LIST),
             Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),

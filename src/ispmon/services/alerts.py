@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ispmon.alerts")
 
-# ALERT_STATES, ALERT_KINDS and NOTIFICATION_STATES come from the store, where the list filters and
-# the schema's CHECK constraints name the same values.
-
 
 def _iso(value: Any) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
