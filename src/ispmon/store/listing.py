@@ -4,18 +4,20 @@ Every list route filters a table by optional values, orders it by a unique key a
 `ListSpec` says that once, and everything else is derived from it:
 
 * `ListSpec.query` -> ``(sql, args)``: a WHERE made of the filters that are present only (no
-  ``$1 IS NULL OR ...`` chains, which keep the planner from using an index), ORDER BY the keyset,
-  LIMIT, OFFSET, and the keyset condition of `after`. Values are always bind parameters; only the
-  spec's own SQL fragments, written in this code base, are put into the text.
-* `ListSpec.cursor` / `ListSpec.parse_cursor`: the opaque ``next_after`` token of a row, and the
-  check of one sent back (a token of another list, or a damaged one, is refused).
+  ``$1 IS NULL OR ...`` chains: each statement says just what it filters, and its prepared plan is
+  made for exactly that), ORDER BY the keyset, LIMIT, OFFSET, and the keyset condition of `after`.
+  Values are always bind parameters; only the spec's own SQL fragments, written in this code base,
+  are put into the text.
+* `ListSpec.cursor` / `ListSpec.parse_cursor`: the opaque ``next_after`` token of a row (base64url
+  of ``[list name, key values...]``), and the check of one sent back: a token of another list, or
+  a damaged one, is refused.
 * `ispmon.api.listing` turns the same spec into the route's query parameters, so the query string's
   validation and the OpenAPI document cannot disagree with the SQL.
 
 Keyset paging (``after``) starts a page strictly after the last row seen, in the index's order: rows
 inserted meanwhile neither repeat on the next page nor push rows off it, and the database reads only
 the page's rows (an OFFSET reads and throws away every row it skips, which on a table of millions
-of rows is the whole cost). OFFSET stays for the routes that had it.
+of rows is the whole cost; see bench/listing.py). OFFSET stays beside it.
 
 Pure: no database, no I/O; tested in tests/unit/store/test_listing.py.
 """
