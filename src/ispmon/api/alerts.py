@@ -11,17 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ispmon.alerts.rules import AlertRule
 from ispmon.api.errors import json_response, list_response
-from ispmon.api.routing import check_time_range
+from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
-from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
+from ispmon.store.alerts import ALERT_LIST
+from ispmon.store.notifications import NOTIFICATION_LIST
 
 ALERT_ID = PathParam("alert_id", "integer", "Alert id (a positive integer)")
 CHANNEL = PathParam("name", "slug", "Channel name (a slug)")
 RULE_ID = PathParam("rule_id", "slug", "Alert rule id (a slug)")
 NOTIFICATION_ID = PathParam("notification_id", "integer", "Notification id (a positive integer)")
-LIMIT = Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000)
-OFFSET = Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1)
 
 
 class AcknowledgeBody(BaseModel):
@@ -44,9 +43,7 @@ class ChannelBody(BaseModel):
 
 
 async def list_alerts(call: Call) -> web.Response:
-    check_time_range(call.query)
-    items = await call.services.alerts.list_alerts(**call.query)
-    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+    return await list_page(call, ALERT_LIST, call.services.alerts.list_alerts)
 
 
 async def alert_summary(call: Call) -> web.Response:
@@ -113,9 +110,7 @@ async def list_policies(call: Call) -> web.Response:
 
 
 async def list_notifications(call: Call) -> web.Response:
-    check_time_range(call.query)
-    items = await call.services.alerts.list_notifications(**call.query)
-    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+    return await list_page(call, NOTIFICATION_LIST, call.services.alerts.list_notifications)
 
 
 async def retry_notification(call: Call) -> web.Response:
@@ -130,19 +125,8 @@ ROUTES: tuple[Route, ...] = (
         "listAlerts",
         "List alerts, newest first",
         "alerts",
-        query=(
-            Param("endpoint", "string", "Only this endpoint id", target="endpoint_id"),
-            Param("severity", "string", "Only this severity", enum=tuple(s.value for s in Severity)),
-            Param("state", "string", "Only this state", enum=("firing", "acknowledged", "resolved")),
-            Param("kind", "string", "Only outage or threshold alerts", enum=("outage", "threshold")),
-            Param("rule", "string", "Only alerts of this rule", target="rule_id"),
-            Param("suppressed", "boolean", "Only alerts that were (true) or were never (false) suppressed"),
-            Param("since", "date-time", "Alerts still open at or after this instant (no offset: UTC)"),
-            Param("until", "date-time", "Alerts that started before this instant (no offset: UTC)"),
-            LIMIT,
-            OFFSET,
-        ),
-        response="list",
+        query=list_params(ALERT_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route(
@@ -298,16 +282,8 @@ ROUTES: tuple[Route, ...] = (
         "listNotifications",
         "The notification outbox: pending, sent, dead-lettered and cancelled notifications",
         "alerts",
-        query=(
-            Param("state", "string", "Only this state", enum=("pending", "sent", "dead", "cancelled")),
-            Param("channel", "string", "Only this channel"),
-            Param("alert", "integer", "Only notifications of this alert", minimum=1, target="alert_id"),
-            Param("since", "date-time", "Created at or after this instant (no offset: UTC)"),
-            Param("until", "date-time", "Created before this instant (no offset: UTC)"),
-            LIMIT,
-            OFFSET,
-        ),
-        response="list",
+        query=list_params(NOTIFICATION_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route(

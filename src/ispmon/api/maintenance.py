@@ -8,9 +8,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
+from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, PathParam, Route
 from ispmon.availability.maintenance import MaintenanceWindowSpec
 from ispmon.services.errors import InvalidInput
+from ispmon.store.maintenance import MAINTENANCE_LIST
 
 TAG = "maintenance"
 WINDOW_ID = PathParam("window_id", "slug", "Maintenance window id (a slug)")
@@ -20,8 +22,7 @@ RESERVED_IDS = frozenset({"active"})
 
 
 async def list_windows(call: Call) -> web.Response:
-    items = await call.services.maintenance.list_windows()
-    return list_response(items)
+    return await list_page(call, MAINTENANCE_LIST, call.services.maintenance.list_windows)
 
 
 async def active_windows(call: Call) -> web.Response:
@@ -59,7 +60,8 @@ ROUTES: tuple[Route, ...] = (
         "listMaintenanceWindows",
         "List maintenance windows",
         TAG,
-        response="list",
+        query=list_params(MAINTENANCE_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route(

@@ -39,6 +39,16 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
+# The paging fields of a list route's answer (`api.listing.list_page`).
+PAGE_PROPERTIES: dict[str, Any] = {
+    "limit": {"type": "integer"},
+    "offset": {"type": "integer"},
+    "next_after": {
+        "type": ["string", "null"],
+        "description": "Pass as ?after= for the next page (keyset paging); null on the last page",
+    },
+}
+
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Bad request: malformed JSON body or a bad query/path parameter (named in errors[].field)",
     401: "Missing or wrong bearer token (only when ISPMON_API_TOKEN is set)",
@@ -101,7 +111,7 @@ def _error_codes(route: Route) -> list[int]:
 def _success(route: Route) -> dict[str, Any]:
     if route.response == "none":
         return {"description": "Done; no content"}
-    if route.response == "list":
+    if route.response in ("list", "page"):
         schema: dict[str, Any] = {
             "type": "object",
             "required": ["items", "count"],
@@ -110,6 +120,9 @@ def _success(route: Route) -> dict[str, Any]:
                 "count": {"type": "integer"},
             },
         }
+        if route.response == "page":
+            schema["required"] += ["limit", "offset", "next_after"]
+            schema["properties"] |= PAGE_PROPERTIES
     else:
         schema = {"type": "object"}
     out: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": schema}}}

@@ -10,10 +10,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ispmon.api.errors import json_response, list_response
-from ispmon.api.routing import check_time_range
+from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
-from ispmon.models import Severity
 from ispmon.services.errors import InvalidInput
+from ispmon.store.outages import OUTAGE_LIST
 
 TAG = "outages"
 OUTAGE_ID = PathParam("outage_id", "integer", "Outage id (a positive integer)")
@@ -29,10 +29,7 @@ class ResolveOutageBody(BaseModel):
 
 
 async def list_outages(call: Call) -> web.Response:
-    query = call.query
-    check_time_range(query)
-    items = await call.services.outages.list_outages(**query)
-    return list_response(items, limit=query["limit"], offset=query["offset"])
+    return await list_page(call, OUTAGE_LIST, call.services.outages.list_outages)
 
 
 async def active_outages(call: Call) -> web.Response:
@@ -67,16 +64,8 @@ ROUTES: tuple[Route, ...] = (
         "listOutages",
         "List outages, newest first",
         TAG,
-        query=(
-            Param("service", "string", "Only this endpoint id", target="endpoint_id"),
-            Param("severity", "string", "Only this severity", enum=tuple(s.value for s in Severity)),
-            Param("active", "boolean", "Only open (true) or resolved (false) outages"),
-            Param("since", "date-time", "Outages still open at or after this instant (no offset: UTC)"),
-            Param("until", "date-time", "Outages that started before this instant (no offset: UTC)"),
-            Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
-            Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1),
-        ),
-        response="list",
+        query=list_params(OUTAGE_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route("GET", "/outages/active", active_outages, "activeOutages", "Open outages", TAG, response="list"),

@@ -5,18 +5,20 @@ Thin handlers over `AvailabilityService`; validation of definitions happens in `
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from ispmon.api.errors import json_response, list_response
+from ispmon.api.errors import json_response
+from ispmon.api.listing import filter_params, list_page, list_params
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import EndpointSpec
-from ispmon.models import Protocol
+from ispmon.store.endpoints import ENDPOINT_LIST
+from ispmon.store.history import HISTORY_LIST
 
 TAG = "services"
 ENDPOINT_ID = PathParam("endpoint_id", "slug", "Endpoint id (a slug)")
-LIMIT = Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000)
-OFFSET = Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=2**31 - 1)
 # EndpointSpec's before-validator derives these when absent (id from name, protocol from the URL
 # scheme, the timing fields from SERVICE_CHECK_*), so a client need not send them.
 ENDPOINT_BODY = Body(
@@ -28,8 +30,10 @@ ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
 
 
 async def list_services(call: Call) -> web.Response:
-    items = [e.to_dict() for e in await call.services.availability.list_endpoints(**call.query)]
-    return list_response(items, limit=call.query["limit"], offset=call.query["offset"])
+    async def endpoints(**query: Any) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in await call.services.availability.list_endpoints(**query)]
+
+    return await list_page(call, ENDPOINT_LIST, endpoints)
 
 
 async def create_service(call: Call) -> web.Response:
@@ -81,14 +85,8 @@ ROUTES: tuple[Route, ...] = (
         "listServices",
         "List endpoints",
         TAG,
-        query=(
-            Param("protocol", "string", "Only this protocol", enum=tuple(p.value for p in Protocol)),
-            Param("tag", "string", "Only endpoints carrying this tag"),
-            Param("active", "boolean", "Only active (true) or inactive (false) endpoints"),
-            LIMIT,
-            OFFSET,
-        ),
-        response="list",
+        query=list_params(ENDPOINT_LIST),
+        response="page",
         also_without_slash=True,
     ),
     Route(
@@ -164,9 +162,9 @@ ROUTES: tuple[Route, ...] = (
         "Check results, newest first, paged by cursor",
         TAG,
         path_params=(ENDPOINT_ID,),
+        # Its own `cursor` (next_cursor, "<iso>~<id>") predates `after`; clients page with it, so it stays.
         query=(
-            Param("since", "date-time", "Checks at or after this instant (no offset: UTC)"),
-            Param("until", "date-time", "Checks before this instant (no offset: UTC)"),
+            *filter_params(HISTORY_LIST),
             Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
             Param("cursor", "cursor", "next_cursor of the previous page (<iso>~<id>)"),
         ),

@@ -74,6 +74,9 @@ class Param:
     exclusive_minimum: bool = False
     enum: tuple[str, ...] | None = None
     target: str | None = None  # the service's keyword, when it differs from the parameter name
+    # For a "string" whose format only its owner knows (a list's opaque `after` cursor): raw -> value,
+    # raising ValueError in our words.
+    parser: Callable[[str], Any] | None = None
 
     def _range_text(self) -> str:
         low = f"greater than {self.minimum:g}" if self.exclusive_minimum else f"at least {self.minimum:g}"
@@ -120,9 +123,14 @@ class Param:
         problem = text_problem(raw)
         if problem:
             raise ValueError(problem)
+        if self.parser is not None:
+            return self.parser(raw)
         if len(raw) > 1000:
             raise ValueError("must be at most 1000 characters")
         if self.enum is not None and raw not in self.enum:
+            # Enum values are stored lower case; names are accepted in any case ("HTTPS", "Critical").
+            if raw.lower() in self.enum:
+                return raw.lower()
             raise ValueError(f"must be one of {', '.join(self.enum)}")
         return raw
 
@@ -197,7 +205,9 @@ class Route:
     body: Body | None = None
     status: int = 200
     errors: tuple[int, ...] = ()  # route-specific error codes (409 ...), beyond those derived
-    response: str = "object"  # "object", "list" (an {"items": [...]} envelope) or "none"
+    # "object"; "list" (an {"items", "count"} envelope); "page" (a list with limit, offset and
+    # next_after: see `api.listing`); or "none".
+    response: str = "object"
     description: str = ""
     also_without_slash: bool = False
 

@@ -8,6 +8,7 @@ up at its next start).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,8 @@ from ispmon.alerts.messages import test_message
 from ispmon.alerts.rules import AlertRule
 from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
-from ispmon.store.alerts import AlertRepo, RuleRepo
+from ispmon.store.alerts import ALERT_KINDS, ALERT_STATES, AlertRepo, RuleRepo
+from ispmon.store.notifications import STATES as NOTIFICATION_STATES
 from ispmon.store.notifications import ChannelRepo, NotificationRepo
 
 if TYPE_CHECKING:
@@ -31,10 +33,6 @@ if TYPE_CHECKING:
     from ispmon.store.database import Database
 
 log = structlog.get_logger("ispmon.alerts")
-
-ALERT_STATES = ("firing", "acknowledged", "resolved")
-ALERT_KINDS = ("outage", "threshold")
-NOTIFICATION_STATES = ("pending", "sent", "dead", "cancelled")
 
 
 def _iso(value: Any) -> Any:
@@ -130,7 +128,9 @@ class AlertService:
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: Sequence[Any] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first. `after` is the (started_at, id) of the last alert of the previous page."""
         _choice("severity", severity, tuple(s.value for s in Severity))
         _choice("state", state, ALERT_STATES)
         _choice("kind", kind, ALERT_KINDS)
@@ -145,6 +145,7 @@ class AlertService:
             until=until,
             limit=limit,
             offset=offset,
+            after=after,
         )
         return [alert_dict(r) for r in rows]
 
@@ -197,7 +198,9 @@ class AlertService:
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: Sequence[Any] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first. `after` is the (created_at, id) of the last notification of the previous page."""
         _choice("state", state, NOTIFICATION_STATES)
         rows = await self.notifications.list(
             alert_id=alert_id,
@@ -207,6 +210,7 @@ class AlertService:
             until=until,
             limit=limit,
             offset=offset,
+            after=after,
         )
         return [notification_dict(r) for r in rows]
 

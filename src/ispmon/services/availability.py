@@ -7,6 +7,7 @@ the state machine) or without one (a Python user or the CLI: checks run directly
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -108,9 +109,10 @@ class AvailabilityService:
         active: bool | None = None,
         limit: int = 1000,
         offset: int = 0,
+        after: Sequence[Any] | None = None,
     ) -> list[Endpoint]:
         rows = await self.db.endpoints.list(
-            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset
+            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset, after=after
         )
         return [self._view(r) for r in rows]
 

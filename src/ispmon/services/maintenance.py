@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +56,13 @@ class MaintenanceService:
         if self.monitor is not None:
             self.monitor.set_maintenance(await self.windows())
 
-    async def list_windows(self) -> list[dict[str, Any]]:
+    async def list_windows(
+        self, *, limit: int | None = None, offset: int = 0, after: Sequence[Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """By id; every window unless `limit` is given. `after` is the (id,) of the last window seen."""
+        rows = await self.db.maintenance.list(limit=limit, offset=offset, after=after)
         now = datetime.now(UTC)
-        return [self._dict(r, now) for r in await self.db.maintenance.all()]
+        return [self._dict(r, now) for r in rows]
 
     async def active_windows(self) -> list[dict[str, Any]]:
         return [w for w in await self.list_windows() if w["active"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,9 @@ class OutageService:
         until: datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: Sequence[Any] | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest first. `after` is the (started_at, id) of the last outage of the previous page."""
         if severity is not None and severity not in {s.value for s in Severity}:
             raise InvalidInput(
                 [{"field": "severity", "message": f"must be one of {', '.join(s.value for s in Severity)}"}]
@@ -51,6 +54,7 @@ class OutageService:
             until=until,
             limit=limit,
             offset=offset,
+            after=after,
         )
         now = datetime.now(UTC)
         return [outage_dict(r, now) for r in rows]

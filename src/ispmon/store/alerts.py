@@ -4,16 +4,58 @@ caller's connection, so an alert change and the notifications it causes commit t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from ispmon.store.listing import Filter, Key, ListSpec
+from ispmon.store.outages import SEVERITIES
 
 ALERT_COLUMNS = (
     "id, endpoint_id, rule_id, kind, outage_id, severity, state, title, message, details, suppressed_by,"
     " was_suppressed, started_at, notify_from, escalation_policy, last_step, last_reminder,"
     " last_notified_at, acknowledged_at, acknowledged_by, acknowledge_note, resolved_at, created_at,"
     " updated_at"
+)
+ALERT_STATES = ("firing", "acknowledged", "resolved")
+ALERT_KINDS = ("outage", "threshold")
+
+# GET /alerts/ and AlertRepo.list. since/until select the alerts that overlap the window, as for
+# outages: still open at or after `since` and started before `until`.
+ALERT_LIST = ListSpec(
+    "alerts",
+    f"SELECT {ALERT_COLUMNS} FROM alerts",
+    filters=(
+        Filter("endpoint", "text", "endpoint_id", key="endpoint_id", description="Only this endpoint id"),
+        Filter("severity", "enum", "severity", choices=SEVERITIES, description="Only this severity"),
+        Filter("state", "enum", "state", choices=ALERT_STATES, description="Only this state"),
+        Filter("kind", "enum", "kind", choices=ALERT_KINDS, description="Only outage or threshold alerts"),
+        Filter("rule", "text", "rule_id", key="rule_id", description="Only alerts of this rule"),
+        Filter(
+            "suppressed",
+            "boolean",
+            "was_suppressed",
+            description="Only alerts that were (true) or were never (false) suppressed",
+        ),
+        Filter(
+            "since",
+            "date-time",
+            "coalesce(resolved_at, 'infinity')",
+            ">=",
+            "Alerts still open at or after this instant (no offset: UTC)",
+        ),
+        Filter(
+            "until",
+            "date-time",
+            "started_at",
+            "<",
+            "Alerts that started before this instant (no offset: UTC)",
+        ),
+    ),
+    keyset=(Key("started_at", "date-time"), Key("id", "integer")),
+    descending=True,
 )
 _UPDATABLE = frozenset(
     {
@@ -94,39 +136,12 @@ class AlertRepo:
         )
 
     async def list(
-        self,
-        *,
-        endpoint_id: str | None = None,
-        severity: str | None = None,
-        state: str | None = None,
-        kind: str | None = None,
-        rule_id: str | None = None,
-        suppressed: bool | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
     ) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            f"""SELECT {ALERT_COLUMNS} FROM alerts
-                WHERE ($1::text IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR severity = $2)
-                  AND ($3::text IS NULL OR state = $3) AND ($4::text IS NULL OR kind = $4)
-                  AND ($5::text IS NULL OR rule_id = $5)
-                  AND ($6::boolean IS NULL OR was_suppressed = $6)
-                  AND ($7::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $7)
-                  AND ($8::timestamptz IS NULL OR started_at < $8)
-                ORDER BY started_at DESC, id DESC LIMIT $9 OFFSET $10""",
-            endpoint_id,
-            severity,
-            state,
-            kind,
-            rule_id,
-            suppressed,
-            since,
-            until,
-            limit,
-            offset,
-        )
+        """Newest first; `filters` by ALERT_LIST's keys (endpoint_id, severity, state, kind, rule_id,
+        suppressed, since, until), `after` the (started_at, id) of the last alert seen."""
+        sql, args = ALERT_LIST.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def summary(self, since: datetime) -> dict[str, Any]:
         row = await self.pool.fetchrow(

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from ispmon.availability.endpoints import EndpointSpec
+from ispmon.models import Protocol
+from ispmon.store.listing import Filter, Key, ListSpec
 
 _COLUMNS = "id, name, protocol, url, criticality, tags, is_active, spec, source, created_at, updated_at"
+
+# GET /services/ and EndpointRepo.list, by id.
+ENDPOINT_LIST = ListSpec(
+    "services",
+    f"SELECT {_COLUMNS} FROM endpoints",
+    filters=(
+        Filter(
+            "protocol",
+            "enum",
+            "protocol",
+            choices=tuple(p.value for p in Protocol),
+            description="Only this protocol",
+        ),
+        Filter("tag", "text", "tags", "any", "Only endpoints carrying this tag"),
+        Filter(
+            "active", "boolean", "is_active", description="Only active (true) or inactive (false) endpoints"
+        ),
+    ),
+    keyset=(Key("id", "text"),),
+)
 
 
 _INSERT = """INSERT INTO endpoints (id, name, protocol, url, criticality, tags, is_active, spec, source)
@@ -62,25 +85,11 @@ class EndpointRepo:
         return await self.pool.fetchrow(f"SELECT {_COLUMNS} FROM endpoints WHERE id = $1", endpoint_id)
 
     async def list(
-        self,
-        *,
-        protocol: str | None = None,
-        tag: str | None = None,
-        active: bool | None = None,
-        limit: int = 1000,
-        offset: int = 0,
+        self, *, limit: int = 1000, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
     ) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            f"""SELECT {_COLUMNS} FROM endpoints
-                WHERE ($1::text IS NULL OR protocol = $1) AND ($2::text IS NULL OR $2 = ANY(tags))
-                  AND ($3::boolean IS NULL OR is_active = $3)
-                ORDER BY id LIMIT $4 OFFSET $5""",
-            protocol,
-            tag,
-            active,
-            limit,
-            offset,
-        )
+        """By id; `filters` by ENDPOINT_LIST's keys (protocol, tag, active), `after` the last id seen."""
+        sql, args = ENDPOINT_LIST.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def count(self) -> int:
         n: int = await self.pool.fetchval("SELECT count(*) FROM endpoints")

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from ispmon.models import ProbeResult
+from ispmon.store.listing import Filter, Key, ListSpec
 
 HISTORY_COLUMNS = (
     "endpoint_id",
@@ -35,6 +36,22 @@ def history_row(endpoint_id: str, checked_at: datetime, result: ProbeResult) -> 
     )
 
 
+# An endpoint's check results, newest first (GET /services/{id}/history, whose `cursor` is the
+# (checked_at, id) of the last row seen).
+HISTORY_LIST = ListSpec(
+    "history",
+    """SELECT id, checked_at, status, response_time_ms, error_kind, error, attempts, details
+       FROM status_history""",
+    filters=(
+        Filter("endpoint_id", "text", "endpoint_id", path=True),
+        Filter("since", "date-time", "checked_at", ">=", "Checks at or after this instant (no offset: UTC)"),
+        Filter("until", "date-time", "checked_at", "<", "Checks before this instant (no offset: UTC)"),
+    ),
+    keyset=(Key("checked_at", "date-time"), Key("id", "integer")),
+    descending=True,
+)
+
+
 class HistoryRepo:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -49,21 +66,10 @@ class HistoryRepo:
         before_id: tuple[datetime, int] | None = None,
     ) -> list[asyncpg.Record]:
         """Newest first. Paging is by cursor (checked_at, id) of the last row seen: stable under inserts."""
-        cursor_at, cursor_id = before_id if before_id else (None, None)
-        return await self.pool.fetch(
-            """SELECT id, checked_at, status, response_time_ms, error_kind, error, attempts, details
-               FROM status_history
-               WHERE endpoint_id = $1 AND ($2::timestamptz IS NULL OR checked_at >= $2)
-                 AND ($3::timestamptz IS NULL OR checked_at < $3)
-                 AND ($4::timestamptz IS NULL OR (checked_at, id) < ($4, $5::bigint))
-               ORDER BY checked_at DESC, id DESC LIMIT $6""",
-            endpoint_id,
-            since,
-            until,
-            cursor_at,
-            cursor_id,
-            limit,
+        sql, args = HISTORY_LIST.query(
+            {"endpoint_id": endpoint_id, "since": since, "until": until}, limit=limit, after=before_id
         )
+        return await self.pool.fetch(sql, *args)
 
     async def stats(self, endpoint_id: str, since: datetime, until: datetime | None = None) -> asyncpg.Record:
         return await self.pool.fetchrow(

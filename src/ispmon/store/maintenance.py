@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from ispmon.store.listing import Key, ListSpec
+
 _COLUMNS = "id, name, spec, source, created_at, updated_at"
+
+# GET /maintenance/, by id. There were never more than a few windows, so a page holds 1000 (the
+# route listed them all before it paged).
+MAINTENANCE_LIST = ListSpec(
+    "maintenance",
+    f"SELECT {_COLUMNS} FROM maintenance_windows",
+    filters=(),
+    keyset=(Key("id", "text"),),
+    default_limit=1000,
+)
 
 
 class MaintenanceRepo:
@@ -40,7 +53,14 @@ class MaintenanceRepo:
         )
 
     async def all(self) -> list[asyncpg.Record]:
-        return await self.pool.fetch(f"SELECT {_COLUMNS} FROM maintenance_windows ORDER BY id")
+        return await self.list(limit=None)
+
+    async def list(
+        self, *, limit: int | None = 1000, offset: int = 0, after: Sequence[Any] | None = None
+    ) -> list[asyncpg.Record]:
+        """By id; `after` the last id seen; `limit` None for every window."""
+        sql, args = MAINTENANCE_LIST.query({}, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def delete(self, window_id: str) -> bool:
         result: str = await self.pool.execute("DELETE FROM maintenance_windows WHERE id = $1", window_id)

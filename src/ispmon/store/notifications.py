@@ -15,6 +15,8 @@ from typing import Any
 
 import asyncpg
 
+from ispmon.store.listing import Filter, Key, ListSpec
+
 NOTIFICATION_COLUMNS = (
     "id, idempotency_key, alert_id, outage_id, endpoint_id, event, step, channel, notification_type, title,"
     " body, short_body, state, attempts, next_attempt_at, last_error, delivered_targets, created_at, sent_at,"
@@ -22,6 +24,29 @@ NOTIFICATION_COLUMNS = (
 )
 STATES = ("pending", "sent", "dead", "cancelled")
 DEFAULT_LEASE = 60.0
+
+# GET /notifications/ and NotificationRepo.list: newest first. Items show created_at as alert_time
+# (the seed's ServiceAlert field), so the cursor reads it there.
+NOTIFICATION_LIST = ListSpec(
+    "notifications",
+    f"SELECT {NOTIFICATION_COLUMNS} FROM notifications",
+    filters=(
+        Filter("state", "enum", "state", choices=STATES, description="Only this state"),
+        Filter("channel", "text", "channel", description="Only this channel"),
+        Filter(
+            "alert",
+            "integer",
+            "alert_id",
+            key="alert_id",
+            minimum=1,
+            description="Only notifications of this alert",
+        ),
+        Filter("since", "date-time", "created_at", ">=", "Created at or after this instant (no offset: UTC)"),
+        Filter("until", "date-time", "created_at", "<", "Created before this instant (no offset: UTC)"),
+    ),
+    keyset=(Key("created_at", "date-time", field="alert_time"), Key("id", "integer")),
+    descending=True,
+)
 
 
 @dataclass(slots=True)
@@ -175,30 +200,12 @@ class NotificationRepo:
         )
 
     async def list(
-        self,
-        *,
-        alert_id: int | None = None,
-        state: str | None = None,
-        channel: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
     ) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            f"""SELECT {NOTIFICATION_COLUMNS} FROM notifications
-                WHERE ($1::bigint IS NULL OR alert_id = $1) AND ($2::text IS NULL OR state = $2)
-                  AND ($3::text IS NULL OR channel = $3)
-                  AND ($4::timestamptz IS NULL OR created_at >= $4) AND ($5::timestamptz IS NULL OR created_at < $5)
-                ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7""",
-            alert_id,
-            state,
-            channel,
-            since,
-            until,
-            limit,
-            offset,
-        )
+        """Newest first; `filters` by NOTIFICATION_LIST's keys (state, channel, alert_id, since,
+        until), `after` the (created_at, id) of the last notification seen."""
+        sql, args = NOTIFICATION_LIST.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def count_by_state(self) -> dict[str, int]:
         rows = await self.pool.fetch("SELECT state, count(*) AS n FROM notifications GROUP BY state")

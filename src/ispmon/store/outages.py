@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from ispmon.models import Severity
+from ispmon.store.listing import Filter, Key, ListSpec
 
 OUTAGE_COLUMNS = (
     "id, endpoint_id, started_at, declared_at, resolved_at, duration_seconds, status, severity, error_kind,"
     " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, suppressed_by, updated_at"
 )
 EVENT_COLUMNS = ("endpoint_id", "at", "kind", "outage_id", "data")
+
+SEVERITIES = tuple(s.value for s in Severity)
+
+# GET /outages/ and OutageRepo.list. since/until select the outages that overlap the window: still
+# open at or after `since` (an open outage is open until infinity) and started before `until`.
+OUTAGE_LIST = ListSpec(
+    "outages",
+    f"SELECT {OUTAGE_COLUMNS} FROM outages",
+    filters=(
+        Filter("service", "text", "endpoint_id", key="endpoint_id", description="Only this endpoint id"),
+        Filter("severity", "enum", "severity", choices=SEVERITIES, description="Only this severity"),
+        Filter("active", "boolean", "resolved_at", "is null", "Only open (true) or resolved (false) outages"),
+        Filter(
+            "since",
+            "date-time",
+            "coalesce(resolved_at, 'infinity')",
+            ">=",
+            "Outages still open at or after this instant (no offset: UTC)",
+        ),
+        Filter(
+            "until",
+            "date-time",
+            "started_at",
+            "<",
+            "Outages that started before this instant (no offset: UTC)",
+        ),
+    ),
+    keyset=(Key("started_at", "date-time"), Key("id", "integer")),
+    descending=True,
+)
 
 # (kind, at, data) of an outage lifecycle event stored with the outage row it belongs to.
 LifecycleEvent = tuple[str, datetime, dict[str, Any]]
@@ -134,31 +168,12 @@ class OutageRepo:
         )
 
     async def list(
-        self,
-        *,
-        endpoint_id: str | None = None,
-        severity: str | None = None,
-        active: bool | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-        offset: int = 0,
+        self, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
     ) -> list[asyncpg.Record]:
-        return await self.pool.fetch(
-            f"""SELECT {OUTAGE_COLUMNS} FROM outages
-                WHERE ($1::text IS NULL OR endpoint_id = $1) AND ($2::text IS NULL OR severity = $2)
-                  AND ($3::boolean IS NULL OR (resolved_at IS NULL) = $3)
-                  AND ($4::timestamptz IS NULL OR coalesce(resolved_at, 'infinity') >= $4)
-                  AND ($5::timestamptz IS NULL OR started_at < $5)
-                ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7""",
-            endpoint_id,
-            severity,
-            active,
-            since,
-            until,
-            limit,
-            offset,
-        )
+        """Newest first; `filters` by OUTAGE_LIST's keys (endpoint_id, severity, active, since, until),
+        `after` the (started_at, id) of the last outage seen."""
+        sql, args = OUTAGE_LIST.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def summary(self, since: datetime) -> dict[str, Any]:
         row = await self.pool.fetchrow(

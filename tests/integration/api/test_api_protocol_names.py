@@ -50,3 +50,14 @@ async def test_update_naming_the_same_protocol_in_upper_case_keeps_its_fields(
     updated = await resp.json()
     # "HTTPS" is no change of protocol, so the https-only field set before is kept.
     assert (updated["protocol"], updated["verify_tls"], updated["timeout"]) == ("https", False, 3)
+
+
+async def test_list_filter_takes_enum_values_in_any_case(client: TestClient[Any, Any]) -> None:
+    body = {"id": "web", "name": "Web", "url": "https://127.0.0.1:1/", "protocol": "HTTPS"}
+    assert (await client.post("/services/", json=body)).status == 201
+    upper = await client.get("/services/?protocol=HTTPS")
+    assert upper.status == 200, await upper.text()
+    assert [e["id"] for e in (await upper.json())["items"]] == ["web"]
+    bad = await client.get("/services/?protocol=GOPHER")
+    assert bad.status == 400
+    assert (await bad.json())["errors"][0]["field"] == "protocol"

@@ -1,0 +1,76 @@
+"""List routes from a `ListSpec` (see `ispmon.store.listing`): their query parameters and their page.
+
+`list_params(spec)` is a route's ``query``: one parameter per filter, then ``limit``, ``offset`` and
+``after``, so `routing.parse_query` validates them and `openapi` documents them from the same
+declaration the SQL is built from. `list_page` answers ``{"items", "count", "limit", "offset",
+"next_after"}``: ``next_after`` is null on the last page, otherwise the ``after`` of the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from ispmon.api.errors import list_response
+from ispmon.api.problem import ApiError
+from ispmon.api.routing import check_time_range
+from ispmon.api.spec import Call, Param, ParamType
+from ispmon.store.listing import ListSpec
+
+MAX_OFFSET = 2**31 - 1
+AFTER_DESCRIPTION = (
+    "Keyset paging: the next_after of the previous page (opaque). The page starts after that row in "
+    "this list's order, so rows added meanwhile neither repeat nor are skipped. Not with offset"
+)
+_PARAM_TYPE: dict[str, ParamType] = {
+    "text": "string",
+    "enum": "string",
+    "boolean": "boolean",
+    "integer": "integer",
+    "date-time": "date-time",
+}
+
+ListFetch = Callable[..., Awaitable[Sequence[Any]]]
+
+
+def filter_params(spec: ListSpec) -> tuple[Param, ...]:
+    """One query parameter per filter of `spec` (path-bound filters are not among them)."""
+    return tuple(
+        Param(
+            f.param,
+            _PARAM_TYPE[f.type],
+            f.description,
+            enum=f.choices or None,
+            minimum=f.minimum,
+            target=f.key if f.key != f.param else None,
+        )
+        for f in spec.filters
+        if not f.path
+    )
+
+
+def list_params(spec: ListSpec) -> tuple[Param, ...]:
+    """The query parameters of `spec`'s route: its filters, then limit, offset and after."""
+    return (
+        *filter_params(spec),
+        Param("limit", "integer", "Page size", default=spec.default_limit, minimum=1, maximum=spec.max_limit),
+        Param("offset", "integer", "Rows to skip", default=0, minimum=0, maximum=MAX_OFFSET),
+        Param("after", "string", AFTER_DESCRIPTION, parser=spec.parse_cursor),
+    )
+
+
+async def list_page(call: Call, spec: ListSpec, fetch: ListFetch) -> web.Response:
+    """Call `fetch` (a service's list method) with the checked query and answer one page."""
+    query = call.query
+    check_time_range(query)
+    if query["after"] is not None and query["offset"]:
+        # Both say where the page starts; silently preferring one would hide a client's bug.
+        raise ApiError.on(400, "after", "cannot be combined with offset (use one way of paging)")
+    limit = query["limit"]
+    # One row more than asked says whether another page follows, so the last page has no next_after
+    # and a client never fetches an empty page to find out.
+    rows = await fetch(**{**query, "limit": limit + 1})
+    items, next_after = spec.page(rows, limit)
+    return list_response(items, limit=limit, offset=query["offset"], next_after=next_after)
