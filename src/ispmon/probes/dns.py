@@ -28,8 +28,8 @@ REFUSED at once; a truncated answer is asked again over TCP; a FORMERR without a
 resolver that predates EDNS) is asked again without EDNS, as c-ares does. Datagrams that are not
 the answer to this query (another ID or question: a late answer to an earlier query on a reused
 port) are ignored, as stub resolvers do; one that cannot be parsed is a malformed response.
-dnspython is the codec (`dns.message`) and provides the socket and TCP exchange
-(`dns.asyncbackend`, `dns.asyncquery`).
+dnspython is the codec (`dns.message`) and the TCP exchange (`dns.asyncquery.tcp`); the UDP
+exchange is an asyncio DatagramProtocol here (see `_udp` for why not dnspython's).
 
 Why not a resolver library (aiodns / c-ares, used until issue 9): a monitor must ask the resolver
 every time and wait exactly as long as the endpoint says, and keep nothing between checks. c-ares
@@ -39,8 +39,9 @@ timeout (ares_metrics.c: "always-on"; ARES_OPT_MAXTIMEOUTMS only caps it), so a 
 usually answers in 1 ms and once in 600 ms was a false TIMEOUT against a 5 s timeout. Each
 channel also holds an event thread and descriptors, and one per (resolver, port, timeout) was
 never freed. Here every check owns its sockets for the length of the check and nothing else:
-no channel, no thread, no cache, and one deadline, the endpoint's timeout, for the whole check
-(resolving a resolver given by name, UDP, and a TCP retry after truncation).
+no channel, no thread, no answer cache (only our own queries are built once, `_template`), and
+one deadline, the endpoint's timeout, for the whole check (resolving a resolver given by name,
+UDP, and a TCP retry after truncation).
 """
 
 from __future__ import annotations
@@ -203,7 +204,11 @@ async def _exchange(
 async def _udp(
     query: dns.message.Message, wire: bytes, where: str, port: int
 ) -> dns.message.Message | None:
-    """The UDP response to `query` (sent as `wire`), or None when it was truncated (ask again over TCP)."""
+    """The UDP response to `query` (sent as `wire`), or None when it was truncated (ask again over TCP).
+
+    Not dns.asyncquery.udp: it fails on the first datagram that is not the answer (or, with
+    ignore_errors, also waits past malformed ones), and its socket costs a thread hop (below).
+    """
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_DGRAM)
     try:
