@@ -88,7 +88,9 @@ _ARES_OPT_MAXTIMEOUTMS = 1 << 20
 _ARES_OPT_QUERY_CACHE = 1 << 21
 
 
-def _old_resolver(resolvers: dict[tuple[Any, ...], aiodns.DNSResolver], host: str, port: int, timeout: float):
+def _old_resolver(
+    resolvers: dict[tuple[Any, ...], aiodns.DNSResolver], host: str, port: int, timeout: float
+) -> aiodns.DNSResolver:
     key = (host, port, round(timeout, 3))
     resolver = resolvers.get(key)
     if resolver is None:
