@@ -82,7 +82,11 @@ def icmp_privileged_default() -> bool:
 
 @dataclass
 class ProbeContext:
-    """Resources probes share for the life of the daemon (one HTTP session, DNS resolvers, ...)."""
+    """Resources probes share for the life of the daemon (one HTTP session, ...).
+
+    Nothing for DNS: each DNS check owns its sockets for the length of the check (probes/dns.py
+    says why), so endpoints coming, going and changing their timeout leave nothing behind.
+    """
 
     icmp_privileged: bool = field(default_factory=icmp_privileged_default)
     # Largest body read from an HTTP response / TCP stream before we stop reading (endless bodies).
@@ -90,7 +94,6 @@ class ProbeContext:
     # The regex time limit for expected_response_pattern, seconds.
     pattern_timeout: float = 0.1
     _http: aiohttp.ClientSession | None = None
-    resolvers: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # (resolver, port, timeout)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
@@ -111,13 +114,6 @@ class ProbeContext:
         if self._http is not None:
             await self._http.close()
             self._http = None
-        for resolver in self.resolvers.values():
-            close = getattr(resolver, "close", None)
-            if close is not None:
-                result = close()
-                if asyncio.iscoroutine(result):
-                    await result
-        self.resolvers.clear()
 
 
 def pattern_timeout_result(ctx: ProbeContext, rt: float | None, details: dict[str, Any]) -> ProbeResult:

@@ -1,8 +1,8 @@
-"""DNS probe: one query to one resolver through aiodns 4 (c-ares), checked against the endpoint.
+"""DNS probe: one query to one resolver, sent and read by this module, checked against the endpoint.
 
 The check passes when the response code equals `expected_rcode` (NOERROR by default) and, for
-NOERROR, every `expected_answers` entry is among the answers. c-ares reports the response code as
-an error number; `_RCODES` maps them back (NOERROR with an empty answer is c-ares' ENODATA).
+NOERROR, every `expected_answers` entry is among the answers (NOERROR with no answer records is
+NODATA: UP unless answers are expected).
 
 Answers are compared in a normalised text form, built the same way for the records received and
 for the endpoint's `expected_answers`: white space collapsed, lower-case, trailing dot stripped
@@ -22,97 +22,101 @@ of a chain leading to them are skipped. Per record type:
                    and keys are case-sensitive); surrounding double quotes of an expected entry
                    are ignored
 
-Two c-ares behaviours matter for a monitor and are handled here:
+The exchange: a query with RD and EDNS0 (1232-byte payload, as c-ares and the DNS Flag Day 2020
+advice have it) over a connected UDP socket of its own, so an ICMP port unreachable is seen as
+REFUSED at once; a truncated answer is asked again over TCP; a FORMERR without an OPT record (a
+resolver that predates EDNS) is asked again without EDNS, as c-ares does. Datagrams that are not
+the answer to this query (another ID or question: a late answer to an earlier query on a reused
+port) are ignored, as stub resolvers do; one that cannot be parsed is a malformed response.
+dnspython is the codec (`dns.message`) and the TCP exchange (`dns.asyncquery.tcp`); the UDP
+exchange is an asyncio DatagramProtocol here (see `_udp` for why not dnspython's).
 
-* c-ares >= 1.31 caches answers for their TTL (up to an hour) unless ``qcache_max_ttl`` is 0, and
-  pycares 5 has no argument for that: a cached answer would report a dead resolver as UP. Each
-  resolver's channel is therefore rebuilt once, at creation, from its own saved options with the
-  cache disabled (`_rebuild_channel`).
-* c-ares adapts its per-try wait to the resolver's recent latency: after three answers it gives up
-  after max(250 ms, 5 x the average), whatever `timeout` says (ares_metrics.c; this cannot be
-  turned off). With ``tries=1`` a resolver that suddenly answers far slower than usual is reported
-  as a TIMEOUT before `timeout`; the error text gives the time actually waited.
+Why not a resolver library (aiodns / c-ares, used until issue 9): a monitor must ask the resolver
+every time and wait exactly as long as the endpoint says, and keep nothing between checks. c-ares
+caches answers for their TTL (1.31+), and adapts its per-try wait to the server's recent latency:
+after three answers it gives up after max(250 ms, 5 x their average), whatever the configured
+timeout (ares_metrics.c: "always-on"; ARES_OPT_MAXTIMEOUTMS only caps it), so a resolver that
+usually answers in 1 ms and once in 600 ms was a false TIMEOUT against a 5 s timeout. Each
+channel also holds an event thread and descriptors, and one per (resolver, port, timeout) was
+never freed. Here every check owns its sockets for the length of the check and nothing else:
+no channel, no thread, no answer cache (only our own queries are built once, `_template`), and
+one deadline, the endpoint's timeout, for the whole check (resolving a resolver given by name,
+UDP, and a TCP retry after truncation).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import ipaddress
+import secrets
+import socket
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import aiodns
-import pycares
-from aiodns.error import DNSError
+import dns.asyncbackend
+import dns.asyncquery
+import dns.exception
+import dns.inet
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 
 from ispmon.models import ErrorKind, ProbeResult
 from ispmon.probes.base import up_or_slow
+from ispmon.probes.oserrors import classify_os_error, describe_os_error
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
-# ares.h option bits that pycares 5 does not export.
-_ARES_OPT_MAXTIMEOUTMS = 1 << 20
-_ARES_OPT_QUERY_CACHE = 1 << 21
-
-# c-ares status -> the DNS response code it stands for (ares_query.c maps rcodes to these).
-_RCODES: dict[int, str] = {
-    pycares.errno.ARES_ENODATA: "NOERROR",  # NOERROR with no answer records (NODATA)
-    pycares.errno.ARES_EFORMERR: "FORMERR",
-    pycares.errno.ARES_ESERVFAIL: "SERVFAIL",
-    pycares.errno.ARES_ENOTFOUND: "NXDOMAIN",
-    pycares.errno.ARES_ENOTIMP: "NOTIMP",
-    pycares.errno.ARES_EREFUSED: "REFUSED",
-}
-# c-ares statuses that mean no usable response arrived.
-_TRANSPORT_ERRORS: dict[int, tuple[ErrorKind, str]] = {
-    pycares.errno.ARES_ETIMEOUT: (ErrorKind.TIMEOUT, "no answer from resolver"),
-    # UDP port unreachable, or TCP refused (c-ares retries over TCP after a truncated UDP answer).
-    pycares.errno.ARES_ECONNREFUSED: (ErrorKind.REFUSED, "resolver refused the connection"),
-    pycares.errno.ARES_EBADRESP: (ErrorKind.PROTOCOL, "malformed DNS response"),
-    pycares.errno.ARES_EOF: (ErrorKind.CONNECTION, "resolver closed the connection"),
-    pycares.errno.ARES_ECANCELLED: (ErrorKind.CONNECTION, "query cancelled (resolver closed)"),
-    pycares.errno.ARES_EDESTRUCTION: (ErrorKind.CONNECTION, "query cancelled (resolver closed)"),
-}
-
-_QTYPES: dict[str, int] = {name: getattr(pycares, f"QUERY_TYPE_{name}") for name in aiodns.query_type_map}
+_BACKEND = dns.asyncbackend.get_backend("asyncio")
+# The EDNS0 UDP payload size we offer (what c-ares and BIND send; avoids IP fragmentation).
+_EDNS_PAYLOAD = 1232
 _ALIAS_TYPES = frozenset({"MX", "SRV", "SOA"})  # types whose expected entry may be just the host
+
+
+class _Failed(Exception):
+    """The exchange failed in a way that is the resolver's: (kind, text) for the result."""
+
+    def __init__(self, kind: ErrorKind, text: str) -> None:
+        super().__init__(text)
+        self.kind = kind
+        self.text = text
 
 
 async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> ProbeResult:
     target = endpoint.target
     rrtype = target.rrtype or "A"
-    resolver = _resolver(ctx, target.host, target.port or 53, timeout)
+    qname = target.qname or ""
+    port = target.port or 53
     start = perf_counter()
     try:
-        # Our own deadline as well: c-ares' timer is adaptive and capped at 5 s, and its answer
-        # arrives through another thread; the scheduler's hard limit must never be what fires.
+        # The one deadline of the check: the endpoint's timeout, whatever the resolver did before.
         async with asyncio.timeout(timeout):
-            result = await resolver.query_dns(target.qname, rrtype)
-        rcode = "NOERROR"
+            where = await _address(target.host, port)
+            start = perf_counter()  # the response time is the resolver's, not our own look-up's
+            response = await _ask(qname, rrtype, where, port)
     except TimeoutError:
         return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer from resolver within {timeout:g} s")
-    except DNSError as exc:
-        code = exc.args[0] if exc.args else -1
-        rcode_or_none = _RCODES.get(code)
-        if rcode_or_none is None:
-            kind, text = _TRANSPORT_ERRORS.get(code, (ErrorKind.CONNECTION, "resolver error"))
-            waited = perf_counter() - start
-            detail = exc.args[1] if len(exc.args) > 1 else "unknown"
-            return ProbeResult.down(kind, f"{text} after {waited * 1000:.0f} ms (c-ares: {detail})")
-        rcode, result = rcode_or_none, None
+    except _Failed as exc:
+        waited = (perf_counter() - start) * 1000.0
+        if exc.kind is ErrorKind.DNS:
+            return ProbeResult.down(exc.kind, exc.text)
+        return ProbeResult.down(exc.kind, f"{exc.text} after {waited:.0f} ms")
     elapsed = (perf_counter() - start) * 1000.0
 
+    rcode = dns.rcode.to_text(response.rcode())
     answers: list[str] = []
     ttl_min: int | None = None
-    if result is not None:
-        qtype = _QTYPES[rrtype]
-        for record in result.answer:
-            if record.type == qtype:
-                answers.append(_format(rrtype, record.data))
-                ttl_min = record.ttl if ttl_min is None else min(ttl_min, record.ttl)
-        answers.sort()  # resolvers rotate record order; a stable order keeps stored details comparable
+    qtype = dns.rdatatype.from_text(rrtype)
+    for rrset in response.answer:
+        if rrset.rdtype == qtype and rrset.rdclass == dns.rdataclass.IN:
+            answers.extend(_format(rrtype, rdata) for rdata in rrset)
+            ttl_min = rrset.ttl if ttl_min is None else min(ttl_min, rrset.ttl)
+    answers.sort()  # resolvers rotate record order; a stable order keeps stored details comparable
     details: dict[str, Any] = {"rcode": rcode, "answers": answers, "ttl_min": ttl_min}
 
     if rcode != endpoint.expected_rcode:
@@ -132,59 +136,129 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     return up_or_slow(endpoint, elapsed, details, "answered in")
 
 
-def _resolver(ctx: ProbeContext, host: str, port: int, timeout: float) -> aiodns.DNSResolver:
-    """The shared resolver for (host, port, timeout): one c-ares channel (and event thread) each."""
-    key: Any = (host, port, round(timeout, 3))
-    resolver: aiodns.DNSResolver | None = ctx.resolvers.get(key)
-    if resolver is None:
-        resolver = aiodns.DNSResolver(
-            nameservers=[host], udp_port=port, tcp_port=port, timeout=timeout, tries=1
-        )
-        try:
-            _rebuild_channel(resolver, timeout)
-        except Exception:
-            resolver._cleanup()
-            raise
-        ctx.resolvers[key] = resolver
-    return resolver
+async def _address(host: str, port: int) -> str:
+    """The resolver's address: `host` itself when it is one, else what the system resolver says."""
+    if dns.inet.is_address(host):
+        return host
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise _Failed(ErrorKind.DNS, f"cannot resolve the resolver {host}: {describe_os_error(exc)}") from None
+    if not infos:
+        raise _Failed(ErrorKind.DNS, f"cannot resolve the resolver {host}: no address")
+    return str(infos[0][4][0])
 
 
-def _rebuild_channel(resolver: aiodns.DNSResolver, timeout: float) -> None:
-    """Replace the resolver's c-ares channel by a copy of it without query cache.
+async def _ask(qname: str, rrtype: str, where: str, port: int) -> dns.message.Message:
+    """The resolver's response: over UDP, over TCP after truncation, without EDNS if it needs that."""
+    query, wire = _query(qname, rrtype, True)
+    response = await _exchange(query, wire, where, port)
+    if response.rcode() == dns.rcode.FORMERR and response.edns < 0:
+        # No OPT record in a FORMERR: the resolver does not know EDNS (RFC 6891 section 7).
+        query, wire = _query(qname, rrtype, False)
+        response = await _exchange(query, wire, where, port)
+    return response
 
-    pycares 5 exposes neither ARES_OPT_QUERY_CACHE nor ARES_OPT_MAXTIMEOUTMS, so the channel's
-    options are saved (ares_save_options), amended and used for a new channel. This uses pycares
-    internals (`Channel._channel`, `Channel._lock`, the cffi module); the DNS integration tests
-    fail if a pycares upgrade changes them. The max timeout stops c-ares from waiting longer than
-    we do (its adaptive per-try wait can otherwise grow up to 5 s).
+
+def _query(qname: str, rrtype: str, edns: bool) -> tuple[dns.message.Message, bytes]:
+    """A query with a fresh random ID, and its wire form."""
+    template, wire = _template(qname, rrtype, edns)
+    query = copy.copy(template)  # shares the (read-only) question; only the ID differs
+    query.id = secrets.randbits(16)
+    return query, query.id.to_bytes(2, "big") + wire[2:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _template(qname: str, rrtype: str, edns: bool) -> tuple[dns.message.Message, bytes]:
+    """Our own query for (name, type), built once: making and encoding it took ~180 µs a check.
+    Only the question is kept here, never an answer."""
+    if edns:
+        query = dns.message.make_query(qname, rrtype, use_edns=0, payload=_EDNS_PAYLOAD)
+    else:
+        query = dns.message.make_query(qname, rrtype, use_edns=False)
+    return query, query.to_wire()
+
+
+async def _exchange(
+    query: dns.message.Message, wire: bytes, where: str, port: int
+) -> dns.message.Message:
+    over = "UDP"
+    try:
+        response = await _udp(query, wire, where, port)
+        if response is not None:
+            return response
+        over = "TCP, after a truncated UDP answer"
+        return await dns.asyncquery.tcp(query, where, None, port, ignore_trailing=True, backend=_BACKEND)
+    except OSError as exc:
+        kind = classify_os_error(exc)
+        if kind is ErrorKind.REFUSED:
+            raise _Failed(kind, f"resolver refused the query ({over})") from None
+        raise _Failed(kind, f"resolver error ({over}: {describe_os_error(exc)})") from None
+    except EOFError:
+        raise _Failed(ErrorKind.CONNECTION, f"resolver closed the connection ({over})") from None
+    except dns.exception.DNSException as exc:
+        # dnspython's parser (FormError and its kin) and its TCP exchange (BadResponse) raise these.
+        raise _Failed(ErrorKind.PROTOCOL, f"malformed DNS response ({over}: {exc})") from None
+
+
+async def _udp(
+    query: dns.message.Message, wire: bytes, where: str, port: int
+) -> dns.message.Message | None:
+    """The UDP response to `query` (sent as `wire`), or None when it was truncated (ask again over TCP).
+
+    Not dns.asyncquery.udp: it fails on the first datagram that is not the answer (or, with
+    ignore_errors, also waits past malformed ones), and its socket costs a thread hop (below).
     """
-    from pycares import _cares  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        # Connected, so the kernel hands us only the resolver's datagrams, and its ICMP errors (a
+        # closed port is REFUSED at once). Connected here rather than by create_datagram_endpoint's
+        # remote_addr: uvloop resolves that, even an address, in its thread pool (~3 x the CPU).
+        sock.connect((where, port))
+        transport, exchange = await loop.create_datagram_endpoint(lambda: _Exchange(query, loop), sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        transport.sendto(wire)
+        return await exchange.answer
+    finally:
+        transport.close()
 
-    ffi, lib = _cares.ffi, _cares.lib
-    channel = resolver._channel
-    servers = channel.servers
-    with channel._lock:
-        old = channel._channel
-        if old is None:
-            raise RuntimeError("c-ares channel already closed")
-        options = ffi.new("struct ares_options *")
-        optmask = ffi.new("int *")
-        if lib.ares_save_options(old[0], options, optmask) != lib.ARES_SUCCESS:
-            raise RuntimeError("ares_save_options failed")
+
+class _Exchange(asyncio.DatagramProtocol):
+    """Waits on one connected UDP socket for the answer to one query."""
+
+    def __init__(self, query: dns.message.Message, loop: asyncio.AbstractEventLoop) -> None:
+        self.query = query
+        # The response; None when it was truncated; an exception for a failure.
+        self.answer: asyncio.Future[dns.message.Message | None] = loop.create_future()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.answer.done():
+            return
         try:
-            options.qcache_max_ttl = 0
-            options.maxtimeout = max(1, int(timeout * 1000))
-            new = ffi.new("ares_channel *")
-            mask = optmask[0] | _ARES_OPT_QUERY_CACHE | _ARES_OPT_MAXTIMEOUTMS
-            status = lib.ares_init_options(new, options, mask)
-        finally:
-            lib.ares_destroy_options(options)
-        if status != lib.ARES_SUCCESS:
-            raise RuntimeError(f"ares_init_options failed: {pycares.errno.strerror(status)}")
-        channel._channel = new
-        # Nothing was ever queried on the old channel, so it can go right away.
-        lib.ares_destroy(old[0])
-    channel.servers = servers  # saved options keep neither the ports nor IPv6 servers
+            response = dns.message.from_wire(data, ignore_trailing=True, raise_on_truncation=True)
+        except dns.message.Truncated as exc:
+            if self.query.is_response(exc.message()):
+                self.answer.set_result(None)
+            return
+        except dns.exception.DNSException as exc:  # unparsable: a malformed response
+            self.answer.set_exception(exc)
+            return
+        if self.query.is_response(response):
+            self.answer.set_result(response)
+        # Otherwise not ours (an earlier query's late answer on a reused port): keep waiting.
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(exc or EOFError("socket closed"))
 
 
 def _normalise(text: str, txt: bool = False) -> str:
@@ -199,33 +273,32 @@ def _normalise(text: str, txt: bool = False) -> str:
 def _format(rrtype: str, data: Any) -> str:
     """The normalised text of one answer record (see the module docstring)."""
     if rrtype == "A" or rrtype == "AAAA":
-        return str(ipaddress.ip_address(data.addr))
+        return str(ipaddress.ip_address(data.address))
     if rrtype == "TXT":
-        raw = data.data
-        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if rrtype == "CNAME":
-        text = data.cname
-    elif rrtype == "NS":
-        text = data.nsdname
-    elif rrtype == "PTR":
-        text = data.dname
+        return b"".join(data.strings).decode("utf-8", "replace")
+    if rrtype in ("CNAME", "NS", "PTR"):
+        text = data.target.to_text()
     elif rrtype == "MX":
-        text = f"{data.priority} {data.exchange}"
+        text = f"{data.preference} {data.exchange}"
     elif rrtype == "SRV":
         text = f"{data.priority} {data.weight} {data.port} {data.target}"
     elif rrtype == "SOA":
         numbers = f"{data.serial} {data.refresh} {data.retry} {data.expire} {data.minimum}"
         text = f"{data.mname} {data.rname} {numbers}"
     elif rrtype == "CAA":
-        text = f"{data.critical} {data.tag} {data.value}"
+        text = f"{data.flags} {_text(data.tag)} {_text(data.value)}"
     elif rrtype == "NAPTR":
         text = (
-            f'{data.order} {data.preference} "{data.flags}" "{data.service}" "{data.regexp}" '
-            f"{data.replacement or '.'}"
+            f'{data.order} {data.preference} "{_text(data.flags)}" "{_text(data.service)}" '
+            f'"{_text(data.regexp)}" {data.replacement}'
         )
     else:
-        text = str(data)
+        text = data.to_text()
     return _normalise(text)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _expected_form(rrtype: str, expected: str) -> str:

@@ -18,12 +18,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
 import pytest
 
 from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Protocol, Status
 from ispmon.probes.base import PROBES, ProbeContext, run_attempt
 from ispmon.probes.dns import probe
+from tests.integration.probes.dnsutil import ANSWER_ADDRESS, Responder, responder
 
 DNSMASQ = os.environ.get("DNSMASQ", "/usr/sbin/dnsmasq")
 TIMEOUT = 1.0
@@ -146,6 +148,18 @@ class BadServer(asyncio.DatagramProtocol):
         if mode == "slow":
             asyncio.get_running_loop().call_later(0.06, self.transport.sendto, ok, addr)
             return
+        if mode == "otherid":
+            # A late answer to some earlier query first (another ID), then the answer to this one.
+            other = bytes([qid[0] ^ 0xFF, qid[1]])
+            self.transport.sendto(other + ok[2:], addr)
+            self.transport.sendto(ok, addr)
+            return
+        if mode == "noedns":
+            # A resolver that predates EDNS: FORMERR, without an OPT record, to a query with one.
+            arcount = struct.unpack(">H", data[10:12])[0]
+            formerr = qid + struct.pack(">HHHHH", 0x8181, 1, 0, 0, 0) + question
+            self.transport.sendto(formerr if arcount else ok, addr)
+            return
         self.transport.sendto(replies[mode], addr)
 
 
@@ -163,7 +177,6 @@ async def ctx() -> AsyncIterator[ProbeContext]:
     context = ProbeContext()
     yield context
     await context.close()
-    assert not context.resolvers
 
 
 def _endpoint(port: int, name: str, rrtype: str = "A", **extra: Any) -> EndpointSpec:
@@ -276,14 +289,6 @@ async def test_refused_rcode(dnsmasq_port: int, ctx: ProbeContext) -> None:
     assert (await probe(ep, TIMEOUT, ctx)).status is Status.UP
 
 
-async def test_one_resolver_per_server_and_timeout(dnsmasq_port: int, ctx: ProbeContext) -> None:
-    await probe(_endpoint(dnsmasq_port, "up.test"), TIMEOUT, ctx)
-    await probe(_endpoint(dnsmasq_port, "mail.test", "MX"), TIMEOUT, ctx)
-    await probe(_endpoint(dnsmasq_port, "up.test"), 0.5, ctx)
-    keys = [key for key in ctx.resolvers if key[1] == dnsmasq_port]
-    assert sorted(keys) == [("127.0.0.1", dnsmasq_port, 0.5), ("127.0.0.1", dnsmasq_port, TIMEOUT)]
-
-
 async def test_closed_port_fails_fast(ctx: ProbeContext) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -294,6 +299,18 @@ async def test_closed_port_fails_fast(ctx: ProbeContext) -> None:
     assert result.status is Status.DOWN
     assert result.error_kind in (ErrorKind.REFUSED, ErrorKind.TIMEOUT), result
     assert result.error is not None and "resolver" in result.error
+
+
+async def test_closed_port_is_refused_at_once(ctx: ProbeContext) -> None:
+    # The query goes out on a connected UDP socket, so the kernel reports the ICMP port
+    # unreachable to us instead of dropping it: REFUSED at once, not a TIMEOUT a second later.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    start = time.perf_counter()
+    result = await probe(_endpoint(port, "up.test"), TIMEOUT, ctx)
+    assert time.perf_counter() - start < 0.2
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.REFUSED), result
 
 
 @pytest.mark.parametrize("mode", ["garbage", "short", "cut"])
@@ -314,6 +331,64 @@ async def test_truncated_reply_without_tcp_is_refused(
     port, _ = bad_server
     result = await probe(_endpoint(port, "tc.bad"), TIMEOUT, ctx)
     assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.REFUSED), result
+
+
+async def test_truncated_reply_is_asked_again_over_tcp(ctx: ProbeContext) -> None:
+    # UDP says "truncated"; TCP on the same port gives the whole answer.
+    port = _free_port()
+    server = BadServer()
+    loop = asyncio.get_running_loop()
+    udp, _ = await loop.create_datagram_endpoint(lambda: server, local_addr=("127.0.0.1", port))
+    tcp_queries: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        length = struct.unpack(">H", await reader.readexactly(2))[0]
+        query = await reader.readexactly(length)
+        tcp_queries.append(query)
+        end = query.index(b"\0", 12) + 5
+        record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 88])
+        reply = query[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + query[12:end] + record
+        writer.write(struct.pack(">H", len(reply)) + reply)
+        await writer.drain()
+        writer.close()
+
+    tcp = await asyncio.start_server(answer, "127.0.0.1", port)
+    try:
+        result = await probe(_endpoint(port, "tc.bad"), TIMEOUT, ctx)
+    finally:
+        tcp.close()
+        udp.close()
+    assert result.status is Status.UP, result
+    assert result.details == {"rcode": "NOERROR", "answers": ["192.0.2.88"], "ttl_min": 60}
+    assert server.seen["tc.bad"] == 1 and len(tcp_queries) == 1
+
+
+async def test_an_answer_to_another_query_is_ignored(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    port, _ = bad_server
+    result = await probe(_endpoint(port, "otherid.bad"), TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details["answers"] == ["192.0.2.77"]
+
+
+async def test_a_resolver_without_edns_is_asked_again_without_it(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    port, server = bad_server
+    result = await probe(_endpoint(port, "noedns.bad"), TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert server.seen["noedns.bad"] == 2
+
+
+async def test_resolver_given_by_name(dnsmasq_port: int, ctx: ProbeContext) -> None:
+    # /etc/hosts maps localhost to 127.0.0.1, where dnsmasq listens.
+    ep = build_endpoint(
+        {"name": "by name", "url": f"dns://localhost:{dnsmasq_port}/up.test", "timeout": TIMEOUT, "retries": 0}
+    )
+    result = await probe(ep, TIMEOUT, ctx)
+    assert result.status is Status.UP, result
+    assert result.details["answers"] == ["192.0.2.10"]
 
 
 async def test_servfail(bad_server: tuple[int, BadServer], ctx: ProbeContext) -> None:
@@ -354,3 +429,73 @@ async def test_answers_are_never_served_from_a_cache(
         result = await probe(_endpoint(port, "ok.bad"), TIMEOUT, ctx)
         assert result.status is Status.UP and result.details["ttl_min"] == 300
     assert server.seen["ok.bad"] == 3
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[Responder]:
+    async with responder() as server:
+        yield server
+
+
+async def _threads_and_fds() -> tuple[int, int]:
+    await asyncio.sleep(0)  # let transports closed by the last check release their sockets
+    me = psutil.Process()
+    return me.num_threads(), me.num_fds()
+
+
+async def test_many_timeouts_on_one_resolver_leave_no_threads_or_descriptors(dnsmasq_port: int) -> None:
+    # 200 edits of one endpoint's timeout used to leave 200 c-ares channels behind, each with its
+    # own event thread and descriptors, for the life of the daemon (issue 9).
+    context = ProbeContext()
+    try:
+        assert (await probe(_endpoint(dnsmasq_port, "up.test"), TIMEOUT, context)).status is Status.UP
+        threads, fds = await _threads_and_fds()
+        for i in range(200):
+            timeout = 0.5 + i / 1000
+            result = await run_attempt(_endpoint(dnsmasq_port, "up.test", timeout=timeout), context, timeout)
+            assert result.status is Status.UP, result
+        now_threads, now_fds = await _threads_and_fds()
+        assert now_threads <= threads, f"{now_threads - threads} threads more after 200 timeouts"
+        assert now_fds <= fds, f"{now_fds - fds} descriptors more after 200 timeouts"
+    finally:
+        await context.close()
+
+
+async def test_a_usually_fast_resolver_may_use_the_whole_timeout(scripted: Responder, ctx: ProbeContext) -> None:
+    # c-ares shortened its wait to max(250 ms, 5 x the recent average) whatever the endpoint said,
+    # so one 600 ms answer after a run of 1 ms answers was reported DOWN against a 2 s timeout.
+    ep = _endpoint(scripted.port, "fast.then.slow", timeout=2.0)
+    for _ in range(6):
+        assert (await run_attempt(ep, ctx, 2.0)).status is Status.UP
+    scripted.delay = 0.6
+    result = await run_attempt(ep, ctx, 2.0)
+    assert result.status is Status.UP, result
+    assert result.response_time_ms is not None and 590 <= result.response_time_ms < 1000
+    assert result.details["answers"] == [ANSWER_ADDRESS]
+
+
+async def test_silence_is_a_timeout_after_the_endpoint_timeout_not_before(
+    scripted: Responder, ctx: ProbeContext
+) -> None:
+    ep = _endpoint(scripted.port, "fast.then.silent", timeout=1.0)
+    for _ in range(6):
+        assert (await run_attempt(ep, ctx, 1.0)).status is Status.UP
+    scripted.silent = True
+    start = time.perf_counter()
+    result = await run_attempt(ep, ctx, 1.0)
+    elapsed = time.perf_counter() - start
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.TIMEOUT), result
+    assert result.error == "no answer from resolver within 1 s"
+    assert 0.98 <= elapsed < 1.0 + 0.15
+
+
+async def test_a_resolver_that_stops_answering_is_down_at_the_next_check(
+    scripted: Responder, ctx: ProbeContext
+) -> None:
+    ep = _endpoint(scripted.port, "answers.then.stops", timeout=0.3)
+    first = await probe(ep, 0.3, ctx)
+    assert first.status is Status.UP and first.details["ttl_min"] == 300  # cacheable for 5 minutes
+    scripted.silent = True
+    second = await probe(ep, 0.3, ctx)
+    assert (second.status, second.error_kind) == (Status.DOWN, ErrorKind.TIMEOUT), second
+    assert scripted.queries == 2  # asked the resolver both times
