@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"ispmon: config error: {exc}", file=sys.stderr)
+        for error in exc.errors:  # one line each: every problem, greppable by its key
+            print(f"ispmon: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(f"ispmon: database unavailable: {exc}", file=sys.stderr)

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +18,7 @@ from structlog.testing import capture_logs
 
 from ispmon.api.app import ROUTES, create_app, start_api
 from ispmon.config import Settings
+from ispmon.errors import StartupError
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
 
@@ -529,21 +529,17 @@ async def test_writes_need_the_bearer_token_when_one_is_set(db_dsn: str) -> None
 
 
 async def test_start_api_refuses_a_public_address_without_a_token(services: AppServices) -> None:
-    app = create_app(services)
-    with capture_logs() as logs:
-        runner, host, port = await start_api(app, "0.0.0.0", 0, None)
-    try:
-        assert host == "127.0.0.1" and port > 0
-        warning = next(e for e in logs if e["event"] == "api_bound_to_loopback")
-        assert "ISPMON_API_TOKEN" in warning["reason"] and warning["requested_host"] == "0.0.0.0"
-        async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/livez") as resp:
-            assert resp.status == 200
-    finally:
-        await runner.cleanup()
-    with capture_logs() as logs:
-        runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, TOKEN)
+    """No silent fall-back to loopback: listening beyond it without a token is an error naming API_HOST."""
+    with pytest.raises(StartupError) as info:
+        await start_api(create_app(services), "0.0.0.0", 0, None)
+    assert str(info.value).startswith("API_HOST: '0.0.0.0' is not a loopback address")
+    assert "ISPMON_API_TOKEN" in str(info.value)
+    runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, None)
     await runner.cleanup()
-    assert host == "127.0.0.1" and port > 0 and not any(e["event"] == "api_bound_to_loopback" for e in logs)
+    assert host == "127.0.0.1" and port > 0
+    runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, TOKEN)
+    await runner.cleanup()
+    assert host == "127.0.0.1" and port > 0
 
 
 async def test_config_owned_endpoints_and_windows_are_read_only_through_the_api(
