@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
 from ispmon.alerts.wiring import Alerting
-from ispmon.availability.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint, redact_url
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
@@ -63,6 +63,14 @@ async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres 
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise
+    # The URL, so an operator can reach the same database (`ispmon db-url` prints it); never its
+    # password. The embedded server's has none: it listens on a unix socket only.
+    log.info(
+        "database_connected",
+        database="embedded" if embedded is not None else "external",
+        url=redact_url(dsn),
+        pgdata=str(embedded.pgdata) if embedded is not None else None,
+    )
     return db, embedded
 
 
