@@ -433,3 +433,18 @@ class EndpointSpec(BaseModel):
 def build_endpoint(data: dict[str, Any], defaults: EndpointDefaults | None = None) -> EndpointSpec:
     """Validate a definition, filling check_interval/timeout/retries from `defaults` when absent."""
     return EndpointSpec.model_validate(data, context={"defaults": defaults or EndpointDefaults()})
+
+
+# What is probed. When one of these changes, what was known about the endpoint (its status, its
+# failure counts, its open outage) is about another target; criteria such as expected_status_code
+# or a timeout are not in it: a stricter check of the same target keeps its history.
+TARGET_FIELDS = ("protocol", "url", "port")
+
+
+def target_key(definition: EndpointSpec | dict[str, Any]) -> tuple[str | None, ...]:
+    """The target of a definition (an EndpointSpec, or its stored form), comparable across both."""
+    data = definition.stored_dict() if isinstance(definition, EndpointSpec) else definition
+    return tuple(
+        None if data.get(f) is None else str(data[f]).lower() if f == "protocol" else str(data[f])
+        for f in TARGET_FIELDS
+    )

@@ -134,9 +134,9 @@ class AvailabilityService:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         await self._check_parent(spec)
-        row = await self.db.endpoints.upsert(spec, source="api")
+        row = await self.db.endpoints.upsert(spec, source="api")  # a new target closes the open outage
         if self.monitor is not None:
-            self.monitor.upsert(spec)
+            await self.monitor.replace(spec)  # ... and makes the status unknown
         return self._row_dict(row)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:
