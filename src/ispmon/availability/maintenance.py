@@ -23,7 +23,6 @@ and the instant it next changes, and recomputes only when `now` leaves that inte
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -389,10 +388,9 @@ class MaintenanceCalendar:
 
 
 def _config_id(name: str) -> str:
-    """A stable id from the name, so reloading the config file keeps the same window."""
-    if re.search(r"[A-Za-z0-9]", name):
-        return slugify(name)
-    return f"mw-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    """A stable id from the name, so reloading the config file keeps the same window (a name with
+    nothing readable left, such as "東京", gives "mw-<hash>", the id earlier versions gave it)."""
+    return slugify(name, fallback="mw")
 
 
 def validate_config_windows(

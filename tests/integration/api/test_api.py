@@ -135,6 +135,21 @@ async def test_duplicate_id_is_a_conflict(client: TestClient[Any, Any]) -> None:
     assert body["error"] == "conflict" and _fields(body) == ["id"] and "smtp" in body["message"]
 
 
+async def test_ids_derived_from_names_are_readable_and_never_a_conflict(client: TestClient[Any, Any]) -> None:
+    """A 409 is for an id the client sent; one derived from the name is made unique instead."""
+    ids = []
+    for name in ("Москва-1", "Москва-2", "東京", "大阪", "Москва-1", "Москва-1"):
+        resp = await client.post("/services/", json={"name": name, "url": "http://127.0.0.1:9/"})
+        assert resp.status == 201, await resp.text()
+        body = await resp.json()
+        assert resp.headers["Location"] == f"/services/{body['id']}"
+        ids.append(body["id"])
+    assert ids[:2] == ["moskva-1", "moskva-2"] and ids[4:] == ["moskva-1-2", "moskva-1-3"]
+    assert ids[2].startswith("endpoint-") and ids[3].startswith("endpoint-") and ids[2] != ids[3]
+    resp = await client.post("/services/", json={"id": "moskva-1", "name": "x", "url": "http://127.0.0.1:9/"})
+    assert resp.status == 409
+
+
 async def test_checks_history_paging_status_and_summary(client: TestClient[Any, Any], target: str) -> None:
     web_ep = {"id": "web", "name": "Web", "url": target, "timeout": 2, "retries": 0}
     assert (await client.post("/services/", json=web_ep)).status == 201
