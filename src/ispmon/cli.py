@@ -1,8 +1,10 @@
-"""The `ispmon` command: run | migrate | check | notify-test | version.
+"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | version.
 
 Exit codes of `ispmon check` follow the Nagios plugin convention that ISP tooling already speaks:
-0 UP, 1 DEGRADED, 2 DOWN, 3 UNKNOWN (or MAINTENANCE). Configuration errors exit 2 with a message
-that names the key.
+0 UP, 1 DEGRADED, 2 DOWN (CRITICAL), 3 UNKNOWN (or MAINTENANCE) -- and 3 for anything that keeps
+it from giving a result (a usage error, an unknown endpoint id, a bad URL or option, a config
+error), with one line on stdout, where a monitoring system reads it. Every other command exits 2
+on a configuration error, with one line per error, each naming its key.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -27,6 +29,24 @@ from ispmon.validation import error_list, format_errors
 
 EXIT_CODES = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2}
 EXIT_CONFIG = 2
+EXIT_UNKNOWN = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error. For `ispmon check` 2 means CRITICAL, so its parser is
+    given ``usage_exit = EXIT_UNKNOWN`` and says what is wrong in one line, as plugins do."""
+
+    usage_exit = EXIT_CONFIG
+
+    def error(self, message: str) -> NoReturn:
+        if self.usage_exit == EXIT_UNKNOWN:
+            sys.stdout.write(_unknown_line(f"{self.prog}: {message} (see {self.prog} --help)"))
+            self.exit(EXIT_UNKNOWN)
+        super().error(message)
+
+
+def _unknown_line(message: str) -> str:
+    return f"{'UNKNOWN':<9} {message}\n"
 
 
 def _run(coro: Coroutine[Any, Any, int]) -> int:
@@ -127,41 +147,47 @@ async def _resolve_target(config: LoadedConfig, args: argparse.Namespace) -> End
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = _load(args)
-    _setup_logging(config, level="warning")
+    """Probe once. Anything that keeps it from probing is UNKNOWN (3), never CRITICAL (2)."""
+    try:
+        config = _load(args)
+        _setup_logging(config, level="warning")
+        return _run(_check(config, args))
+    except (ConfigError, StartupError) as exc:
+        sys.stdout.write(_unknown_line(f"ispmon check: {exc}"))
+        return EXIT_UNKNOWN
 
-    async def go() -> int:
-        from ispmon.probes.base import ProbeContext, run_check
 
-        spec = await _resolve_target(config, args)
-        ctx = ProbeContext()
-        try:
-            result = await run_check(spec, ctx)
-        finally:
-            await ctx.close()
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "endpoint_id": spec.id if spec.id != "cli-check" else None,
-                        "url": spec.url,
-                        "protocol": spec.protocol.value,
-                        **result.as_dict(),
-                    },
-                    default=str,
-                )
+async def _check(config: LoadedConfig, args: argparse.Namespace) -> int:
+    """Resolve the target, probe it once, print the result; the exit code is its status."""
+    from ispmon.probes.base import ProbeContext, run_check
+
+    spec = await _resolve_target(config, args)
+    ctx = ProbeContext()
+    try:
+        result = await run_check(spec, ctx)
+    finally:
+        await ctx.close()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "endpoint_id": spec.id if spec.id != "cli-check" else None,
+                    "url": spec.url,
+                    "protocol": spec.protocol.value,
+                    **result.as_dict(),
+                },
+                default=str,
             )
-        else:
-            rt = f"{result.response_time_ms:.1f} ms" if result.response_time_ms is not None else "-"
-            line = f"{result.status.value.upper():<9} {spec.protocol.value} {spec.url}  {rt}"
-            if result.error_kind:
-                line += f"  [{result.error_kind.value}] {result.error}"
-            print(line)
-            for key, value in result.details.items():
-                print(f"  {key}: {value}")
-        return EXIT_CODES.get(result.status, 3)
-
-    return _run(go())
+        )
+    else:
+        rt = f"{result.response_time_ms:.1f} ms" if result.response_time_ms is not None else "-"
+        line = f"{result.status.value.upper():<9} {spec.protocol.value} {spec.url}  {rt}"
+        if result.error_kind:
+            line += f"  [{result.error_kind.value}] {result.error}"
+        print(line)
+        for key, value in result.details.items():
+            print(f"  {key}: {value}")
+    return EXIT_CODES.get(result.status, EXIT_UNKNOWN)
 
 
 def cmd_notify_test(args: argparse.Namespace) -> int:
@@ -202,7 +228,9 @@ async def _notify_test_via_api(config: LoadedConfig, channel: str) -> dict[str, 
     headers = {"Authorization": f"Bearer {settings.ispmon_api_token}"} if settings.ispmon_api_token else {}
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.alert_send_timeout * 4)) as session,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=settings.alert_send_timeout * 4)
+            ) as session,
             session.post(url, headers=headers) as resp,
         ):
             body = await resp.json(content_type=None)
@@ -221,13 +249,112 @@ async def _notify_test_via_api(config: LoadedConfig, channel: str) -> dict[str, 
     return result
 
 
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {plural or word + 's'}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load the settings and the file as `ispmon run` would, without probing or starting anything.
+
+    Errors reach `main` as one ConfigError (one line each, exit 2). Warnings go to stderr: default
+    channels the file does not define and, when a database is already running (it is never
+    started or changed here), API-created endpoints whose ids the file declares."""
+    config = _load(args)
+    warnings = list(config.alerting.warnings) if config.alerting is not None else []
+    if not args.offline and config.endpoints:
+        warnings += _run(_takeover_warnings(config))
+    for warning in warnings:
+        print(f"ispmon: warning: {warning}", file=sys.stderr)
+    if config.path is None:
+        print("ok: settings (no config file: give --config or set ISPMON_CONFIG)")
+        return 0
+    alerting = config.alerting
+    counts = [
+        _plural(len(config.endpoints), "endpoint"),
+        _plural(len(config.maintenance), "maintenance window"),
+        _plural(len(alerting.channels) if alerting else 0, "channel"),
+        _plural(len(alerting.rules) if alerting else 0, "alert rule"),
+        _plural(len(alerting.policies) if alerting else 0, "escalation policy").replace(
+            "policys", "policies"
+        ),
+    ]
+    print(f"ok: {config.path}: {', '.join(counts)}")
+    return 0
+
+
+async def _takeover_warnings(config: LoadedConfig) -> list[str]:
+    """File endpoints whose ids exist in the database as API-created ones, when a database can be
+    read without starting one: DATABASE_URL, or an embedded server that runs now. Read only."""
+    from ispmon.store.db import create_pool
+    from ispmon.store.embedded import EmbeddedPostgres
+
+    settings = config.settings
+    try:
+        dsn = settings.database_url or EmbeddedPostgres(settings.ispmon_state_dir).running_uri()
+    except PermissionError:
+        return []
+    if dsn is None:
+        return []
+    ids = [e.id for e in config.endpoints]
+    try:
+        pool = await asyncio.wait_for(create_pool(dsn, min_size=1, max_size=1), timeout=5)
+    except Exception as exc:  # unreachable, refused, no such database: the file itself is still fine
+        return [f"database not checked for endpoints the file would take over ({type(exc).__name__})"]
+    try:
+        rows = await pool.fetch("SELECT id FROM endpoints WHERE source = 'api' AND id = ANY($1::text[])", ids)
+    except Exception as exc:  # e.g. a database without ispmon's schema yet
+        return [f"database not checked for endpoints the file would take over ({type(exc).__name__})"]
+    finally:
+        await pool.close()
+    api_ids = {r["id"] for r in rows}
+    return [
+        f"{config.path}: endpoints[{index}].id: {spec.id!r} was created through the API; the file takes it "
+        "over at the next start or reload (then the API can no longer change or delete it)"
+        for index, spec in enumerate(config.endpoints)
+        if spec.id in api_ids
+    ]
+
+
+def cmd_db_url(args: argparse.Namespace) -> int:
+    """Print DATABASE_URL as given (stdout only: it may hold a password, and it must work), or the
+    URL of the embedded server in the state directory while it runs. It listens on a unix socket
+    in its data directory that exists only while it runs: exit 1 and say so when it does not."""
+    config = _load(args)
+    settings = config.settings
+    if settings.database_url:
+        print(settings.database_url)
+        return 0
+    from ispmon.store.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.ispmon_state_dir)
+    try:
+        uri = embedded.running_uri()
+    except PermissionError:
+        print(
+            f"ispmon: cannot read {embedded.pgdata}: permission denied (run as the user ispmon runs as, or root)",
+            file=sys.stderr,
+        )
+        return 1
+    if uri is None:
+        where = "" if (embedded.pgdata / "PG_VERSION").exists() else " (none has been created there yet)"
+        print(
+            f"ispmon: the embedded PostgreSQL in {embedded.pgdata} is not running{where}; its URL names a "
+            "unix socket that exists only while it runs: start ispmon (ispmon run, or systemctl start ispmon), "
+            "or set ISPMON_STATE_DIR to the state directory of the ispmon that runs",
+            file=sys.stderr,
+        )
+        return 1
+    print(uri)
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"ispmon {__version__}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ispmon", description="Service availability monitoring for ISPs.")
+    parser = _Parser(prog="ispmon", description="Service availability monitoring for ISPs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -238,9 +365,22 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("migrate", help="apply the database schema and exit")).set_defaults(
         func=cmd_migrate
     )
+    validate = with_config(
+        sub.add_parser(
+            "validate",
+            help="check the settings and the config file offline (no probes); exit 0, or 2 listing every error",
+        )
+    )
+    validate.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not look at a database that is already running (for endpoints the file would take over)",
+    )
+    validate.set_defaults(func=cmd_validate)
     check = with_config(
         sub.add_parser("check", help="probe one endpoint id or URL once and print the result")
     )
+    check.usage_exit = EXIT_UNKNOWN  # type: ignore[attr-defined]
     check.add_argument(
         "target", help="an endpoint id, or a URL: http(s)://, dns://, tcp://h:p, udp://h:p, icmp://h"
     )
@@ -250,22 +390,33 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--retries", type=int, help="extra attempts when DOWN")
     check.add_argument("--send", help="tcp/udp payload (text)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
-    check.set_defaults(func=cmd_check)
+    check.set_defaults(func=cmd_check, usage_parser=check)
     notify = with_config(
         sub.add_parser("notify-test", help="send a test message to an alert channel and report the outcome")
     )
     notify.add_argument("channel", help="a channel name ([channels] in the config file, or POST /channels/)")
     notify.set_defaults(func=cmd_notify_test)
+    with_config(
+        sub.add_parser(
+            "db-url",
+            help="print the PostgreSQL URL ispmon uses: DATABASE_URL, or the running embedded server's",
+        )
+    ).set_defaults(func=cmd_db_url)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Said by the subcommand's parser, so `ispmon check --bogus` exits 3 like its other usage errors.
+        getattr(args, "usage_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"ispmon: config error: {exc}", file=sys.stderr)
+        for error in exc.errors:  # one line each: every problem, greppable by its key
+            print(f"ispmon: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except DatabaseUnavailable as exc:
         print(f"ispmon: database unavailable: {exc}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Precedence: environment variables > the config file's ``[settings]`` table > defaults. The file may
 also declare ``[[endpoints]]`` (same fields as the API body), ``[[maintenance]]`` windows, alert ``[channels]``
 (name = apprise URL or list of URLs), ``[[alert_rules]]`` and ``[[escalation_policies]]`` as code.
-Every error names the key it is about (``SERVICE_CHECK_INTERVAL``, ``endpoints[2].timeout``, ...).
+Every error names the key it is about (``SERVICE_CHECK_INTERVAL``, ``endpoints[2].timeout``, ...),
+and loading reports every error it finds in one `ConfigError`, not only the first.
 """
 
 from __future__ import annotations
@@ -12,15 +13,45 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ispmon.alerts.config import load_alert_config
-from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint, is_hostname, slugify
 from ispmon.availability.maintenance import validate_config_windows
 from ispmon.errors import ConfigError
-from ispmon.validation import error_list
+from ispmon.validation import error_list, is_loopback
+
+_DATABASE_URL_EXAMPLE = "postgresql://ispmon:PASSWORD@db.example.net:5432/ispmon"
+_ENCODE_HINT = "percent-encode '@', ':', '/', '?' and '#' in the user name and password"
+
+
+def check_database_url(value: str) -> str:
+    """Reject a DATABASE_URL that asyncpg could not use, at load time instead of after the
+    connection retries. The messages never quote the URL or any part of it: a password with an
+    unencoded '/' or '@' ends up in what a parser takes for the host or the port."""
+    if any(c.isspace() for c in value):
+        raise ValueError(f"must not contain white space ({_ENCODE_HINT}; a space is %20)")
+    scheme, sep, _ = value.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, e.g. {_DATABASE_URL_EXAMPLE}")
+    # asyncpg splits user info from the hosts at the first '@' and accepts "h1:p1,h2:p2".
+    netloc = urlsplit(value).netloc
+    hosts = netloc.partition("@")[2] if "@" in netloc else netloc
+    for spec in filter(None, hosts.split(",")):
+        if spec.startswith("["):
+            host, _, port = spec[1:].partition("]")
+            port = port[1:] if port.startswith(":") else port
+        else:
+            host, _, port = spec.rpartition(":") if ":" in spec else (spec, "", "")
+        host = unquote(host)
+        if "@" in host or (host and not host.startswith("/") and not is_hostname(host)):
+            raise ValueError(f"the host is not a valid host name or address ({_ENCODE_HINT})")
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"the port must be a number from 1 to 65535 ({_ENCODE_HINT})")
+    return value
 
 
 def default_state_dir() -> Path:
@@ -83,6 +114,22 @@ class Settings(BaseSettings):
         if value is not None and len(value) < 16:
             raise ValueError("must be at least 16 characters (use a random token)")
         return value or None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return check_database_url(value) if value else None
+
+    @model_validator(mode="after")
+    def _api_exposure(self) -> Settings:
+        # Without a token anyone who can reach the port could change the configuration: listening
+        # beyond loopback must be a decision (a token), never a silent fall-back to 127.0.0.1.
+        if not self.ispmon_api_token and not is_loopback(self.api_host):
+            raise ValueError(
+                f"api_host: {self.api_host!r} is not a loopback address: set ISPMON_API_TOKEN to listen"
+                " there (writes then need it), or use 127.0.0.1"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -147,28 +194,68 @@ def _env_name(field: str) -> str:
 
 
 def load_settings(file_settings: dict[str, Any] | None = None, where: str = "") -> Settings:
+    """Settings from the environment and the file's [settings]; one ConfigError lists every problem."""
     file_settings = file_settings or {}
-    for key in file_settings:
-        if key.lower() not in Settings.model_fields:
-            raise ConfigError(f"{where}settings.{key}: unknown setting")
+    messages = [
+        f"{where}settings.{key}: unknown setting"
+        for key in file_settings
+        if key.lower() not in Settings.model_fields
+    ]
+    known = {k.lower(): v for k, v in file_settings.items() if k.lower() in Settings.model_fields}
     try:
-        return Settings(**{k.lower(): v for k, v in file_settings.items()})
+        settings = Settings(**known)
     except ValidationError as exc:
-        messages = []
         for err in error_list(exc):
             field = err["field"]
             key = field.split(".")[0]
             # Name the env var when the value came from the environment, else the file key.
-            if any(k.lower() == key for k in file_settings) and _env_name(field) not in os.environ:
+            if key in known and _env_name(field) not in os.environ:
                 label = f"{where}settings.{key}"
             else:
                 label = _env_name(field)
             messages.append(f"{label}: {err['message']}")
-        raise ConfigError("; ".join(messages)) from None
+        raise ConfigError(messages) from None
+    if messages:
+        raise ConfigError(messages)
+    return settings
+
+
+def _fallback_defaults(file_settings: dict[str, Any]) -> EndpointDefaults:
+    """Endpoint defaults to check the endpoints with when the settings as a whole are invalid:
+    each of the three from the settings when it is valid alone, else the built-in one, so the
+    endpoints' own errors are still reported and a bad setting is not repeated on each endpoint."""
+    values: dict[str, Any] = {}
+    for field, key in (
+        ("check_interval", "service_check_interval"),
+        ("timeout", "service_check_timeout"),
+        ("retries", "service_check_retries"),
+    ):
+        try:
+            given = {key: file_settings[key]} if key in file_settings else {}
+            values[field] = getattr(Settings(**given), key)
+        except ValidationError:
+            continue  # this one is invalid (its error is reported), or another setting is
+    return EndpointDefaults(**values)
+
+
+def _declared_ids(items: list[dict[str, Any]]) -> set[str]:
+    """The ids the file's endpoints declare, valid or not: a parent naming an endpoint that has its
+    own error is not a second error."""
+    ids = set()
+    for item in items:
+        if isinstance(item, dict):
+            if isinstance(item.get("id"), str):
+                ids.add(item["id"].strip())
+            elif isinstance(item.get("name"), str):
+                ids.add(slugify(item["name"].strip()))
+    return ids
 
 
 def load_config(path: Path | str | None = None) -> LoadedConfig:
-    """Load settings from the environment and, when given (or ISPMON_CONFIG is set), a TOML file."""
+    """Load settings from the environment and, when given (or ISPMON_CONFIG is set), a TOML file.
+
+    Raises one ConfigError whose `errors` lists every problem in the file and the environment.
+    """
     if path is None and os.environ.get("ISPMON_CONFIG"):
         path = os.environ["ISPMON_CONFIG"]
     if path is None:
@@ -183,57 +270,107 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    errors: list[str] = []
     try:
         shape = FileConfig.model_validate(raw)
     except ValidationError as exc:
-        err = error_list(exc)[0]
-        hint = (
-            " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]]"
-            " or [[escalation_policies]])"
-            if err["message"] == "unknown field"
-            else ""
-        )
-        raise ConfigError(f"{where}{err['field']}: {err['message']}{hint}") from None
-    settings = load_settings(shape.settings, where)
-    settings = settings.model_copy(update={"ispmon_config": path})
-    endpoints: list[EndpointSpec] = []
+        bad_tables = set()
+        for err in error_list(exc):
+            hint = (
+                " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]]"
+                " or [[escalation_policies]])"
+                if err["message"] == "unknown field"
+                else ""
+            )
+            errors.append(f"{where}{err['field']}: {err['message']}{hint}")
+            bad_tables.add(err["field"].split(".")[0].split("[")[0])
+        # The tables that are well formed are still checked, so one run shows every problem.
+        shape = FileConfig.model_validate({k: v for k, v in raw.items() if k not in bad_tables})
+    settings: Settings | None = None
+    try:
+        settings = load_settings(shape.settings, where).model_copy(update={"ispmon_config": path})
+        defaults = settings.endpoint_defaults
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        defaults = _fallback_defaults({k.lower(): v for k, v in shape.settings.items()})
+    endpoints: list[tuple[int, EndpointSpec]] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(shape.endpoints):
         try:
-            endpoint = build_endpoint(item, settings.endpoint_defaults)
+            endpoint = build_endpoint(item, defaults)
         except ValidationError as exc:
-            err = error_list(exc, prefix=f"endpoints[{index}]")[0]
-            raise ConfigError(f"{where}{err['field']}: {err['message']}") from None
+            fields: set[str] = set()
+            for err in error_list(exc, prefix=f"endpoints[{index}]"):
+                if err["field"] not in fields:  # a union field fails once per member: say it once
+                    fields.add(err["field"])
+                    errors.append(f"{where}{err['field']}: {err['message']}")
+            continue
         if endpoint.id in seen:
-            raise ConfigError(
+            errors.append(
                 f"{where}endpoints[{index}].id: duplicate id {endpoint.id!r} (also endpoints[{seen[endpoint.id]}])"
             )
+            continue
         seen[endpoint.id] = index
-        endpoints.append(endpoint)
-    windows = validate_config_windows(shape.maintenance, where, set(seen))
-    check_parents(endpoints, where)
-    alerting = load_alert_config(shape.channels, shape.alert_rules, shape.escalation_policies, where)
+        endpoints.append((index, endpoint))
+    errors.extend(parent_errors(endpoints, where, _declared_ids(shape.endpoints)))
+    windows: list[Any] = []
+    try:
+        windows = validate_config_windows(shape.maintenance, where, set(seen))
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    default_channels = settings.notification_channels if settings else _default_channels(shape.settings)
+    alerting = None
+    try:
+        alerting = load_alert_config(
+            shape.channels, shape.alert_rules, shape.escalation_policies, where, default_channels
+        )
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    if errors or settings is None:
+        raise ConfigError(errors)
     return LoadedConfig(
-        settings=settings, endpoints=endpoints, maintenance=windows, alerting=alerting, path=path
+        settings=settings,
+        endpoints=[e for _, e in endpoints],
+        maintenance=windows,
+        alerting=alerting,
+        path=path,
     )
 
 
-def check_parents(endpoints: list[EndpointSpec], where: str = "") -> None:
-    """`parent` must name an endpoint of the file, and parents must not form a cycle."""
-    by_id = {e.id: e for e in endpoints}
-    for index, endpoint in enumerate(endpoints):
+def _default_channels(file_settings: dict[str, Any]) -> list[str]:
+    """ALERT_NOTIFICATION_CHANNELS as given, when the settings as a whole did not load."""
+    value = os.environ.get("ALERT_NOTIFICATION_CHANNELS")
+    if value is None:
+        value = next(
+            (v for k, v in file_settings.items() if k.lower() == "alert_notification_channels"), None
+        )
+    if not isinstance(value, str):
+        value = Settings.model_fields["alert_notification_channels"].default
+    return [c.strip() for c in value.split(",") if c.strip()]
+
+
+def parent_errors(
+    endpoints: list[tuple[int, EndpointSpec]], where: str = "", declared: set[str] | None = None
+) -> list[str]:
+    """`parent` must name an endpoint of the file, and parents must not form a cycle.
+
+    `endpoints` are the valid ones with their index in the file; `declared` adds the ids of those
+    that failed validation (a child naming one is not a second error: the parent has its own)."""
+    by_id = {e.id: e for _, e in endpoints}
+    known = set(by_id) | (declared or set())
+    errors = []
+    for index, endpoint in endpoints:
         if endpoint.parent is None:
             continue
-        if endpoint.parent not in by_id:
-            raise ConfigError(
-                f"{where}endpoints[{index}].parent: no endpoint {endpoint.parent!r} in this file"
-            )
+        if endpoint.parent not in known:
+            errors.append(f"{where}endpoints[{index}].parent: no endpoint {endpoint.parent!r} in this file")
+            continue
         seen = {endpoint.id}
         node = by_id.get(endpoint.parent)
         while node is not None:
             if node.id in seen:
-                raise ConfigError(
-                    f"{where}endpoints[{index}].parent: parents form a cycle through {node.id!r}"
-                )
+                errors.append(f"{where}endpoints[{index}].parent: parents form a cycle through {node.id!r}")
+                break
             seen.add(node.id)
             node = by_id.get(node.parent) if node.parent else None
+    return errors

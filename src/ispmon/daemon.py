@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
 from ispmon.alerts.wiring import Alerting
-from ispmon.availability.endpoints import EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointSpec, build_endpoint, redact_url
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
@@ -63,18 +63,35 @@ async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres 
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         raise
+    # The URL, so an operator can reach the same database (`ispmon db-url` prints it); never its
+    # password. The embedded server's has none: it listens on a unix socket only.
+    log.info(
+        "database_connected",
+        database="embedded" if embedded is not None else "external",
+        url=redact_url(dsn),
+        pgdata=str(embedded.pgdata) if embedded is not None else None,
+    )
     return db, embedded
 
 
-async def sync_config(db: Database, config: LoadedConfig) -> None:
-    """Endpoints and windows declared as code replace their previous 'config' rows.
+async def sync_config(db: Database, config: LoadedConfig) -> set[str]:
+    """Endpoints and windows declared as code replace their previous 'config' rows. Returns the ids
+    of endpoints whose target the file changed (their open outage is closed, their status unknown).
 
     Only when a config file is given: starting once without --config must not delete what the
     file declared (the file's rows stay, read-only through the API, until the file says otherwise).
     """
     if config.path is None:
-        return
+        return set()
     result = await db.endpoints.sync_config(config.endpoints)
+    for endpoint_id in result["taken_over"]:
+        # Once: afterwards the row is the file's, and the next sync finds nothing to take over.
+        log.warning(
+            "config_takes_over_endpoint",
+            endpoint_id=endpoint_id,
+            path=str(config.path),
+            effect="created through the API; now defined by the config file, and read-only through the API",
+        )
     removed_windows = await db.maintenance.sync_config(
         [(w.id, w.name, w.model_dump(mode="json")) for w in config.maintenance]
     )
@@ -85,7 +102,9 @@ async def sync_config(db: Database, config: LoadedConfig) -> None:
         endpoints_removed=result["removed"],
         maintenance_windows=len(config.maintenance),
         maintenance_removed=removed_windows,
+        endpoints_retargeted=result["retargeted"] or None,
     )
+    return set(result["retargeted"])
 
 
 async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
@@ -99,11 +118,15 @@ async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
     return specs
 
 
-async def restore_monitor(db: Database, monitor: Monitor, settings: Settings) -> None:
-    """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing."""
+async def restore_monitor(
+    db: Database, monitor: Monitor, settings: Settings, retargeted: set[str] | frozenset[str] = frozenset()
+) -> None:
+    """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing.
+
+    `retargeted` endpoints start from unknown: their last status was about their old target."""
     specs = await load_specs(db, settings)
     open_outages = {r["endpoint_id"]: OpenOutage.from_record(r) for r in await db.outages.open_outages()}
-    latest = await db.history.latest([s.id for s in specs])
+    latest = await db.history.latest([s.id for s in specs if s.id not in retargeted])
     last = {k: Status(v["status"]) for k, v in latest.items() if v["status"] in Status.__members__.values()}
     monitor.load(specs, open_outages, last)
     windows = await MaintenanceService(db).windows()
@@ -148,7 +171,9 @@ async def reload_config(
         for spec in specs:
             current_spec = monitor.runtimes[spec.id].spec if spec.id in monitor.runtimes else None
             if current_spec != spec:
-                monitor.upsert(spec)  # keeps its place on the cadence unless the interval changed
+                # Keeps its place on the cadence unless the interval changed; a new target starts
+                # from unknown (the store closed the old target's outage).
+                await monitor.replace(spec)
         monitor.policy = OutagePolicy.from_settings(settings)
         monitor.set_maintenance(await MaintenanceService(db).windows())
         if alerting is not None:
@@ -278,8 +303,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     )
     alerting: Alerting | None = None
     try:
-        await sync_config(db, config)
-        await restore_monitor(db, monitor, settings)
+        retargeted = await sync_config(db, config)
+        await restore_monitor(db, monitor, settings, retargeted)
         alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()
         history.start()

@@ -6,6 +6,7 @@ ispmon sees the same wording for the same mistake.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
@@ -82,3 +83,13 @@ def unstorable_text(data: Any, path: str = "") -> str | None:
             if found:
                 return found
     return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an API listen address) is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost, "" or "0.0.0.0": not loopback

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import psutil
 import pytest
 from aiohttp import web
@@ -190,6 +191,18 @@ async def test_outage_lifecycle_survives_kill_9(
         # READY=1 arrives only once the API listens (first start includes initdb).
         await wait_for_datagram(notify, "READY=1", timeout=90)
         assert (await get("/livez")) is not None
+        # The embedded server's URL: logged at start and printed by `ispmon db-url`, usable as is.
+        env = {"ISPMON_STATE_DIR": str(tmp_path)}
+        db_url = await asyncio.to_thread(run_cli, "db-url", env=env)
+        assert db_url.returncode == 0, db_url.stderr
+        url = db_url.stdout.strip()
+        (connected,) = [line for line in daemon.log_lines() if line.get("event") == "database_connected"]
+        assert connected["url"] == url and connected["database"] == "embedded"
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT max(version) FROM schema_version") >= 1
+        finally:
+            await conn.close()
         async with http.post(
             base + "/services/",
             json={
@@ -264,6 +277,8 @@ async def test_outage_lifecycle_survives_kill_9(
 
         assert daemon.terminate() == 0
         assert not postgres_running(tmp_path / "postgres"), "embedded PostgreSQL left running after SIGTERM"
+        stopped = await asyncio.to_thread(run_cli, "db-url", env=env)
+        assert stopped.returncode == 1 and stopped.stdout == "" and "is not running" in stopped.stderr
     finally:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.proc.kill()
@@ -325,7 +340,9 @@ async def test_cli_check_by_endpoint_id_from_the_config_file(tmp_path: Path) -> 
         down = await asyncio.to_thread(run_cli, "check", "gone", "--config", str(config), env=env)
         assert down.returncode == 2 and "[refused]" in down.stdout
         unknown = await asyncio.to_thread(run_cli, "check", "nosuch", "--config", str(config), env=env)
-        assert unknown.returncode == 2 and "no endpoint with that id" in unknown.stderr
+        # Nagios: 2 is CRITICAL; a check that cannot even start is UNKNOWN (3), said on stdout.
+        assert unknown.returncode == 3 and unknown.stdout.startswith("UNKNOWN")
+        assert "no endpoint with that id" in unknown.stdout
         # A lookup by id creates no database where none exists.
         assert not (tmp_path / "state" / "postgres").exists()
     finally:

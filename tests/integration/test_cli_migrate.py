@@ -71,3 +71,21 @@ async def test_a_wrong_database_name_fails_at_once(db_dsn: str) -> None:
         done.stderr
     )
     assert time.monotonic() - started < 10  # not retried for 30 s: waiting would not create it
+
+
+async def test_a_malformed_database_url_exits_2_at_once_naming_it_without_the_password() -> None:
+    """A typo is not worth ISPMON_DB_CONNECT_TIMEOUT of retries: exit 2 before connecting."""
+    env = {
+        **os.environ,
+        # An unencoded '/' in the password: a parser takes "monitor" for the host and "s3" for the port.
+        "DATABASE_URL": "postgresql://monitor:s3/cret@127.0.0.1/ispmon",
+        "ISPMON_DB_CONNECT_TIMEOUT": "30",
+        "ISPMON_LOG_FORMAT": "json",
+    }
+    env.pop("ISPMON_CONFIG", None)
+    started = time.monotonic()
+    done = await migrate(env)
+    assert done.returncode == 2, done.stderr
+    assert time.monotonic() - started < 10
+    assert done.stderr.startswith("ispmon: config error: DATABASE_URL: the port must be a number")
+    assert "s3" not in done.stderr and "cret" not in done.stderr and "database_unavailable" not in done.stderr

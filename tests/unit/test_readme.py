@@ -88,3 +88,33 @@ def test_example_config_loads(monkeypatch) -> None:  # type: ignore[no-untyped-d
 def test_env_example_names_real_settings() -> None:
     names = re.findall(r"^#?([A-Z_]+)=", (ROOT / "config" / ".env.example").read_text(), re.M)
     assert names and set(names) <= {n.upper() for n in Settings.model_fields}
+
+
+def _sh_block(heading_text: str) -> list[str]:
+    section = README[README.index(heading_text) :]
+    block = re.findall(r"```sh\n(.*?)```", section, re.S)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_systemd_install_lets_the_ispmon_group_read_the_config_after_the_binary_is_in_place() -> None:
+    lines = _sh_block("## Deploying with systemd")
+    useradd = next(line for line in lines if line.startswith("useradd "))
+    assert "--user-group" in useradd.split() and "--system" in useradd.split()
+    config = next(
+        line for line in lines if line.startswith("install ") and line.endswith("/etc/ispmon/ispmon.toml")
+    )
+    assert {"-m", "0640", "-g", "ispmon"} <= set(config.split())
+    binary = next(i for i, line in enumerate(lines) if "/usr/local/bin/ispmon" in line)
+    verify = next(i for i, line in enumerate(lines) if line.startswith("systemd-analyze verify"))
+    assert binary < verify, "systemd-analyze verify needs ExecStart's binary installed first"
+
+
+def test_the_validate_example_prints_what_the_readme_says(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ispmon.cli import main
+
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.chdir(ROOT)
+    assert main(["validate", "--offline", "--config", "config/ispmon.toml"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed in " ".join(README.split()), printed

@@ -219,6 +219,12 @@ class AlertEngine(Paging):
                     self._guarded("threshold_cleared", lambda r=rule, e=event: self._cleared(spec, r, e))
                 )
 
+    def target_changed(self, endpoint_id: str) -> None:
+        """The endpoint probes another target now: counts towards a threshold breach start again.
+        A firing threshold alert stays, so the new target's first value in range clears it."""
+        for key in [k for k, state in self.thresholds.items() if k[1] == endpoint_id and not state.firing]:
+            del self.thresholds[key]
+
     async def outage_declared(self, spec: EndpointSpec, event: OutageDeclared, outage_id: int) -> None:
         await self._guarded("outage_declared", lambda: self._declared(spec, event, outage_id))
 

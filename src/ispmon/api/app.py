@@ -8,9 +8,6 @@ document is generated from the same tuple, so the two cannot drift. Authenticati
 
 from __future__ import annotations
 
-import ipaddress
-
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
@@ -20,9 +17,9 @@ from ispmon.api.errors import error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
 from ispmon.api.routing import bind
 from ispmon.api.spec import Route
+from ispmon.errors import StartupError
 from ispmon.services.context import AppServices
-
-log = structlog.get_logger("ispmon.api")
+from ispmon.validation import is_loopback
 
 ROUTES: tuple[Route, ...] = (
     *health.ROUTES,
@@ -54,31 +51,20 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     return app
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost, "" or "0.0.0.0": not loopback
-
-
 async def start_api(
     app: web.Application, host: str, port: int, token: str | None
 ) -> tuple[web.AppRunner, str, int]:
     """Start listening; returns (runner, bound host, bound port). Port 0 picks a free port.
 
     Without a token anyone who can reach the port could create or delete endpoints, so a
-    non-loopback `host` is refused in favour of 127.0.0.1 (with a warning saying so).
+    non-loopback `host` is refused. Settings already refuse that combination at load time (naming
+    API_HOST); this is the same rule for a caller that builds its own app.
     """
     if not token and not is_loopback(host):
-        log.warning(
-            "api_bound_to_loopback",
-            requested_host=host,
-            host="127.0.0.1",
-            reason="no API token is set; set ISPMON_API_TOKEN to listen on other addresses",
+        raise StartupError(
+            f"API_HOST: {host!r} is not a loopback address and ISPMON_API_TOKEN is not set "
+            "(without a token anyone who can reach the port could change the configuration)"
         )
-        host = "127.0.0.1"
     # One access-log line per request is too much for a daemon that is polled all day; the error
     # middleware logs 5xx responses and unhandled exceptions instead.
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

