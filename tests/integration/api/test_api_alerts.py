@@ -80,6 +80,30 @@ async def test_channels_are_validated_redacted_and_owned(client: Client) -> None
     assert [c["name"] for c in (await (await client.get("/channels/")).json())["items"]] == ["ops"]
 
 
+async def test_channel_urls_are_shown_in_privacy_form_with_the_host(client: Client) -> None:
+    shapes = {
+        "hook": (
+            f"json://noc:{PASSWORD}@hooks.example.net:8080/path",
+            "json://noc:****@hooks.example.net:8080/path",
+        ),
+        "plain": ("json://127.0.0.1:8080/hook", "json://127.0.0.1:8080/hook"),
+        "query": ("json://hooks.example.net/in?-token=t0kenS3cretValue", "json://hooks.example.net/in?"),
+        "mail": (f"mailto://noc-bot:{PASSWORD}@smtp.example.net?to=noc@example.net", "@smtp.example.net/"),
+    }
+    for name, (url, _) in shapes.items():
+        created = await client.post("/channels/", json={"name": name, "url": url})
+        assert created.status == 201, await created.text()
+    response = await client.get("/channels/")
+    text = await response.text()
+    assert PASSWORD not in text
+    assert "t0kenS3cretValue" not in text
+    assert "[redacted]" not in text  # every URL in its privacy form, none collapsed to the scheme
+    shown = {c["name"]: c["urls"] for c in (await response.json())["items"]}
+    assert shown["ops"][0].startswith("json://127.0.0.1:9/ops")  # the config file's channel
+    for name, (_, visible) in shapes.items():
+        assert visible in shown[name][0], (name, shown[name])
+
+
 async def test_alert_rules_crud_names_the_field(client: Client) -> None:
     for payload, field in (
         ({"id": "slow", "kind": "threshold", "above": 500}, "metric"),
