@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from ispmon.alerts.channels import Channel, ChannelError, ChannelRegistry, parse_channel
 from ispmon.alerts.escalation import EscalationPolicy
 from ispmon.alerts.messages import test_message
+from ispmon.alerts.routing import channel_users, undefined_channel_errors
 from ispmon.alerts.rules import DEFAULT_RULE_ID, AlertRule, default_route
 from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
@@ -282,7 +283,7 @@ class AlertService:
             raise NotFoundError("channel", name)
         if existing.source == "config":
             raise ConflictError(f"channel {name!r} is defined in the config file; remove it there", "name")
-        users = await self.channel_users(name)
+        users = channel_users(name, await self.all_rules(), self.policies, self._default_channels())
         if users:
             raise ConflictError(
                 f"channel {name!r} is in use by {'; '.join(users)}; change or delete those first", "name"
@@ -290,26 +291,6 @@ class AlertService:
         await self.channel_rows.delete(name)
         self.registry.remove(name)
         log.info("alert_channel_deleted", channel=name)
-
-    async def channel_users(self, name: str) -> list[str]:
-        """Who pages channel `name`: rules (config file and API), escalation policies, and the
-        default route through ALERT_NOTIFICATION_CHANNELS; each named with where it names it."""
-        users = [
-            f"alert rule {rule.id!r} (channels[{i}])"
-            for rule in await self.all_rules()
-            for i, channel in enumerate(rule.channels or [])
-            if channel == name
-        ]
-        users += [
-            f"escalation policy {policy.id!r} (steps[{j}].channels[{k}])"
-            for policy in self.policies.values()
-            for j, step in enumerate(policy.steps)
-            for k, channel in enumerate(step.channels)
-            if channel == name
-        ]
-        if name in self._default_channels():
-            users.append("the default route (ALERT_NOTIFICATION_CHANNELS)")
-        return users
 
     def _default_channels(self) -> list[str]:
         """ALERT_NOTIFICATION_CHANNELS, as the running engine has it (unknown without one)."""
@@ -370,25 +351,7 @@ class AlertService:
             raise InvalidInput(
                 [{"field": "escalation", "message": f"no escalation policy {rule.escalation!r} ({known})"}]
             )
-        defined = await self._defined_channels()
-        known = ", ".join(sorted(defined)) or "none is defined"
-        errors = [
-            {"field": f"channels[{i}]", "message": f"no channel {name!r} ({known})"}
-            for i, name in enumerate(rule.channels or [])
-            if name not in defined
-        ]
-        if rule.escalation is not None:
-            policy = self.policies[rule.escalation]
-            errors += [
-                {
-                    "field": "escalation",
-                    "message": f"escalation policy {policy.id!r} pages channel {name!r} "
-                    f"(steps[{j}].channels[{k}]), which is not defined ({known})",
-                }
-                for j, step in enumerate(policy.steps)
-                for k, name in enumerate(step.channels)
-                if name not in defined
-            ]
+        errors = undefined_channel_errors(rule, self.policies, await self._defined_channels())
         if errors:
             raise InvalidInput(errors)
         return rule
