@@ -1,9 +1,10 @@
 """Notification channels: a name and one or more apprise URLs, validated, classified and redacted.
 
 Channel URLs carry credentials (SMTP passwords, webhook tokens, API keys). Everything that leaves
-this module for a log, an error or the API uses `ChannelTarget.redacted`; the raw `url` is only
-handed to the notifier and stored in the database. `redact_secrets_in` scrubs free text (apprise
-error messages, exception text) of every credential-bearing piece of the URLs involved.
+this module for a log, an error or the API uses `ChannelTarget.redacted` (`privacy_form`: host and
+user shown, every secret masked); the raw `url` is only handed to the notifier and stored in the
+database. `redact_secrets_in` scrubs free text (apprise error messages, exception text) of every
+credential-bearing piece of the URLs involved.
 """
 
 from __future__ import annotations
@@ -204,26 +205,134 @@ def redact_secrets_in(text: str, targets: Iterable[ChannelTarget]) -> str:
     return text
 
 
-def _redact_url(url: str, plugin: Any, scheme: str) -> str:
-    """apprise's privacy URL, plus masking of long path/query pieces apprise considers public (a
-    json:// webhook's path token, an ntfy topic), but not addresses. If anything secret remains
-    (a plugin that prints its password), give up and show only the scheme."""
-    try:
-        text = str(plugin.url(privacy=True))
-    except Exception:  # a plugin bug must not make a channel unusable; fall back below
-        return f"{scheme}://{REDACTED}"
-    try:
-        parts = urlsplit(url)
-        user, password = parts.username, parts.password
-    except ValueError:
-        user, password = None, None
-    keep = {p for p in (user or "",) if p}
-    for piece in sorted(_secret_pieces(url), key=len, reverse=True):
-        if piece in keep or _ADDRESS_RE.match(unquote(piece)) or piece == url:
+MASK = "****"
+_URL_PARTS_RE = re.compile(r"^([^:/?#]*)://([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$", re.DOTALL)
+_HOSTNAME_RE = re.compile(r"^(?:localhost|[^.:]+(?:\.[^.:]+)+|\[[0-9A-Fa-f:.]+\])$")
+
+
+def _url_parts(url: str) -> tuple[str, str, str, str, str]:
+    """(scheme, authority, path, "?query", "#fragment") without decoding anything (apprise URLs
+    are often not valid RFC 3986 URLs, and urlsplit refuses some of them)."""
+    match = _URL_PARTS_RE.match(url)
+    if match is None:
+        return "", "", url, "", ""
+    scheme, netloc, path, query, fragment = match.groups()
+    return scheme, netloc, path, query or "", fragment or ""
+
+
+def _split_netloc(netloc: str) -> tuple[str | None, str | None, str]:
+    """(user, password, host[:port]) of a URL's authority; user and password None when absent."""
+    userinfo, at, hostport = netloc.rpartition("@")
+    if not at:
+        return None, None, netloc
+    user, colon, password = userinfo.partition(":")
+    return user, (password if colon else None), hostport
+
+
+def _host(hostport: str) -> str | None:
+    """The host of host[:port], lower-cased; None when it is no host:port at all, e.g. the
+    ``bot-id:token`` that tgram:// puts where the host goes."""
+    if hostport.startswith("["):
+        host, bracket, port = hostport[1:].partition("]")
+        return host.lower() if bracket and (not port or (port[0] == ":" and port[1:].isdigit())) else None
+    head, colon, port = hostport.rpartition(":")
+    if not colon:
+        return hostport.lower() or None
+    return head.lower() if head and port.isdigit() else None
+
+
+def _privacy_secrets(url: str) -> set[str]:
+    """What must never appear in a channel's privacy form: the password, and path segments and
+    query values long enough to be tokens (a json:// webhook's path token, an ntfy topic), which
+    apprise itself treats as public. Addresses (e-mail, phone) and the user name are not secrets:
+    operators need them to tell targets apart. The password counts even when it looks like an
+    address, and makes the user name secret too when the two are the same."""
+    user, password, _ = _split_netloc(_url_parts(url)[1])
+    public = {url} | ({unquote(user)} if user and user != password else set())
+    secrets: set[str] = set()
+    for piece in _secret_pieces(url):
+        plain = unquote(piece)
+        if plain in public or (_ADDRESS_RE.match(plain) and not (password and plain == unquote(password))):
             continue
-        text = text.replace(piece, "****")
-    leaks = [p for p in (password, url) if p and len(p) >= 3 and (p in text or quote(p, safe="") in text)]
-    return f"{scheme}://{REDACTED}" if leaks else text
+        secrets.add(piece)
+    if password:
+        secrets |= {password, unquote(password), quote(unquote(password), safe="")}
+    # Shorter fragments (a 2-character password, what decoding leaves of a short one) would mask
+    # half of every URL and are no secret worth it.
+    return {p for p in secrets if len(p) >= 3}
+
+
+def _holds_secret(text: str, secrets: set[str]) -> bool:
+    decoded = unquote(text)
+    return any(p in text or p in decoded for p in secrets)
+
+
+def _mask_parts(text: str, secrets: set[str], host: str | None) -> str:
+    """`text` (a URL) with each component that holds a secret masked on its own, so the host and
+    the plugin's own parameters stay readable. The host is kept when it is `host`, the URL's own
+    host (where the channel connects, which a secret that happens to match part of it must not
+    hide); anything else in the host's place (apprise's abbreviation of a token) is checked."""
+    scheme, netloc, path, query, fragment = _url_parts(text)
+    user, password, hostport = _split_netloc(netloc)
+    if password is not None and password != MASK and _holds_secret(password, secrets):
+        password = MASK
+    if user is not None and _holds_secret(user, secrets):
+        user = MASK
+    if (host is None or _host(hostport) != host) and _holds_secret(hostport, secrets):
+        hostport = MASK
+    userinfo = "" if user is None else user + ("" if password is None else f":{password}") + "@"
+    path = "/".join(MASK if _holds_secret(segment, secrets) else segment for segment in path.split("/"))
+    if query:
+        items = []
+        for item in query[1:].split("&"):
+            key, eq, value = item.partition("=")
+            if _holds_secret(key, secrets):
+                items.append(MASK)
+            else:
+                items.append(f"{key}={MASK}" if eq and _holds_secret(value, secrets) else item)
+        query = "?" + "&".join(items)
+    if fragment and _holds_secret(fragment, secrets):
+        fragment = f"#{MASK}"
+    return f"{scheme}://{userinfo}{hostport}{path}{query}{fragment}"
+
+
+def _fallback_form(url: str, scheme: str, secrets: set[str]) -> str:
+    """Our own privacy form, when apprise's fails: the user, and the host if it looks like one
+    (a name with dots, an IP address, localhost: not a token in the host's place); the password
+    and everything after the host masked."""
+    _, netloc, path, query, fragment = _url_parts(url)
+    user, password, hostport = _split_netloc(netloc)
+    host = _host(hostport)
+    if host is None or not _HOSTNAME_RE.match(host if ":" not in host else f"[{host}]"):
+        hostport = MASK
+    if user is not None and _holds_secret(user, secrets):
+        user = MASK
+    userinfo = "" if user is None else user + ("" if password is None else f":{MASK}") + "@"
+    tail = f"/{MASK}" if path.strip("/") or query or fragment else ""
+    return f"{scheme}://{userinfo}{hostport}{tail}"
+
+
+def privacy_form(url: str, plugin: Any, scheme: str) -> str:
+    """apprise's privacy form of `url` (``json://user:****@host/...``): the host and the user
+    shown, the password masked, and (beyond apprise) long path segments and query values masked
+    too, since apprise considers a webhook's path token public. If a secret still shows after
+    that, or the plugin cannot print itself, the fallback: scheme, user and host, the rest masked.
+    Never only the scheme: an operator must be able to tell which host a channel pages."""
+    secrets = _privacy_secrets(url)
+    host = _host(_split_netloc(_url_parts(url)[1])[2])
+    try:
+        text = _mask_parts(str(plugin.url(privacy=True)), secrets, host)
+    except Exception:  # a plugin bug must not make a channel unusable
+        return _fallback_form(url, scheme, secrets)
+    # Belt and braces: what is left outside a kept host must hold no secret.
+    shown_scheme, netloc, path, query, fragment = _url_parts(text)
+    user, password, hostport = _split_netloc(netloc)
+    shown = [shown_scheme, user or "", password or "", path, query, fragment]
+    if host is None or _host(hostport) != host:
+        shown.append(hostport)
+    if any(_holds_secret(part, secrets) for part in shown):
+        return _fallback_form(url, scheme, secrets)
+    return text
 
 
 def _protocols(plugin: Any) -> set[str]:
@@ -305,7 +414,7 @@ def parse_target(url: str, where: str = "url") -> ChannelTarget:
         url=url,
         kind=kind,
         short=short,
-        redacted=_redact_url(url, plugin, scheme),
+        redacted=privacy_form(url, plugin, scheme),
         fingerprint=fingerprint(url),
     )
 

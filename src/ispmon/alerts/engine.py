@@ -25,10 +25,12 @@ from ispmon.alerts.paging import Paging
 from ispmon.alerts.reconcile import reconcile
 from ispmon.alerts.render import render
 from ispmon.alerts.rules import (
+    DEFAULT_RULE_ID,
     AlertRule,
     ThresholdBreached,
     ThresholdState,
     breaches,
+    default_route,
     evaluate_threshold,
     metric_value,
 )
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ispmon.alerts")
 
-DEFAULT_RULE_ID = "default"
 TICK_INTERVAL = 5.0
 IDLE = ThresholdState()
 
@@ -75,7 +76,9 @@ class AlertEngine(Paging):
         self.wake_sender = wake_sender
         self.clock = clock
         self.monitor: Monitor | None = None
-        self.rules: dict[str, AlertRule] = {}
+        self.default_rule = default_route()
+        self.rules: dict[str, AlertRule] = {DEFAULT_RULE_ID: self.default_rule}
+        self._outage_rules: tuple[AlertRule, ...] = ()
         self.policies: dict[str, EscalationPolicy] = {}
         self.open: dict[int, OpenAlert] = {}
         self.thresholds: dict[tuple[str, str], ThresholdState] = {}
@@ -89,11 +92,20 @@ class AlertEngine(Paging):
 
     # -- configuration ---------------------------------------------------------------------------
     def configure(self, rules: list[AlertRule], policies: dict[str, EscalationPolicy]) -> None:
-        """The rules (config file + API) and escalation policies in effect. Without any outage rule
-        a built-in one pages ALERT_NOTIFICATION_CHANNELS for every outage."""
-        self.rules = {r.id: r for r in rules}
-        if not any(r.kind == "outage" for r in rules):
-            self.rules[DEFAULT_RULE_ID] = AlertRule(id=DEFAULT_RULE_ID, name="Every outage", kind="outage")
+        """The rules (config file + API) and escalation policies in effect. The default route is
+        always there too: outages that no rule matches page ALERT_NOTIFICATION_CHANNELS."""
+        self.rules = {}
+        for rule in rules:
+            if rule.id == DEFAULT_RULE_ID:
+                # The id names the default route in alerts rows; the API refuses it, and a rule
+                # taking it would make those rows ambiguous.
+                log.error("alert_rule_id_reserved", rule_id=rule.id, effect="ignored; give it another id")
+                continue
+            self.rules[rule.id] = rule
+        self.rules[DEFAULT_RULE_ID] = self.default_rule
+        self._outage_rules = tuple(
+            r for r in self.rules.values() if r.kind == "outage" and r.enabled and r is not self.default_rule
+        )
         self.policies = dict(policies)
         self._threshold_rules = tuple(r for r in self.rules.values() if r.kind == "threshold" and r.enabled)
         self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
@@ -248,14 +260,31 @@ class AlertEngine(Paging):
 
     # -- outage alerts ------------------------------------------------------------------------------
     def outage_rules(self, spec: EndpointSpec, severity: Severity) -> list[AlertRule]:
-        return [
-            r
-            for r in self.rules.values()
-            if r.kind == "outage"
-            and r.enabled
-            and r.matches(spec.id, spec.tags)
-            and r.severity_matches(severity)
+        """The rules an outage of this endpoint at this severity pages through: every enabled
+        outage rule that matches it, or, when none does, the default route (never nothing)."""
+        matching = [
+            r for r in self._outage_rules if r.matches(spec.id, spec.tags) and r.severity_matches(severity)
         ]
+        return matching or [self.default_rule]
+
+    def _log_if_unrouted(self, spec: EndpointSpec, outage_id: int | None) -> None:
+        """The default route took an outage: say so once (at its alert's creation) when its
+        channels, ALERT_NOTIFICATION_CHANNELS, are not all defined; if none is, nobody is paged."""
+        undefined = [c for c in self.default_channels if self.channels.get(c) is None]
+        if not undefined and self.default_channels:
+            return
+        paged = [c for c in self.default_channels if c not in undefined]
+        (log.warning if paged else log.error)(
+            "alert_default_channels_undefined",
+            endpoint_id=spec.id,
+            outage_id=outage_id,
+            rule_id=DEFAULT_RULE_ID,
+            channels=undefined,
+            paged=paged,
+            effect="no rule matches this outage and ALERT_NOTIFICATION_CHANNELS names channels nobody "
+            "defined ([channels] in the config file or POST /channels/)"
+            + ("" if paged else ": nobody is paged"),
+        )
 
     async def _declared(self, spec: EndpointSpec, event: OutageDeclared, outage_id: int) -> None:
         details = {
@@ -280,7 +309,12 @@ class AlertEngine(Paging):
     async def _escalated(self, spec: EndpointSpec, event: OutageSeverityChanged, outage_id: int) -> None:
         now = self.clock()
         existing = {a.rule_id: a for a in self.open.values() if a.outage_id == outage_id}
-        for rule in self.outage_rules(spec, event.new):
+        rules = self.outage_rules(spec, event.new)
+        if DEFAULT_RULE_ID in existing and all(r is not self.default_rule for r in rules):
+            # Routed by default at first, and now in a rule's min_severity range: that rule starts
+            # paging, and those already paged by default still hear of the escalation.
+            rules.append(self.default_rule)
+        for rule in rules:
             alert = existing.get(rule.id)
             if alert is None:
                 # The outage escalated into this rule's range (min_severity): it starts paging now.
@@ -435,6 +469,8 @@ class AlertEngine(Paging):
             outage_id=outage_id,
             suppressed_by=suppressed,
         )
+        if rule is self.default_rule:
+            self._log_if_unrouted(spec, outage_id)
         self.wake_sender()
 
     async def reconcile(self) -> None:

@@ -137,5 +137,10 @@ def next_due_at(
 
 
 def simple_policy(channels: list[str]) -> EscalationPolicy:
-    """One step at 0 min, no reminders: what a rule that names channels directly means."""
+    """One step at 0 min, no reminders: what a rule that names channels directly means.
+
+    No channels (an empty ALERT_NOTIFICATION_CHANNELS) is a policy without steps, which pages
+    nobody, rather than an error: the alert is still recorded, and the engine logs why."""
+    if not channels:
+        return EscalationPolicy.model_construct(id="default", steps=[])
     return EscalationPolicy(id="default", steps=[EscalationStep(after_minutes=0, channels=channels)])

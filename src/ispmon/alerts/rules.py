@@ -14,6 +14,10 @@ Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the en
 or has any of the tags); both empty means every endpoint. Routing: ``channels`` (None = the
 default set, ALERT_NOTIFICATION_CHANNELS) or ``escalation`` (a policy id), never both.
 
+Routing has a root: an outage that no enabled outage rule matches (by endpoint, tags and
+``min_severity``) goes to the default route, `default_route()`, whose id ``default`` is reserved,
+and which pages ALERT_NOTIFICATION_CHANNELS. So no outage pages nobody without a trace.
+
 `evaluate_threshold` is the pure state transition for threshold rules: no clock, no I/O.
 """
 
@@ -33,6 +37,8 @@ from ispmon.models import SEVERITY_ORDER, ProbeResult, Severity
 from ispmon.validation import unstorable_text
 
 MAX_MINUTES = 7 * 24 * 60
+# The id of the default route (alerts.rule_id of outages no rule matches); no rule may take it.
+DEFAULT_RULE_ID = "default"
 _SLUG_MESSAGE = (
     "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
 )
@@ -147,6 +153,12 @@ class AlertRule(BaseModel):
         if outage_severity is None:
             raise ValueError("an outage rule without severity needs the outage's severity")
         return Severity(outage_severity)
+
+
+def default_route() -> AlertRule:
+    """The routing root: the outage rule of every outage no other rule matches. It names no
+    channels, so it pages ALERT_NOTIFICATION_CHANNELS."""
+    return AlertRule(id=DEFAULT_RULE_ID, name="Default route: outages no rule matches", kind="outage")
 
 
 def metric_value(metric: str, result: ProbeResult) -> float | None:

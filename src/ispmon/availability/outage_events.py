@@ -92,13 +92,19 @@ class OutageSeverityChanged(Event):
 
 @dataclass(frozen=True, slots=True)
 class OutageResolved(Event):
+    """The outage is over. It ended at `resolved_at`, the first UP check of the recovering run, just
+    as it started at the first failing check; `decided_at` is the check that completed the run
+    (OUTAGE_RECOVERY_THRESHOLD UP checks in a row), when this event happens. `duration_seconds`
+    is `resolved_at - started_at`: what SLA figures count."""
+
     kind: ClassVar[str] = "outage_resolved"
-    time_field: ClassVar[str] = "resolved_at"
+    time_field: ClassVar[str] = "decided_at"
     started_at: datetime
     resolved_at: datetime
     duration_seconds: float
     severity: Severity
     status: Status
+    decided_at: datetime
     outage_id: int | None = None  # the state after resolution no longer has it
 
 

@@ -13,6 +13,11 @@ Phases::
 
 * A failing check is DOWN or DEGRADED. The outage starts at the first failing check of the run
   (not when it is declared), and its status is the worst seen (DOWN beats DEGRADED).
+* Symmetrically, it ends at the first UP check of the recovering run (not when the resolution is
+  decided, `recovery_threshold` UP checks later): `resolved_at` and `duration_seconds` count to
+  that check, and a failing check in between starts the run afresh. Severity escalation by
+  duration, while recovering, is judged at that first UP check too, so a resolved outage never
+  carries a severity its own duration does not justify.
 * With verification disabled (or verification_checks = 0) the outage is declared at the threshold.
 * Severity (table, escalation by duration, caps) is documented in `ispmon.availability.severity`; in short:
   base by (status, criticality), +1 step per `escalate_after` threshold passed, capped at critical
@@ -143,21 +148,42 @@ class EndpointState:
     flapping: bool = False
     last_change_at: datetime | None = None
     run_status: Status | None = None  # worst status of the current failing run, before it is declared
+    # First UP check of the current recovering run while an outage is open (None when the latest
+    # check failed): the outage's end if the run reaches recovery_threshold.
+    recovering_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class OpenOutage:
-    """An outage the database says is still open, used by `restore` after a restart."""
+    """An outage the database says is still open, used by `restore` after a restart.
+
+    `recovery_checks` and `recovering_since` describe the UP checks recorded since the outage's
+    latest failing check (the recovering run the restart interrupted), so that the run's count and
+    its first UP time, which is the outage's end, survive the restart.
+    """
 
     id: int
     started_at: datetime
     status: Status
     severity: Severity
+    recovery_checks: int = 0
+    recovering_since: datetime | None = None
 
     @classmethod
     def from_record(cls, row: Any) -> OpenOutage:
-        """From a mapping with id, started_at, status and severity (e.g. an asyncpg Record)."""
-        return cls(row["id"], row["started_at"], Status(row["status"]), Severity(row["severity"]))
+        """From a mapping with id, started_at, status and severity (e.g. an asyncpg Record), and
+        optionally recovery_checks and recovering_since (`OutageRepo.open_outages` adds them)."""
+        keys = set(row.keys())
+        checks = row["recovery_checks"] if "recovery_checks" in keys else 0
+        since = row["recovering_since"] if "recovering_since" in keys else None
+        return cls(
+            row["id"],
+            row["started_at"],
+            Status(row["status"]),
+            Severity(row["severity"]),
+            int(checks or 0) if since is not None else 0,
+            since if checks else None,
+        )
 
 
 def flap_changes(bits: int, length: int) -> int:
@@ -195,6 +221,7 @@ class _Step:
             verifications_left=0,
             first_failure_at=None,
             run_status=None,
+            recovering_since=None,
         )
 
     def declare(self, run_status: Status, started: datetime, failures: int, verified: bool) -> None:
@@ -217,7 +244,10 @@ class _Step:
         s = self.state
         old_status = s.outage_status or new_status
         started = s.outage_started_at or s.first_failure_at or self.now
-        duration = (self.now - started).total_seconds()
+        # While recovering, the outage would end at the run's first UP check: judge its duration
+        # there, or a resolved outage could carry a severity its own duration does not justify.
+        until = self.upd.get("recovering_since", s.recovering_since) or self.now
+        duration = (until - started).total_seconds()
         crit, policy = self.criticality, self.policy
         by_duration = max_severity(s.severity, severity_for(old_status, crit, duration, policy))
         target = max_severity(by_duration, severity_for(new_status, crit, duration, policy))
@@ -228,13 +258,20 @@ class _Step:
         if new_status is not s.outage_status:
             self.upd["outage_status"] = new_status
 
+    def recovering_since(self) -> datetime:
+        """The first UP check of the recovering run this (UP) check belongs to."""
+        s = self.state
+        return s.recovering_since if s.consecutive_successes and s.recovering_since else self.now
+
     def resolve(self) -> None:
+        """This UP check completes the recovering run: the outage ended at the run's first UP check."""
         s = self.state
         started = s.outage_started_at or s.first_failure_at or self.now
+        ended = max(self.recovering_since(), started)
         status = s.outage_status or Status.DOWN
         severity = s.severity or severity_for(status, self.criticality, 0.0, self.policy)
-        duration = max(0.0, (self.now - started).total_seconds())
-        self.events.append(OutageResolved(started, self.now, duration, severity, status, s.outage_id))
+        duration = (ended - started).total_seconds()
+        self.events.append(OutageResolved(started, ended, duration, severity, status, self.now, s.outage_id))
         self.upd.update(outage_id=None, outage_started_at=None, outage_status=None, severity=None)
         self.reset_candidate(successes=s.consecutive_successes + 1)
 
@@ -291,14 +328,18 @@ def _in_verifying(step: _Step, status: Status) -> None:
 def _in_outage(step: _Step, status: Status) -> None:
     s = step.state
     if status.failing:
-        step.upd.update(consecutive_failures=s.consecutive_failures + 1, consecutive_successes=0)
+        step.upd.update(
+            consecutive_failures=s.consecutive_failures + 1, consecutive_successes=0, recovering_since=None
+        )
         step.escalate(worse_status(s.outage_status, status))
         return
     successes = s.consecutive_successes + 1
     if successes >= step.policy.recovery_threshold:
         step.resolve()
         return
-    step.upd.update(consecutive_successes=successes, consecutive_failures=0)
+    step.upd.update(
+        consecutive_successes=successes, consecutive_failures=0, recovering_since=step.recovering_since()
+    )
     step.escalate(s.outage_status or Status.DOWN)
 
 
@@ -311,11 +352,13 @@ def _muted(step: _Step, status: Status) -> None:
         # A pending candidate is dropped silently: the failures were expected, so no FalseAlarm.
         step.reset_candidate(successes=0 if status.failing else s.consecutive_successes + 1)
     elif status.failing:
-        step.upd["consecutive_successes"] = 0
+        step.upd.update(consecutive_successes=0, recovering_since=None)
     elif s.consecutive_successes + 1 >= step.policy.recovery_threshold:
         step.resolve()
     else:
-        step.upd["consecutive_successes"] = s.consecutive_successes + 1
+        step.upd.update(
+            consecutive_successes=s.consecutive_successes + 1, recovering_since=step.recovering_since()
+        )
 
 
 def transition(
@@ -370,14 +413,19 @@ def restore(
 
     With an open outage it resumes in OUTAGE with that outage's id, start and severity, and with
     `detection_threshold` failures already counted: the next failing check opens nothing new and
-    `recovery_threshold` UP checks resolve it, the duration counting from the original start.
+    `recovery_threshold` UP checks resolve it, the duration counting from the original start. A
+    recovering run the restart interrupted resumes with its count and its first UP time (the
+    outage's end if the run completes); without one, counting starts at the next check.
     """
     if open_outage is None:
         return EndpointState(status=Status(last_status) if last_status else Status.UNKNOWN)
+    recovering = open_outage.recovering_since if open_outage.recovery_checks > 0 else None
     return EndpointState(
         status=Status(last_status) if last_status else open_outage.status,
         phase=Phase.OUTAGE,
-        consecutive_failures=policy.detection_threshold,
+        consecutive_failures=0 if recovering else policy.detection_threshold,
+        consecutive_successes=open_outage.recovery_checks if recovering else 0,
+        recovering_since=recovering,
         first_failure_at=open_outage.started_at,
         outage_id=open_outage.id,
         outage_started_at=open_outage.started_at,

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from ispmon.alerts.channels import Channel, ChannelError, ChannelRegistry, parse_channel
 from ispmon.alerts.escalation import EscalationPolicy
 from ispmon.alerts.messages import test_message
-from ispmon.alerts.rules import AlertRule
+from ispmon.alerts.routing import channel_users, undefined_channel_errors
+from ispmon.alerts.rules import DEFAULT_RULE_ID, AlertRule, default_route
 from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
 from ispmon.store.alerts import ALERT_KINDS, ALERT_STATES, AlertRepo, RuleRepo
@@ -88,6 +89,15 @@ async def send_test(channel: Channel, notifier: Notifier) -> dict[str, Any]:
 def _choice(field: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
         raise InvalidInput([{"field": field, "message": f"must be one of {', '.join(allowed)}"}])
+
+
+def _refuse_default_route(rule_id: str, verb: str) -> None:
+    if rule_id == DEFAULT_RULE_ID:
+        raise ConflictError(
+            f"cannot {verb} the default route: it takes the outages no rule matches and pages "
+            "ALERT_NOTIFICATION_CHANNELS (set that, or add rules that match)",
+            "rule_id",
+        )
 
 
 class AlertService:
@@ -270,14 +280,25 @@ class AlertService:
         return channel.public_dict()
 
     async def delete_channel(self, name: str) -> None:
+        """Delete an API channel. Refused (409, naming them) while a rule, an escalation policy or
+        the default route uses it: their outages would page nobody until someone noticed."""
         existing = self.registry.get(name)
         if existing is None:
             raise NotFoundError("channel", name)
         if existing.source == "config":
             raise ConflictError(f"channel {name!r} is defined in the config file; remove it there", "name")
+        users = channel_users(name, await self.all_rules(), self.policies, self._default_channels())
+        if users:
+            raise ConflictError(
+                f"channel {name!r} is in use by {'; '.join(users)}; change or delete those first", "name"
+            )
         await self.channel_rows.delete(name)
         self.registry.remove(name)
         log.info("alert_channel_deleted", channel=name)
+
+    def _default_channels(self) -> list[str]:
+        """ALERT_NOTIFICATION_CHANNELS, as the running engine has it (unknown without one)."""
+        return list(self.engine.default_channels) if self.engine is not None else []
 
     async def test_channel(self, name: str) -> dict[str, Any]:
         """Send a test message to every URL of the channel now (not through the outbox)."""
@@ -304,16 +325,27 @@ class AlertService:
     def _rule_dict(self, rule: AlertRule) -> dict[str, Any]:
         return {**rule.model_dump(mode="json"), "source": "config" if rule.id in self.config_rules else "api"}
 
+    def _default_route_dict(self) -> dict[str, Any]:
+        """The routing root, shown with the rules so that alerts with rule_id "default" explain
+        themselves: the outages no rule matches, paging ALERT_NOTIFICATION_CHANNELS."""
+        channels = self._default_channels()
+        return {**default_route().model_dump(mode="json"), "channels": channels or None, "source": "default"}
+
     async def list_rules(self) -> list[dict[str, Any]]:
-        return [self._rule_dict(r) for r in await self.all_rules()]
+        rules = [self._rule_dict(r) for r in await self.all_rules() if r.id != DEFAULT_RULE_ID]
+        return [*rules, self._default_route_dict()]
 
     async def get_rule(self, rule_id: str) -> dict[str, Any]:
+        if rule_id == DEFAULT_RULE_ID:
+            return self._default_route_dict()
         for rule in await self.all_rules():
             if rule.id == rule_id:
                 return self._rule_dict(rule)
         raise NotFoundError("alert rule", rule_id)
 
-    def _validate_rule(self, body: dict[str, Any]) -> AlertRule:
+    async def _validate_rule(self, body: dict[str, Any]) -> AlertRule:
+        """A rule as the API may store it: valid, and routed only to channels and a policy that
+        exist (config file or API), so that its first outage is not dead-lettered for want of one."""
         try:
             rule = AlertRule.model_validate(body)
         except ValidationError as exc:
@@ -323,10 +355,23 @@ class AlertService:
             raise InvalidInput(
                 [{"field": "escalation", "message": f"no escalation policy {rule.escalation!r} ({known})"}]
             )
+        errors = undefined_channel_errors(rule, self.policies, await self._defined_channels())
+        if errors:
+            raise InvalidInput(errors)
         return rule
 
+    async def _defined_channels(self) -> set[str]:
+        """Channel names that exist: this service's registry (the daemon's holds the config
+        file's and the API's), and the API's from the database (a script may have no registry)."""
+        return set(self.registry.names()) | {name for name, _ in await self.channel_rows.all()}
+
     async def create_rule(self, body: dict[str, Any]) -> dict[str, Any]:
-        rule = self._validate_rule(body)
+        rule = await self._validate_rule(body)
+        if rule.id == DEFAULT_RULE_ID:
+            raise ConflictError(
+                f"alert rule id {rule.id!r} is the default route's (outages no rule matches); choose another",
+                "id",
+            )
         if rule.id in self.config_rules:
             raise ConflictError(f"alert rule {rule.id!r} is defined in the config file", "id")
         if any(r["id"] == rule.id for r in await self.rule_rows.all()):
@@ -336,6 +381,7 @@ class AlertService:
         return self._rule_dict(rule)
 
     async def update_rule(self, rule_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        _refuse_default_route(rule_id, "change")
         if rule_id in self.config_rules:
             raise ConflictError(
                 f"alert rule {rule_id!r} is defined in the config file; change it there", "id"
@@ -345,12 +391,18 @@ class AlertService:
             raise NotFoundError("alert rule", rule_id)
         if "id" in body and body["id"] != rule_id:
             raise InvalidInput([{"field": "id", "message": "cannot be changed"}])
-        rule = self._validate_rule({**current["spec"], **body, "id": rule_id})
+        rule = await self._validate_rule({**current["spec"], **body, "id": rule_id})
         await self.rule_rows.upsert(rule.id, rule.model_dump(mode="json"))
         await self._apply_rules()
         return self._rule_dict(rule)
 
     async def delete_rule(self, rule_id: str) -> None:
+        if rule_id == DEFAULT_RULE_ID:
+            # A row an older version let the API store under the reserved id may still go.
+            if await self.rule_rows.delete(rule_id):
+                await self._apply_rules()
+                return
+            _refuse_default_route(rule_id, "delete")
         if rule_id in self.config_rules:
             raise ConflictError(
                 f"alert rule {rule_id!r} is defined in the config file; remove it there", "id"

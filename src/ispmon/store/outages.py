@@ -47,6 +47,9 @@ OUTAGE_LIST = ListSpec(
     descending=True,
 )
 
+# The most UP checks a recovering run can need: Settings bounds OUTAGE_RECOVERY_THRESHOLD to 100.
+RECOVERY_LOOKBACK = 100
+
 # (kind, at, data) of an outage lifecycle event stored with the outage row it belongs to.
 LifecycleEvent = tuple[str, datetime, dict[str, Any]]
 
@@ -163,8 +166,29 @@ class OutageRepo:
         return n
 
     async def open_outages(self) -> list[asyncpg.Record]:
+        """Open outages, each with the recovering run a restart would otherwise forget.
+
+        `recovery_checks` counts the UP checks in the history since the outage's latest failing
+        check, and `recovering_since` is the first of them (NULL when there are none): the outage
+        ends there if the run reaches OUTAGE_RECOVERY_THRESHOLD. Muted checks count by what the
+        probe saw; checks that carry no information (skipped, UNKNOWN) are passed over, as the
+        state machine does. Only the newest RECOVERY_LOOKBACK informative checks are read: a run
+        longer than the threshold would have resolved the outage already.
+        """
         return await self.pool.fetch(
-            f"SELECT {OUTAGE_COLUMNS} FROM outages WHERE resolved_at IS NULL ORDER BY id"
+            f"""SELECT {OUTAGE_COLUMNS}, r.recovery_checks, r.recovering_since
+                FROM outages o CROSS JOIN LATERAL (
+                    SELECT count(*)::int AS recovery_checks, min(checked_at) AS recovering_since
+                    FROM (SELECT checked_at,
+                                 bool_or(seen <> 'up') OVER (ORDER BY checked_at DESC) AS interrupted
+                          FROM (SELECT h.checked_at, coalesce(h.details->>'probe_status', h.status) AS seen
+                                FROM status_history h
+                                WHERE h.endpoint_id = o.endpoint_id AND h.checked_at >= o.started_at
+                                  AND coalesce(h.details->>'probe_status', h.status) IN ('up', 'degraded', 'down')
+                                ORDER BY h.checked_at DESC LIMIT $1) recent) runs
+                    WHERE NOT interrupted) r
+                WHERE resolved_at IS NULL ORDER BY id""",
+            RECOVERY_LOOKBACK,
         )
 
     async def list(

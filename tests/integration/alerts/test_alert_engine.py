@@ -435,3 +435,106 @@ async def test_escalated_outage_pages_again_and_enters_min_severity_rules(world:
     )
     escalated = (await world.outbox(event="escalated"))[0]
     assert escalated["title"].startswith("[MAJOR] ESCALATED")
+
+
+async def test_outages_no_rule_matches_take_the_default_route(world: World) -> None:
+    from ispmon.availability.outage_events import OutageSeverityChanged
+    from ispmon.models import Severity
+
+    world.engine.configure(
+        [
+            AlertRule(id="core", kind="outage", tags=["core"], channels=["noc"]),
+            AlertRule(id="bad-only", kind="outage", min_severity=Severity.MAJOR, channels=["manager"]),
+            AlertRule(id="off", kind="outage", enabled=False, channels=["sms"]),
+        ],
+        {},
+    )
+    router = world.add("router", tags=["core"])
+    web1 = world.add("web1")  # no rule matches it (bad-only: not at minor; off: disabled)
+    await world.fail(router)
+    await world.fail(web1)
+    alerts = {a["endpoint_id"]: a for a in await world.alerts()}
+    assert alerts["router"]["rule_id"] == "core"
+    # Paged, not dropped: through the default route, to ALERT_NOTIFICATION_CHANNELS ("oncall" here).
+    assert alerts["web1"]["rule_id"] == "default" and alerts["web1"]["outage_id"] == web1.state.outage_id
+    assert sent_to(await world.outbox(endpoint_id="router")) == [("declared", "noc")]
+    assert sent_to(await world.outbox(endpoint_id="web1")) == [("declared", "oncall")]
+
+    # It escalates into bad-only's range: that rule pages now, and the default route's channels
+    # hear of the escalation too (their alert stays open until the outage ends).
+    event = OutageSeverityChanged(Severity.MINOR, Severity.MAJOR, datetime.now(UTC), "duration")
+    await world.engine.outage_escalated(web1.spec, event, web1.state.outage_id)
+    assert sorted(sent_to(await world.outbox(endpoint_id="web1"))) == [
+        ("declared", "manager"),
+        ("declared", "oncall"),
+        ("escalated", "oncall"),
+    ]
+    await world.recover(web1)
+    assert {a["rule_id"]: a["state"] for a in await world.alerts() if a["endpoint_id"] == "web1"} == {
+        "default": "resolved",
+        "bad-only": "resolved",
+    }
+
+
+async def test_the_default_route_says_once_per_outage_when_its_channels_are_undefined(world: World) -> None:
+    from structlog.testing import capture_logs
+
+    world.engine.configure([AlertRule(id="core", kind="outage", tags=["core"], channels=["noc"])], {})
+    world.engine.default_channels = ["email", "oncall"]  # "email": the default no one defined
+    web1 = world.add("web1")
+    with capture_logs() as logs:
+        await world.fail(web1)
+        await world.engine.tick(world.clock.advance(1))
+        await world.engine.outage_declared(web1.spec, _declared_event(web1), web1.state.outage_id)
+    [line] = [entry for entry in logs if entry["event"] == "alert_default_channels_undefined"]
+    assert line["log_level"] == "warning" and line["outage_id"] == web1.state.outage_id
+    assert (line["channels"], line["paged"]) == (["email"], ["oncall"])
+    await world.recover(web1)
+
+    # Nothing defined at all (or ALERT_NOTIFICATION_CHANNELS empty): recorded, logged as an error.
+    for channels in (["email"], []):
+        world.engine.default_channels = channels
+        with capture_logs() as logs:
+            await world.fail(web1)
+        [line] = [entry for entry in logs if entry["event"] == "alert_default_channels_undefined"]
+        assert line["log_level"] == "error" and line["paged"] == [] and "nobody is paged" in line["effect"]
+        assert not [entry for entry in logs if entry["event"] == "alert_store_failed"]
+        alert = next(a for a in await world.alerts() if a["outage_id"] == web1.state.outage_id)
+        assert alert["rule_id"] == "default" and alert["state"] == "firing"
+        await world.recover(web1)
+
+
+async def test_resolved_alert_ends_at_the_first_up_check(world: World) -> None:
+    world.monitor.policy = OutagePolicy(detection_threshold=2, verification_checks=1, recovery_threshold=2)
+    web1 = world.add("web1")
+    await world.fail(web1)
+    world.targets.status["web1"] = 200
+    first_up = datetime.now(UTC)
+    await world.monitor.check(web1)
+    assert web1.state.phase is Phase.OUTAGE
+    second_up = datetime.now(UTC)
+    await world.monitor.check(web1)
+    assert web1.state.outage_id is None
+    outage = (await world.pool.fetch("SELECT * FROM outages"))[0]
+    [alert] = await world.alerts()
+    # Decided at the second UP check, but over since the first: the alert and its message agree.
+    assert first_up <= outage["resolved_at"] < second_up
+    assert alert["resolved_at"] == outage["resolved_at"]
+    assert alert["details"]["duration_seconds"] == pytest.approx(outage["duration_seconds"])
+    from ispmon.alerts.messages import format_duration
+
+    [resolved] = await world.outbox(event="resolved")
+    assert resolved["title"].endswith(f"after {format_duration(outage['duration_seconds'])}")
+
+
+async def test_a_channel_the_default_route_pages_cannot_be_deleted(world: World) -> None:
+    from ispmon.services.errors import ConflictError
+
+    service = AlertService(world.db, registry=world.registry, engine=world.engine)
+    await service.create_channel({"name": "pager", "url": "json://127.0.0.1:9/pager"})
+    world.engine.default_channels = ["pager"]
+    with pytest.raises(ConflictError, match=r"the default route \(ALERT_NOTIFICATION_CHANNELS\)"):
+        await service.delete_channel("pager")
+    world.engine.default_channels = ["oncall"]
+    await service.delete_channel("pager")
+    assert world.registry.get("pager") is None

@@ -31,7 +31,17 @@ async def client(db_dsn: str) -> AsyncIterator[Client]:
     policy = EscalationPolicy.model_validate(
         {"id": "core", "steps": [{"after_minutes": 0, "channels": ["ops"]}]}
     )
-    alerts = AlertService(db, registry=registry, policies={"core": policy})
+    # A policy whose second step pages a channel the API has to create first.
+    pager_policy = EscalationPolicy.model_validate(
+        {
+            "id": "pager-later",
+            "steps": [
+                {"after_minutes": 0, "channels": ["ops"]},
+                {"after_minutes": 15, "channels": ["oncall-sms"]},
+            ],
+        }
+    )
+    alerts = AlertService(db, registry=registry, policies={"core": policy, "pager-later": pager_policy})
     client: Client = TestClient(TestServer(create_app(AppServices.build(db, Settings(), alerts=alerts))))
     await client.start_server()
     try:
@@ -80,6 +90,30 @@ async def test_channels_are_validated_redacted_and_owned(client: Client) -> None
     assert [c["name"] for c in (await (await client.get("/channels/")).json())["items"]] == ["ops"]
 
 
+async def test_channel_urls_are_shown_in_privacy_form_with_the_host(client: Client) -> None:
+    shapes = {
+        "hook": (
+            f"json://noc:{PASSWORD}@hooks.example.net:8080/path",
+            "json://noc:****@hooks.example.net:8080/path",
+        ),
+        "plain": ("json://127.0.0.1:8080/hook", "json://127.0.0.1:8080/hook"),
+        "query": ("json://hooks.example.net/in?-token=t0kenS3cretValue", "json://hooks.example.net/in?"),
+        "mail": (f"mailto://noc-bot:{PASSWORD}@smtp.example.net?to=noc@example.net", "@smtp.example.net/"),
+    }
+    for name, (url, _) in shapes.items():
+        created = await client.post("/channels/", json={"name": name, "url": url})
+        assert created.status == 201, await created.text()
+    response = await client.get("/channels/")
+    text = await response.text()
+    assert PASSWORD not in text
+    assert "t0kenS3cretValue" not in text
+    assert "[redacted]" not in text  # every URL in its privacy form, none collapsed to the scheme
+    shown = {c["name"]: c["urls"] for c in (await response.json())["items"]}
+    assert shown["ops"][0].startswith("json://127.0.0.1:9/ops")  # the config file's channel
+    for name, (_, visible) in shapes.items():
+        assert visible in shown[name][0], (name, shown[name])
+
+
 async def test_alert_rules_crud_names_the_field(client: Client) -> None:
     for payload, field in (
         ({"id": "slow", "kind": "threshold", "above": 500}, "metric"),
@@ -97,11 +131,70 @@ async def test_alert_rules_crud_names_the_field(client: Client) -> None:
     changed = await client.put("/alert-rules/slow", json={"above": 800})
     assert changed.status == 200 and (await changed.json())["above"] == 800
     assert (await client.put("/alert-rules/slow", json={"for_checks": 0})).status == 422
-    assert [r["id"] for r in (await (await client.get("/alert-rules/")).json())["items"]] == ["slow"]
+    # The rules in effect end with the default route, so alerts with rule_id "default" explain themselves.
+    assert [r["id"] for r in (await (await client.get("/alert-rules/")).json())["items"]] == [
+        "slow",
+        "default",
+    ]
     policies = await (await client.get("/escalation-policies/")).json()
-    assert [p["id"] for p in policies["items"]] == ["core"]
+    assert [p["id"] for p in policies["items"]] == ["core", "pager-later"]
     assert (await client.delete("/alert-rules/slow")).status == 204
     assert (await client.get("/alert-rules/slow")).status == 404
+
+
+async def test_rules_may_only_page_channels_that_exist(client: Client) -> None:
+    rule = {"id": "core", "kind": "outage", "tags": ["core"], "channels": ["ops", "oncall-sms", "ghost"]}
+    missing = await client.post("/alert-rules/", json=rule)
+    assert missing.status == 422
+    body = await missing.json()
+    assert _fields(body) == ["channels[1]", "channels[2]"]
+    assert "'oncall-sms'" in body["errors"][0]["message"] and "ops" in body["errors"][0]["message"]
+    policy_rule = {"id": "later", "kind": "outage", "escalation": "pager-later"}
+    via_policy = await client.post("/alert-rules/", json=policy_rule)
+    assert via_policy.status == 422
+    body = await via_policy.json()
+    assert _fields(body) == ["escalation"] and "steps[1].channels[0]" in body["errors"][0]["message"]
+
+    # Once the channel exists (through the API), both are accepted; a PUT is checked the same way.
+    sms = await client.post("/channels/", json={"name": "oncall-sms", "url": "json://127.0.0.1:9/sms"})
+    assert sms.status == 201
+    assert (
+        await client.post("/alert-rules/", json={**rule, "channels": ["ops", "oncall-sms"]})
+    ).status == 201
+    assert (await client.post("/alert-rules/", json=policy_rule)).status == 201
+    bad_put = await client.put("/alert-rules/core", json={"channels": ["ghost"]})
+    assert bad_put.status == 422 and _fields(await bad_put.json()) == ["channels[0]"]
+
+    # A channel in use cannot be deleted: the 409 names every user and where it names the channel.
+    in_use = await client.delete("/channels/oncall-sms")
+    assert in_use.status == 409
+    body = await in_use.json()
+    assert _fields(body) == ["name"]
+    assert "alert rule 'core' (channels[1])" in body["message"]
+    assert "escalation policy 'pager-later' (steps[1].channels[0])" in body["message"]
+    assert (await client.put("/alert-rules/core", json={"channels": ["ops"]})).status == 200
+    still = await (await client.delete("/channels/oncall-sms")).json()
+    assert "alert rule 'core'" not in still["message"] and "pager-later" in still["message"]
+    assert [c["name"] for c in (await (await client.get("/channels/")).json())["items"]] == [
+        "oncall-sms",
+        "ops",
+    ]
+
+
+async def test_the_default_route_is_shown_and_reserved(client: Client) -> None:
+    shown = await client.get("/alert-rules/default")
+    assert shown.status == 200
+    body = await shown.json()
+    assert (body["kind"], body["source"], body["endpoints"], body["tags"]) == ("outage", "default", [], [])
+    taken = await client.post("/alert-rules/", json={"id": "default", "kind": "outage", "channels": ["ops"]})
+    assert taken.status == 409 and _fields(await taken.json()) == ["id"]
+    for response in (
+        await client.put("/alert-rules/default", json={"channels": ["ops"]}),
+        await client.delete("/alert-rules/default"),
+    ):
+        assert response.status == 409
+        assert _fields(await response.json()) == ["rule_id"]
+        assert "ALERT_NOTIFICATION_CHANNELS" in (await response.json())["message"]
 
 
 async def test_acknowledge_and_the_outbox_views(client: Client, db_dsn: str) -> None:

@@ -221,22 +221,23 @@ async def test_outage_lifecycle_detection_verification_declaration_resolution(h:
     assert target.requests["web"] == 8
     assert [r["id"] for r in await h.outages("web")] == [outage["id"]]
 
-    # Back: resolved after recovery_threshold (2) UP checks, not after the first.
+    # Back: resolved after recovery_threshold (2) UP checks, not after the first; but it ended at
+    # the first, just as it started at the first failing check.
     await target.start()
     target.status = 200
+    before_first_up = datetime.now(UTC)
     await h.check(rt)
+    after_first_up = datetime.now(UTC)
     assert (await h.outages("web"))[0]["resolved_at"] is None
-    before_resolution = datetime.now(UTC)
     await h.check(rt)
-    after_resolution = datetime.now(UTC)
     (resolved,) = await h.outages("web")
-    assert before_resolution <= resolved["resolved_at"] <= after_resolution
+    assert before_first_up <= resolved["resolved_at"] <= after_first_up
     assert resolved["resolution"] == "auto"
     assert resolved["duration_seconds"] == pytest.approx(
         (resolved["resolved_at"] - resolved["started_at"]).total_seconds(), abs=1e-3
     )
     assert resolved["duration_seconds"] == pytest.approx(
-        (after_resolution - t_first_failure).total_seconds(), abs=0.5
+        (after_first_up - t_first_failure).total_seconds(), abs=0.5
     )
     assert rt.state.phase is Phase.OK and rt.state.outage_id is None and rt.state.status is Status.UP
 
@@ -396,6 +397,44 @@ async def test_restart_resumes_the_open_outage(h: Harness, db_dsn: str, tmp_path
     kinds = [e["kind"] for e in await h.event_rows("core")]
     assert kinds.count("outage_declared") == 1  # nothing re-declared (or re-alerted) after the restart
     assert kinds.count("outage_resolved") == 1
+
+
+async def _up_checks(h: Harness, endpoint_id: str) -> list[datetime]:
+    return [r["checked_at"] for r in await h.history_rows(endpoint_id) if r["status"] == "up"]
+
+
+async def test_outage_ends_at_the_first_up_of_the_run_across_a_restart(
+    h: Harness, db_dsn: str, tmp_path: Path
+) -> None:
+    rt = h.add("edge")
+    await h.db.endpoints.upsert(rt.spec)
+    original = await open_outage(h, rt)
+    # UP, DOWN: that run is void. Then one UP, and the daemon restarts before the second one.
+    h.target.queue.extend([200, 500])
+    await h.check(rt, 2)
+    h.target.status = 200
+    await h.check(rt)
+    first_up = (await _up_checks(h, "edge"))[-1]
+    assert rt.state.recovering_since == first_up and rt.state.consecutive_successes == 1
+    await h.flush()
+    await h.monitor.close()
+
+    monitor = h.new_monitor()
+    await restore_monitor(h.db, monitor, Settings(database_url=db_dsn, ispmon_state_dir=tmp_path))
+    rt2 = monitor.runtimes["edge"]
+    assert rt2.state.phase is Phase.OUTAGE and rt2.state.outage_id == original["id"]
+    # The recovering run survived the restart: its count and its first UP time.
+    assert (rt2.state.consecutive_successes, rt2.state.recovering_since) == (1, first_up)
+
+    await h.check(rt2, monitor=monitor)  # the second UP in a row: resolved, ended at the first
+    (resolved,) = await h.outages("edge")
+    assert resolved["resolved_at"] == first_up and resolved["resolution"] == "auto"
+    assert resolved["duration_seconds"] == pytest.approx(
+        (first_up - original["started_at"]).total_seconds(), abs=1e-3
+    )
+    [event] = [e for e in await h.event_rows("edge") if e["kind"] == "outage_resolved"]
+    assert event["data"]["resolved_at"] == first_up.isoformat()
+    assert event["at"] > first_up  # the event itself is when the resolution was decided
 
 
 async def test_manual_resolution_then_still_failing_opens_a_new_outage(h: Harness) -> None:

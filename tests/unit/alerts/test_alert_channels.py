@@ -13,6 +13,7 @@ from ispmon.alerts.channels import (
     ChannelRegistry,
     parse_channel,
     parse_target,
+    privacy_form,
     redact_secrets_in,
 )
 from ispmon.alerts.sender import DeliveryPolicy, RateLimiter
@@ -72,6 +73,84 @@ def test_target_kind_short_and_redaction(url: str, kind: str, short: bool, secre
         assert secret not in target.redacted
     assert url not in repr(target)
     assert target.redacted.split("://")[0] in url.split("://")[0] or kind == "slack"
+
+
+# (url, what an operator must see, secrets that must not appear): URL shapes channels are made of,
+# including those whose privacy form used to collapse to "json://[redacted]" (no credentials at
+# all, IPv6, a password equal to the user name) or lost part of its host to a masked token.
+PRIVACY = [
+    ("json://user:pass@host/path", "json://user:****@host/path", ["pass"]),
+    (
+        "json://noc:hunter2-very-secret@127.0.0.1:9/hook",
+        "json://noc:****@127.0.0.1:9/hook",
+        ["hunter2-very-secret"],
+    ),
+    ("json://127.0.0.1:9/ops", "json://127.0.0.1:9/ops", []),
+    ("json://[::1]:8080/hook", "json://[::1]:8080/hook", []),
+    ("json://localhost/a", "json://localhost/a", []),
+    ("json://user@host.example.net/abc", "json://user@host.example.net/abc", []),
+    (
+        "json://host.example.net:8080/path?-token=abcdef123456",
+        "json://host.example.net:8080/path?",
+        ["abcdef123456"],
+    ),
+    (
+        "json://host.example.net:8080/path?token=abcdef123456",
+        "json://host.example.net:8080/path?",
+        ["abcdef123456"],
+    ),
+    (
+        "jsons://host.example.net:8443/api/v1/webhook?-apikey=s3cr3tvalue&+X-Token=headersecret1",
+        "jsons://host.example.net:8443/api/v1/",
+        ["s3cr3tvalue", "headersecret1"],
+    ),
+    ("json://hooks.example.net/example", "json://hooks.example.net/****", ["/example"]),
+    ("json://admin:admin@host.example.net/x", "json://****:****@host.example.net/x", ["admin"]),
+    ("json://user:12345678@host.example.net/x", "json://user:****@host.example.net/x", ["12345678"]),
+    ("form://user:pa%40ss@host.example.net/p", "form://user:****@host.example.net/p", ["pa@ss", "pa%40ss"]),
+    (
+        "mailto://user:Sm7pPassw0rd@smtp.example.net?to=noc@example.net",
+        "mailto://user:****@smtp.example.net/noc%40example.net",
+        ["Sm7pPassw0rd"],
+    ),
+    (
+        "mailtos://noc-bot:app-password@smtp.example.net",
+        "mailtos://noc-bot:****@smtp.example.net",
+        ["app-password"],
+    ),
+    (f"slack://T1JJ3T3L2/A1BRTD4JD/{SLACK_TOKEN}", "slack://", [SLACK_TOKEN, "T1JJ3T3L2", "A1BRTD4JD"]),
+    (
+        f"twilio://{TWILIO_SID}:{TWILIO_TOKEN}@15551234567/15557654321",
+        "15557654321",
+        [TWILIO_SID, TWILIO_TOKEN],
+    ),
+    ("tgram://123456789:AAbotT0kenSecret/987654", "tgram://", ["AAbotT0kenSecret"]),
+    (
+        "ntfy://user:ntfyPass1@ntfy.example.net/t0picSecret",
+        "ntfy://user:****@ntfy.example.net/****",
+        ["ntfyPass1", "t0picSecret"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("url", "visible", "secrets"), PRIVACY, ids=[p[0] for p in PRIVACY])
+def test_privacy_form_shows_the_host_and_masks_every_secret(
+    url: str, visible: str, secrets: list[str]
+) -> None:
+    shown = parse_target(url).redacted
+    assert visible in shown, shown
+    assert "[redacted]" not in shown
+    for secret in secrets:
+        assert secret not in shown, (secret, shown)
+
+
+def test_privacy_form_fallback_still_shows_the_host() -> None:
+    # A plugin object that cannot print itself (here: no url() at all) gets our own form: user and
+    # host kept, password and everything after the host masked.
+    url = "json://noc:S3cretPass@hooks.example.net:8080/api/t0ken5ecret?-key=qu3ryS3cret"
+    assert privacy_form(url, object(), "json") == "json://noc:****@hooks.example.net:8080/****"
+    # Where the host goes holds a token, not a host: masked too.
+    assert privacy_form("tgram://123456789:AAbotT0kenSecret/987654", object(), "tgram") == "tgram://****/****"
 
 
 def test_redacted_form_keeps_addresses_for_operators() -> None:

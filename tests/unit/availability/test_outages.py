@@ -142,13 +142,16 @@ def test_false_alarm_resets_counters() -> None:
 def test_resolution_duration_and_counters() -> None:
     state, events = run("UDDDDDUU")
     (resolved,) = of_type(events, OutageResolved)
+    # Ended at the first UP check (index 6), decided at the second (index 7).
     assert resolved == OutageResolved(
         started_at=T0 + STEP,
-        resolved_at=T0 + 7 * STEP,
-        duration_seconds=360.0,
+        resolved_at=T0 + 6 * STEP,
+        duration_seconds=300.0,
         severity=Severity.MINOR,
         status=Status.DOWN,
+        decided_at=T0 + 7 * STEP,
     )
+    assert resolved.occurred_at == T0 + 7 * STEP  # the event log records when it was decided
     assert state == EndpointState(
         status=Status.UP,
         consecutive_successes=2,
@@ -156,6 +159,64 @@ def test_resolution_duration_and_counters() -> None:
         flap_len=8,
         last_change_at=T0 + 6 * STEP,
     )
+
+
+@pytest.mark.parametrize(
+    ("seq", "policy", "started", "ended", "decided"),
+    [
+        pytest.param("DDDDDUU", DEFAULT, 0, 5, 6, id="threshold-2"),
+        pytest.param("UUDDDDDUU", DEFAULT, 2, 7, 8, id="start-is-first-failure"),
+        pytest.param("DDDDDU", OutagePolicy(recovery_threshold=1), 0, 5, 5, id="threshold-1"),
+        pytest.param("DDDDDUUU", OutagePolicy(recovery_threshold=3), 0, 5, 7, id="threshold-3"),
+        pytest.param("DDDDDUDUU", DEFAULT, 0, 7, 8, id="down-in-between-resets-the-run"),
+        pytest.param("DDDDDUGUU", DEFAULT, 0, 7, 8, id="degraded-in-between-resets-the-run"),
+        pytest.param(
+            "DDDDDUUDUUU", OutagePolicy(recovery_threshold=3), 0, 8, 10, id="threshold-3-interrupted"
+        ),
+        pytest.param("DDDUU", NO_VERIFY, 0, 3, 4, id="no-verification"),
+    ],
+)
+def test_outage_ends_at_first_up_check_of_the_recovering_run(
+    seq: str, policy: OutagePolicy, started: int, ended: int, decided: int
+) -> None:
+    state, events = run(seq, policy)
+    [(index, resolved)] = [(i, e) for i, e in events if isinstance(e, OutageResolved)]
+    assert index == decided and state.phase is Phase.OK and state.recovering_since is None
+    assert (resolved.started_at, resolved.resolved_at, resolved.decided_at) == (
+        T0 + started * STEP,
+        T0 + ended * STEP,
+        T0 + decided * STEP,
+    )
+    assert resolved.duration_seconds == (ended - started) * 60.0
+
+
+def test_recovering_run_is_tracked_and_reset() -> None:
+    state, _ = run("DDDDDU", OutagePolicy(recovery_threshold=3))
+    assert (state.phase, state.consecutive_successes, state.recovering_since) == (
+        Phase.OUTAGE,
+        1,
+        T0 + 5 * STEP,
+    )
+    state, _ = run("U", OutagePolicy(recovery_threshold=3), state, start=T0 + 6 * STEP)
+    assert (state.consecutive_successes, state.recovering_since) == (2, T0 + 5 * STEP)
+    state, _ = run("D", OutagePolicy(recovery_threshold=3), state, start=T0 + 7 * STEP)
+    assert (state.consecutive_successes, state.recovering_since) == (0, None)
+
+
+def test_no_escalation_by_duration_past_the_first_up_check() -> None:
+    five = timedelta(minutes=5)
+    policy = OutagePolicy(recovery_threshold=3)
+    # Declared at 20 min; UP from 25 min: the 30-min step passes while recovering, but the outage
+    # ended at 25 min, so it resolves as minor, 25 minutes long.
+    _, events = run("DDDDDUUU", policy, step=five)
+    assert of_type(events, OutageSeverityChanged) == []
+    (resolved,) = of_type(events, OutageResolved)
+    assert (resolved.severity, resolved.duration_seconds) == (Severity.MINOR, 25 * 60.0)
+    # A DOWN after the 30-min step: the outage goes on, and escalates then.
+    _, events = run("DDDDDUUD", policy, step=five)
+    assert [(c.new, c.at - T0) for c in of_type(events, OutageSeverityChanged)] == [
+        (Severity.MAJOR, timedelta(minutes=35))
+    ]
 
 
 def test_degraded_outage_upgrades_to_down() -> None:
@@ -331,7 +392,10 @@ def test_mute_lets_an_open_outage_resolve_but_not_escalate() -> None:
     assert state.phase is Phase.OUTAGE and outage_kinds(events) == []  # no escalation either
     state, events = run("U", state=state, maintenance="mute", start=later + 5 * STEP)
     assert outage_kinds(events) == [OR] and state.status is Status.MAINTENANCE
-    assert of_type(events, OutageResolved)[0].duration_seconds == (later + 5 * STEP - T0).total_seconds()
+    # Ended at the run's first UP (later + 4), the DOWN at later + 3 having reset the earlier one.
+    (resolved,) = of_type(events, OutageResolved)
+    assert resolved.resolved_at == later + 4 * STEP
+    assert resolved.duration_seconds == (later + 4 * STEP - T0).total_seconds()
 
 
 def test_enter_maintenance_drops_candidate() -> None:
@@ -351,7 +415,7 @@ def test_enter_maintenance_keeps_open_outage() -> None:
     state, events = run("UU", state=state, start=T0 + 60 * STEP)
     assert events[0][1] == StatusChanged(Status.MAINTENANCE, Status.UP, T0 + 60 * STEP)
     (resolved,) = of_type(events, OutageResolved)
-    assert (resolved.outage_id, resolved.duration_seconds) == (7, 61 * 60.0)
+    assert (resolved.outage_id, resolved.duration_seconds) == (7, 60 * 60.0)
 
 
 def test_restore_with_open_outage() -> None:
@@ -363,8 +427,44 @@ def test_restore_with_open_outage() -> None:
     state, events = run("UU", state=state, start=T0 + STEP)
     (resolved,) = of_type(events, OutageResolved)
     assert resolved == OutageResolved(
-        started, T0 + 2 * STEP, 3600.0 + 120.0, Severity.MAJOR, Status.DOWN, outage_id=42
+        started, T0 + STEP, 3600.0 + 60.0, Severity.MAJOR, Status.DOWN, T0 + 2 * STEP, outage_id=42
     )
+
+
+def test_restore_mid_recovery_keeps_the_first_up_time() -> None:
+    # The daemon saw one UP (at T0 + 5) of the two it needs, then restarted; the history says so.
+    record = {
+        "id": 9,
+        "started_at": T0,
+        "status": "down",
+        "severity": "minor",
+        "recovery_checks": 1,
+        "recovering_since": T0 + 5 * STEP,
+    }
+    outage = OpenOutage.from_record(record)
+    assert (outage.recovery_checks, outage.recovering_since) == (1, T0 + 5 * STEP)
+    state = restore(outage, Status.UP, DEFAULT)
+    assert (state.phase, state.consecutive_successes, state.recovering_since) == (
+        Phase.OUTAGE,
+        1,
+        T0 + 5 * STEP,
+    )
+    # The first UP after the restart completes the run: ended at T0 + 5, not at the restart.
+    _, events = run("U", state=state, start=T0 + 30 * STEP)
+    (resolved,) = of_type(events, OutageResolved)
+    assert (resolved.outage_id, resolved.resolved_at, resolved.decided_at) == (
+        9,
+        T0 + 5 * STEP,
+        T0 + 30 * STEP,
+    )
+    assert resolved.duration_seconds == 300.0
+    # A DOWN after the restart resets the run, as it would have without one.
+    state, _ = run("D", state=state, start=T0 + 30 * STEP)
+    _, events = run("UU", state=state, start=T0 + 31 * STEP)
+    assert of_type(events, OutageResolved)[0].resolved_at == T0 + 31 * STEP
+    # No UP recorded since the last failure: nothing to resume.
+    plain = OpenOutage.from_record({**record, "recovery_checks": 0, "recovering_since": None})
+    assert restore(plain, Status.DOWN, DEFAULT).consecutive_successes == 0
 
 
 def test_restore_keeps_escalating_from_original_start() -> None:
