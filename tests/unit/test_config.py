@@ -120,6 +120,10 @@ INVALID: dict[str, tuple[str, str | list[str]]] = {
         '[[alert_rules]]\nid = "core"\nkind = "outage"\nescalation = "noc"\n',
         "alert_rules[0].escalation: no escalation policy 'noc' (none declared)",
     ),
+    "rule_reserved_default_id": (
+        '[[alert_rules]]\nid = "default"\nkind = "outage"\n',
+        "alert_rules[0].id: 'default' is reserved for the default route (ALERT_NOTIFICATION_CHANNELS)",
+    ),
     "policy_steps_out_of_order": (
         '[[escalation_policies]]\nid = "noc"\nsteps = [{after_minutes = 15, channels = ["a"]}, '
         '{after_minutes = 5, channels = ["b"]}]\n',

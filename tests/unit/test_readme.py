@@ -118,3 +118,15 @@ def test_the_validate_example_prints_what_the_readme_says(capsys, monkeypatch) -
     assert main(["validate", "--offline", "--config", "config/ispmon.toml"]) == 0
     printed = capsys.readouterr().out.strip()
     assert printed in " ".join(README.split()), printed
+
+
+def test_alerting_example_is_a_valid_config_file(tmp_path: Path) -> None:
+    """The Alerting section's TOML, copied into a file as it stands, loads without an error."""
+    from ispmon.config import load_config
+
+    section = README[README.index("## Alerting") :]
+    toml = section[section.index("```toml\n") + 8 : section.index("```", section.index("```toml\n") + 8)]
+    path = tmp_path / "alerting.toml"
+    path.write_text(toml, encoding="utf-8")
+    loaded = load_config(path)
+    assert {c.name for c in loaded.alerting.channels} >= {"email", "oncall-sms", "noc-slack", "manager"}

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ispmon.alerts.channels import Channel, ChannelError, parse_channel
 from ispmon.alerts.escalation import EscalationPolicy
-from ispmon.alerts.rules import AlertRule
+from ispmon.alerts.rules import DEFAULT_RULE_ID, AlertRule
 from ispmon.errors import ConfigError
 from ispmon.validation import error_list
 
@@ -126,6 +126,12 @@ def load_alert_config(
             continue
         if rule.id in seen:
             errors.append(f"{where}alert_rules[{index}].id: duplicate id {rule.id!r}")
+            continue
+        if rule.id == DEFAULT_RULE_ID:
+            errors.append(
+                f"{where}alert_rules[{index}].id: {DEFAULT_RULE_ID!r} is reserved for the default route"
+                " (ALERT_NOTIFICATION_CHANNELS)"
+            )
             continue
         seen.add(rule.id)
         # A policy that is declared but invalid has its own error; naming it is not a second one.
