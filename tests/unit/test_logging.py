@@ -31,8 +31,14 @@ def restore_logging() -> Iterator[None]:
     ours = [h for h in root.handlers if isinstance(h, _Handler)]
     level = root.level
     noisy = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
+    apprise_log = logging.getLogger("apprise")
+    apprise_state = (apprise_log.propagate, apprise_log.level)
     config = structlog.get_config()
     yield
+    # configure_logging stops apprise's records from propagating; a later test reading them
+    # through caplog (the alert delivery tests) must see them again.
+    apprise_log.propagate, apprise_log.level = apprise_state
+    logging.captureWarnings(False)
     for handler in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(handler)
     for handler in ours:
