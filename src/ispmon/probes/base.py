@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
+from ispmon.probes.safetext import ERROR_TEXT_LIMIT, target_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -97,9 +98,12 @@ class ProbeContext:
         if self._http is None:
             import aiohttp
 
+            from ispmon.probes.httpclient import ProbeRequest
+
             connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
             self._http = aiohttp.ClientSession(
                 connector=connector,
+                request_class=ProbeRequest,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
@@ -170,7 +174,13 @@ async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float)
         # The probe gets `timeout` for its own protocol timers; the hard limit adds a little slack so
         # the probe's own, more specific timeout error wins when it fires first.
         async with asyncio.timeout(timeout + 0.25):
-            return await fn(endpoint, timeout, ctx)
+            result = await fn(endpoint, timeout, ctx)
+        if result.error is not None:
+            # Probes escape and cap what they quote from the target; this catches any text that
+            # slipped through (an exception's message, a library's wording) before it is stored,
+            # logged or sent.
+            result.error = target_text(result.error, ERROR_TEXT_LIMIT)
+        return result
     except TimeoutError:
         return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s")
     except asyncio.CancelledError:
@@ -184,7 +194,7 @@ async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float)
             Status.UNKNOWN,
             None,
             ErrorKind.INTERNAL,
-            f"internal error in {endpoint.protocol.value} probe: {exc!r}",
+            f"internal error in {endpoint.protocol.value} probe: {target_text(repr(exc))}",
         )
 
 
