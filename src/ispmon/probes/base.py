@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
+from ispmon.probes import patterns
+from ispmon.probes.patterns import PatternOutcome, PatternWorkers, check_budget, current_budget
+from ispmon.probes.resources import PATTERN_WORKERS, resource_failure
 from ispmon.probes.safetext import ERROR_TEXT_LIMIT, target_text
 
 if TYPE_CHECKING:
@@ -92,6 +95,12 @@ class ProbeContext:
     pattern_timeout: float = 0.1
     _http: aiohttp.ClientSession | None = None
     resolvers: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # (resolver, port, timeout)
+    # Threads for expected_response_pattern searches (off the event loop; see ispmon.probes.patterns),
+    # and how long one check may wait in all for a free one before its result says we are saturated
+    # (generous: regex's limit counts CPU time, so on a busy host a search takes longer than that).
+    pattern_workers: int = 2
+    pattern_wait: float = 5.0
+    _patterns: PatternWorkers | None = None
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
@@ -111,7 +120,16 @@ class ProbeContext:
             )
         return self._http
 
+    def pattern_pool(self) -> PatternWorkers:
+        """The pattern search threads, started on first use (most endpoints have no pattern)."""
+        if self._patterns is None:
+            self._patterns = PatternWorkers(self.pattern_workers)
+        return self._patterns
+
     async def close(self) -> None:
+        if self._patterns is not None:
+            self._patterns.close()
+            self._patterns = None
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -129,12 +147,26 @@ def pattern_timeout_result(ctx: ProbeContext, rt: float | None, details: dict[st
         Status.DOWN,
         rt,
         ErrorKind.PATTERN_TIMEOUT,
-        f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
+        f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s (the check's budget)",
         details,
     )
 
 
-def pattern_failure(
+def pattern_busy_result(ctx: ProbeContext, rt: float | None, details: dict[str, Any]) -> ProbeResult:
+    return resource_failure(
+        PATTERN_WORKERS,
+        f"no pattern worker became free within {ctx.pattern_wait:g} s ({ctx.pattern_workers} busy)",
+        rt,
+        details,
+    )
+
+
+async def search_pattern(ctx: ProbeContext, pattern: Any, data: bytes | bytearray) -> PatternOutcome:
+    """Search `data` in a pattern worker thread, within the current check's pattern budget."""
+    return await patterns.search(ctx.pattern_pool(), pattern, data, ctx.pattern_timeout, ctx.pattern_wait)
+
+
+async def pattern_failure(
     endpoint: EndpointSpec,
     data: bytes,
     ctx: ProbeContext,
@@ -142,16 +174,19 @@ def pattern_failure(
     details: dict[str, Any],
     where: str,
 ) -> ProbeResult | None:
-    """DOWN when the endpoint's expected_response_pattern is not found in `data` (searched under the
-    regex time limit, so a catastrophic pattern cannot hang the loop); None when it matches or is unset."""
+    """DOWN when the endpoint's expected_response_pattern is not found in `data`; None when it
+    matches or is unset. The search runs off the event loop under the check's time budget
+    (`search_pattern`), so a catastrophic pattern costs other endpoints nothing."""
     pattern = endpoint.pattern
     if pattern is None:
         return None
-    try:
-        if pattern.search(data, timeout=ctx.pattern_timeout) is not None:
-            return None
-    except TimeoutError:
+    outcome = await search_pattern(ctx, pattern, data)
+    if outcome is PatternOutcome.MATCH:
+        return None
+    if outcome is PatternOutcome.TIMEOUT:
         return pattern_timeout_result(ctx, rt, details)
+    if outcome is PatternOutcome.BUSY:
+        return pattern_busy_result(ctx, rt, details)
     return ProbeResult(Status.DOWN, rt, ErrorKind.PATTERN_MISMATCH, f"pattern not found in {where}", details)
 
 
@@ -167,13 +202,33 @@ def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+# Slack the hard limit gives a probe beyond its own `timeout`, so the probe's own, more specific
+# timeout error wins when it fires first.
+HARD_LIMIT_SLACK = 0.25
+
+
 async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
-    """One attempt under a hard timeout; an exception out of a probe becomes DOWN/internal, not a crash."""
+    """One attempt under a hard timeout; an exception out of a probe becomes DOWN/internal, not a crash.
+
+    Pattern work is ours, not the target's (it happens after, or with the target's clock stopped
+    during, the exchange), so the hard limit also allows for the most a check may spend on it.
+    Called on its own, the attempt is the whole check and has the whole pattern budget.
+    """
+    budget = current_budget()
+    if budget is None:
+        with check_budget(ctx.pattern_timeout, ctx.pattern_wait):
+            return await _attempt(endpoint, ctx, timeout)
+    budget.attempt_spent = 0.0
+    return await _attempt(endpoint, ctx, timeout)
+
+
+async def _attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
     fn = PROBES[endpoint.protocol]
+    hard_limit = timeout + HARD_LIMIT_SLACK
+    if endpoint.pattern is not None:
+        hard_limit += ctx.pattern_wait + ctx.pattern_timeout
     try:
-        # The probe gets `timeout` for its own protocol timers; the hard limit adds a little slack so
-        # the probe's own, more specific timeout error wins when it fires first.
-        async with asyncio.timeout(timeout + 0.25):
+        async with asyncio.timeout(hard_limit):
             result = await fn(endpoint, timeout, ctx)
         if result.error is not None:
             # Probes escape and cap what they quote from the target; this catches any text that
@@ -208,12 +263,18 @@ async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | N
         budget if budget is not None else endpoint.timeout * (endpoint.retries + 1)
     )
     attempts = 0
-    while True:
-        attempts += 1
-        result = await run_attempt(endpoint, ctx, endpoint.timeout)
-        if result.status is not Status.DOWN or attempts > endpoint.retries:
-            break
-        if time.monotonic() + endpoint.timeout > deadline:
-            break
+    # One pattern budget for all attempts: a catastrophic pattern costs at most pattern_timeout of
+    # a worker per check, however many retries the endpoint has.
+    with check_budget(ctx.pattern_timeout, ctx.pattern_wait):
+        while True:
+            attempts += 1
+            result = await run_attempt(endpoint, ctx, endpoint.timeout)
+            if result.status is not Status.DOWN or attempts > endpoint.retries:
+                break
+            if result.error_kind is ErrorKind.PATTERN_TIMEOUT:
+                # Not retried: the budget is spent, and the same body would take as long again.
+                break
+            if time.monotonic() + endpoint.timeout > deadline:
+                break
     result.attempts = attempts
     return result

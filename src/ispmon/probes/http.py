@@ -150,7 +150,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             details,
         )
     where = f"the first {nbytes} bytes of the body" if truncated else f"the {nbytes}-byte body"
-    failure = pattern_failure(endpoint, body, ctx, rt, details, where)
+    failure = await pattern_failure(endpoint, body, ctx, rt, details, where)
     if failure is not None:
         return failure
     if days_left is not None and days_left < endpoint.cert_expiry_days:

@@ -78,7 +78,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             waiter.cancel()
 
     details: dict[str, object] = {"reply": True, "reply_bytes": len(data)}
-    failure = pattern_failure(endpoint, data, ctx, rt, details, f"the {len(data)}-byte reply")
+    failure = await pattern_failure(endpoint, data, ctx, rt, details, f"the {len(data)}-byte reply")
     if failure is not None:
         return failure
     return up_or_slow(endpoint, rt, details, "reply took")
