@@ -19,8 +19,9 @@ import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import patterns
-from ispmon.probes.patterns import PatternOutcome, PatternWorkers, check_budget, current_budget
-from ispmon.probes.resources import PATTERN_WORKERS, resource_failure
+from ispmon.probes.oserrors import resource_errno
+from ispmon.probes.patterns import CheckBudget, PatternOutcome, PatternWorkers, check_budget, current_budget
+from ispmon.probes.resources import EVENT_LOOP, PATTERN_WORKERS, judge, resource_failure
 from ispmon.probes.safetext import ERROR_TEXT_LIMIT, target_text
 
 if TYPE_CHECKING:
@@ -205,42 +206,73 @@ def elapsed_ms(start: float) -> float:
 # Slack the hard limit gives a probe beyond its own `timeout`, so the probe's own, more specific
 # timeout error wins when it fires first.
 HARD_LIMIT_SLACK = 0.25
+# The hard limit fired this late: the loop, not the probe, held the attempt up. Tighter than
+# LATE_TIMER_TOLERANCE because the probe's timer, due HARD_LIMIT_SLACK earlier, was later still.
+HARD_LIMIT_LATE = 0.05
 
 
 async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
-    """One attempt under a hard timeout; an exception out of a probe becomes DOWN/internal, not a crash.
+    """One attempt under a hard timeout. Never raises for anything but cancellation.
 
-    Pattern work is ours, not the target's (it happens after, or with the target's clock stopped
-    during, the exchange), so the hard limit also allows for the most a check may spend on it.
-    Called on its own, the attempt is the whole check and has the whole pattern budget.
+    * An exception out of a probe is a bug in ispmon: UNKNOWN/internal, logged with its traceback.
+    * A failure that is ours, not the target's, is UNKNOWN/internal with ``details["resource"]``
+      (`ispmon.probes.resources.judge` has the rule, including which timeouts are ours): this
+      host out of descriptors or buffers, a timer that fired late because the loop was starved,
+      no pattern worker free. The outage state machine ignores UNKNOWN, so none of these pages.
+    * The hard limit (`timeout` + HARD_LIMIT_SLACK, plus what pattern work may take) only fires
+      when the probe's own timer did not end the attempt: our loop or our code, never the target.
+
+    Pattern work is ours (it happens after, or with the target's clock stopped during, the
+    exchange). Called on its own, the attempt is the whole check and has the whole pattern budget.
     """
     budget = current_budget()
     if budget is None:
-        with check_budget(ctx.pattern_timeout, ctx.pattern_wait):
-            return await _attempt(endpoint, ctx, timeout)
+        with check_budget(ctx.pattern_timeout, ctx.pattern_wait) as own:
+            return await _attempt(endpoint, ctx, timeout, own)
     budget.attempt_spent = 0.0
-    return await _attempt(endpoint, ctx, timeout)
+    return await _attempt(endpoint, ctx, timeout, budget)
 
 
-async def _attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
-    fn = PROBES[endpoint.protocol]
+async def _attempt(
+    endpoint: EndpointSpec, ctx: ProbeContext, timeout: float, budget: CheckBudget
+) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     hard_limit = timeout + HARD_LIMIT_SLACK
     if endpoint.pattern is not None:
         hard_limit += ctx.pattern_wait + ctx.pattern_timeout
     try:
+        fn = PROBES[endpoint.protocol]  # (the first use imports the module: that can fail too)
         async with asyncio.timeout(hard_limit):
             result = await fn(endpoint, timeout, ctx)
-        if result.error is not None:
-            # Probes escape and cap what they quote from the target; this catches any text that
-            # slipped through (an exception's message, a library's wording) before it is stored,
-            # logged or sent.
-            result.error = target_text(result.error, ERROR_TEXT_LIMIT)
-        return result
     except TimeoutError:
-        return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s")
+        # Ours either way. Late, the loop was starved: the probe's own timer, due 0.25 s earlier,
+        # could not run either. On time, the probe overran its own timer: a bug.
+        late = loop.time() - started - hard_limit
+        if late > HARD_LIMIT_LATE:
+            return resource_failure(
+                EVENT_LOOP,
+                f"no result within the {hard_limit:g} s hard limit, which fired {late * 1000:.0f} ms late"
+                " (event loop starved)",
+            )
+        # The probe's own timer should have ended it by now: a probe that overran is our bug.
+        log.error(
+            "probe_overran", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, hard_limit=hard_limit
+        )
+        return ProbeResult(
+            Status.UNKNOWN,
+            None,
+            ErrorKind.INTERNAL,
+            f"the {endpoint.protocol.value} probe did not end within its {hard_limit:g} s hard limit",
+            {"hard_limit": True},
+        )
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # a bug in the probe: record it, keep the daemon alive
+    except Exception as exc:
+        ours = resource_errno(exc)
+        if ours is not None:  # e.g. importing the probe's module needed a descriptor
+            return resource_failure(ours, f"the {endpoint.protocol.value} probe could not run: {exc}")
+        # A bug in the probe: record it, keep the daemon alive.
         log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
         # UNKNOWN, not DOWN: our bug says nothing about the target, so it must not open an outage
         # against a customer's service (the state machine ignores UNKNOWN); the log line above and
@@ -251,6 +283,13 @@ async def _attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) ->
             ErrorKind.INTERNAL,
             f"internal error in {endpoint.protocol.value} probe: {target_text(repr(exc))}",
         )
+    result = judge(result, overrun=loop.time() - started - timeout - budget.attempt_spent)
+    if result.error is not None:
+        # Probes escape and cap what they quote from the target; this catches any text that
+        # slipped through (an exception's message, a library's wording) before it is stored,
+        # logged or sent.
+        result.error = target_text(result.error, ERROR_TEXT_LIMIT)
+    return result
 
 
 async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | None = None) -> ProbeResult:
@@ -258,6 +297,10 @@ async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | N
 
     `budget` bounds the whole check (the scheduler passes the interval so a check never overlaps its
     successor); a retry only starts when a whole attempt still fits in it.
+
+    Only DOWN is retried. An UNKNOWN attempt (our bug, our exhaustion, a starved loop) ends the
+    check as UNKNOWN: retrying would press a host that is out of descriptors harder, and a later
+    attempt failing for the same reason must not be what turns our trouble into a DOWN.
     """
     deadline = time.monotonic() + (
         budget if budget is not None else endpoint.timeout * (endpoint.retries + 1)

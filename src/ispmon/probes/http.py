@@ -18,7 +18,8 @@ from cryptography import x509
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes.base import pattern_failure, up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port, resource_errno
+from ispmon.probes.resources import resource_failure
 from ispmon.probes.safetext import target_text
 
 if TYPE_CHECKING:
@@ -113,9 +114,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     except (aiohttp.ClientError, OSError) as exc:
         kind, text = _classify(exc)
         # A failure after the headers (body cut short) still tells which status the server sent.
-        return ProbeResult(
-            Status.DOWN, None, kind, text, {"status_code": resp.status} if resp is not None else {}
-        )
+        failed = {"status_code": resp.status} if resp is not None else {}
+        if kind is ErrorKind.INTERNAL:  # this host ran out of descriptors, buffers or memory
+            return resource_failure(resource_errno(exc) or "os", text, None, failed)
+        return ProbeResult(Status.DOWN, None, kind, text, failed)
 
     details: dict[str, Any] = {"status_code": status, "bytes_read": nbytes}
     if resp.history:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import pattern_busy_result, pattern_timeout_result, search_pattern, up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port, resource_errno
 from ispmon.probes.patterns import PatternOutcome
+from ispmon.probes.resources import resource_failure
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -55,6 +56,9 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     except OSError as exc:
         kind = classify_os_error(exc)
         where = host_port(target.host, target.port)
+        if kind is ErrorKind.INTERNAL:  # this host ran out of descriptors, buffers or memory
+            doing = "exchange with" if connected_at else "cannot connect to"
+            return resource_failure(resource_errno(exc) or "os", f"{doing} {where}: {describe_os_error(exc)}")
         if connected_at:
             rt = (perf_counter() - start) * 1000.0
             return ProbeResult.down(
