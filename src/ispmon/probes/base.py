@@ -102,6 +102,9 @@ class ProbeContext:
     pattern_workers: int = 2
     pattern_wait: float = 5.0
     _patterns: PatternWorkers | None = None
+    # endpoint id -> the probe bug last logged for it, so a bug is logged (with its traceback)
+    # once per endpoint until that endpoint's result changes, not once per check.
+    _bugs_logged: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
@@ -250,15 +253,20 @@ async def _attempt(
         # could not run either. On time, the probe overran its own timer: a bug.
         late = loop.time() - started - hard_limit
         if late > HARD_LIMIT_LATE:
+            _new_bug(ctx, endpoint, None)
             return resource_failure(
                 EVENT_LOOP,
                 f"no result within the {hard_limit:g} s hard limit, which fired {late * 1000:.0f} ms late"
                 " (event loop starved)",
             )
         # The probe's own timer should have ended it by now: a probe that overran is our bug.
-        log.error(
-            "probe_overran", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, hard_limit=hard_limit
-        )
+        if _new_bug(ctx, endpoint, ("overran",)):
+            log.error(
+                "probe_overran",
+                endpoint_id=endpoint.id,
+                protocol=endpoint.protocol.value,
+                hard_limit=hard_limit,
+            )
         return ProbeResult(
             Status.UNKNOWN,
             None,
@@ -271,18 +279,23 @@ async def _attempt(
     except Exception as exc:
         ours = resource_errno(exc)
         if ours is not None:  # e.g. importing the probe's module needed a descriptor
+            _new_bug(ctx, endpoint, None)
             return resource_failure(ours, f"the {endpoint.protocol.value} probe could not run: {exc}")
         # A bug in the probe: record it, keep the daemon alive.
-        log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
+        if _new_bug(ctx, endpoint, _crash_signature(exc)):
+            log.error(
+                "probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True
+            )
         # UNKNOWN, not DOWN: our bug says nothing about the target, so it must not open an outage
-        # against a customer's service (the state machine ignores UNKNOWN); the log line above and
-        # the result's error kind make it visible.
+        # against a customer's service (the state machine ignores UNKNOWN); the log line above (once
+        # per endpoint until its result changes) and the result's error kind make it visible.
         return ProbeResult(
             Status.UNKNOWN,
             None,
             ErrorKind.INTERNAL,
             f"internal error in {endpoint.protocol.value} probe: {target_text(repr(exc))}",
         )
+    _new_bug(ctx, endpoint, None)
     result = judge(result, overrun=loop.time() - started - timeout - budget.attempt_spent)
     if result.error is not None:
         # Probes escape and cap what they quote from the target; this catches any text that
@@ -290,6 +303,28 @@ async def _attempt(
         # logged or sent.
         result.error = target_text(result.error, ERROR_TEXT_LIMIT)
     return result
+
+
+def _crash_signature(exc: BaseException) -> tuple[Any, ...]:
+    """The same bug, however its message varies: the exception type and where it was raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ()
+    return ("crashed", type(exc).__qualname__, *where)
+
+
+def _new_bug(ctx: ProbeContext, endpoint: EndpointSpec, bug: tuple[Any, ...] | None) -> bool:
+    """Whether `bug` (None: this attempt had none) is news for this endpoint and must be logged."""
+    logged = ctx._bugs_logged
+    if bug is None:
+        if logged and logged.pop(endpoint.id, None) is not None:
+            log.info("probe_bug_cleared", endpoint_id=endpoint.id, protocol=endpoint.protocol.value)
+        return False
+    if logged.get(endpoint.id) == bug:
+        return False
+    logged[endpoint.id] = bug
+    return True
 
 
 async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | None = None) -> ProbeResult:
