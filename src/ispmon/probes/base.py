@@ -85,6 +85,16 @@ def icmp_privileged_default() -> bool:
     return False
 
 
+def default_pattern_workers() -> int:
+    """One pattern thread per core we may run on, less one kept for the event loop (1 to 4): a
+    burst of catastrophic patterns then never competes with the loop for the last core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(4, cores - 1))
+
+
 @dataclass
 class ProbeContext:
     """Resources probes share for the life of the daemon (one HTTP session, DNS resolvers, ...)."""
@@ -99,7 +109,7 @@ class ProbeContext:
     # Threads for expected_response_pattern searches (off the event loop; see ispmon.probes.patterns),
     # and how long one check may wait in all for a free one before its result says we are saturated
     # (generous: regex's limit counts CPU time, so on a busy host a search takes longer than that).
-    pattern_workers: int = 2
+    pattern_workers: int = field(default_factory=default_pattern_workers)
     pattern_wait: float = 5.0
     _patterns: PatternWorkers | None = None
     # endpoint id -> the probe bug last logged for it, so a bug is logged (with its traceback)
