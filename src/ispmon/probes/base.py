@@ -102,7 +102,8 @@ class ProbeContext:
     icmp_privileged: bool = field(default_factory=icmp_privileged_default)
     # Largest body read from an HTTP response / TCP stream before we stop reading (endless bodies).
     max_body_bytes: int = 1 << 20
-    # The regex time limit for expected_response_pattern, seconds.
+    # The regex time limit for expected_response_pattern: seconds (of the worker's CPU time) per
+    # check, shared by all its attempts.
     pattern_timeout: float = 0.1
     _http: aiohttp.ClientSession | None = None
     resolvers: dict[tuple[Any, ...], Any] = field(default_factory=dict)  # (resolver, port, timeout)
