@@ -262,6 +262,7 @@ async def test_outage_lifecycle_survives_kill_9(
         assert ready["monitor"]["scheduler"]["completed"] >= 5
         assert ready["monitor"]["scheduler"]["lag_p99_ms"] < 1000
         assert ready["monitor"]["writer"]["written"] >= 1 and ready["monitor"]["writer"]["dropped"] == 0
+        assert ready["checks"]["probe_resources"] == "ok" and ready["monitor"]["resources"]["failures"] == 0
 
         # One INFO line per state change, not per check.
         lines = daemon.log_lines()

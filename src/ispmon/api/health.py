@@ -31,11 +31,14 @@ async def readyz(call: Call) -> web.Response:
     # operator needs to tell "the network is fine" from "the monitor is falling behind".
     monitor = call.services.monitor
     extra = {"monitor": monitor.stats()} if monitor is not None else {}
+    checks = {"database": "ok" if ready else "failing"}
+    if monitor is not None:
+        # Reported, not failed on: checks that hit our own limits are UNKNOWN (counted under
+        # monitor.resources), and the API still serves.
+        checks["probe_resources"] = "exhausted" if extra["monitor"]["resources"]["exhausted"] else "ok"
     if ready:
-        return json_response({"status": "ready", "checks": {"database": "ok"}, **extra})
-    return json_response(
-        {"status": "not_ready", "reason": reason, "checks": {"database": "failing"}, **extra}, 503
-    )
+        return json_response({"status": "ready", "checks": checks, **extra})
+    return json_response({"status": "not_ready", "reason": reason, "checks": checks, **extra}, 503)
 
 
 ROUTES: tuple[Route, ...] = (

@@ -3,7 +3,8 @@
 For each due check: maintenance lookup -> probe (with retries) -> state machine -> history row on
 the batched writer -> events (status change log lines, outage rows, verification re-checks).
 Everything per endpoint lives in one slotted `EndpointRuntime`; nothing here blocks on the database
-except the rare outage open/resolve, which needs the row id.
+except the rare outage open/resolve, which needs the row id. Checks that failed for the monitor's
+own resources (UNKNOWN, ignored by the state machine) are counted by `ResourceWatch`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ispmon.availability.outages import (
     transition,
     with_outage_id,
 )
+from ispmon.availability.resource_watch import ResourceWatch
 from ispmon.availability.scheduler import Scheduler
 from ispmon.models import ProbeResult, Status
 from ispmon.probes.base import ProbeContext, run_check
@@ -76,6 +78,7 @@ class Monitor:
         events: BatchWriter,
         outages: OutageRepo,
         max_concurrency: int = 500,
+        resource_quiet: float = 30.0,
     ) -> None:
         self.ctx = ctx
         self.policy = policy
@@ -85,6 +88,8 @@ class Monitor:
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.calendar = MaintenanceCalendar([])
         self.scheduler = Scheduler(self._scheduled, max_concurrency=max_concurrency)
+        # Checks that failed for our own resources (UNKNOWN, no outage): counted, logged per change.
+        self.resources = ResourceWatch(resource_quiet)
         self._locks: dict[str, asyncio.Lock] = {}
         # The alert engine (ispmon.alerts.engine.AlertEngine), when alerting is wired in.
         self.alerts: Any = None
@@ -220,6 +225,7 @@ class Monitor:
                 await self._apply(runtime, now, result, state, events)
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
+            self.resources.observe(spec.id, result)
             if runtime.spec is not spec and target_key(runtime.spec) != target_key(spec):
                 return  # the target changed while it was probed: this result is about the old one
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
@@ -262,6 +268,7 @@ class Monitor:
             if runtime.state.phase is not Phase.VERIFYING:
                 return
             result = await run_check(spec, self.ctx, budget=spec.check_interval)
+            self.resources.observe(spec.id, result)
             result.details["verification"] = True
             now = datetime.now(UTC)
             state, events = transition(runtime.state, result, now, self.policy, spec.criticality, mode)
@@ -462,6 +469,7 @@ class Monitor:
                 "lag_p99_ms": p99 * 1000,
             },
             "writer": dataclasses.asdict(self.history.stats) | {"backlog": self.history.backlog},
+            "resources": self.resources.stats(),
         }
 
     async def run(self) -> None:

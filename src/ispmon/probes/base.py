@@ -18,6 +18,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
+from ispmon.probes import patterns
+from ispmon.probes.oserrors import resource_errno
+from ispmon.probes.patterns import CheckBudget, PatternOutcome, PatternWorkers, check_budget, current_budget
+from ispmon.probes.resources import EVENT_LOOP, PATTERN_WORKERS, judge, resource_failure
+from ispmon.probes.safetext import ERROR_TEXT_LIMIT, target_text
 
 if TYPE_CHECKING:
     import aiohttp
@@ -80,6 +85,16 @@ def icmp_privileged_default() -> bool:
     return False
 
 
+def default_pattern_workers() -> int:
+    """One pattern thread per core we may run on, less one kept for the event loop (1 to 4): a
+    burst of catastrophic patterns then never competes with the loop for the last core."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 2
+    return max(1, min(4, cores - 1))
+
+
 @dataclass
 class ProbeContext:
     """Resources probes share for the life of the daemon (one HTTP session, ...).
@@ -91,18 +106,31 @@ class ProbeContext:
     icmp_privileged: bool = field(default_factory=icmp_privileged_default)
     # Largest body read from an HTTP response / TCP stream before we stop reading (endless bodies).
     max_body_bytes: int = 1 << 20
-    # The regex time limit for expected_response_pattern, seconds.
+    # The regex time limit for expected_response_pattern: seconds (of the worker's CPU time) per
+    # check, shared by all its attempts.
     pattern_timeout: float = 0.1
     _http: aiohttp.ClientSession | None = None
+    # Threads for expected_response_pattern searches (off the event loop; see ispmon.probes.patterns),
+    # and how long one check may wait in all for a free one before its result says we are saturated
+    # (generous: regex's limit counts CPU time, so on a busy host a search takes longer than that).
+    pattern_workers: int = field(default_factory=default_pattern_workers)
+    pattern_wait: float = 5.0
+    _patterns: PatternWorkers | None = None
+    # endpoint id -> the probe bug last logged for it, so a bug is logged (with its traceback)
+    # once per endpoint until that endpoint's result changes, not once per check.
+    _bugs_logged: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
         if self._http is None:
             import aiohttp
 
+            from ispmon.probes.httpclient import ProbeRequest
+
             connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
             self._http = aiohttp.ClientSession(
                 connector=connector,
+                request_class=ProbeRequest,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
@@ -110,7 +138,16 @@ class ProbeContext:
             )
         return self._http
 
+    def pattern_pool(self) -> PatternWorkers:
+        """The pattern search threads, started on first use (most endpoints have no pattern)."""
+        if self._patterns is None:
+            self._patterns = PatternWorkers(self.pattern_workers)
+        return self._patterns
+
     async def close(self) -> None:
+        if self._patterns is not None:
+            self._patterns.close()
+            self._patterns = None
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -121,12 +158,26 @@ def pattern_timeout_result(ctx: ProbeContext, rt: float | None, details: dict[st
         Status.DOWN,
         rt,
         ErrorKind.PATTERN_TIMEOUT,
-        f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s",
+        f"expected_response_pattern took longer than {ctx.pattern_timeout:g} s (the check's budget)",
         details,
     )
 
 
-def pattern_failure(
+def pattern_busy_result(ctx: ProbeContext, rt: float | None, details: dict[str, Any]) -> ProbeResult:
+    return resource_failure(
+        PATTERN_WORKERS,
+        f"no pattern worker became free within {ctx.pattern_wait:g} s ({ctx.pattern_workers} busy)",
+        rt,
+        details,
+    )
+
+
+async def search_pattern(ctx: ProbeContext, pattern: Any, data: bytes | bytearray) -> PatternOutcome:
+    """Search `data` in a pattern worker thread, within the current check's pattern budget."""
+    return await patterns.search(ctx.pattern_pool(), pattern, data, ctx.pattern_timeout, ctx.pattern_wait)
+
+
+async def pattern_failure(
     endpoint: EndpointSpec,
     data: bytes,
     ctx: ProbeContext,
@@ -134,16 +185,19 @@ def pattern_failure(
     details: dict[str, Any],
     where: str,
 ) -> ProbeResult | None:
-    """DOWN when the endpoint's expected_response_pattern is not found in `data` (searched under the
-    regex time limit, so a catastrophic pattern cannot hang the loop); None when it matches or is unset."""
+    """DOWN when the endpoint's expected_response_pattern is not found in `data`; None when it
+    matches or is unset. The search runs off the event loop under the check's time budget
+    (`search_pattern`), so a catastrophic pattern costs other endpoints nothing."""
     pattern = endpoint.pattern
     if pattern is None:
         return None
-    try:
-        if pattern.search(data, timeout=ctx.pattern_timeout) is not None:
-            return None
-    except TimeoutError:
+    outcome = await search_pattern(ctx, pattern, data)
+    if outcome is PatternOutcome.MATCH:
+        return None
+    if outcome is PatternOutcome.TIMEOUT:
         return pattern_timeout_result(ctx, rt, details)
+    if outcome is PatternOutcome.BUSY:
+        return pattern_busy_result(ctx, rt, details)
     return ProbeResult(Status.DOWN, rt, ErrorKind.PATTERN_MISMATCH, f"pattern not found in {where}", details)
 
 
@@ -159,29 +213,125 @@ def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
+# Slack the hard limit gives a probe beyond its own `timeout`, so the probe's own, more specific
+# timeout error wins when it fires first.
+HARD_LIMIT_SLACK = 0.25
+# The hard limit fired this late: the loop, not the probe, held the attempt up. Tighter than
+# LATE_TIMER_TOLERANCE because the probe's timer, due HARD_LIMIT_SLACK earlier, was later still.
+HARD_LIMIT_LATE = 0.05
+
+
 async def run_attempt(endpoint: EndpointSpec, ctx: ProbeContext, timeout: float) -> ProbeResult:
-    """One attempt under a hard timeout; an exception out of a probe becomes DOWN/internal, not a crash."""
-    fn = PROBES[endpoint.protocol]
+    """One attempt under a hard timeout. Never raises for anything but cancellation.
+
+    * An exception out of a probe is a bug in ispmon: UNKNOWN/internal, logged with its traceback.
+    * A failure that is ours, not the target's, is UNKNOWN/internal with ``details["resource"]``
+      (`ispmon.probes.resources.judge` has the rule, including which timeouts are ours): this
+      host out of descriptors or buffers, a timer that fired late because the loop was starved,
+      no pattern worker free. The outage state machine ignores UNKNOWN, so none of these pages.
+    * The hard limit (`timeout` + HARD_LIMIT_SLACK, plus what pattern work may take) only fires
+      when the probe's own timer did not end the attempt: our loop or our code, never the target.
+
+    Pattern work is ours (it happens after, or with the target's clock stopped during, the
+    exchange). Called on its own, the attempt is the whole check and has the whole pattern budget.
+    """
+    budget = current_budget()
+    if budget is None:
+        with check_budget(ctx.pattern_timeout, ctx.pattern_wait) as own:
+            return await _attempt(endpoint, ctx, timeout, own)
+    budget.attempt_spent = 0.0
+    return await _attempt(endpoint, ctx, timeout, budget)
+
+
+async def _attempt(
+    endpoint: EndpointSpec, ctx: ProbeContext, timeout: float, budget: CheckBudget
+) -> ProbeResult:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    hard_limit = timeout + HARD_LIMIT_SLACK
+    if endpoint.pattern is not None:
+        hard_limit += ctx.pattern_wait + ctx.pattern_timeout
     try:
-        # The probe gets `timeout` for its own protocol timers; the hard limit adds a little slack so
-        # the probe's own, more specific timeout error wins when it fires first.
-        async with asyncio.timeout(timeout + 0.25):
-            return await fn(endpoint, timeout, ctx)
+        fn = PROBES[endpoint.protocol]  # (the first use imports the module: that can fail too)
+        async with asyncio.timeout(hard_limit):
+            result = await fn(endpoint, timeout, ctx)
     except TimeoutError:
-        return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s")
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a bug in the probe: record it, keep the daemon alive
-        log.error("probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True)
-        # UNKNOWN, not DOWN: our bug says nothing about the target, so it must not open an outage
-        # against a customer's service (the state machine ignores UNKNOWN); the log line above and
-        # the result's error kind make it visible.
+        # Ours either way. Late, the loop was starved: the probe's own timer, due 0.25 s earlier,
+        # could not run either. On time, the probe overran its own timer: a bug.
+        late = loop.time() - started - hard_limit
+        if late > HARD_LIMIT_LATE:
+            _new_bug(ctx, endpoint, None)
+            return resource_failure(
+                EVENT_LOOP,
+                f"no result within the {hard_limit:g} s hard limit, which fired {late * 1000:.0f} ms late"
+                " (event loop starved)",
+            )
+        # The probe's own timer should have ended it by now: a probe that overran is our bug.
+        if _new_bug(ctx, endpoint, ("overran",)):
+            log.error(
+                "probe_overran",
+                endpoint_id=endpoint.id,
+                protocol=endpoint.protocol.value,
+                hard_limit=hard_limit,
+            )
         return ProbeResult(
             Status.UNKNOWN,
             None,
             ErrorKind.INTERNAL,
-            f"internal error in {endpoint.protocol.value} probe: {exc!r}",
+            f"the {endpoint.protocol.value} probe did not end within its {hard_limit:g} s hard limit",
+            {"hard_limit": True},
         )
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        ours = resource_errno(exc)
+        if ours is not None:  # e.g. importing the probe's module needed a descriptor
+            _new_bug(ctx, endpoint, None)
+            return resource_failure(ours, f"the {endpoint.protocol.value} probe could not run: {exc}")
+        # A bug in the probe: record it, keep the daemon alive.
+        if _new_bug(ctx, endpoint, _crash_signature(exc)):
+            log.error(
+                "probe_crashed", endpoint_id=endpoint.id, protocol=endpoint.protocol.value, exc_info=True
+            )
+        # UNKNOWN, not DOWN: our bug says nothing about the target, so it must not open an outage
+        # against a customer's service (the state machine ignores UNKNOWN); the log line above (once
+        # per endpoint until its result changes) and the result's error kind make it visible.
+        return ProbeResult(
+            Status.UNKNOWN,
+            None,
+            ErrorKind.INTERNAL,
+            f"internal error in {endpoint.protocol.value} probe: {target_text(repr(exc))}",
+        )
+    _new_bug(ctx, endpoint, None)
+    result = judge(result, overrun=loop.time() - started - timeout - budget.attempt_spent)
+    if result.error is not None:
+        # Probes escape and cap what they quote from the target; this catches any text that
+        # slipped through (an exception's message, a library's wording) before it is stored,
+        # logged or sent.
+        result.error = target_text(result.error, ERROR_TEXT_LIMIT)
+    return result
+
+
+def _crash_signature(exc: BaseException) -> tuple[Any, ...]:
+    """The same bug, however its message varies: the exception type and where it was raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ()
+    return ("crashed", type(exc).__qualname__, *where)
+
+
+def _new_bug(ctx: ProbeContext, endpoint: EndpointSpec, bug: tuple[Any, ...] | None) -> bool:
+    """Whether `bug` (None: this attempt had none) is news for this endpoint and must be logged."""
+    logged = ctx._bugs_logged
+    if bug is None:
+        if logged and logged.pop(endpoint.id, None) is not None:
+            log.info("probe_bug_cleared", endpoint_id=endpoint.id, protocol=endpoint.protocol.value)
+        return False
+    if logged.get(endpoint.id) == bug:
+        return False
+    logged[endpoint.id] = bug
+    return True
 
 
 async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | None = None) -> ProbeResult:
@@ -189,17 +339,27 @@ async def run_check(endpoint: EndpointSpec, ctx: ProbeContext, budget: float | N
 
     `budget` bounds the whole check (the scheduler passes the interval so a check never overlaps its
     successor); a retry only starts when a whole attempt still fits in it.
+
+    Only DOWN is retried. An UNKNOWN attempt (our bug, our exhaustion, a starved loop) ends the
+    check as UNKNOWN: retrying would press a host that is out of descriptors harder, and a later
+    attempt failing for the same reason must not be what turns our trouble into a DOWN.
     """
     deadline = time.monotonic() + (
         budget if budget is not None else endpoint.timeout * (endpoint.retries + 1)
     )
     attempts = 0
-    while True:
-        attempts += 1
-        result = await run_attempt(endpoint, ctx, endpoint.timeout)
-        if result.status is not Status.DOWN or attempts > endpoint.retries:
-            break
-        if time.monotonic() + endpoint.timeout > deadline:
-            break
+    # One pattern budget for all attempts: a catastrophic pattern costs at most pattern_timeout of
+    # a worker per check, however many retries the endpoint has.
+    with check_budget(ctx.pattern_timeout, ctx.pattern_wait):
+        while True:
+            attempts += 1
+            result = await run_attempt(endpoint, ctx, endpoint.timeout)
+            if result.status is not Status.DOWN or attempts > endpoint.retries:
+                break
+            if result.error_kind is ErrorKind.PATTERN_TIMEOUT:
+                # Not retried: the budget is spent, and the same body would take as long again.
+                break
+            if time.monotonic() + endpoint.timeout > deadline:
+                break
     result.attempts = attempts
     return result

@@ -67,6 +67,7 @@ import dns.rdatatype
 from ispmon.models import ErrorKind, ProbeResult
 from ispmon.probes.base import up_or_slow
 from ispmon.probes.oserrors import classify_os_error, describe_os_error
+from ispmon.probes.safetext import target_text
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -126,7 +127,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     if endpoint.expected_answers and rcode == "NOERROR":
         missing = _missing(rrtype, endpoint.expected_answers, answers)
         if missing:
-            got = ", ".join(answers) if answers else "no answers"
+            got = target_text(", ".join(answers)) if answers else "no answers"  # TXT data is anything
             return ProbeResult.down(
                 ErrorKind.UNEXPECTED_ANSWER,
                 f"expected {', '.join(missing)} among the answers; got {got}",

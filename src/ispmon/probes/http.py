@@ -18,7 +18,9 @@ from cryptography import x509
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes.base import pattern_failure, up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port, resource_errno
+from ispmon.probes.resources import resource_failure
+from ispmon.probes.safetext import target_text
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -112,9 +114,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     except (aiohttp.ClientError, OSError) as exc:
         kind, text = _classify(exc)
         # A failure after the headers (body cut short) still tells which status the server sent.
-        return ProbeResult(
-            Status.DOWN, None, kind, text, {"status_code": resp.status} if resp is not None else {}
-        )
+        failed = {"status_code": resp.status} if resp is not None else {}
+        if kind is ErrorKind.INTERNAL:  # this host ran out of descriptors, buffers or memory
+            return resource_failure(resource_errno(exc) or "os", text, None, failed)
+        return ProbeResult(Status.DOWN, None, kind, text, failed)
 
     details: dict[str, Any] = {"status_code": status, "bytes_read": nbytes}
     if resp.history:
@@ -144,11 +147,12 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             Status.DOWN,
             rt,
             ErrorKind.UNEXPECTED_STATUS,
-            f"HTTP {status} {resp.reason or ''}".rstrip() + f", expected {_expected(endpoint)}",
+            # The reason phrase is the server's own text.
+            f"HTTP {status} {target_text(resp.reason or '')}".rstrip() + f", expected {_expected(endpoint)}",
             details,
         )
     where = f"the first {nbytes} bytes of the body" if truncated else f"the {nbytes}-byte body"
-    failure = pattern_failure(endpoint, body, ctx, rt, details, where)
+    failure = await pattern_failure(endpoint, body, ctx, rt, details, where)
     if failure is not None:
         return failure
     if days_left is not None and days_left < endpoint.cert_expiry_days:
@@ -218,24 +222,27 @@ def _classify(exc: BaseException) -> tuple[ErrorKind, str]:
     if isinstance(exc, aiohttp.TooManyRedirects):
         return (
             ErrorKind.PROTOCOL,
-            f"more than {MAX_REDIRECTS} redirects (last to {exc.request_info.real_url})",
+            f"more than {MAX_REDIRECTS} redirects (last to {target_text(str(exc.request_info.real_url))})",
         )
     if isinstance(exc, aiohttp.ClientResponseError):
         # Raised by the response parser: garbage instead of a status line, malformed headers.
-        return ErrorKind.PROTOCOL, f"invalid HTTP response: {_one_line(exc.message)}"
+        # (ProbeRequest raises the same error when the parser failed before the request went out.)
+        return ErrorKind.PROTOCOL, f"invalid HTTP response: {target_text(_one_line(exc.message))}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return ErrorKind.CONNECTION, "server closed the connection without a complete response"
     if isinstance(exc, aiohttp.ClientPayloadError):
         cause = exc.__cause__
-        reason = _one_line(cause.message) if isinstance(cause, HttpProcessingError) else _one_line(str(exc))
+        reason = target_text(
+            _one_line(cause.message) if isinstance(cause, HttpProcessingError) else _one_line(str(exc))
+        )
         if isinstance(cause, ContentEncodingError):
             return ErrorKind.PROTOCOL, f"invalid response body: {reason}"
         return ErrorKind.CONNECTION, f"connection lost while reading the body: {reason}"
     if isinstance(exc, aiohttp.InvalidURL | aiohttp.RedirectClientError):
-        return ErrorKind.PROTOCOL, f"invalid redirect target: {exc}"
+        return ErrorKind.PROTOCOL, f"invalid redirect target: {target_text(str(exc))}"
     if isinstance(exc, OSError):
         return classify_os_error(exc), describe_os_error(exc)
-    return ErrorKind.CONNECTION, str(exc) or type(exc).__name__
+    return ErrorKind.CONNECTION, target_text(str(exc)) or type(exc).__name__
 
 
 def _one_line(message: str) -> str:

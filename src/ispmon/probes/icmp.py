@@ -26,7 +26,8 @@ from icmplib.utils import unique_identifier
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import up_or_slow
-from ispmon.probes.oserrors import classify_os_error
+from ispmon.probes.oserrors import classify_os_error, resource_errno
+from ispmon.probes.resources import resource_failure
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -58,6 +59,8 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
         except TimeoutError:
             return ProbeResult.down(ErrorKind.DNS, f"{host}: name did not resolve within {timeout:g} s")
         except OSError as exc:
+            if (ours := resource_errno(exc)) is not None:
+                return resource_failure(ours, f"{host}: cannot resolve ({exc.strerror or exc})")
             return ProbeResult.down(ErrorKind.DNS, f"{host}: name did not resolve ({exc.strerror or exc})")
         resolved = True
 
@@ -76,11 +79,14 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             ErrorKind.PERMISSION, f"not allowed to open a {mode} ICMP socket: {_PERMISSION_HINT}"
         )
     except ICMPSocketError as exc:
+        if (ours := resource_errno(exc)) is not None:
+            return resource_failure(ours, f"cannot open an ICMP socket: {exc}")
         return ProbeResult.down(_kind(exc), f"cannot open an ICMP socket: {exc}")
 
     rtts: list[float] = []
     sent = 0
-    failure: tuple[ErrorKind, str] | None = None  # the last error that explains missing replies
+    # The last error that explains missing replies: (kind, text, errno name if it was ours).
+    failure: tuple[ErrorKind, str, str | None] | None = None
     ident = unique_identifier()
     with sock:
         for sequence in range(count):
@@ -91,7 +97,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
                 sock.send(request)
             except ICMPSocketError as exc:
                 # No route / unreachable network: every further send fails the same way.
-                failure = (_kind(exc), f"cannot send to {address}: {exc}")
+                failure = (_kind(exc), f"cannot send to {address}: {exc}", resource_errno(exc))
                 break
             sent += 1
             try:
@@ -100,10 +106,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             except TimeoutExceeded:
                 continue
             except ICMPError as exc:  # destination unreachable, TTL exceeded in transit, ...
-                failure = (ErrorKind.UNREACHABLE, f"{address}: {exc}")
+                failure = (ErrorKind.UNREACHABLE, f"{address}: {exc}", None)
                 continue
             except ICMPSocketError as exc:
-                failure = (_kind(exc), f"receiving from {address}: {exc}")
+                failure = (_kind(exc), f"receiving from {address}: {exc}", resource_errno(exc))
                 continue
             rtts.append((reply.time - request.time) * 1000.0)
 
@@ -112,6 +118,8 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
         details["address"] = address
     if not rtts:
         if failure is not None:
+            if failure[0] is ErrorKind.INTERNAL:  # a send or receive failed for our own resources
+                return resource_failure(failure[2] or "os", failure[1], None, details)
             return ProbeResult.down(failure[0], failure[1], **details)
         return ProbeResult.down(ErrorKind.TIMEOUT, f"no echo reply from {address} ({sent} sent)", **details)
     avg = details["rtt_avg_ms"]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from time import perf_counter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ispmon.models import ErrorKind, ProbeResult, Status
-from ispmon.probes.base import pattern_timeout_result, up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
+from ispmon.probes.base import pattern_busy_result, pattern_timeout_result, search_pattern, up_or_slow
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port, resource_errno
+from ispmon.probes.patterns import PatternOutcome
+from ispmon.probes.resources import resource_failure
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -25,10 +27,11 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     buf = bytearray()
     writer: asyncio.StreamWriter | None = None
     connected_at = 0.0
-    matched = eof = pattern_timed_out = False
+    matched = eof = False
+    outcome: PatternOutcome | None = None
     start = perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout) as target_clock:
             reader, writer = await asyncio.open_connection(target.host, target.port)
             connected_at = perf_counter()
             if payload:
@@ -41,21 +44,21 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
                         eof = True
                         break
                     buf += chunk
-                    try:
-                        if pattern.search(buf, timeout=ctx.pattern_timeout) is not None:
-                            matched = True
-                            break
-                    except TimeoutError:
-                        # regex's own time limit, not ours: caught here so the outer handler
-                        # does not mistake it for the target being slow.
-                        pattern_timed_out = True
+                    outcome = await _search_paused(target_clock, ctx, pattern, buf)
+                    if outcome is PatternOutcome.MATCH:
+                        matched = True
                         break
+                    if outcome is not PatternOutcome.MISMATCH:
+                        break  # the check's pattern budget is spent, or no worker was free
         end = perf_counter()
     except TimeoutError:
         return _timed_out(timeout, connected_at, start, pattern is not None, buf, target.host, target.port)
     except OSError as exc:
         kind = classify_os_error(exc)
         where = host_port(target.host, target.port)
+        if kind is ErrorKind.INTERNAL:  # this host ran out of descriptors, buffers or memory
+            doing = "exchange with" if connected_at else "cannot connect to"
+            return resource_failure(resource_errno(exc) or "os", f"{doing} {where}: {describe_os_error(exc)}")
         if connected_at:
             rt = (perf_counter() - start) * 1000.0
             return ProbeResult.down(
@@ -77,8 +80,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     if pattern is not None:
         details["bytes_received"] = len(buf)
         if not matched:
-            if pattern_timed_out:
+            if outcome is PatternOutcome.TIMEOUT:
                 return pattern_timeout_result(ctx, total_ms, details)
+            if outcome is PatternOutcome.BUSY:
+                return pattern_busy_result(ctx, total_ms, details)
             if eof and not buf:
                 return ProbeResult(
                     Status.DOWN, total_ms, ErrorKind.CONNECTION, "connection closed without a reply", details
@@ -90,6 +95,22 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
                 Status.DOWN, total_ms, ErrorKind.PATTERN_MISMATCH, f"pattern not found {why}", details
             )
     return up_or_slow(endpoint, total_ms, details)
+
+
+async def _search_paused(
+    target_clock: asyncio.Timeout, ctx: ProbeContext, pattern: Any, buf: bytearray
+) -> PatternOutcome:
+    """Search what arrived so far with the target's clock stopped: time spent matching (or waiting
+    for a pattern worker) is ours, and must not turn into a timeout blamed on the target."""
+    when = target_clock.when()
+    loop = asyncio.get_running_loop()
+    paused_at = loop.time()
+    target_clock.reschedule(None)
+    try:
+        return await search_pattern(ctx, pattern, buf)
+    finally:
+        if when is not None:
+            target_clock.reschedule(when + (loop.time() - paused_at))
 
 
 def _timed_out(

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import pattern_failure, up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, host_port, resource_errno
+from ispmon.probes.resources import resource_failure
 
 if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
@@ -64,6 +65,10 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     except OSError as exc:
         kind = classify_os_error(exc)
         where = host_port(target.host, target.port)
+        if kind is ErrorKind.INTERNAL:  # this host ran out of descriptors, buffers or memory
+            return resource_failure(
+                resource_errno(exc) or "os", f"cannot send to {where}: {describe_os_error(exc)}"
+            )
         if kind is ErrorKind.REFUSED:
             return ProbeResult.down(kind, f"port unreachable (ICMP) at {where}", reply=False)
         if kind is ErrorKind.DNS:
@@ -78,7 +83,7 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             waiter.cancel()
 
     details: dict[str, object] = {"reply": True, "reply_bytes": len(data)}
-    failure = pattern_failure(endpoint, data, ctx, rt, details, f"the {len(data)}-byte reply")
+    failure = await pattern_failure(endpoint, data, ctx, rt, details, f"the {len(data)}-byte reply")
     if failure is not None:
         return failure
     return up_or_slow(endpoint, rt, details, "reply took")

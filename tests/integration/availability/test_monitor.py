@@ -646,6 +646,32 @@ async def test_a_probe_that_raises_is_internal_unknown_and_opens_no_outage(h: Ha
     assert history[-1]["status"] == "up"
 
 
+async def test_a_probe_bug_is_logged_once_per_endpoint_until_its_result_changes(h: Harness) -> None:
+    from structlog.testing import capture_logs
+
+    async def broken_probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> ProbeResult:
+        raise RuntimeError(f"bug in a probe, checking {endpoint.id} at {asyncio.get_running_loop().time()}")
+
+    one = h.add("tcp-one", protocol="tcp", url=f"127.0.0.1:{h.target.port}")
+    two = h.add("tcp-two", protocol="tcp", url=f"127.0.0.1:{h.target.port}")
+    with capture_logs() as logs:
+        with probe_replaced(Protocol.TCP, broken_probe):
+            for _ in range(5):
+                await h.check(one)
+                await h.check(two)
+        await h.check(one)  # the real probe: tcp-one's result changes
+        with probe_replaced(Protocol.TCP, broken_probe):
+            await h.check(one, 3)
+            await h.check(two, 3)
+    crashed = [entry for entry in logs if entry["event"] == "probe_crashed"]
+    # The message differs every time; the bug (type and place) does not.
+    assert [entry["endpoint_id"] for entry in crashed] == ["tcp-one", "tcp-two", "tcp-one"]
+    assert all(entry["exc_info"] is True and entry["log_level"] == "error" for entry in crashed)
+    cleared = [entry for entry in logs if entry["event"] == "probe_bug_cleared"]
+    assert [entry["endpoint_id"] for entry in cleared] == ["tcp-one"]
+    assert one.last is not None and one.last[1].error_kind is ErrorKind.INTERNAL
+
+
 async def test_scheduled_checks_run_through_the_scheduler(h: Harness) -> None:
     """The scheduler path end to end: checks happen on their own, a failing one does not stop it."""
     rt = h.add("scheduled")

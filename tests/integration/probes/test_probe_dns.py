@@ -132,7 +132,11 @@ class BadServer(asyncio.DatagramProtocol):
         answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 300, 4) + bytes([192, 0, 2, 77])
         ok = qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question + answer
         mode = labels[0]
+        # One TXT record of two strings with a NUL, a terminal escape and a newline in them.
+        txt = bytes([200]) + b"\x00\x1b[2J" + b"t" * 195 + bytes([200]) + b"\n" + b"u" * 199
+        txt_answer = b"\xc0\x0c" + struct.pack(">HHIH", 16, 1, 300, len(txt)) + txt
         replies = {
+            "longtxt": qid + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0) + question + txt_answer,
             "garbage": b"\x13\x37 this is not DNS at all",
             "short": b"\x01\x02\x03",
             # ANCOUNT=1 but the answer record stops in the middle of its header
@@ -499,3 +503,16 @@ async def test_a_resolver_that_stops_answering_is_down_at_the_next_check(
     second = await probe(ep, 0.3, ctx)
     assert (second.status, second.error_kind) == (Status.DOWN, ErrorKind.TIMEOUT), second
     assert scripted.queries == 2  # asked the resolver both times
+
+
+async def test_answer_text_in_an_error_is_escaped_and_capped(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext
+) -> None:
+    port, _ = bad_server
+    ep = _endpoint(port, "longtxt.bad", "TXT", expected_answers=["v=spf1 -all"])
+    result = await probe(ep, TIMEOUT, ctx)
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.UNEXPECTED_ANSWER), result
+    error = result.error or ""
+    # The 400 bytes the resolver sent are cut to 200 characters, escaped: no NUL reaches PostgreSQL.
+    assert error.startswith("expected v=spf1 -all among the answers; got \\x00\\x1b[2Jttt"), error
+    assert error.endswith("…") and error.isprintable() and len(error) <= 250, error

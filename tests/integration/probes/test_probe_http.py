@@ -4,6 +4,7 @@ trustme certificates) and raw asyncio servers that misbehave at the protocol lev
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import struct
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp.connector
 import pytest
 import trustme
+import uvloop
 from aiohttp import web
 
 from ispmon.availability.endpoints import build_endpoint
@@ -156,6 +158,8 @@ RAW_REPLIES: dict[str, bytes | None] = {
     "hang_up": b"",
     "reset": b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 1000,
     "silent": None,
+    # A reason phrase far longer than anything an error text should carry, with a terminal escape.
+    "long_reason": b"HTTP/1.1 503 \x1b[31m" + b"Overloaded " * 400 + b"\r\nContent-Length: 0\r\n\r\n",
 }
 
 
@@ -188,6 +192,20 @@ async def raw() -> AsyncIterator[dict[str, str]]:
     for server in started.values():
         server.close()
         await server.wait_closed()
+
+
+async def _speak_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Random bytes as soon as the connection opens, then close, without reading the request."""
+    writer.write(os.urandom(512))
+    writer.close()
+
+
+@pytest.fixture(scope="module")
+async def speaks_first() -> AsyncIterator[str]:
+    server = await asyncio.start_server(_speak_first, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    server.close()
+    await server.wait_closed()
 
 
 def _endpoint(url: str, **fields: Any) -> Any:
@@ -411,3 +429,37 @@ async def test_run_check_retries_a_flaky_server(ctx: ProbeContext, servers: dict
         ErrorKind.UNEXPECTED_STATUS,
         3,
     )
+
+
+async def _fifty_checks(url: str) -> list[ProbeResult]:
+    ctx = ProbeContext()
+    try:
+        endpoint = _endpoint(url, timeout=2.0)
+        return [await http.probe(endpoint, endpoint.timeout, ctx) for _ in range(50)]
+    finally:
+        await ctx.close()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_garbage_sent_at_once_is_always_a_protocol_error(speaks_first: str, loop: str) -> None:
+    # The daemon runs on uvloop, where this used to be "connection: Cannot write to closing
+    # transport"; asyncio's loop said "protocol". The same server must get the same verdict.
+    if loop == "uvloop":
+        results = await asyncio.to_thread(uvloop.run, _fifty_checks(speaks_first))
+    else:
+        results = await _fifty_checks(speaks_first)
+    assert {(r.status, r.error_kind) for r in results} == {(Status.DOWN, ErrorKind.PROTOCOL)}, results[0]
+    # One text apart from the quoted bytes, which are escaped and capped.
+    prefix = "invalid HTTP response: Bad status line: "
+    for result in results:
+        assert result.error is not None and result.error.startswith(prefix), result
+        assert result.error.isprintable() and len(result.error) <= len(prefix) + 200, result.error
+
+
+async def test_target_text_in_an_error_is_escaped_and_capped(ctx: ProbeContext, raw: dict[str, str]) -> None:
+    result = await _check(ctx, raw["long_reason"])
+    assert (result.status, result.error_kind) == (Status.DOWN, ErrorKind.UNEXPECTED_STATUS), result
+    error = result.error or ""
+    assert error.startswith("HTTP 503 \\x1b[31mOverloaded Overloaded"), error
+    assert error.endswith("…, expected 2xx or 3xx"), error
+    assert error.isprintable() and len(error) <= 250
