@@ -15,10 +15,23 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
 from ispmon.store.db import create_pool, migrate
 
 TEMPLATE_DB = "ispmon_test_template"
+
+# Tests that do not configure logging log through structlog's defaults, whose console renderer
+# draws an exception with rich (with every frame's locals) when rich is installed: a test
+# dependency brings it in, and one such traceback holds the event loop for a large fraction of a
+# second, which starves the timing-sensitive tests. The daemon never uses that path
+# (configure_logging formats tracebacks as plain text before rendering).
+structlog.configure(
+    processors=[
+        *structlog.get_config()["processors"][:-1],
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 def _with_database(dsn: str, database: str) -> str:
