@@ -111,7 +111,7 @@ async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
     specs: list[EndpointSpec] = []
     for row in await db.endpoints.all():
         try:
-            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults))
+            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True))
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
             log.error("endpoint_invalid_in_database", endpoint_id=row["id"], error=str(exc))

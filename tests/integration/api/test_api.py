@@ -598,7 +598,7 @@ async def test_secrets_are_not_readable_and_survive_a_get_put_round_trip(
         "id": "billing",
         "name": "Billing",
         "url": "https://monitor:s3cret@127.0.0.1:9/health",
-        "headers": {"Authorization": "Bearer abc123", "Accept": "application/json"},
+        "headers": {"X-Auth": "Bearer abc123", "Accept": "application/json"},
     }
     created = await client.post("/services/", json=body)
     assert created.status == 201
@@ -606,12 +606,12 @@ async def test_secrets_are_not_readable_and_survive_a_get_put_round_trip(
         text = await resp.text()
         assert "s3cret" not in text and "abc123" not in text, text
     shown = await (await client.get("/services/billing")).json()
-    assert shown["headers"]["Authorization"] == "[redacted]"
+    assert shown["headers"]["X-Auth"] == "[redacted]"
     # The whole GET body sent back with one change: accepted, and the secrets are kept.
     resp = await client.put("/services/billing", json={**shown, "name": "Billing API"})
     assert resp.status == 200, await resp.text()
     stored = await services.db.endpoints.get("billing")
     assert stored is not None
-    assert stored["spec"]["headers"]["Authorization"] == "Bearer abc123"
+    assert stored["spec"]["headers"]["X-Auth"] == "Bearer abc123"
     assert stored["spec"]["url"] == "https://monitor:s3cret@127.0.0.1:9/health"
     assert stored["name"] == "Billing API"
