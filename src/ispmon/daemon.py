@@ -141,6 +141,7 @@ RESTART_ONLY = (
     "api_port",
     "ispmon_state_dir",
     "ispmon_api_token",
+    "ispmon_api_read_token",
     "ispmon_log_level",
     "ispmon_log_format",
     "ispmon_max_concurrency",
@@ -338,7 +339,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             )
         )
         if settings.ispmon_api_token:
-            log.info("api_listening", host=host, port=port, auth="bearer token for writes")
+            scopes = (
+                "read+write token, read-only token" if settings.ispmon_api_read_token else "read+write token"
+            )
+            log.info("api_listening", host=host, port=port, auth=f"bearer token for every request ({scopes})")
         else:
             log.info(
                 "api_listening",

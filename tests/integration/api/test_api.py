@@ -355,7 +355,13 @@ async def test_openapi_describes_every_registered_route(client: TestClient[Any, 
     }
     assert history["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     assert history["since"]["format"] == "date-time"
-    assert doc["paths"]["/services/"]["get"]["security"] == []
+    # Reads need a token too when one is set; health checks and this document do not.
+    assert doc["paths"]["/services/"]["get"]["security"] == [{"bearerAuth": []}]
+    assert {"401"} <= set(doc["paths"]["/services/"]["get"]["responses"]) and "403" in create["responses"]
+    assert (
+        doc["paths"]["/livez"]["get"]["security"] == []
+        and "401" not in doc["paths"]["/livez"]["get"]["responses"]
+    )
     import openapi_spec_validator as validator
 
     validator.validate(doc)
@@ -535,7 +541,8 @@ async def test_writes_need_the_bearer_token_when_one_is_set(db_dsn: str) -> None
         assert resp.status == 401
         resp = await client.post("/services/", json=TCP_EP, headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 201
-        resp = await client.get("/services/smtp")  # reads stay open
+        assert (await client.get("/services/smtp")).status == 401  # reads need a token too
+        resp = await client.get("/services/smtp", headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 200 and (await resp.json())["id"] == "smtp"
         assert (await client.get("/openapi.json")).status == 200
     finally:
