@@ -22,7 +22,7 @@ from ispmon.availability.endpoints import (
     numbered_slug,
     restore_redacted,
 )
-from ispmon.availability.redaction import public_check
+from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
@@ -321,5 +321,5 @@ def _outage_brief(row: asyncpg.Record) -> dict[str, Any]:
         "started_at": _iso(row["started_at"]),
         "severity": row["severity"],
         "status": row["status"],
-        "error": row["error"],
+        "error": public_text(row["error"]) if row["error"] else row["error"],
     }

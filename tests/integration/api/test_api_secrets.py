@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -238,3 +239,49 @@ async def test_a_stored_row_with_both_credentials_stays_readable_and_must_be_fix
     assert resp.status == 200, await resp.text()
     row = await db.endpoints.get("legacy")
     assert row is not None and row["spec"]["headers"] == {"Authorization": "Bearer old-tok"}
+
+
+async def test_outage_and_alert_reads_redact_a_url_quoted_in_an_error(client: Client, db: Database) -> None:
+    body = {"id": "loop", "name": "Loop", "url": f"http://127.0.0.1:{PORT}/a?token=ErrTok-12"}
+    assert (await client.post("/services/", json=body, headers=WRITE)).status == 201
+    error = f"more than 10 redirects (last to http://127.0.0.1:{PORT}/b?token=ErrTok-12)"
+    now = datetime.now(UTC)
+    outage_id, _ = await db.outages.open(
+        "loop",
+        started_at=now,
+        declared_at=now,
+        status="down",
+        severity="high",
+        error_kind="protocol",
+        error=error,
+        failures=3,
+        verified=True,
+    )
+    async with db.pool.acquire() as conn:
+        alert_id = await conn.fetchval(
+            """INSERT INTO alerts (endpoint_id, rule_id, kind, outage_id, severity, title, message, details,
+                                   started_at)
+               VALUES ('loop', 'default', 'outage', $1, 'high', 'Loop is down', $2, $3, now()) RETURNING id""",
+            outage_id,
+            f"Loop is down: protocol: {error}",
+            {"endpoint_name": "Loop", "error": error},
+        )
+        await conn.execute(
+            """INSERT INTO notifications (idempotency_key, alert_id, outage_id, endpoint_id, event, channel,
+                                          title, body, short_body)
+               VALUES ('k1', $1, $2, 'loop', 'declared', 'email', 'Loop is down', $3, $3)""",
+            alert_id,
+            outage_id,
+            f"Loop is down: protocol: {error}",
+        )
+    for path in (
+        "/outages/",
+        "/outages/active",
+        f"/outages/{outage_id}",
+        "/services/loop/status",
+        "/alerts/",
+        f"/alerts/{alert_id}",
+        "/notifications/",
+    ):
+        text = await _text(client, path, READ)
+        assert "ErrTok-12" not in text and "token=[redacted]" in text, (path, text)
