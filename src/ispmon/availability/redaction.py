@@ -36,6 +36,9 @@ PUBLIC_HEADERS = frozenset(
 SECRET_FIELDS = ("body", "send", "send_hex")  # shown as REDACTED whenever they are set
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 @dataclass(frozen=True, slots=True)
 class _UrlParts:
     """A URL cut into raw text pieces, so that redacting and restoring never re-encode the rest."""
@@ -55,7 +58,7 @@ class _UrlParts:
 
 def _split_url(url: str) -> _UrlParts | None:
     head, sep, rest = url.partition("://")
-    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", head):
+    if not sep or not _SCHEME.fullmatch(head):
         return None
     # The authority ends at the first '/', '?' or '#' (RFC 3986 3.2, and what yarl/aiohttp do);
     # inside it the user info ends at the LAST '@', so an unencoded '@' in a password stays in it.
@@ -99,13 +102,16 @@ def _redact_query(query: str) -> str:
 def public_url(protocol: Protocol, url: str) -> str:
     """An endpoint's `url` as the API shows it: user info (a user alone may be a token) and, for
     http(s), every query value replaced by REDACTED; the keys stay, so the shape is readable."""
+    if "@" not in url and "?" not in url:  # most targets: nothing to hide, nothing to parse
+        return url
     parts = _split_url(url)
     if parts is None:
         return url
-    parts = replace(parts, userinfo=_redact_userinfo(parts.userinfo, keep_lone_user=False))
-    if protocol in (Protocol.HTTP, Protocol.HTTPS) and parts.query:
-        parts = replace(parts, query=_redact_query(parts.query))
-    return parts.join()
+    userinfo = _redact_userinfo(parts.userinfo, keep_lone_user=False)
+    query = parts.query
+    if protocol in (Protocol.HTTP, Protocol.HTTPS) and query:
+        query = _redact_query(query)
+    return replace(parts, userinfo=userinfo, query=query).join()
 
 
 def _restore_query(query: str, old_query: str) -> str:
