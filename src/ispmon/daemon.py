@@ -39,6 +39,7 @@ from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.retention import drop_old_partitions
 from ispmon.store.writer import BatchWriter
+from ispmon.validation import error_list, format_errors
 
 log = structlog.get_logger("ispmon.daemon")
 
@@ -114,7 +115,10 @@ async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
             specs.append(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True))
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
-            log.error("endpoint_invalid_in_database", endpoint_id=row["id"], error=str(exc))
+            # Not str(exc): pydantic quotes the input there, headers and body included.
+            log.error(
+                "endpoint_invalid_in_database", endpoint_id=row["id"], error=format_errors(error_list(exc))
+            )
     return specs
 
 
