@@ -105,7 +105,7 @@ async def _endpoint_from_database(config: LoadedConfig, endpoint_id: str) -> End
     db, embedded = await open_database(settings)
     try:
         row = await db.endpoints.get(endpoint_id)
-        return build_endpoint(row["spec"], settings.endpoint_defaults) if row else None
+        return build_endpoint(row["spec"], settings.endpoint_defaults, stored=True) if row else None
     finally:
         await db.close()
         if embedded is not None:

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, ge=0, le=65535)
     ispmon_state_dir: Path = Field(default_factory=default_state_dir)
     ispmon_api_token: str | None = Field(None, repr=False)
+    ispmon_api_read_token: str | None = Field(None, repr=False)
     ispmon_config: Path | None = None
     # ispmon's own additions (same naming families).
     outage_recovery_threshold: int = Field(2, ge=1, le=100)
@@ -108,7 +109,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of debug, info, warning, error, critical")
         return value.lower()
 
-    @field_validator("ispmon_api_token")
+    @field_validator("ispmon_api_token", "ispmon_api_read_token")
     @classmethod
     def _token(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
@@ -119,6 +120,21 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         return check_database_url(value) if value else None
+
+    @model_validator(mode="after")
+    def _read_token(self) -> Settings:
+        if self.ispmon_api_read_token is None:
+            return self
+        if not self.ispmon_api_token:
+            raise ValueError(
+                "ispmon_api_read_token: needs ISPMON_API_TOKEN (without it the API is loopback-only"
+                " and open, so a read-only token would restrict nothing)"
+            )
+        if self.ispmon_api_read_token == self.ispmon_api_token:
+            raise ValueError(
+                "ispmon_api_read_token: must differ from ISPMON_API_TOKEN (it is the read-only one)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _api_exposure(self) -> Settings:

@@ -39,6 +39,7 @@ from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.retention import drop_old_partitions
 from ispmon.store.writer import BatchWriter
+from ispmon.validation import error_list, format_errors
 
 log = structlog.get_logger("ispmon.daemon")
 
@@ -111,10 +112,13 @@ async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
     specs: list[EndpointSpec] = []
     for row in await db.endpoints.all():
         try:
-            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults))
+            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True))
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
-            log.error("endpoint_invalid_in_database", endpoint_id=row["id"], error=str(exc))
+            # Not str(exc): pydantic quotes the input there, headers and body included.
+            log.error(
+                "endpoint_invalid_in_database", endpoint_id=row["id"], error=format_errors(error_list(exc))
+            )
     return specs
 
 
@@ -141,6 +145,7 @@ RESTART_ONLY = (
     "api_port",
     "ispmon_state_dir",
     "ispmon_api_token",
+    "ispmon_api_read_token",
     "ispmon_log_level",
     "ispmon_log_format",
     "ispmon_max_concurrency",
@@ -338,7 +343,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             )
         )
         if settings.ispmon_api_token:
-            log.info("api_listening", host=host, port=port, auth="bearer token for writes")
+            scopes = (
+                "read+write token, read-only token" if settings.ispmon_api_read_token else "read+write token"
+            )
+            log.info("api_listening", host=host, port=port, auth=f"bearer token for every request ({scopes})")
         else:
             log.info(
                 "api_listening",

@@ -42,6 +42,27 @@ INVALID: dict[str, tuple[str, str | list[str]]] = {
         '[settings]\nispmon_api_token = "abc"\n',
         "settings.ispmon_api_token: must be at least 16 characters (use a random token)",
     ),
+    "short_read_token": (
+        '[settings]\nispmon_api_token = "0123456789abcdef"\nispmon_api_read_token = "abc"\n',
+        "settings.ispmon_api_read_token: must be at least 16 characters (use a random token)",
+    ),
+    "read_token_is_the_write_token": (
+        '[settings]\nispmon_api_token = "0123456789abcdef"\nispmon_api_read_token = "0123456789abcdef"\n',
+        "settings.ispmon_api_read_token: must differ from ISPMON_API_TOKEN (it is the read-only one)",
+    ),
+    "read_token_alone": (
+        '[settings]\nispmon_api_read_token = "0123456789abcdef"\n',
+        "settings.ispmon_api_read_token: needs ISPMON_API_TOKEN (without it the API is loopback-only and open,"
+        " so a read-only token would restrict nothing)",
+    ),
+    "endpoint_url_and_authorization_header": (
+        '[[endpoints]]\nname = "x"\nurl = "http://u:p@127.0.0.1/"\nheaders = { Authorization = "Basic x" }\n',
+        [
+            "endpoints[0].url: give credentials either in url (user:password@) or in headers.Authorization, not both",
+            "endpoints[0].headers.Authorization: give credentials either in url (user:password@) or in"
+            " headers.Authorization, not both",
+        ],
+    ),
     "endpoints_not_list": ("endpoints = 5\n", "endpoints: Input should be a valid list"),
     "endpoint_missing_url": (
         '[[endpoints]]\nname = "x"\n',

@@ -2,8 +2,9 @@
 
 `ROUTES` is the single table: `create_app` registers exactly those routes and the OpenAPI
 document is generated from the same tuple, so the two cannot drift. Authentication: when
-``ISPMON_API_TOKEN`` is set, writes need ``Authorization: Bearer <token>`` and GETs stay open
-(see `ispmon.api.auth`); without a token, `start_api` only listens on loopback.
+``ISPMON_API_TOKEN`` is set, every request but the public paths needs a bearer token (that one,
+or the read-only ``ISPMON_API_READ_TOKEN`` for GETs; see `ispmon.api.auth`); without a token,
+`start_api` only listens on loopback and the API is open there.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     middlewares: list[Middleware] = [error_middleware]
     if services.settings.ispmon_api_token:
         # Inside the error middleware, so a 401 has the same JSON shape as every other error.
-        middlewares.append(auth_middleware(services.settings.ispmon_api_token))
+        settings = services.settings
+        middlewares.append(auth_middleware(settings.ispmon_api_token, settings.ispmon_api_read_token))
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SERVICES] = services
     app[ROUTE_TABLE] = routes

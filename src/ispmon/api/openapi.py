@@ -2,9 +2,10 @@
 
 Request bodies are the pydantic models' own JSON schemas (`model_json_schema`), so the document
 and the validation are one definition. Error responses are derived from what a route declares:
-query parameters can give 400, path ids 404, bodies 400/413/415/422, writes 401 (when a token is
-configured). Collection routes are also served without the trailing slash; that alias is listed
-under ``x-also-served-at`` instead of duplicating the operation.
+query parameters can give 400, path ids 404, bodies 400/413/415/422, every route but the public
+ones 401 and writes 403 (when a token is configured: `ispmon.api.auth`). Collection routes are
+also served without the trailing slash; that alias is listed under ``x-also-served-at`` instead
+of duplicating the operation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ispmon import __version__
+from ispmon.api.auth import is_public
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
 from ispmon.api.spec import Body, Call, Param, Route
@@ -52,6 +54,7 @@ PAGE_PROPERTIES: dict[str, Any] = {
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Bad request: malformed JSON body or a bad query/path parameter (named in errors[].field)",
     401: "Missing or wrong bearer token (only when ISPMON_API_TOKEN is set)",
+    403: "The read-only token (ISPMON_API_READ_TOKEN) cannot write",
     404: "No such resource (the path parameter is named in errors[].field)",
     409: "Conflict: the id exists, the resource comes from the config file, or it is already resolved",
     413: f"Body larger than {MAX_BODY_BYTES} bytes",
@@ -101,8 +104,10 @@ def _error_codes(route: Route) -> list[int]:
         codes.add(400)
     if route.path_params:
         codes.add(404)
-    if route.method not in SAFE_METHODS:
+    if not is_public(route.path):
         codes.add(401)
+    if route.method not in SAFE_METHODS:
+        codes.add(403)
     if route.body is not None:
         codes |= {400, 413, 415, 422}
     return sorted(codes)
@@ -177,8 +182,8 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         else:
             responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     op["responses"] = responses
-    # GETs stay open even with a token configured (dashboards, Prometheus-style scrapers).
-    op["security"] = [] if route.method in SAFE_METHODS else [{"bearerAuth": []}]
+    # Only health, scrape, this document and the status page stay open with a token configured.
+    op["security"] = [] if is_public(route.path) else [{"bearerAuth": []}]
     if route.also_without_slash:
         op["x-also-served-at"] = [p for p in route.paths if p != route.path]
     return op
@@ -206,9 +211,11 @@ def build_document(routes: tuple[Route, ...]) -> dict[str, Any]:
             "title": "ispmon",
             "version": __version__,
             "description": (
-                "Availability monitoring for ISPs. When ISPMON_API_TOKEN is set, every method except "
-                "GET/HEAD/OPTIONS needs 'Authorization: Bearer <token>'; reads stay open. Every GET "
-                "also answers HEAD. Date-times are ISO 8601; a value without an offset is UTC."
+                "Availability monitoring for ISPs. When ISPMON_API_TOKEN is set, every request but "
+                "/livez, /readyz, /metrics, /openapi.json and the status page needs 'Authorization: "
+                "Bearer <token>': that token, or the read-only ISPMON_API_READ_TOKEN for GET/HEAD "
+                "(a write with it is a 403). Every GET also answers HEAD. Date-times are ISO 8601; "
+                "a value without an offset is UTC."
             ),
         },
         "paths": paths,

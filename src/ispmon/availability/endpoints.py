@@ -26,12 +26,19 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from yarl import URL
 
+# The redaction helpers are re-exported here, where callers have always imported them from.
+from ispmon.availability.redaction import PUBLIC_HEADERS, SECRET_FIELDS, public_url
+from ispmon.availability.redaction import REDACTED as REDACTED
+from ispmon.availability.redaction import redact_url as redact_url
+from ispmon.availability.redaction import restore_redacted as restore_redacted
 from ispmon.models import Criticality, Protocol
 from ispmon.validation import unstorable_text
 
@@ -64,32 +71,6 @@ PROTOCOL_FIELDS: dict[str, frozenset[Protocol]] = {
 }
 
 MAX_PATTERN_LENGTH = 1000
-
-# Reads of the API need no token, so definitions are shown with their secrets replaced.
-REDACTED = "[redacted]"
-_SENSITIVE_HEADER = re.compile(
-    r"authorization|cookie|token|secret|passw|api[-_]?key|credential|signature", re.I
-)
-_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:]*:)(?P<password>[^/@]+)(?P<tail>@)")
-
-
-def redact_url(url: str) -> str:
-    """`http://user:secret@host/` -> `http://user:[redacted]@host/`."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}{REDACTED}{m['tail']}", url, count=1)
-
-
-def restore_redacted(changes: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    """A client that sends back what GET showed it must not overwrite the stored secrets with the
-    placeholder: redacted header values and URL passwords are taken from the stored definition."""
-    out = dict(changes)
-    headers = out.get("headers")
-    if isinstance(headers, dict):
-        old = stored.get("headers") or {}
-        out["headers"] = {k: (old[k] if v == REDACTED and k in old else v) for k, v in headers.items()}
-    url, old_url = out.get("url"), stored.get("url")
-    if isinstance(url, str) and isinstance(old_url, str) and REDACTED in url and redact_url(old_url) == url:
-        out["url"] = old_url
-    return out
 
 
 def is_hostname(value: str) -> bool:
@@ -404,7 +385,7 @@ class EndpointSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_consistency(self) -> EndpointSpec:
+    def _check_consistency(self, info: ValidationInfo) -> EndpointSpec:
         if self.timeout >= self.check_interval:
             raise ValueError(
                 f"timeout: must be less than check_interval ({self.timeout:g} >= {self.check_interval:g})"
@@ -422,12 +403,37 @@ class EndpointSpec(BaseModel):
         if self.protocol is Protocol.UDP and self._payload is None:
             raise ValueError("send: a udp endpoint needs a payload (send or send_hex)")
         self._target = parse_target(self.protocol, self.url, self.port)
+        if not (info.context or {}).get("stored"):
+            self._check_one_credential()
         if self.expected_response_pattern is not None:
             try:
                 self._pattern = regex.compile(self.expected_response_pattern.encode())
             except regex.error as exc:
                 raise ValueError(f"expected_response_pattern: invalid regular expression: {exc}") from None
         return self
+
+    def _check_one_credential(self) -> None:
+        # aiohttp refuses to send a request with both (every check would end UNKNOWN with "Cannot
+        # combine AUTHORIZATION header with AUTH argument or credentials encoded in URL"), so the
+        # definition is refused here, naming both places.
+        if self.protocol not in (Protocol.HTTP, Protocol.HTTPS):
+            return
+        header = next((k for k in self.headers if k.lower() == "authorization"), None)
+        parsed = URL(self.url)
+        if header is None or (parsed.user is None and parsed.password is None):
+            return
+        message = "give credentials either in url (user:password@) or in headers.{header}, not both"
+        raise ValidationError.from_exception_data(
+            type(self).__name__,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("value_error", message, {"header": header}),
+                    loc=loc,
+                    input=value,
+                )
+                for loc, value in ((("url",), REDACTED), (("headers", header), REDACTED))
+            ],
+        )
 
     @property
     def target(self) -> Target:
@@ -452,16 +458,19 @@ class EndpointSpec(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """The definition as the API returns it: every field that applies to this protocol, with
-        secrets (credential-like header values, a password in the URL) replaced by REDACTED."""
+        every secret (see `public_url`, PUBLIC_HEADERS, SECRET_FIELDS) replaced by REDACTED."""
         data = self.model_dump(mode="json")
         out = {
             k: v for k, v in data.items() if k not in PROTOCOL_FIELDS or self.protocol in PROTOCOL_FIELDS[k]
         }
-        out["url"] = redact_url(self.url)
+        out["url"] = public_url(self.protocol, self.url)
         if "headers" in out:
             out["headers"] = {
-                k: (REDACTED if _SENSITIVE_HEADER.search(k) else v) for k, v in self.headers.items()
+                k: (v if k.lower() in PUBLIC_HEADERS else REDACTED) for k, v in self.headers.items()
             }
+        for name in SECRET_FIELDS:
+            if out.get(name) is not None:
+                out[name] = REDACTED
         return out
 
     def stored_dict(self) -> dict[str, Any]:
@@ -469,9 +478,16 @@ class EndpointSpec(BaseModel):
         return self.model_dump(mode="json", exclude_defaults=True)
 
 
-def build_endpoint(data: dict[str, Any], defaults: EndpointDefaults | None = None) -> EndpointSpec:
-    """Validate a definition, filling check_interval/timeout/retries from `defaults` when absent."""
-    return EndpointSpec.model_validate(data, context={"defaults": defaults or EndpointDefaults()})
+def build_endpoint(
+    data: dict[str, Any], defaults: EndpointDefaults | None = None, *, stored: bool = False
+) -> EndpointSpec:
+    """Validate a definition, filling check_interval/timeout/retries from `defaults` when absent.
+
+    `stored=True` reads a row back from the database: rules added after it was written
+    (credentials in both url and an Authorization header) do not apply, so such a row stays
+    readable through the API and can be fixed with a PUT (which validates in full)."""
+    context = {"defaults": defaults or EndpointDefaults(), "stored": stored}
+    return EndpointSpec.model_validate(data, context=context)
 
 
 # What is probed. When one of these changes, what was known about the endpoint (its status, its

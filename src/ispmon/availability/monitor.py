@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from ispmon.availability.endpoints import EndpointSpec, redact_url, target_key
+from ispmon.availability.endpoints import EndpointSpec, public_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
 from ispmon.availability.outages import (
     EndpointState,
@@ -143,8 +143,8 @@ class Monitor:
             log.info(
                 "endpoint_target_changed",
                 endpoint_id=spec.id,
-                old=redact_url(runtime.spec.url),
-                new=redact_url(spec.url),
+                old=public_url(runtime.spec.protocol, runtime.spec.url),
+                new=public_url(spec.protocol, spec.url),
                 outage_resolved=outage_id,
             )
             if self.alerts is not None:

@@ -20,6 +20,7 @@ from ispmon.alerts.escalation import EscalationPolicy
 from ispmon.alerts.messages import test_message
 from ispmon.alerts.routing import channel_users, undefined_channel_errors
 from ispmon.alerts.rules import DEFAULT_RULE_ID, AlertRule, default_route
+from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
 from ispmon.store.alerts import ALERT_KINDS, ALERT_STATES, AlertRepo, RuleRepo
@@ -43,6 +44,11 @@ def _iso(value: Any) -> Any:
 def alert_dict(row: asyncpg.Record) -> dict[str, Any]:
     out = {k: _iso(v) for k, v in dict(row).items()}
     out["suppressed"] = row["suppressed_by"] is not None
+    # The message and details quote the check's error, which may quote a URL with a query secret.
+    if isinstance(out.get("message"), str):
+        out["message"] = public_text(out["message"])
+    if isinstance(out.get("details"), dict):
+        out["details"] = public_check(out["details"])
     return out
 
 
@@ -59,9 +65,9 @@ def notification_dict(row: asyncpg.Record) -> dict[str, Any]:
         "channel": row["channel"],
         "event": row["event"],
         "step": row["step"],
-        "title": row["title"],
-        "message": row["body"],
-        "short_message": row["short_body"],
+        "title": row["title"],  # the messages may quote a URL from the check's error (see alert_dict)
+        "message": public_text(row["body"]) if row["body"] else row["body"],
+        "short_message": public_text(row["short_body"]) if row["short_body"] else row["short_body"],
         "delivered": row["state"] == "sent",
         "delivery_time": _iso(row["sent_at"]),
         "state": row["state"],

@@ -22,6 +22,7 @@ from ispmon.availability.endpoints import (
     numbered_slug,
     restore_redacted,
 )
+from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
@@ -67,7 +68,7 @@ class AvailabilityService:
             snap = self.monitor.snapshot(row["id"])
             current = Status(snap["status"]) if snap else Status.UNKNOWN
         return Endpoint(
-            spec=build_endpoint(row["spec"], self.defaults),
+            spec=build_endpoint(row["spec"], self.defaults, stored=True),
             source=row["source"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -163,7 +164,7 @@ class AvailabilityService:
         row = await self.db.endpoints.get(endpoint_id)
         if row is None:
             raise NotFoundError("endpoint", endpoint_id)
-        return build_endpoint(row["spec"], self.defaults)
+        return build_endpoint(row["spec"], self.defaults, stored=True)
 
     # -- checks and status -------------------------------------------------------------------------
     async def check_service(self, endpoint_id: str) -> CheckResult:
@@ -175,7 +176,9 @@ class AvailabilityService:
         """Check every active endpoint once now, at most `concurrency` at a time, and record the
         results; returns them in endpoint id order."""
         rows = [r for r in await self.db.endpoints.all() if r["is_active"]]
-        return await self._check([build_endpoint(r["spec"], self.defaults) for r in rows], concurrency)
+        return await self._check(
+            [build_endpoint(r["spec"], self.defaults, stored=True) for r in rows], concurrency
+        )
 
     async def _check(self, specs: list[EndpointSpec], concurrency: int) -> list[CheckResult]:
         """With a monitor that runs an endpoint, its check goes through the state machine (and the
@@ -232,6 +235,8 @@ class AvailabilityService:
         out["open_outage"] = _outage_brief(open_rows[0]) if open_rows else None
         stats = await self.db.history.stats(endpoint_id, now - timedelta(hours=24))
         out["last_24h"] = _stats_dict(stats)
+        if isinstance(out.get("last_check"), dict):
+            out["last_check"] = public_check(out["last_check"])
         return out
 
     async def get_history(
@@ -263,6 +268,7 @@ class AvailabilityService:
             }
             for r in rows
         ]
+        items = [public_check(item) for item in items]  # a redirect's URL may carry a query secret
         next_cursor = f"{rows[-1]['checked_at'].isoformat()}~{rows[-1]['id']}" if more else None
         return {"endpoint_id": endpoint_id, "items": items, "count": len(items), "next_cursor": next_cursor}
 
@@ -315,5 +321,5 @@ def _outage_brief(row: asyncpg.Record) -> dict[str, Any]:
         "started_at": _iso(row["started_at"]),
         "severity": row["severity"],
         "status": row["status"],
-        "error": row["error"],
+        "error": public_text(row["error"]) if row["error"] else row["error"],
     }

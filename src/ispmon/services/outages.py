@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Severity
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError
 
@@ -19,9 +20,15 @@ if TYPE_CHECKING:
 def outage_dict(row: asyncpg.Record, now: datetime | None = None) -> dict[str, Any]:
     out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(row).items()}
     out["active"] = row["resolved_at"] is None
+    if isinstance(out.get("error"), str):  # a probe's error may quote a URL with a query secret
+        out["error"] = public_text(out["error"])
     if row["resolved_at"] is None:
         out["duration_seconds"] = round(((now or datetime.now(UTC)) - row["started_at"]).total_seconds(), 3)
     return out
+
+
+def _public_data(data: Any) -> Any:
+    return public_check(data) if isinstance(data, dict) else data  # an event may carry the error
 
 
 class OutageService:
@@ -70,7 +77,9 @@ class OutageService:
         events = await self.db.pool.fetch(
             "SELECT at, kind, data FROM endpoint_events WHERE outage_id = $1 ORDER BY at, id", outage_id
         )
-        out["events"] = [{"at": e["at"].isoformat(), "kind": e["kind"], "data": e["data"]} for e in events]
+        out["events"] = [
+            {"at": e["at"].isoformat(), "kind": e["kind"], "data": _public_data(e["data"])} for e in events
+        ]
         return out
 
     async def resolve_outage(

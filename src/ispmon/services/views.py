@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ispmon.availability.endpoints import EndpointSpec
+from ispmon.availability.redaction import public_check
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 
 
@@ -95,14 +96,16 @@ class CheckResult:
         return self.response_time_ms
 
     def to_dict(self) -> dict[str, Any]:
-        """The result as the API returns it."""
-        return {
-            "checked_at": self.checked_at.isoformat(),
-            "status": self.status.value,
-            "response_time_ms": self.response_time_ms,
-            "error_kind": self.error_kind.value if self.error_kind is not None else None,
-            "error": self.error,
-            "attempts": self.attempts,
-            "details": self.details,
-            "endpoint_id": self.endpoint_id,
-        }
+        """The result as the API returns it (a URL quoted in the error or details redacted)."""
+        return public_check(
+            {
+                "checked_at": self.checked_at.isoformat(),
+                "status": self.status.value,
+                "response_time_ms": self.response_time_ms,
+                "error_kind": self.error_kind.value if self.error_kind is not None else None,
+                "error": self.error,
+                "attempts": self.attempts,
+                "details": self.details,
+                "endpoint_id": self.endpoint_id,
+            }
+        )

@@ -355,7 +355,13 @@ async def test_openapi_describes_every_registered_route(client: TestClient[Any, 
     }
     assert history["limit"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
     assert history["since"]["format"] == "date-time"
-    assert doc["paths"]["/services/"]["get"]["security"] == []
+    # Reads need a token too when one is set; health checks and this document do not.
+    assert doc["paths"]["/services/"]["get"]["security"] == [{"bearerAuth": []}]
+    assert {"401"} <= set(doc["paths"]["/services/"]["get"]["responses"]) and "403" in create["responses"]
+    assert (
+        doc["paths"]["/livez"]["get"]["security"] == []
+        and "401" not in doc["paths"]["/livez"]["get"]["responses"]
+    )
     import openapi_spec_validator as validator
 
     validator.validate(doc)
@@ -535,7 +541,8 @@ async def test_writes_need_the_bearer_token_when_one_is_set(db_dsn: str) -> None
         assert resp.status == 401
         resp = await client.post("/services/", json=TCP_EP, headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 201
-        resp = await client.get("/services/smtp")  # reads stay open
+        assert (await client.get("/services/smtp")).status == 401  # reads need a token too
+        resp = await client.get("/services/smtp", headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 200 and (await resp.json())["id"] == "smtp"
         assert (await client.get("/openapi.json")).status == 200
     finally:
@@ -598,7 +605,7 @@ async def test_secrets_are_not_readable_and_survive_a_get_put_round_trip(
         "id": "billing",
         "name": "Billing",
         "url": "https://monitor:s3cret@127.0.0.1:9/health",
-        "headers": {"Authorization": "Bearer abc123", "Accept": "application/json"},
+        "headers": {"X-Auth": "Bearer abc123", "Accept": "application/json"},
     }
     created = await client.post("/services/", json=body)
     assert created.status == 201
@@ -606,12 +613,12 @@ async def test_secrets_are_not_readable_and_survive_a_get_put_round_trip(
         text = await resp.text()
         assert "s3cret" not in text and "abc123" not in text, text
     shown = await (await client.get("/services/billing")).json()
-    assert shown["headers"]["Authorization"] == "[redacted]"
+    assert shown["headers"]["X-Auth"] == "[redacted]"
     # The whole GET body sent back with one change: accepted, and the secrets are kept.
     resp = await client.put("/services/billing", json={**shown, "name": "Billing API"})
     assert resp.status == 200, await resp.text()
     stored = await services.db.endpoints.get("billing")
     assert stored is not None
-    assert stored["spec"]["headers"]["Authorization"] == "Bearer abc123"
+    assert stored["spec"]["headers"]["X-Auth"] == "Bearer abc123"
     assert stored["spec"]["url"] == "https://monitor:s3cret@127.0.0.1:9/health"
     assert stored["name"] == "Billing API"

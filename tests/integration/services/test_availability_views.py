@@ -73,7 +73,7 @@ async def test_create_endpoint_returns_an_endpoint_with_attributes(db: Database)
             "name": "API Gateway",
             "url": "https://ops:s3cret@api.example.net/health",
             "protocol": ProtocolType.HTTPS,
-            "headers": {"Authorization": "Bearer abc", "Accept": "text/plain"},
+            "headers": {"X-Auth": "Bearer abc", "Accept": "text/plain"},
             "check_interval": 60,
             "timeout": 5,
             "expected_status_code": 200,
@@ -88,10 +88,10 @@ async def test_create_endpoint_returns_an_endpoint_with_attributes(db: Database)
     assert (endpoint.timeout, endpoint.expected_status_code, endpoint.source) == (5.0, 200, "api")
     assert isinstance(endpoint.created_at, datetime) and endpoint.current_status is None
     # The attributes hold the real values; the dict is what the API shows, secrets redacted.
-    assert endpoint.headers["Authorization"] == "Bearer abc"
+    assert endpoint.headers["X-Auth"] == "Bearer abc"
     assert endpoint.url == "https://ops:s3cret@api.example.net/health"
     shown = endpoint.to_dict()
-    assert shown["headers"] == {"Authorization": "[redacted]", "Accept": "text/plain"}
+    assert shown["headers"] == {"X-Auth": "[redacted]", "Accept": "text/plain"}
     assert shown["url"] == "https://ops:[redacted]@api.example.net/health"
     assert shown["protocol"] == "https" and shown["created_at"] == endpoint.created_at.isoformat()
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
@@ -99,7 +99,7 @@ async def test_create_endpoint_returns_an_endpoint_with_attributes(db: Database)
     assert (await svc.get_endpoint("api-gateway")).to_dict() == shown
     assert [e.id for e in await svc.list_endpoints()] == ["api-gateway"]
     updated = await svc.update_endpoint("api-gateway", {"timeout": 2})
-    assert updated.timeout == 2.0 and updated.headers["Authorization"] == "Bearer abc"
+    assert updated.timeout == 2.0 and updated.headers["X-Auth"] == "Bearer abc"
 
 
 async def test_the_api_shows_what_to_dict_gives(db: Database) -> None:

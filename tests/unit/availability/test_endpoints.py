@@ -99,13 +99,13 @@ def test_secrets_are_redacted_in_api_output_and_restored_on_write_back() -> None
         {
             "name": "billing",
             "url": "https://monitor:s3cret@billing.example.net/health",
-            "headers": {"Authorization": "Bearer abc", "X-Api-Key": "k", "Accept": "application/json"},
+            "headers": {"X-Auth": "Bearer abc", "X-Api-Key": "k", "Accept": "application/json"},
         }
     )
     shown = spec.public_dict()
     assert shown["url"] == f"https://monitor:{REDACTED}@billing.example.net/health"
     assert shown["headers"] == {
-        "Authorization": REDACTED,
+        "X-Auth": REDACTED,
         "X-Api-Key": REDACTED,
         "Accept": "application/json",
     }
@@ -114,10 +114,10 @@ def test_secrets_are_redacted_in_api_output_and_restored_on_write_back() -> None
     stored = spec.stored_dict()
     restored = restore_redacted({**shown, "headers": {**shown["headers"], "Accept": "text/plain"}}, stored)
     assert restored["url"] == spec.url
-    assert restored["headers"] == {"Authorization": "Bearer abc", "X-Api-Key": "k", "Accept": "text/plain"}
+    assert restored["headers"] == {"X-Auth": "Bearer abc", "X-Api-Key": "k", "Accept": "text/plain"}
     # A new secret replaces the old one.
-    assert restore_redacted({"headers": {"Authorization": "Bearer new"}}, stored)["headers"] == {
-        "Authorization": "Bearer new"
+    assert restore_redacted({"headers": {"X-Auth": "Bearer new"}}, stored)["headers"] == {
+        "X-Auth": "Bearer new"
     }
 
 
