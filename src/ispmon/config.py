@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     alert_channel_rate_limit: int = Field(30, ge=1, le=10000)
     alert_send_timeout: float = Field(30.0, gt=0, le=300)
     alert_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    # Network performance (SNMP polling).
+    interface_metrics_retention_days: int = Field(30, ge=1, le=3650)
+    snmp_max_concurrency: int = Field(100, ge=1, le=10000)
 
     @field_validator("ispmon_log_level")
     @classmethod

@@ -37,7 +37,7 @@ from ispmon.store.db import ensure_partitions
 from ispmon.store.embedded import EmbeddedPostgres
 from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
-from ispmon.store.retention import drop_old_partitions
+from ispmon.store.retention import drop_old_interface_metrics, drop_old_partitions
 from ispmon.store.writer import BatchWriter
 
 log = structlog.get_logger("ispmon.daemon")
@@ -203,6 +203,7 @@ async def housekeeping(db: Database, settings: Settings) -> None:
             async with db.pool.acquire() as conn:
                 await ensure_partitions(conn)
                 await drop_old_partitions(conn, settings.cleanup_retention_days)
+                await drop_old_interface_metrics(conn, settings.interface_metrics_retention_days)
         except Exception as exc:
             log.error("housekeeping_failed", error=str(exc))
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
