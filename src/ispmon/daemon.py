@@ -29,6 +29,7 @@ from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.models import Status
+from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
 from ispmon.services.maintenance import MaintenanceService
@@ -303,6 +304,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         max_concurrency=settings.ispmon_max_concurrency,
     )
     alerting: Alerting | None = None
+    network: NetworkPolling | None = None
     try:
         retargeted = await sync_config(db, config)
         await restore_monitor(db, monitor, settings, retargeted)
@@ -311,7 +313,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         history.start()
         events.start()
         await alerting.start()
-        app = create_app(AppServices.build(db, settings, monitor, alerting.service))
+        network = await NetworkPolling.start(db, config)
+        app = create_app(AppServices.build(db, settings, monitor, alerting.service, poller=network.poller))
         try:
             runner, host, port = await start_api(
                 app, settings.api_host, settings.api_port, settings.ispmon_api_token
@@ -363,6 +366,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await monitor.close()
+        if network is not None:
+            await network.close()
         if alerting is not None:
             await alerting.close()
         await history.close()
