@@ -79,8 +79,12 @@ def value_of(value: Any) -> int | str | None:
     """A pysnmp value as plain Python; None for the exceptions (noSuchObject, endOfMibView, ...)."""
     if isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | rfc1905.UnSpecified):
         return None
-    if isinstance(value, rfc1902.ObjectIdentifier):
-        return str(value)
+    if isinstance(value, rfc1902.ObjectIdentifier | ObjectIdentity):
+        # Without MIBs pysnmp hands OID values back as an unresolved ObjectIdentity.
+        try:
+            return str(value.getOid()) if isinstance(value, ObjectIdentity) else str(value)
+        except Exception:
+            return None
     if isinstance(value, rfc1902.OctetString | rfc1902.IpAddress | rfc1902.Opaque | rfc1902.Bits):
         return bytes(value).decode("utf-8", "replace").replace("\x00", "")
     try:
