@@ -129,6 +129,9 @@ async def read_counters(client: SnmpClient, device: DeviceSpec, hc: bool, now: A
     Falls back to the 32-bit columns when the 64-bit ones come back empty (an agent without
     ifXTable counters)."""
     uptime = _int((await client.get(device, (SYS_UPTIME,)))[SYS_UPTIME])
+    if uptime is None:
+        # Every agent has sysUpTime; without it resets cannot be told from traffic.
+        raise SnmpError("agent", f"{device.id}: the agent gave no sysUpTime (noSuchObject or garbage)")
     started = now()
     columns = {**(HC_COUNTERS if hc else COUNTERS_32), **ERROR_COUNTERS}
     table = await client.table(device, (*columns, IF_ADMIN, IF_OPER, *((IF_DISCONTINUITY,) if hc else ())))
