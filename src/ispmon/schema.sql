@@ -237,6 +237,7 @@ CREATE TABLE IF NOT EXISTS devices (
     last_error         text,
     last_poll_at       timestamptz,
     last_discovery_at  timestamptz,
+    unreachable_since  timestamptz,
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now()
 );
@@ -262,6 +263,8 @@ CREATE TABLE IF NOT EXISTS interfaces (
     present         boolean NOT NULL DEFAULT true,
     last_sample     jsonb,
     last_sample_at  timestamptz,
+    -- Set by an interface_down event (oper not up while admin up), cleared by interface_up.
+    down_since      timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (device_id, key)
@@ -287,6 +290,18 @@ CREATE TABLE IF NOT EXISTS interface_metrics (
     in_octets       bigint,
     out_octets      bigint
 ) PARTITION BY RANGE (at);
+-- State changes of devices and interfaces: interface_down / interface_up (with duration_s),
+-- device_unreachable / device_reachable. One row per change, never one per poll.
+CREATE TABLE IF NOT EXISTS network_events (
+    id           bigserial PRIMARY KEY,
+    device_id    text NOT NULL,
+    interface_id bigint,
+    at           timestamptz NOT NULL,
+    kind         text NOT NULL,
+    data         jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS network_events_device ON network_events (device_id, at DESC);
+
 CREATE INDEX IF NOT EXISTS interface_metrics_interface_time ON interface_metrics (interface_id, at);
 CREATE TABLE IF NOT EXISTS interface_metrics_default PARTITION OF interface_metrics DEFAULT;
 

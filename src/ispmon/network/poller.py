@@ -26,8 +26,9 @@ import structlog
 from ispmon.network.counters import Reading, rates, rebooted
 from ispmon.network.devices import DeviceSpec
 from ispmon.network.discovery import Counters, Discovered, discover, read_counters
+from ispmon.network.events import NetEvent, device_transition, interface_transition
 from ispmon.network.snmp import SnmpClient, SnmpError
-from ispmon.store.interfaces import metric_row, sample_dict
+from ispmon.store.interfaces import PollUpdate, metric_row, sample_dict
 
 if TYPE_CHECKING:
     from ispmon.store.database import Database
@@ -47,6 +48,7 @@ class Iface:
     speed_bps: int | None
     high_speed_mbps: int | None
     selected: bool
+    down_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -70,10 +72,16 @@ class DeviceState:
     uptime: int | None = None
     uptime_at: float | None = None
     discovered_at: float | None = None
+    unreachable_since: float | None = None
+    loaded: bool = False
     by_index: dict[int, Iface] = field(default_factory=dict)
     readings: dict[int, Reading] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _dt(at: float | None) -> datetime | None:
+    return datetime.fromtimestamp(at, UTC) if at is not None else None
 
 
 class Poller:
@@ -169,6 +177,12 @@ class Poller:
     async def _poll(self, state: DeviceState) -> dict[str, Any]:
         spec = state.spec
         self.stats.polls += 1
+        if not state.loaded:
+            # Where the last run left the device (an open unreachable spell keeps its start).
+            row = await self.db.devices.get(spec.id)
+            if row is not None and row["unreachable_since"] is not None:
+                state.unreachable_since = row["unreachable_since"].timestamp()
+            state.loaded = True
         discovered: Discovered | None = None
         try:
             if self._needs_discovery(state):
@@ -190,7 +204,7 @@ class Poller:
                     "interfaces": []}
         state.uptime, state.uptime_at = reading.uptime, reading.at
         state.hc = reading.hc
-        await self._reachable(state, discovered)
+        await self._reachable(state, reading.at)
         return await self._record(state, reading, discovered is not None)
 
     def _needs_discovery(self, state: DeviceState) -> bool:
@@ -203,7 +217,7 @@ class Poller:
         before = len(state.by_index)
         state.by_index = {
             r["if_index"]: Iface(r["id"], r["key"], r["name"], r["if_type"], r["speed_bps"], r["high_speed_mbps"],
-                                 r["selected"])
+                                 r["selected"], r["down_since"].timestamp() if r["down_since"] else None)
             for r in rows
         }
         state.hc = found.hc
@@ -211,7 +225,8 @@ class Poller:
         ids = {i.id for i in state.by_index.values()}
         state.readings = {k: v for k, v in state.readings.items() if k in ids}
         await self.db.devices.record_poll(
-            state.spec.id, datetime.now(UTC), reachable=True, system=found.system, discovered=True
+            state.spec.id, datetime.now(UTC), reachable=True, system=found.system, discovered=True,
+            unreachable_since=_dt(state.unreachable_since),
         )
         if len(rows) != before:
             selected = sum(1 for i in state.by_index.values() if i.selected)
@@ -224,11 +239,20 @@ class Poller:
             # Once per state change (and per new reason), not once per failed poll.
             log.warning("device_unreachable", device_id=state.spec.id, kind=exc.kind, error=exc.message)
         state.readings.clear()  # the next answer starts a new pair: no rate across the gap
-        await self.db.devices.record_poll(state.spec.id, datetime.now(UTC), reachable=False, error=exc.message)
+        events, state.unreachable_since = device_transition(
+            state.spec.id, False, state.unreachable_since, self.clock(), exc.message
+        )
+        await self.db.interfaces.record_events(events)
+        await self.db.devices.record_poll(
+            state.spec.id, datetime.now(UTC), reachable=False, error=exc.message,
+            unreachable_since=_dt(state.unreachable_since),
+        )
 
-    async def _reachable(self, state: DeviceState, discovered: Discovered | None) -> None:
-        if state.reachable is False:
-            log.info("device_reachable", device_id=state.spec.id)
+    async def _reachable(self, state: DeviceState, at: float) -> None:
+        events, state.unreachable_since = device_transition(state.spec.id, True, state.unreachable_since, at)
+        if events:
+            log.info("device_reachable", device_id=state.spec.id, duration_s=events[0].data["duration_s"])
+            await self.db.interfaces.record_events(events)
         state.reachable, state.error = True, None
         system = {"sys_uptime": state.uptime}
         await self.db.devices.record_poll(
@@ -238,7 +262,8 @@ class Poller:
     async def _record(self, state: DeviceState, reading: Counters, discovered: bool) -> dict[str, Any]:
         items: list[dict[str, Any]] = []
         rows: list[tuple[Any, ...]] = []
-        updates: list[tuple[int, str | None, str | None, dict[str, Any] | None]] = []
+        events: list[NetEvent] = []
+        updates: list[PollUpdate] = []
         for index, iface in state.by_index.items():
             if not iface.selected:
                 continue
@@ -275,7 +300,14 @@ class Poller:
                     self.stats.no_sample[reason] = self.stats.no_sample.get(reason, 0) + 1
             if current is not None:
                 state.readings[iface.id] = current
-            updates.append((iface.id, reading.admin.get(index), reading.oper.get(index), sample_json))
+            admin, oper = reading.admin.get(index), reading.oper.get(index)
+            changes, iface.down_since = interface_transition(
+                state.spec.id, iface.id, iface.name, admin, oper, iface.down_since, reading.at
+            )
+            for event in changes:  # one line per state change, never one per poll
+                log.info(event.kind, device_id=state.spec.id, interface=iface.name, **event.data)
+            events.extend(changes)
+            updates.append((iface.id, admin, oper, sample_json, _dt(iface.down_since)))
             items.append(
                 {
                     "id": iface.id,
@@ -291,6 +323,7 @@ class Poller:
         if rows:  # no writer (no daemon): one COPY for this poll's samples
             await self.db.interfaces.write_metrics(rows)
         await self.db.interfaces.record_poll(updates)
+        await self.db.interfaces.record_events(events)
         return {
             "device_id": state.spec.id,
             "reachable": True,

@@ -13,7 +13,7 @@ from ispmon.store.listing import Filter, Key, ListSpec
 
 _COLUMNS = (
     "id, name, address, tags, is_active, spec, source, sys_name, sys_descr, sys_object_id, sys_uptime,"
-    " reachable, last_error, last_poll_at, last_discovery_at, created_at, updated_at"
+    " reachable, last_error, last_poll_at, last_discovery_at, unreachable_since, created_at, updated_at"
 )
 
 # GET /devices/ and DeviceRepo.list, by id.
@@ -103,6 +103,7 @@ class DeviceRepo:
         error: str | None = None,
         system: dict[str, Any] | None = None,
         discovered: bool = False,
+        unreachable_since: datetime | None = None,
     ) -> None:
         """What a poll learnt of the device: reachable or not (and why), sysName/sysDescr/sysUpTime."""
         system = system or {}
@@ -110,7 +111,8 @@ class DeviceRepo:
             """UPDATE devices SET reachable = $2, last_error = $3, last_poll_at = $4,
                       sys_name = coalesce($5, sys_name), sys_descr = coalesce($6, sys_descr),
                       sys_object_id = coalesce($7, sys_object_id), sys_uptime = coalesce($8, sys_uptime),
-                      last_discovery_at = CASE WHEN $9 THEN $4 ELSE last_discovery_at END
+                      last_discovery_at = CASE WHEN $9 THEN $4 ELSE last_discovery_at END,
+                      unreachable_since = $10
                WHERE id = $1""",
             device_id,
             reachable,
@@ -121,4 +123,5 @@ class DeviceRepo:
             system.get("sys_object_id"),
             system.get("sys_uptime"),
             discovered,
+            unreachable_since,
         )

@@ -14,6 +14,9 @@ from typing import Any
 import asyncpg
 
 from ispmon.network.counters import Sample
+from ispmon.network.events import NetEvent
+
+PollUpdate = tuple[int, str | None, str | None, dict[str, Any] | None, datetime | None]
 
 METRIC_FIELDS = (
     "in_bps",
@@ -33,7 +36,7 @@ METRIC_COLUMNS = ("interface_id", "at", "interval_s", *METRIC_FIELDS)
 
 INTERFACE_COLUMNS = (
     "id, device_id, key, if_index, name, descr, alias, if_type, speed_bps, high_speed_mbps, admin_status,"
-    " oper_status, last_change, selected, present, last_sample, last_sample_at, created_at, updated_at"
+    " oper_status, last_change, selected, present, last_sample, last_sample_at, down_since, created_at, updated_at"
 )
 # The discovered values, in the order of _UPSERT's unnest arrays.
 DISCOVERED = (
@@ -50,13 +53,15 @@ DISCOVERED = (
     ("last_change", "bigint"),
     ("selected", "boolean"),
 )
+# Statuses of a known interface are the poll's to change (so a change is an event), not discovery's.
+_POLLED = ("key", "admin_status", "oper_status")
 _UNNEST = ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(DISCOVERED))
 _NAMES = ", ".join(n for n, _ in DISCOVERED)
 _UPSERT = f"""
 INSERT INTO interfaces (device_id, {_NAMES})
 SELECT $1, * FROM unnest({_UNNEST})
 ON CONFLICT (device_id, key) DO UPDATE SET
-    {", ".join(f"{n} = EXCLUDED.{n}" for n, _ in DISCOVERED if n != "key")}, present = true, updated_at = now()
+    {", ".join(f"{n} = EXCLUDED.{n}" for n, _ in DISCOVERED if n not in _POLLED)}, present = true, updated_at = now()
 RETURNING {INTERFACE_COLUMNS}"""
 
 
@@ -101,21 +106,40 @@ class InterfaceRepo:
     async def get(self, interface_id: int) -> asyncpg.Record | None:
         return await self.pool.fetchrow(f"SELECT {INTERFACE_COLUMNS} FROM interfaces WHERE id = $1", interface_id)
 
-    async def record_poll(self, updates: Sequence[tuple[int, str | None, str | None, dict[str, Any] | None]]) -> None:
-        """After a poll: each ``(interface id, admin status, oper status, last sample or None)``."""
+    async def record_poll(self, updates: Sequence[PollUpdate]) -> None:
+        """After a poll: each ``(interface id, admin status, oper status, last sample or None, down_since)``."""
         if not updates:
             return
         await self.pool.execute(
             """UPDATE interfaces i SET admin_status = coalesce(u.admin, i.admin_status),
                       oper_status = coalesce(u.oper, i.oper_status),
                       last_sample = coalesce(u.sample, i.last_sample),
-                      last_sample_at = CASE WHEN u.sample IS NULL THEN i.last_sample_at ELSE now() END
-               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[]) AS u(id, admin, oper, sample)
+                      last_sample_at = CASE WHEN u.sample IS NULL THEN i.last_sample_at ELSE now() END,
+                      down_since = u.down_since
+               FROM unnest($1::bigint[], $2::text[], $3::text[], $4::jsonb[], $5::timestamptz[])
+                    AS u(id, admin, oper, sample, down_since)
                WHERE i.id = u.id""",
             [u[0] for u in updates],
             [u[1] for u in updates],
             [u[2] for u in updates],
             [u[3] for u in updates],
+            [u[4] for u in updates],
+        )
+
+    async def record_events(self, events: Sequence[NetEvent]) -> None:
+        """State changes (interface_down / up, device_unreachable / reachable) as network_events rows."""
+        if events:
+            await self.pool.executemany(
+                "INSERT INTO network_events (device_id, interface_id, at, kind, data) VALUES ($1, $2, $3, $4, $5)",
+                [(e.device_id, e.interface_id, datetime.fromtimestamp(e.at, UTC), e.kind, e.data) for e in events],
+            )
+
+    async def events(self, device_id: str, limit: int = 1000) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT device_id, interface_id, at, kind, data FROM network_events WHERE device_id = $1"
+            " ORDER BY at, id LIMIT $2",
+            device_id,
+            limit,
         )
 
     async def write_metrics(self, rows: Sequence[tuple[Any, ...]]) -> None:

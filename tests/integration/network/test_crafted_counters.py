@@ -110,3 +110,38 @@ async def test_an_agent_without_interfaces_or_system_group(agent: CraftedAgent, 
     result = await network.poll_device("empty")
     assert result["reachable"] is False and result["error_kind"] == "agent"
 
+
+
+async def test_interface_down_and_up_are_events_and_an_unreachable_device_is_one(
+    agent: CraftedAgent, network: NetworkService
+) -> None:
+    await network.create_device({"id": "flappy", "name": "flappy", "address": f"127.0.0.1:{agent.port}",
+                                 "community": COMMUNITY, "timeout": 0.5, "retries": 0})
+
+    def serve(uptime: int, oper_a: int, admin_b: int = 1, oper_b: int = 1) -> None:
+        values = table(uptime, {1: {"name": "eth-a", "in": uptime, "out": 0, "oper": oper_a},
+                                2: {"name": "eth-b", "in": uptime, "out": 0, "oper": oper_b}})
+        values[f"{IF}.7.2"] = ("integer", admin_b)
+        agent.serve(values)
+
+    with capture_logs() as logs:
+        serve(1000, oper_a=1, admin_b=2, oper_b=2)  # eth-b shut by an operator: not an outage
+        await network.poll_device("flappy")
+        serve(2000, oper_a=2, admin_b=2, oper_b=2)  # eth-a goes down
+        await network.poll_device("flappy")
+        serve(3000, oper_a=2, admin_b=2, oper_b=2)  # still down: no second event
+        await network.poll_device("flappy")
+        agent.serve({})  # the agent stops answering sensibly: one device event, no interface events
+        await network.poll_device("flappy")
+        await network.poll_device("flappy")
+        serve(4000, oper_a=1, admin_b=2, oper_b=2)  # back, and eth-a is up again
+        await network.poll_device("flappy")
+    events = await network.db.interfaces.events("flappy")
+    kinds = [(e["kind"], e["interface_id"] is not None) for e in events]
+    assert kinds == [("interface_down", True), ("device_unreachable", False), ("device_reachable", False),
+                     ("interface_up", True)]
+    up = events[-1]
+    assert up["data"]["name"] == "eth-a" and up["data"]["duration_s"] > 0
+    assert [e["event"] for e in logs if e["event"].startswith("interface_")] == ["interface_down", "interface_up"]
+    interfaces = {i["name"]: i for i in await network.list_interfaces("flappy")}
+    assert interfaces["eth-a"]["oper_status"] == "up" and interfaces["eth-b"]["admin_status"] == "down"
