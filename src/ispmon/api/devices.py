@@ -69,6 +69,11 @@ async def interface_metrics(call: Call) -> web.Response:
     return json_response(await call.services.network.interface_metrics(call.path["interface_id"], **call.query))
 
 
+async def interface_percentile(call: Call) -> web.Response:
+    check_time_range(call.query)
+    return json_response(await call.services.network.interface_percentile(call.path["interface_id"], **call.query))
+
+
 async def network_summary(call: Call) -> web.Response:
     return json_response(await call.services.network.summary(**call.query))
 
@@ -113,6 +118,19 @@ ROUTES: tuple[Route, ...] = (
             Param("since", "date-time", "Start (inclusive); default: an hour before until"),
             Param("until", "date-time", "End (exclusive); default: now"),
             Param("limit", "integer", "At most this many samples", default=10_000, minimum=1, maximum=100_000),
+        ),
+    ),
+    Route(
+        "GET", "/interfaces/{interface_id}/percentile", interface_percentile, "interfacePercentile",
+        "The Nth percentile of the interface's 5-minute rates in, out and max(in, out) (95th by default)", TAG,
+        path_params=(INTERFACE_ID,),
+        query=(
+            Param("since", "date-time", "Start (inclusive); default: 30 days before until"),
+            Param("until", "date-time", "End (exclusive); default: now"),
+            Param("percentile", "number", "Which percentile", default=95.0, minimum=0, exclusive_minimum=True,
+                  maximum=100),
+            Param("bucket", "integer", "Seconds averaged before ranking (300: 5 minutes)", default=300,
+                  minimum=1, maximum=86400),
         ),
     ),
     Route(

@@ -204,6 +204,38 @@ class NetworkService:
             "count": len(items),
         }
 
+    async def interface_percentile(
+        self,
+        interface_id: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        percentile: float = 95.0,
+        bucket: int = 300,
+    ) -> dict[str, Any]:
+        """The 95th (or any) percentile of an interface's traffic, in, out, and the billable
+        max(in, out), over [since, until) (default: the last 30 days), from `bucket`-second averages
+        (5 minutes, as carriers bill), nearest rank."""
+        if await self.db.interfaces.get(interface_id) is None:
+            raise NotFoundError("interface", interface_id)
+        until = until or datetime.now(UTC)
+        since = since or until - timedelta(days=30)
+        row = await self.db.interfaces.percentile(interface_id, since, until, percentile, bucket)
+        values = [v for v in (row["in_bps"], row["out_bps"]) if v is not None]
+        return {
+            "interface_id": interface_id,
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "percentile": percentile,
+            "bucket_s": bucket,
+            "buckets": row["buckets"],
+            "in_bps": row["in_bps"],
+            "out_bps": row["out_bps"],
+            "billable_bps": max(values) if values else None,
+            "in_max_bps": row["in_max_bps"],
+            "out_max_bps": row["out_max_bps"],
+        }
+
     async def summary(self, top: int = 10) -> dict[str, Any]:
         found = await self.db.interfaces.summary(top)
         counts = found["counts"]

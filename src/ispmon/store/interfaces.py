@@ -55,6 +55,7 @@ DISCOVERED = (
 )
 # Statuses of a known interface are the poll's to change (so a change is an event), not discovery's.
 _POLLED = ("key", "admin_status", "oper_status")
+_TEXTS = ("name", "descr", "alias")
 _UNNEST = ", ".join(f"${i + 2}::{t}[]" for i, (_, t) in enumerate(DISCOVERED))
 _NAMES = ", ".join(n for n, _ in DISCOVERED)
 _UPSERT = f"""
@@ -85,7 +86,11 @@ class InterfaceRepo:
     async def upsert_discovered(self, device_id: str, found: Sequence[dict[str, Any]]) -> list[asyncpg.Record]:
         """Create or update every discovered interface (one statement); those not found any more are
         marked ``present = false`` (kept, with their history). Returns the present rows."""
-        columns = [[item.get(name) for item in found] for name, _ in DISCOVERED]
+        # name/descr/alias are NOT NULL ('' when the agent has none).
+        columns = [
+            [item.get(name) if item.get(name) is not None or name not in _TEXTS else "" for item in found]
+            for name, _ in DISCOVERED
+        ]
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(_UPSERT, device_id, *columns)
             await conn.execute(
@@ -158,6 +163,33 @@ class InterfaceRepo:
             since,
             until,
             limit,
+        )
+
+    async def percentile(
+        self, interface_id: int, since: datetime, until: datetime, percentile: float, bucket_s: int
+    ) -> asyncpg.Record:
+        """The `percentile` (nearest rank, as carriers bill) of the per-bucket average rates in and
+        out over [since, until); samples are averaged per `bucket_s` bucket weighted by their interval."""
+        return await self.pool.fetchrow(
+            """WITH buckets AS (
+                   SELECT date_bin(make_interval(secs => $5), at, '2000-01-01'::timestamptz) AS bucket,
+                          sum(in_bps * interval_s) FILTER (WHERE in_bps IS NOT NULL)
+                              / nullif(sum(interval_s) FILTER (WHERE in_bps IS NOT NULL), 0) AS in_bps,
+                          sum(out_bps * interval_s) FILTER (WHERE out_bps IS NOT NULL)
+                              / nullif(sum(interval_s) FILTER (WHERE out_bps IS NOT NULL), 0) AS out_bps
+                   FROM interface_metrics
+                   WHERE interface_id = $1 AND at >= $2 AND at < $3
+                   GROUP BY 1)
+               SELECT count(*) AS buckets,
+                      percentile_disc($4) WITHIN GROUP (ORDER BY in_bps) AS in_bps,
+                      percentile_disc($4) WITHIN GROUP (ORDER BY out_bps) AS out_bps,
+                      max(in_bps) AS in_max_bps, max(out_bps) AS out_max_bps
+               FROM buckets""",
+            interface_id,
+            since,
+            until,
+            percentile / 100,
+            bucket_s,
         )
 
     async def summary(self, top: int = 10) -> dict[str, Any]:

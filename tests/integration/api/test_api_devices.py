@@ -130,3 +130,40 @@ async def test_summary_of_an_empty_and_a_polled_network(client: Client) -> None:
     assert polled["reachable"] is False and polled["error_kind"] == "timeout"
     summary = await _json(await client.get("/network/summary"), 200)
     assert summary["devices"]["unreachable"] == 1 and summary["top_utilised"] == []
+
+
+async def test_95th_percentile_of_five_minute_averages(client: Client, db_dsn: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ispmon.network.counters import Sample
+    from ispmon.store.interfaces import metric_row
+
+    await _json(await client.post("/devices/", json=V2), 201)
+    db = await Database.connect(db_dsn, apply_schema=False, max_size=1)
+    try:
+        (row,) = await db.interfaces.upsert_discovered(
+            "core-1", [{"key": "xe-0/0/0", "if_index": 1, "name": "xe-0/0/0", "selected": True}]
+        )
+        start = datetime(2026, 3, 2, tzinfo=UTC)
+        rows = []
+        # 20 five-minute buckets, each of five 60 s samples; bucket k averages k Mbit/s in, 2k out.
+        for k in range(1, 21):
+            for j in range(5):
+                at = start + timedelta(minutes=5 * (k - 1) + j, seconds=30)
+                wobble = (j - 2) * 100_000  # averages out within the bucket
+                rows.append(metric_row(row["id"], Sample(at=at.timestamp(), interval=60.0,
+                                                         in_bps=k * 1e6 + wobble, out_bps=2 * k * 1e6)))
+        await db.interfaces.write_metrics(rows)
+    finally:
+        await db.close()
+    query = "since=2026-03-02T00:00:00Z&until=2026-03-03T00:00:00Z"
+    got = await _json(await client.get(f"/interfaces/{row['id']}/percentile?{query}"), 200)
+    # Nearest rank: of 20 buckets the 95th percentile is the 19th.
+    assert got["buckets"] == 20 and got["percentile"] == 95.0
+    assert got["in_bps"] == pytest.approx(19e6) and got["out_bps"] == pytest.approx(38e6)
+    assert got["billable_bps"] == pytest.approx(38e6) and got["in_max_bps"] == pytest.approx(20e6)
+    median = await _json(await client.get(f"/interfaces/{row['id']}/percentile?{query}&percentile=50"), 200)
+    assert median["in_bps"] == pytest.approx(10e6)
+    bad = await _json(await client.get(f"/interfaces/{row['id']}/percentile?percentile=0"), 400)
+    assert bad["errors"][0]["field"] == "percentile"
+    assert (await client.get("/interfaces/999/percentile")).status == 404
