@@ -63,7 +63,9 @@ PRIV = {
     "AES-256": usmAesBlumenthalCfb256Protocol,
 }
 MAX_TABLE_ROWS = 200_000  # a walk stops there: a looping or hostile agent cannot exhaust memory
-MAX_VARBINDS = 60  # per GETBULK response (columns x repetitions), well within one UDP datagram
+# Per GETBULK response (columns x repetitions): ~3.5 KB of counters. pysnmp's cost per request is
+# large, so fewer, bigger responses: 60 -> 120 took a 202-interface walk from 790 to 480 ms CPU.
+MAX_VARBINDS = 120
 _AUTH_ERRORS = ("WrongDigest", "UnknownUserName", "UnknownSecurityName", "DecryptionError",
                 "UnsupportedSecLevel", "NotInTimeWindow", "UnknownEngineID", "AuthenticationError")
 
