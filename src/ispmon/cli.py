@@ -1,4 +1,4 @@
-"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | version.
+"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | snmp-walk | version.
 
 Exit codes of `ispmon check` follow the Nagios plugin convention that ISP tooling already speaks:
 0 UP, 1 DEGRADED, 2 DOWN (CRITICAL), 3 UNKNOWN (or MAINTENANCE) -- and 3 for anything that keeps
@@ -348,6 +348,79 @@ def cmd_db_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_snmp_walk(args: argparse.Namespace) -> int:
+    """Discover a device (by id, or a host with credentials) and print it; exit 1 when it fails."""
+    from ispmon.network.snmp import SnmpError
+    from ispmon.network.walk import render, walk
+
+    config = _load(args)
+    _setup_logging(config, level="error")
+
+    async def go() -> int:
+        spec = await _device(config, args)
+        try:
+            found, width = await walk(spec)
+        except SnmpError as exc:
+            print(f"ispmon snmp-walk: {spec.id}: {exc.kind}: {exc.message}", file=sys.stderr)
+            return 1
+        print(render(spec, found, width, as_json=args.json))
+        return 0
+
+    return _run(go())
+
+
+async def _device(config: LoadedConfig, args: argparse.Namespace) -> Any:
+    """The DeviceSpec to walk: the config file's or the database's device of that id, else a
+    definition from the command line (the target is the address)."""
+    from ispmon.network.devices import build_device
+
+    given = {
+        k: v
+        for k, v in {
+            "community": args.community,
+            "username": args.user,
+            "auth_protocol": args.auth_protocol,
+            "auth_key": args.auth_key,
+            "priv_protocol": args.priv_protocol,
+            "priv_key": args.priv_key,
+            "context": args.context,
+            "timeout": args.timeout,
+            "retries": args.retries,
+        }.items()
+        if v is not None
+    }
+    data: dict[str, Any] | None = next((d.stored_dict() for d in config.devices if d.id == args.target), None)
+    if data is None and SLUG_RE.match(args.target) and not given:
+        data = await _device_from_database(config, args.target)
+    if data is None:
+        version = "3" if args.v3 else "1" if args.v1 else "2c"
+        data = {"id": "cli-walk", "name": args.target, "address": args.target, "version": version}
+    elif given.keys() & {"community", "username"}:
+        data = {k: v for k, v in data.items() if k not in ("community", "username", "auth_protocol",
+                                                           "auth_key", "priv_protocol", "priv_key")}
+    data = {**data, **given, "poll_interval": max(60.0, 2 * (args.timeout or 2) * ((args.retries or 1) + 1))}
+    try:
+        return build_device(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(error_list(exc))) from None
+
+
+async def _device_from_database(config: LoadedConfig, device_id: str) -> dict[str, Any] | None:
+    settings = config.settings
+    if not settings.database_url and not (settings.ispmon_state_dir / "postgres" / "PG_VERSION").exists():
+        return None
+    from ispmon.daemon import open_database
+
+    db, embedded = await open_database(settings)
+    try:
+        row = await db.devices.get(device_id)
+        return dict(row["spec"]) if row else None
+    finally:
+        await db.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"ispmon {__version__}")
     return 0
@@ -402,6 +475,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="print the PostgreSQL URL ispmon uses: DATABASE_URL, or the running embedded server's",
         )
     ).set_defaults(func=cmd_db_url)
+    walk = with_config(
+        sub.add_parser("snmp-walk", help="discover an SNMP device (id or host) and print what it has")
+    )
+    walk.add_argument("target", help="a device id (config file or database), or a host[:port]")
+    walk.add_argument("--community", help="v1/v2c community (visible in ps: prefer a device id)")
+    walk.add_argument("--v1", action="store_true", help="SNMP v1 (default v2c)")
+    walk.add_argument("--v3", action="store_true", help="SNMP v3 USM with --user and keys")
+    walk.add_argument("--user", help="v3 user name")
+    walk.add_argument("--auth-protocol", help="MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512")
+    walk.add_argument("--auth-key")
+    walk.add_argument("--priv-protocol", help="DES, AES, AES-192, AES-256")
+    walk.add_argument("--priv-key")
+    walk.add_argument("--context", help="v3 context name")
+    walk.add_argument("--timeout", type=float, help="seconds per request (2)")
+    walk.add_argument("--retries", type=int, help="extra requests after a timeout (1)")
+    walk.add_argument("--json", action="store_true", help="print JSON")
+    walk.set_defaults(func=cmd_snmp_walk)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

@@ -2,7 +2,8 @@
 
 Precedence: environment variables > the config file's ``[settings]`` table > defaults. The file may
 also declare ``[[endpoints]]`` (same fields as the API body), ``[[maintenance]]`` windows, alert ``[channels]``
-(name = apprise URL or list of URLs), ``[[alert_rules]]`` and ``[[escalation_policies]]`` as code.
+(name = apprise URL or list of URLs), ``[[alert_rules]]`` and ``[[escalation_policies]]`` as code,
+and SNMP ``[[devices]]``.
 Every error names the key it is about (``SERVICE_CHECK_INTERVAL``, ``endpoints[2].timeout``, ...),
 and loading reports every error it finds in one `ConfigError`, not only the first.
 """
@@ -22,6 +23,7 @@ from ispmon.alerts.config import load_alert_config
 from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint, is_hostname, slugify
 from ispmon.availability.maintenance import validate_config_windows
 from ispmon.errors import ConfigError
+from ispmon.network.devices import DeviceSpec, load_config_devices
 from ispmon.validation import error_list, is_loopback
 
 _DATABASE_URL_EXAMPLE = "postgresql://ispmon:PASSWORD@db.example.net:5432/ispmon"
@@ -101,6 +103,9 @@ class Settings(BaseSettings):
     alert_channel_rate_limit: int = Field(30, ge=1, le=10000)
     alert_send_timeout: float = Field(30.0, gt=0, le=300)
     alert_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
+    # Network performance (SNMP polling).
+    interface_metrics_retention_days: int = Field(30, ge=1, le=3650)
+    snmp_max_concurrency: int = Field(100, ge=1, le=10000)
 
     @field_validator("ispmon_log_level")
     @classmethod
@@ -191,6 +196,7 @@ class FileConfig(BaseModel):
     channels: dict[str, Any] = Field(default_factory=dict)
     alert_rules: list[dict[str, Any]] = Field(default_factory=list)
     escalation_policies: list[dict[str, Any]] = Field(default_factory=list)
+    devices: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedConfig(BaseModel):
@@ -202,6 +208,7 @@ class LoadedConfig(BaseModel):
         default_factory=list
     )  # MaintenanceWindowSpec (ispmon.availability.maintenance)
     alerting: Any = None  # ispmon.alerts.config.AlertConfig (channels, rules, escalation policies)
+    devices: list[DeviceSpec] = Field(default_factory=list)
     path: Path | None = None
 
 
@@ -293,8 +300,8 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         bad_tables = set()
         for err in error_list(exc):
             hint = (
-                " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]]"
-                " or [[escalation_policies]])"
+                " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]],"
+                " [[escalation_policies]] or [[devices]])"
                 if err["message"] == "unknown field"
                 else ""
             )
@@ -342,6 +349,11 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         )
     except ConfigError as exc:
         errors.extend(exc.errors)
+    devices: list[DeviceSpec] = []
+    try:
+        devices = load_config_devices(shape.devices, where, _declared_ids(shape.endpoints))
+    except ConfigError as exc:
+        errors.extend(exc.errors)
     if errors or settings is None:
         raise ConfigError(errors)
     return LoadedConfig(
@@ -349,6 +361,7 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         endpoints=[e for _, e in endpoints],
         maintenance=windows,
         alerting=alerting,
+        devices=devices,
         path=path,
     )
 

@@ -29,6 +29,7 @@ from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.models import Status
+from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
 from ispmon.services.maintenance import MaintenanceService
@@ -37,7 +38,7 @@ from ispmon.store.db import ensure_partitions
 from ispmon.store.embedded import EmbeddedPostgres
 from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
-from ispmon.store.retention import drop_old_partitions
+from ispmon.store.retention import drop_old_interface_metrics, drop_old_partitions
 from ispmon.store.writer import BatchWriter
 from ispmon.validation import error_list, format_errors
 
@@ -208,6 +209,7 @@ async def housekeeping(db: Database, settings: Settings) -> None:
             async with db.pool.acquire() as conn:
                 await ensure_partitions(conn)
                 await drop_old_partitions(conn, settings.cleanup_retention_days)
+                await drop_old_interface_metrics(conn, settings.interface_metrics_retention_days)
         except Exception as exc:
             log.error("housekeeping_failed", error=str(exc))
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -307,6 +309,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         max_concurrency=settings.ispmon_max_concurrency,
     )
     alerting: Alerting | None = None
+    network: NetworkPolling | None = None
     try:
         retargeted = await sync_config(db, config)
         await restore_monitor(db, monitor, settings, retargeted)
@@ -315,7 +318,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         history.start()
         events.start()
         await alerting.start()
-        app = create_app(AppServices.build(db, settings, monitor, alerting.service))
+        network = await NetworkPolling.start(db, config)
+        app = create_app(AppServices.build(db, settings, monitor, alerting.service, poller=network.poller))
         try:
             runner, host, port = await start_api(
                 app, settings.api_host, settings.api_port, settings.ispmon_api_token
@@ -370,6 +374,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await monitor.close()
+        if network is not None:
+            await network.close()
         if alerting is not None:
             await alerting.close()
         await history.close()

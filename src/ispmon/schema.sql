@@ -217,10 +217,128 @@ CREATE TABLE IF NOT EXISTS connectivity_events (
     canaries    jsonb NOT NULL DEFAULT '[]'
 );
 
+-- Network performance (schema version 3). ---------------------------------------------------------
+
+-- SNMP devices. `spec` holds the whole validated definition (DeviceSpec as JSON, secrets included:
+-- the API shows it redacted); the columns beside it are what the poller learnt last.
+CREATE TABLE IF NOT EXISTS devices (
+    id                 text PRIMARY KEY,
+    name               text NOT NULL,
+    address            text NOT NULL,
+    tags               text[] NOT NULL DEFAULT '{}',
+    is_active          boolean NOT NULL DEFAULT true,
+    spec               jsonb NOT NULL,
+    source             text NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config')),
+    sys_name           text,
+    sys_descr          text,
+    sys_object_id      text,
+    sys_uptime         bigint,
+    reachable          boolean,
+    last_error         text,
+    last_poll_at       timestamptz,
+    last_discovery_at  timestamptz,
+    unreachable_since  timestamptz,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+
+-- A device's interfaces, keyed by (device, ifName): ifIndex is a column, so a port renumbered after
+-- a reboot keeps its id and its history. `selected`: the device's interface selection polls it.
+-- `present`: the last discovery saw it (a removed line card's ports stay, with their history).
+CREATE TABLE IF NOT EXISTS interfaces (
+    id              bigserial PRIMARY KEY,
+    device_id       text NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    key             text NOT NULL,
+    if_index        integer NOT NULL,
+    name            text NOT NULL DEFAULT '',
+    descr           text NOT NULL DEFAULT '',
+    alias           text NOT NULL DEFAULT '',
+    if_type         integer,
+    speed_bps       bigint,
+    high_speed_mbps bigint,
+    admin_status    text,
+    oper_status     text,
+    last_change     bigint,
+    selected        boolean NOT NULL DEFAULT true,
+    present         boolean NOT NULL DEFAULT true,
+    last_sample     jsonb,
+    last_sample_at  timestamptz,
+    -- Set by an interface_down event (oper not up while admin up), cleared by interface_up.
+    down_since      timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (device_id, key)
+);
+
+-- One row per interface per poll (rates between two readings), partitioned by day (UTC) like
+-- status_history: retention drops whole partitions. No foreign key: history outlives a deleted
+-- device until retention removes it.
+CREATE TABLE IF NOT EXISTS interface_metrics (
+    interface_id    bigint NOT NULL,
+    at              timestamptz NOT NULL,
+    interval_s      real NOT NULL,
+    in_bps          double precision,
+    out_bps         double precision,
+    in_pps          double precision,
+    out_pps         double precision,
+    in_util_pct     real,
+    out_util_pct    real,
+    in_errors_ps    real,
+    out_errors_ps   real,
+    in_discards_ps  real,
+    out_discards_ps real,
+    in_octets       bigint,
+    out_octets      bigint
+) PARTITION BY RANGE (at);
+-- State changes of devices and interfaces: interface_down / interface_up (with duration_s),
+-- device_unreachable / device_reachable. One row per change, never one per poll.
+CREATE TABLE IF NOT EXISTS network_events (
+    id           bigserial PRIMARY KEY,
+    device_id    text NOT NULL,
+    interface_id bigint,
+    at           timestamptz NOT NULL,
+    kind         text NOT NULL,
+    data         jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS network_events_device ON network_events (device_id, at DESC);
+
+CREATE INDEX IF NOT EXISTS interface_metrics_interface_time ON interface_metrics (interface_id, at);
+CREATE TABLE IF NOT EXISTS interface_metrics_default PARTITION OF interface_metrics DEFAULT;
+
+-- Daily partitions of `tbl` (partitioned on `col`) from `from_day` for `days` days, moving rows of
+-- those days out of `<tbl>_default` first; returns how many it created.
+CREATE OR REPLACE FUNCTION ispmon_ensure_daily_partitions(tbl text, col text, from_day date, days integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    d date;
+    created integer := 0;
+    part text;
+BEGIN
+    FOR i IN 0 .. days - 1 LOOP
+        d := from_day + i;
+        part := tbl || '_' || to_char(d, 'YYYYMMDD');
+        IF to_regclass(part) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, tbl);
+            EXECUTE format(
+                'WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO %I SELECT * FROM moved',
+                tbl || '_default', col, (d::timestamp AT TIME ZONE 'UTC'), col,
+                ((d + 1)::timestamp AT TIME ZONE 'UTC'), part);
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                tbl, part, (d::timestamp AT TIME ZONE 'UTC'), ((d + 1)::timestamp AT TIME ZONE 'UTC'));
+            created := created + 1;
+        END IF;
+    END LOOP;
+    RETURN created;
+END $$;
+
 INSERT INTO schema_version (version, description)
 VALUES (1, 'endpoints, daily status history partitions, outages, events, maintenance windows')
 ON CONFLICT (version) DO NOTHING;
 
 INSERT INTO schema_version (version, description)
 VALUES (2, 'alerting: channels, rules, alerts, notification outbox, connectivity events')
+ON CONFLICT (version) DO NOTHING;
+
+INSERT INTO schema_version (version, description)
+VALUES (3, 'network: SNMP devices, interfaces, daily interface metric partitions')
 ON CONFLICT (version) DO NOTHING;

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.network import NetworkService
 from ispmon.services.outages import OutageService
 
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
+    from ispmon.network.poller import Poller
     from ispmon.store.database import Database
 
 
@@ -24,6 +26,7 @@ class AppServices:
     outages: OutageService
     maintenance: MaintenanceService
     alerts: AlertService
+    network: NetworkService
     monitor: Monitor | None = None
 
     @classmethod
@@ -33,6 +36,7 @@ class AppServices:
         settings: Settings,
         monitor: Monitor | None = None,
         alerts: AlertService | None = None,
+        poller: Poller | None = None,
     ) -> AppServices:
         return cls(
             db=db,
@@ -41,5 +45,6 @@ class AppServices:
             outages=OutageService(db, monitor),
             maintenance=MaintenanceService(db, monitor),
             alerts=alerts or AlertService(db),
+            network=NetworkService(db, poller),
             monitor=monitor,
         )

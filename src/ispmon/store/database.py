@@ -11,8 +11,10 @@ import structlog
 from ispmon.availability.endpoints import redact_url
 from ispmon.errors import StartupError
 from ispmon.store.db import create_pool, migrate, ping
+from ispmon.store.devices import DeviceRepo
 from ispmon.store.endpoints import EndpointRepo
 from ispmon.store.history import HistoryRepo
+from ispmon.store.interfaces import InterfaceRepo
 from ispmon.store.maintenance import MaintenanceRepo
 from ispmon.store.outages import OutageRepo
 
@@ -26,6 +28,8 @@ class Database:
         self.history = HistoryRepo(pool)
         self.outages = OutageRepo(pool)
         self.maintenance = MaintenanceRepo(pool)
+        self.devices = DeviceRepo(pool)
+        self.interfaces = InterfaceRepo(pool)
 
     @classmethod
     async def connect(cls, dsn: str, *, apply_schema: bool = True, max_size: int = 10) -> Database:

@@ -55,7 +55,8 @@ async def migrate(conn: asyncpg.Connection) -> int:
 
 
 async def ensure_partitions(conn: asyncpg.Connection, today: date | None = None) -> int:
-    """Daily status partitions from yesterday to PARTITION_DAYS_AHEAD days ahead (UTC)."""
+    """Daily status and interface metric partitions from yesterday to PARTITION_DAYS_AHEAD days
+    ahead (UTC)."""
     today = today or datetime.now(UTC).date()
     created: int = await conn.fetchval(
         "SELECT ispmon_ensure_status_partitions($1::date, $2)",
@@ -64,7 +65,14 @@ async def ensure_partitions(conn: asyncpg.Connection, today: date | None = None)
     )
     if created:
         log.info("status_partitions_created", count=created)
-    return created
+    metrics: int = await conn.fetchval(
+        "SELECT ispmon_ensure_daily_partitions('interface_metrics', 'at', $1::date, $2)",
+        today - timedelta(days=1),
+        PARTITION_DAYS_AHEAD + 2,
+    )
+    if metrics:
+        log.info("interface_metric_partitions_created", count=metrics)
+    return created + metrics
 
 
 async def ping(pool: asyncpg.Pool, timeout: float = 2.0) -> bool:

@@ -1,4 +1,5 @@
-"""Retention: drop whole daily status partitions older than CLEANUP_RETENTION_DAYS.
+"""Retention: drop whole daily partitions older than their retention (status history:
+CLEANUP_RETENTION_DAYS; interface metrics: INTERFACE_METRICS_RETENTION_DAYS).
 
 Dropping a partition is instant and leaves no bloat, unlike DELETE of millions of rows.
 """
@@ -16,29 +17,55 @@ log = structlog.get_logger(__name__)
 _PARTITION_RE = re.compile(r"^status_history_(\d{8})$")
 
 
-def partitions_to_drop(names: list[str], today: date, retention_days: int) -> list[str]:
-    """Pure: the daily partitions whose whole day is older than the retention period."""
+def partitions_to_drop(
+    names: list[str], today: date, retention_days: int, table: str = "status_history"
+) -> list[str]:
+    """Pure: the daily partitions of `table` whose whole day is older than the retention period."""
     cutoff = today - timedelta(days=retention_days)
+    pattern = _PARTITION_RE if table == "status_history" else re.compile(rf"^{re.escape(table)}_(\d{{8}})$")
     out = []
     for name in names:
-        match = _PARTITION_RE.match(name)
+        match = pattern.match(name)
         if match and datetime.strptime(match[1], "%Y%m%d").date() < cutoff:
             out.append(name)
     return sorted(out)
+
+
+async def _partitions(conn: asyncpg.Connection, table: str) -> list[str]:
+    return [
+        r["name"]
+        for r in await conn.fetch(
+            """SELECT c.relname AS name FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+               WHERE p.relname = $1""",
+            table,
+        )
+    ]
+
+
+async def drop_old_interface_metrics(
+    conn: asyncpg.Connection, retention_days: int, today: date | None = None
+) -> list[str]:
+    """Drop interface_metrics partitions (and default-partition rows) older than `retention_days`."""
+    today = today or datetime.now(UTC).date()
+    names = await _partitions(conn, "interface_metrics")
+    dropped = partitions_to_drop(names, today, retention_days, "interface_metrics")
+    for name in dropped:
+        await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    await conn.execute(
+        "DELETE FROM interface_metrics_default WHERE at < $1",
+        datetime.combine(today - timedelta(days=retention_days), datetime.min.time(), UTC),
+    )
+    if dropped:
+        log.info("interface_metric_partitions_dropped", partitions=dropped, retention_days=retention_days)
+    return dropped
 
 
 async def drop_old_partitions(
     conn: asyncpg.Connection, retention_days: int, today: date | None = None
 ) -> list[str]:
     today = today or datetime.now(UTC).date()
-    names = [
-        r["name"]
-        for r in await conn.fetch(
-            """SELECT c.relname AS name FROM pg_inherits i
-               JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-               WHERE p.relname = 'status_history'"""
-        )
-    ]
+    names = await _partitions(conn, "status_history")
     dropped = partitions_to_drop(names, today, retention_days)
     for name in dropped:
         await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
