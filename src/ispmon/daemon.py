@@ -2,8 +2,8 @@
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
 (open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
-monitor -> API -> READY=1 to systemd.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> scheduler and checks in flight -> alert engine and
+RADIUS accounting listener -> monitor -> API -> READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> accounting listener -> scheduler and checks in flight -> alert engine and
 sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
 """
 
@@ -39,6 +39,7 @@ from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.retention import drop_old_partitions
 from ispmon.store.writer import BatchWriter
+from ispmon.usage.wiring import Accounting
 
 log = structlog.get_logger("ispmon.daemon")
 
@@ -302,6 +303,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         max_concurrency=settings.ispmon_max_concurrency,
     )
     alerting: Alerting | None = None
+    accounting: Accounting | None = None
     try:
         retargeted = await sync_config(db, config)
         await restore_monitor(db, monitor, settings, retargeted)
@@ -310,7 +312,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         history.start()
         events.start()
         await alerting.start()
-        app = create_app(AppServices.build(db, settings, monitor, alerting.service))
+        accounting = await Accounting.start(db, config)
+        app = create_app(
+            AppServices.build(db, settings, monitor, alerting.service, nas_directory=accounting.directory)
+        )
         try:
             runner, host, port = await start_api(
                 app, settings.api_host, settings.api_port, settings.ispmon_api_token
@@ -356,6 +361,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     finally:
         if runner is not None:
             await runner.cleanup()
+        if accounting is not None:
+            await accounting.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -7,13 +7,16 @@ from typing import TYPE_CHECKING
 
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
+from ispmon.services.customers import CustomerService
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.outages import OutageService
+from ispmon.services.usage import UsageService
 
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
     from ispmon.store.database import Database
+    from ispmon.usage.nas import NasDirectory
 
 
 @dataclass
@@ -24,6 +27,8 @@ class AppServices:
     outages: OutageService
     maintenance: MaintenanceService
     alerts: AlertService
+    customers: CustomerService
+    usage: UsageService
     monitor: Monitor | None = None
 
     @classmethod
@@ -33,6 +38,7 @@ class AppServices:
         settings: Settings,
         monitor: Monitor | None = None,
         alerts: AlertService | None = None,
+        nas_directory: NasDirectory | None = None,
     ) -> AppServices:
         return cls(
             db=db,
@@ -41,5 +47,7 @@ class AppServices:
             outages=OutageService(db, monitor),
             maintenance=MaintenanceService(db, monitor),
             alerts=alerts or AlertService(db),
+            customers=CustomerService(db),
+            usage=UsageService(db, nas_directory),
             monitor=monitor,
         )

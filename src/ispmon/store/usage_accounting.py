@@ -81,8 +81,10 @@ class AccountingStore:
                 [i.record.out_octets for i in items],
                 [i.record.session_time for i in items],
             )
-            ids = {(r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])): r["id"]
-                   for r in inserted}
+            ids = {
+                (r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])): r["id"]
+                for r in inserted
+            }
             new = [(ids[i.key], i, e) for i, e in zip(items, events, strict=True) if i.key in ids]
             if new:
                 await self._apply(conn, new)
@@ -100,7 +102,9 @@ class AccountingStore:
                     when,
                     "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off",
                 )
-        session_items = [(rid, i, w) for rid, i, w in new if i.record.status not in (ACCOUNTING_ON, ACCOUNTING_OFF)]
+        session_items = [
+            (rid, i, w) for rid, i, w in new if i.record.status not in (ACCOUNTING_ON, ACCOUNTING_OFF)
+        ]
         if not session_items:
             return
         keys = sorted({(i.nas_id, i.record.session_key) for _, i, _ in session_items})
@@ -112,7 +116,9 @@ class AccountingStore:
             [k[0] for k in keys],
             [k[1] for k in keys],
         )
-        states: dict[tuple[str, str], SessionState] = {(r["nas_id"], r["session_key"]): _state(r) for r in rows}
+        states: dict[tuple[str, str], SessionState] = {
+            (r["nas_id"], r["session_key"]): _state(r) for r in rows
+        }
         customers: dict[tuple[str, str], str | None] = {
             (r["nas_id"], r["session_key"]): r["customer_id"] for r in rows
         }
@@ -188,7 +194,13 @@ class AccountingStore:
                 "SELECT username, customer_id FROM customer_usernames WHERE username = ANY($1::text[])", names
             )
             by_name = {r["username"]: r["customer_id"] for r in rows}
-        ips = list({states[k].framed_ip for k in pending if states[k].framed_ip and states[k].username not in by_name})
+        ips = list(
+            {
+                states[k].framed_ip
+                for k in pending
+                if states[k].framed_ip and states[k].username not in by_name
+            }
+        )
         by_ip: dict[str, str] = {}
         if ips:
             rows = await conn.fetch(

@@ -83,9 +83,13 @@ class CustomerRepo:
             conflicts = await self._conflicts(conn, ids, names, prefixes)
             if conflicts:
                 return [], conflicts
-            conflict = "DO NOTHING" if create_only else (
-                "DO UPDATE SET name = EXCLUDED.name, spec = EXCLUDED.spec, source = EXCLUDED.source,"
-                " updated_at = now()"
+            conflict = (
+                "DO NOTHING"
+                if create_only
+                else (
+                    "DO UPDATE SET name = EXCLUDED.name, spec = EXCLUDED.spec, source = EXCLUDED.source,"
+                    " updated_at = now()"
+                )
             )
             # xmax = 0 only for a row this statement inserted (an updated row carries our xid).
             written = await conn.fetch(
@@ -151,6 +155,7 @@ class CustomerRepo:
     async def remove_config_except(self, ids: Sequence[str]) -> list[str]:
         """Delete the 'config' customers not in `ids` (the file no longer declares them)."""
         rows = await self.pool.fetch(
-            "DELETE FROM customers WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id", list(ids)
+            "DELETE FROM customers WHERE source = 'config' AND NOT (id = ANY($1::text[])) RETURNING id",
+            list(ids),
         )
         return [r["id"] for r in rows]

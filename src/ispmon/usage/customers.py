@@ -44,7 +44,9 @@ class Enforcement(BaseModel):
         if self.policy == "coa" and not self.attributes:
             raise ValueError("attributes: the coa policy needs the attributes to send (e.g. Filter-Id)")
         if self.policy not in ("coa", "disconnect") and (self.attributes or self.lift_attributes):
-            raise ValueError(f"attributes: only apply to the coa and disconnect policies, not {self.policy!r}")
+            raise ValueError(
+                f"attributes: only apply to the coa and disconnect policies, not {self.policy!r}"
+            )
         return self
 
 
@@ -75,7 +77,9 @@ class CustomerSpec(BaseModel):
     @classmethod
     def _slug(cls, value: str) -> str:
         if not SLUG_RE.fullmatch(value):
-            raise ValueError("must be a slug: 1-64 of a-z, 0-9, '-', '_' (starting and ending with a letter or digit)")
+            raise ValueError(
+                "must be a slug: 1-64 of a-z, 0-9, '-', '_' (starting and ending with a letter or digit)"
+            )
         return value
 
     @field_validator("name", "plan")
@@ -94,44 +98,34 @@ class CustomerSpec(BaseModel):
             raise ValueError(f"{value[:64]!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
         return value
 
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, value: list[int]) -> list[int]:
-        for index, percent in enumerate(value):
+    @model_validator(mode="after")
+    def _lists(self) -> CustomerSpec:
+        # Checked here, not per field, so an error names the item: "usernames[1]: ...".
+        for index, percent in enumerate(self.thresholds):
             if not 1 <= percent <= 1000:
-                raise ValueError(f"[{index}]: a percentage from 1 to 1000, got {percent}")
-        if len(set(value)) != len(value):
-            raise ValueError("must not repeat a percentage")
-        return sorted(value)
-
-    @field_validator("usernames")
-    @classmethod
-    def _usernames(cls, value: list[str]) -> list[str]:
-        seen: set[str] = set()
-        for index, name in enumerate(value):
+                raise ValueError(f"thresholds[{index}]: a percentage from 1 to 1000, got {percent}")
+            if percent in self.thresholds[:index]:
+                raise ValueError(f"thresholds[{index}]: {percent} is listed twice")
+        self.thresholds = sorted(self.thresholds)
+        for index, name in enumerate(self.usernames):
             # RFC 2865 5.1: User-Name is 1-253 octets.
             if not name or len(name.encode("utf-8", "surrogatepass")) > 253:
-                raise ValueError(f"[{index}]: a RADIUS User-Name is 1 to 253 octets")
+                raise ValueError(f"usernames[{index}]: a RADIUS User-Name is 1 to 253 octets")
             if unstorable_text(name) is not None:
-                raise ValueError(f"[{index}]: {TEXT_PROBLEM}")
-            if name in seen:
-                raise ValueError(f"[{index}]: {name!r} is listed twice")
-            seen.add(name)
-        return value
-
-    @field_validator("prefixes")
-    @classmethod
-    def _prefixes(cls, value: list[str]) -> list[str]:
-        out: list[str] = []
-        for index, text in enumerate(value):
+                raise ValueError(f"usernames[{index}]: {TEXT_PROBLEM}")
+            if name in self.usernames[:index]:
+                raise ValueError(f"usernames[{index}]: {name!r} is listed twice")
+        prefixes: list[str] = []
+        for index, text in enumerate(self.prefixes):
             try:
-                network = ipaddress.ip_network(text, strict=True)
+                network = str(ipaddress.ip_network(text, strict=True))
             except ValueError as exc:
-                raise ValueError(f"[{index}]: {str(exc)[:120]}") from None
-            if str(network) in out:
-                raise ValueError(f"[{index}]: {text!r} is listed twice")
-            out.append(str(network))
-        return out
+                raise ValueError(f"prefixes[{index}]: {str(exc)[:120]}") from None
+            if network in prefixes:
+                raise ValueError(f"prefixes[{index}]: {text!r} is listed twice")
+            prefixes.append(network)
+        self.prefixes = prefixes
+        return self
 
     @model_validator(mode="after")
     def _period_fields(self) -> CustomerSpec:

@@ -23,7 +23,17 @@ def packet(**attrs: Any) -> str:
 async def radclient(port: int, packets: list[str], secret: str = SECRET, *extra: str) -> tuple[int, str]:
     """Send `packets` one after another (-p 1); radclient's exit code and its output."""
     proc = await asyncio.create_subprocess_exec(
-        "radclient", "-p", "1", "-r", "1", "-t", "2", *extra, f"127.0.0.1:{port}", "acct", secret,
+        "radclient",
+        "-p",
+        "1",
+        "-r",
+        "1",
+        "-t",
+        "2",
+        *extra,
+        f"127.0.0.1:{port}",
+        "acct",
+        secret,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -11,8 +11,12 @@ import asyncpg
 from ispmon.store.usage_accounting import AccountingStore
 from tests.integration.usage.radclient import listener, packet, radclient
 
-BASE = {"User-Name": "alice", "Acct-Session-Id": "S-1", "NAS-IP-Address": "127.0.0.1",
-        "Framed-IP-Address": "100.64.0.7"}
+BASE = {
+    "User-Name": "alice",
+    "Acct-Session-Id": "S-1",
+    "NAS-IP-Address": "127.0.0.1",
+    "Framed-IP-Address": "100.64.0.7",
+}
 
 
 def acct(status: str, **attrs: Any) -> str:
@@ -25,39 +29,68 @@ async def session(pool: asyncpg.Pool, key: str = "S-1") -> asyncpg.Record:
 
 async def test_start_interims_stop_make_one_session_with_exact_usage(pool: asyncpg.Pool) -> None:
     async with listener(pool) as (protocol, port):
-        code, out = await radclient(port, [
-            acct("Start"),
-            acct("Interim-Update", **{"Acct-Input-Octets": 1000, "Acct-Output-Octets": 50000, "Acct-Session-Time": 60}),
-            acct("Interim-Update", **{"Acct-Input-Octets": 3000, "Acct-Output-Octets": 90000, "Acct-Session-Time": 120}),
-            acct("Stop", **{"Acct-Input-Octets": 3500, "Acct-Output-Octets": 100001, "Acct-Session-Time": 150,
-                            "Acct-Terminate-Cause": "User-Request"}),
-        ])
+        code, out = await radclient(
+            port,
+            [
+                acct("Start"),
+                acct(
+                    "Interim-Update",
+                    **{"Acct-Input-Octets": 1000, "Acct-Output-Octets": 50000, "Acct-Session-Time": 60},
+                ),
+                acct(
+                    "Interim-Update",
+                    **{"Acct-Input-Octets": 3000, "Acct-Output-Octets": 90000, "Acct-Session-Time": 120},
+                ),
+                acct(
+                    "Stop",
+                    **{
+                        "Acct-Input-Octets": 3500,
+                        "Acct-Output-Octets": 100001,
+                        "Acct-Session-Time": 150,
+                        "Acct-Terminate-Cause": "User-Request",
+                    },
+                ),
+            ],
+        )
         assert code == 0, out
         assert out.count("Received Accounting-Response") == 4, out
     row = await session(pool)
     assert (int(row["in_octets"]), int(row["out_octets"]), row["session_time"]) == (3500, 100001, 150)
     assert row["closed_at"] is not None and row["terminate_cause"] == "User-Request"
     assert row["framed_ip"].compressed == "100.64.0.7" if hasattr(row["framed_ip"], "compressed") else True
-    sums = await pool.fetchrow("SELECT sum(delta_in) AS i, sum(delta_out) AS o, count(*) AS n FROM acct_records")
+    sums = await pool.fetchrow(
+        "SELECT sum(delta_in) AS i, sum(delta_out) AS o, count(*) AS n FROM acct_records"
+    )
     assert (int(sums["i"]), int(sums["o"]), sums["n"]) == (3500, 100001, 4)
     assert protocol.stats.stored == 4 and protocol.stats.answered == 4
 
 
 async def test_gigaword_wrap_is_counted_exactly(pool: asyncpg.Pool) -> None:
     async with listener(pool) as (_, port):
-        code, out = await radclient(port, [
-            acct("Interim-Update", **{"Acct-Input-Octets": 4294967000, "Acct-Output-Octets": 10}),
-            # The 32-bit counter wrapped: Gigawords says how often.
-            acct("Interim-Update", **{"Acct-Input-Octets": 704, "Acct-Input-Gigawords": 1,
-                                      "Acct-Output-Octets": 4294967295, "Acct-Output-Gigawords": 2}),
-        ])
+        code, out = await radclient(
+            port,
+            [
+                acct("Interim-Update", **{"Acct-Input-Octets": 4294967000, "Acct-Output-Octets": 10}),
+                # The 32-bit counter wrapped: Gigawords says how often.
+                acct(
+                    "Interim-Update",
+                    **{
+                        "Acct-Input-Octets": 704,
+                        "Acct-Input-Gigawords": 1,
+                        "Acct-Output-Octets": 4294967295,
+                        "Acct-Output-Gigawords": 2,
+                    },
+                ),
+            ],
+        )
         assert code == 0, out
     row = await session(pool)
     assert int(row["in_octets"]) == 2**32 + 704
     assert int(row["out_octets"]) == 2 * 2**32 + 4294967295
     deltas = await pool.fetch("SELECT delta_in, delta_out FROM acct_records ORDER BY id")
     assert [(int(d["delta_in"]), int(d["delta_out"])) for d in deltas] == [
-        (4294967000, 10), (2**32 + 704 - 4294967000, 2 * 2**32 + 4294967295 - 10)
+        (4294967000, 10),
+        (2**32 + 704 - 4294967000, 2 * 2**32 + 4294967295 - 10),
     ]
 
 
@@ -76,13 +109,20 @@ async def test_a_retransmission_is_answered_again_and_counted_once(pool: asyncpg
 
     async with listener(pool, slow_first_commit) as (protocol, port):
         code, out = await radclient(
-            port, [acct("Interim-Update", **{"Acct-Input-Octets": 777, "Acct-Output-Octets": 888})],
-            "testing123-secret", "-r", "3", "-t", "1",
+            port,
+            [acct("Interim-Update", **{"Acct-Input-Octets": 777, "Acct-Output-Octets": 888})],
+            "testing123-secret",
+            "-r",
+            "3",
+            "-t",
+            "1",
         )
         assert code == 0, out
     assert protocol.stats.received >= 2, protocol.stats
     assert protocol.stats.duplicates >= 1
-    sums = await pool.fetchrow("SELECT sum(delta_in) AS i, sum(delta_out) AS o, count(*) AS n FROM acct_records")
+    sums = await pool.fetchrow(
+        "SELECT sum(delta_in) AS i, sum(delta_out) AS o, count(*) AS n FROM acct_records"
+    )
     assert (int(sums["i"]), int(sums["o"]), sums["n"]) == (777, 888, 1)
 
 
@@ -97,12 +137,15 @@ async def test_a_wrong_secret_is_dropped_counted_and_never_answered(pool: asyncp
 
 async def test_accounting_on_closes_the_nas_sessions(pool: asyncpg.Pool) -> None:
     async with listener(pool) as (_, port):
-        code, out = await radclient(port, [
-            acct("Start"),
-            acct("Start", **{"Acct-Session-Id": "S-2", "User-Name": "bob"}),
-            packet(**{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "127.0.0.1"}),
-            acct("Start", **{"Acct-Session-Id": "S-3", "User-Name": "carol"}),
-        ])
+        code, out = await radclient(
+            port,
+            [
+                acct("Start"),
+                acct("Start", **{"Acct-Session-Id": "S-2", "User-Name": "bob"}),
+                packet(**{"Acct-Status-Type": "Accounting-On", "NAS-IP-Address": "127.0.0.1"}),
+                acct("Start", **{"Acct-Session-Id": "S-3", "User-Name": "carol"}),
+            ],
+        )
         assert code == 0, out
     rows = {r["session_key"]: r for r in await pool.fetch("SELECT * FROM radius_sessions")}
     assert rows["S-1"]["closed_at"] is not None and rows["S-1"]["terminate_cause"] == "Accounting-On"
