@@ -76,8 +76,7 @@ class Daemon:
             ISPMON_LOG_FORMAT="json",
             # No accounting listener unless a test asks for one: the default 0.0.0.0:1813 would be
             # shared by every daemon the suite (and other suites on the machine) starts.
-            RADIUS_ACCT_PORT="0",
-            **self.extra_env,
+            **{"RADIUS_ACCT_PORT": "0", **self.extra_env},
         )
         self.log_path = self.state_dir / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
