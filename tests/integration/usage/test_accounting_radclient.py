@@ -151,3 +151,23 @@ async def test_accounting_on_closes_the_nas_sessions(pool: asyncpg.Pool) -> None
     assert rows["S-1"]["closed_at"] is not None and rows["S-1"]["terminate_cause"] == "Accounting-On"
     assert rows["S-2"]["closed_at"] is not None
     assert rows["S-3"]["closed_at"] is None
+
+
+async def test_malformed_and_unknown_sources_are_dropped_counted_and_survived(pool: asyncpg.Pool) -> None:
+    import socket
+
+    async with listener(pool) as (protocol, port):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for junk in (
+                b"",
+                b"\x04",
+                b"\x04\x01\x00\x30" + bytes(16),
+                b"\x04\x01\x00\x16" + bytes(16) + b"\x2a\xff",
+            ):
+                sock.sendto(junk, ("127.0.0.1", port))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.2", 0))  # no NAS has this address
+            other.sendto(b"\x04\x01\x00\x14" + bytes(16), ("127.0.0.1", port))
+        code, out = await radclient(port, [acct("Start")])
+        assert code == 0, out
+    assert protocol.stats.malformed == 4 and protocol.stats.unknown_nas == 1 and protocol.stats.stored == 1
