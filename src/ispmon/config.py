@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # RADIUS accounting (the usage domain); port 0 disables the listener.
     radius_acct_address: str = "0.0.0.0"
     radius_acct_port: int = Field(1813, ge=0, le=65535)
+    # Sessions whose NAS sends no Acct-Interim-Interval are lost after twice this many seconds.
+    radius_interim_interval: int = Field(900, ge=10, le=86400)
 
     @field_validator("ispmon_log_level")
     @classmethod

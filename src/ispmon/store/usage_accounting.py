@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ispmon.usage.accounting import Received, SessionState, apply_record, event_time
+from ispmon.usage.accounting import LOST, Received, SessionState, apply_record, event_time
 from ispmon.usage.radius import ACCOUNTING_OFF, ACCOUNTING_ON, STATUS_NAMES
 
 
@@ -212,6 +212,20 @@ class AccountingStore:
         for key in pending:
             state = states[key]
             customers[key] = by_name.get(state.username or "") or by_ip.get(state.framed_ip or "")
+
+
+async def close_lost(pool: asyncpg.Pool, default_interval: int, now: datetime) -> int:
+    """Close, as `lost`, open sessions with no record for twice their Acct-Interim-Interval (else
+    `default_interval`). They end at their last activity: that is when usage was last known."""
+    result: str = await pool.execute(
+        """UPDATE radius_sessions SET closed_at = last_at, terminate_cause = $3
+           WHERE closed_at IS NULL
+             AND last_at < $1::timestamptz - 2 * coalesce(interim_interval, $2::int) * interval '1 second'""",
+        now,
+        default_interval,
+        LOST,
+    )
+    return int(result.split()[-1])
 
 
 def as_int(value: Any) -> int:

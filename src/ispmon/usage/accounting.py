@@ -48,6 +48,14 @@ class Received:
         return (self.nas_id, self.source_port, self.identifier, self.authenticator)
 
 
+LOST = "lost"  # the terminate cause of a session closed for want of interims
+
+
+def lost_after(interim_interval: int | None, default_interval: int) -> timedelta:
+    """A session with no record for twice its interim interval is closed as lost (issue 12 §4)."""
+    return timedelta(seconds=2 * (interim_interval or default_interval))
+
+
 def event_time(record: AcctRecord, received_at: datetime) -> datetime:
     """When the NAS saw the event: Acct-Delay-Time seconds before we received it (RFC 2866 5.2)."""
     # A delay beyond a day is a broken NAS clock or counter, not a real backlog: ignore it.
@@ -87,6 +95,9 @@ def apply_record(
         or record.out_octets < state.out_octets
         or (record.session_time is not None and session_time < state.session_time)
     )
+    if state.terminate_cause == LOST and record.status == INTERIM and not older:
+        # Declared lost for want of interims, but the NAS still had it: it was never over.
+        state = replace(state, closed_at=None, terminate_cause=None)
     if older:
         # Out of order: stored as a record, but the session keeps the later counters. A late
         # Stop still closes the session (its counters are not newer, but the session did end).

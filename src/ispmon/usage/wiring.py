@@ -5,16 +5,20 @@ accounting listener binds (``RADIUS_ACCT_ADDRESS``:``RADIUS_ACCT_PORT``; port 0:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import asyncpg
 import structlog
 
 from ispmon.errors import StartupError
 from ispmon.services.customers import CustomerService
 from ispmon.services.errors import ServiceError
 from ispmon.services.usage import UsageService
-from ispmon.store.usage_accounting import AccountingStore
+from ispmon.store.usage_accounting import AccountingStore, close_lost
 from ispmon.usage.listener import AccountingProtocol, start_listener
 from ispmon.usage.nas import NasDirectory
 
@@ -25,11 +29,27 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ispmon.usage")
 
 
+LOST_SWEEP_SECONDS = 60.0
+
+
+async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = LOST_SWEEP_SECONDS) -> None:
+    """Every minute: close the sessions no interim has been heard of for twice their interval."""
+    while True:
+        try:
+            closed = await close_lost(pool, default_interval, datetime.now(UTC))
+            if closed:
+                log.info("radius_sessions_lost", count=closed)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("radius_lost_sweep_failed", error=str(exc))
+        await asyncio.sleep(every)
+
+
 @dataclass
 class Accounting:
     directory: NasDirectory
     protocol: AccountingProtocol | None = None
     port: int | None = None
+    sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, db: Database, config: LoadedConfig) -> Accounting:
@@ -65,9 +85,16 @@ class Accounting:
             log.info(
                 "radius_listening", host=settings.radius_acct_address, port=accounting.port, nas=len(directory)
             )
+        accounting.sweeper = asyncio.create_task(
+            sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
+        )
         return accounting
 
     async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
         if self.protocol is not None:
             await self.protocol.close()
             log.info("radius_stopped", **self.protocol.stats.as_dict())

@@ -171,3 +171,31 @@ async def test_malformed_and_unknown_sources_are_dropped_counted_and_survived(po
         code, out = await radclient(port, [acct("Start")])
         assert code == 0, out
     assert protocol.stats.malformed == 4 and protocol.stats.unknown_nas == 1 and protocol.stats.stored == 1
+
+
+async def test_a_silent_session_is_closed_as_lost_and_an_interim_reopens_it(pool: asyncpg.Pool) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from ispmon.store.usage_accounting import close_lost
+
+    async with listener(pool) as (_, port):
+        code, out = await radclient(
+            port,
+            [
+                acct("Interim-Update", **{"Acct-Interim-Interval": 60, "Acct-Input-Octets": 10}),
+                acct(
+                    "Interim-Update", **{"Acct-Session-Id": "S-2", "Acct-Input-Octets": 10}
+                ),  # no interval: 900 s
+            ],
+        )
+        assert code == 0, out
+        later = datetime.now(UTC) + timedelta(seconds=200)
+        assert await close_lost(pool, 900, later) == 1  # S-1 after 2 x 60 s; S-2 not yet
+        row = await session(pool)
+        assert row["terminate_cause"] == "lost" and row["closed_at"] == row["last_at"]
+        assert (await session(pool, "S-2"))["closed_at"] is None
+        code, out = await radclient(port, [acct("Interim-Update", **{"Acct-Input-Octets": 25})])
+        assert code == 0, out
+    row = await session(pool)
+    assert row["closed_at"] is None and int(row["in_octets"]) == 25
+    assert int(await pool.fetchval("SELECT sum(delta_in) FROM acct_records WHERE session_key = 'S-1'")) == 25
