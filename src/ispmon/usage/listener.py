@@ -62,7 +62,8 @@ class AccountingProtocol(asyncio.DatagramProtocol):
         self._pending: list[tuple[Received, bytes, tuple[str, int]]] = []
         self._closing = False
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()  # set while nothing waits for a commit
+        self._idle = asyncio.Event()  # set while nothing is queued or in a transaction
+        self._idle.set()
         self._task: asyncio.Task[None] | None = None
 
     # -- receiving ----------------------------------------------------------------------------------
@@ -155,7 +156,8 @@ class AccountingProtocol(asyncio.DatagramProtocol):
     async def close(self) -> None:
         """Stop receiving, commit and answer what is queued, then stop the committer."""
         self._closing = True
-        if self._pending and self._task is not None and not self._task.done():
+        # Also while a batch is in its transaction: cancelling it there would leave those unanswered.
+        if not self._idle.is_set() and self._task is not None and not self._task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 5)
         if self._task is not None:
