@@ -11,7 +11,7 @@ octets it added. Statements are per batch (UNNEST arrays), never per packet.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ class CommitResult:
     duplicates: int  # already stored (retransmissions)
 
 
+_NAS_WIDE = (ACCOUNTING_ON, ACCOUNTING_OFF)
 _SESSION_COLUMNS = (
     "id, nas_id, session_key, customer_id, username, host(framed_ip) AS framed_ip, calling_station,"
     " started_at, last_at, closed_at, terminate_cause, in_octets, out_octets, session_time, interim_interval"
@@ -58,43 +59,42 @@ class AccountingStore:
         for item in batch:
             unique.setdefault(item.key, item)  # a retransmission within the batch: one record
         items = list(unique.values())
-        events = [event_time(i.record, i.received_at) for i in items]
         async with self.pool.acquire() as conn, conn.transaction():
-            inserted = await conn.fetch(
-                """INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
-                       authenticator, status, session_key, in_octets, out_octets, session_time)
-                   SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
-                       $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
-                       $11::bigint[])
-                   ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
-                   RETURNING id, nas_id, source_port, identifier, authenticator""",
-                [i.received_at for i in items],
-                events,
+            # Sessions first, locked in a fixed order (two agents committing overlapping batches
+            # cannot deadlock); a retransmission of a stored record is then seen for certain.
+            keys = sorted(
+                {(i.nas_id, i.record.session_key) for i in items if i.record.status not in _NAS_WIDE}
+            )
+            rows = await conn.fetch(
+                f"""SELECT {_SESSION_COLUMNS} FROM radius_sessions
+                    WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                    ORDER BY nas_id, session_key FOR UPDATE""",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            )
+            stored = await conn.fetch(
+                """SELECT r.nas_id, r.source_port, r.identifier, r.authenticator FROM acct_records r
+                   JOIN unnest($1::text[], $2::int[], $3::smallint[], $4::bytea[]) AS u(n, p, i, a)
+                     ON r.nas_id = u.n AND r.source_port = u.p AND r.identifier = u.i AND r.authenticator = u.a""",
                 [i.nas_id for i in items],
                 [i.source_port for i in items],
-                # smallint is signed; the Identifier is an octet, so 0..255 fits as is.
                 [i.identifier for i in items],
                 [i.authenticator for i in items],
-                [STATUS_NAMES.get(i.record.status, str(i.record.status)) for i in items],
-                [i.record.session_key or None for i in items],
-                [i.record.in_octets for i in items],
-                [i.record.out_octets for i in items],
-                [i.record.session_time for i in items],
             )
-            ids = {
-                (r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])): r["id"]
-                for r in inserted
+            seen = {
+                (r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])) for r in stored
             }
-            new = [(ids[i.key], i, e) for i, e in zip(items, events, strict=True) if i.key in ids]
+            new = [i for i in items if i.key not in seen]
             if new:
-                await self._apply(conn, new)
+                await self._apply(conn, new, rows)
         return CommitResult(stored=len(new), duplicates=len(batch) - len(new))
 
-    async def _apply(self, conn: asyncpg.Connection, new: list[tuple[int, Received, datetime]]) -> None:
-        for _, item, when in new:
-            if item.record.status in (ACCOUNTING_ON, ACCOUNTING_OFF):
+    async def _apply(self, conn: asyncpg.Connection, new: list[Received], rows: list[asyncpg.Record]) -> None:
+        for item in new:
+            if item.record.status in _NAS_WIDE:
                 # RFC 2866 5.1: the NAS (re)started or stops: every session it had open is over.
                 # Only those last heard of before it, so a Start after the On (same batch) stays open.
+                when = event_time(item.record, item.received_at)
                 await conn.execute(
                     """UPDATE radius_sessions SET closed_at = $2, terminate_cause = $3
                        WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2""",
@@ -102,78 +102,90 @@ class AccountingStore:
                     when,
                     "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off",
                 )
-        session_items = [
-            (rid, i, w) for rid, i, w in new if i.record.status not in (ACCOUNTING_ON, ACCOUNTING_OFF)
-        ]
-        if not session_items:
-            return
-        keys = sorted({(i.nas_id, i.record.session_key) for _, i, _ in session_items})
-        # Locked in a fixed order, so two agents committing overlapping batches cannot deadlock.
-        rows = await conn.fetch(
-            f"""SELECT {_SESSION_COLUMNS} FROM radius_sessions
-                WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                ORDER BY nas_id, session_key FOR UPDATE""",
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-        )
         states: dict[tuple[str, str], SessionState] = {
             (r["nas_id"], r["session_key"]): _state(r) for r in rows
         }
+        session_ids: dict[tuple[str, str], int] = {(r["nas_id"], r["session_key"]): r["id"] for r in rows}
         customers: dict[tuple[str, str], str | None] = {
             (r["nas_id"], r["session_key"]): r["customer_id"] for r in rows
         }
         counts: dict[tuple[str, str], int] = {}
-        deltas: list[tuple[int, tuple[str, str], int, int]] = []
-        for record_id, item, _ in session_items:
+        deltas: list[tuple[int, int]] = []
+        for item in new:
+            if item.record.status in _NAS_WIDE:
+                # The same close as the UPDATE above, for the sessions this batch holds in hand
+                # (they are written back below and must not reopen).
+                when = event_time(item.record, item.received_at)
+                cause = "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off"
+                for key, state in states.items():
+                    if key[0] == item.nas_id and state.closed_at is None and state.last_at <= when:
+                        states[key] = replace(state, closed_at=when, terminate_cause=cause)
+                deltas.append((0, 0))
+                continue
             key = (item.nas_id, item.record.session_key)
             state, delta_in, delta_out = apply_record(states.get(key), item.record, item.received_at)
             states[key] = state
             counts[key] = counts.get(key, 0) + 1
-            deltas.append((record_id, key, delta_in, delta_out))
+            deltas.append((delta_in, delta_out))
         await self._attribute(conn, states, customers)
-        touched = list(counts)
-        written = await conn.fetch(
-            """INSERT INTO radius_sessions AS s (nas_id, session_key, customer_id, username, framed_ip,
-                   calling_station, started_at, last_at, closed_at, terminate_cause, in_octets, out_octets,
-                   session_time, interim_interval, records)
-               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
-                   $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
-                   $12::numeric[], $13::bigint[], $14::int[], $15::int[])
-               ON CONFLICT (nas_id, session_key) DO UPDATE SET customer_id = EXCLUDED.customer_id,
-                   username = EXCLUDED.username, framed_ip = EXCLUDED.framed_ip,
-                   calling_station = EXCLUDED.calling_station, started_at = EXCLUDED.started_at,
-                   last_at = EXCLUDED.last_at, closed_at = EXCLUDED.closed_at,
-                   terminate_cause = EXCLUDED.terminate_cause, in_octets = EXCLUDED.in_octets,
-                   out_octets = EXCLUDED.out_octets, session_time = EXCLUDED.session_time,
-                   interim_interval = EXCLUDED.interim_interval, records = s.records + EXCLUDED.records
-               RETURNING id, nas_id, session_key""",
-            [k[0] for k in touched],
-            [k[1] for k in touched],
-            [customers.get(k) for k in touched],
-            [states[k].username for k in touched],
-            [states[k].framed_ip for k in touched],
-            [states[k].calling_station for k in touched],
-            [states[k].started_at for k in touched],
-            [states[k].last_at for k in touched],
-            [states[k].closed_at for k in touched],
-            [states[k].terminate_cause for k in touched],
-            [states[k].in_octets for k in touched],
-            [states[k].out_octets for k in touched],
-            [states[k].session_time for k in touched],
-            [states[k].interim_interval for k in touched],
-            [counts[k] for k in touched],
-        )
-        session_ids = {(r["nas_id"], r["session_key"]): r["id"] for r in written}
+        fresh = [k for k in counts if k not in session_ids]
+        if fresh:
+            written = await conn.fetch(
+                """INSERT INTO radius_sessions (nas_id, session_key, customer_id, username, framed_ip,
+                       calling_station, started_at, last_at, closed_at, terminate_cause, in_octets, out_octets,
+                       session_time, interim_interval, records)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
+                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
+                       $12::numeric[], $13::bigint[], $14::int[], $15::int[])
+                   RETURNING id, nas_id, session_key""",
+                *_session_arrays(fresh, states, customers, counts),
+            )
+            session_ids.update({(r["nas_id"], r["session_key"]): r["id"] for r in written})
         await conn.execute(
-            """UPDATE acct_records r SET session_id = u.s, customer_id = u.c, delta_in = u.i, delta_out = u.o
-               FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::numeric[], $5::numeric[]) AS u(id, s, c, i, o)
-               WHERE r.id = u.id""",
+            """INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
+                   authenticator, status, session_key, in_octets, out_octets, session_time, session_id,
+                   customer_id, delta_in, delta_out)
+               SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
+                   $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
+                   $11::bigint[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
+               ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING""",
+            [i.received_at for i in new],
+            [event_time(i.record, i.received_at) for i in new],
+            [i.nas_id for i in new],
+            [i.source_port for i in new],
+            # smallint is signed; the Identifier is an octet, so 0..255 fits as is.
+            [i.identifier for i in new],
+            [i.authenticator for i in new],
+            [STATUS_NAMES.get(i.record.status, str(i.record.status)) for i in new],
+            [i.record.session_key or None for i in new],
+            [i.record.in_octets for i in new],
+            [i.record.out_octets for i in new],
+            [i.record.session_time for i in new],
+            [session_ids.get((i.nas_id, i.record.session_key)) for i in new],
+            [customers.get((i.nas_id, i.record.session_key)) for i in new],
             [d[0] for d in deltas],
-            [session_ids[d[1]] for d in deltas],
-            [customers.get(d[1]) for d in deltas],
-            [d[2] for d in deltas],
-            [d[3] for d in deltas],
+            [d[1] for d in deltas],
         )
+        existing = [k for k in counts if k not in fresh]
+        if existing:
+            # By primary key, and with no index on the columns an interim changes, so the update
+            # is HOT (no index writes) where the page has room.
+            await conn.execute(
+                """UPDATE radius_sessions s SET customer_id = u.customer_id, username = u.username,
+                       framed_ip = u.framed_ip, calling_station = u.calling_station, started_at = u.started_at,
+                       last_at = u.last_at, closed_at = u.closed_at, terminate_cause = u.terminate_cause,
+                       in_octets = u.in_octets, out_octets = u.out_octets, session_time = u.session_time,
+                       interim_interval = u.interim_interval, records = s.records + u.records
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
+                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
+                       $12::numeric[], $13::bigint[], $14::int[], $15::int[], $16::bigint[])
+                       AS u(nas_id, session_key, customer_id, username, framed_ip, calling_station, started_at,
+                            last_at, closed_at, terminate_cause, in_octets, out_octets, session_time,
+                            interim_interval, records, id)
+                   WHERE s.id = u.id""",
+                *_session_arrays(existing, states, customers, counts),
+                [session_ids[k] for k in existing],
+            )
 
     @staticmethod
     async def _attribute(
@@ -226,6 +238,32 @@ async def close_lost(pool: asyncpg.Pool, default_interval: int, now: datetime) -
         LOST,
     )
     return int(result.split()[-1])
+
+
+def _session_arrays(
+    keys: list[tuple[str, str]],
+    states: dict[tuple[str, str], SessionState],
+    customers: dict[tuple[str, str], str | None],
+    counts: dict[tuple[str, str], int],
+) -> list[list[Any]]:
+    """The sessions' columns as arrays, for UNNEST."""
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [customers.get(k) for k in keys],
+        [states[k].username for k in keys],
+        [states[k].framed_ip for k in keys],
+        [states[k].calling_station for k in keys],
+        [states[k].started_at for k in keys],
+        [states[k].last_at for k in keys],
+        [states[k].closed_at for k in keys],
+        [states[k].terminate_cause for k in keys],
+        [states[k].in_octets for k in keys],
+        [states[k].out_octets for k in keys],
+        [states[k].session_time for k in keys],
+        [states[k].interim_interval for k in keys],
+        [counts[k] for k in keys],
+    ]
 
 
 def as_int(value: Any) -> int:
