@@ -163,6 +163,11 @@ async def test_kill_9_under_interims_loses_no_answered_record_and_counts_none_tw
             await conn.close()
         # Out-of-order arrivals add nothing and later ones add the rest: the sum is the last counter.
         assert usage == {f"sess-{s}": (counters[s], counters[s] * 3) for s in range(SESSIONS) if counters[s]}
+        # The NAS secret of the config file is in no log line of either run.
+        logs = "".join(
+            await asyncio.to_thread(lambda: [p.read_text() for p in tmp_path.glob("daemon-*.log")])
+        )
+        assert "radius_listening" in logs and SECRET.decode() not in logs
     finally:
         for nas in nases:
             if nas.transport is not None:
