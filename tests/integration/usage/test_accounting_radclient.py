@@ -199,3 +199,20 @@ async def test_a_silent_session_is_closed_as_lost_and_an_interim_reopens_it(pool
     row = await session(pool)
     assert row["closed_at"] is None and int(row["in_octets"]) == 25
     assert int(await pool.fetchval("SELECT sum(delta_in) FROM acct_records WHERE session_key = 'S-1'")) == 25
+
+
+async def test_an_interim_older_than_the_stored_one_is_stored_and_adds_nothing(pool: asyncpg.Pool) -> None:
+    async with listener(pool) as (_, port):
+        later = {"Acct-Input-Octets": 9000, "Acct-Output-Octets": 800, "Acct-Session-Time": 120}
+        earlier = {"Acct-Input-Octets": 4000, "Acct-Output-Octets": 300, "Acct-Session-Time": 60}
+        code, out = await radclient(
+            port, [acct("Interim-Update", **later), acct("Interim-Update", **earlier)]
+        )
+        assert code == 0, out
+    row = await session(pool)
+    assert (int(row["in_octets"]), int(row["out_octets"]), row["session_time"]) == (9000, 800, 120)
+    deltas = await pool.fetch("SELECT in_octets, delta_in, delta_out FROM acct_records ORDER BY id")
+    assert [(int(d["in_octets"]), int(d["delta_in"]), int(d["delta_out"])) for d in deltas] == [
+        (9000, 9000, 800),
+        (4000, 0, 0),
+    ]
