@@ -10,6 +10,7 @@ and loading reports every error it finds in one `ConfigError`, not only the firs
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -24,6 +25,8 @@ from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_
 from ispmon.availability.maintenance import validate_config_windows
 from ispmon.errors import ConfigError
 from ispmon.network.devices import DeviceSpec, load_config_devices
+from ispmon.usage.customers import CustomerSpec
+from ispmon.usage.nas import NasSpec
 from ispmon.validation import error_list, is_loopback
 
 _DATABASE_URL_EXAMPLE = "postgresql://ispmon:PASSWORD@db.example.net:5432/ispmon"
@@ -106,6 +109,11 @@ class Settings(BaseSettings):
     # Network performance (SNMP polling).
     interface_metrics_retention_days: int = Field(30, ge=1, le=3650)
     snmp_max_concurrency: int = Field(100, ge=1, le=10000)
+    # RADIUS accounting (the usage domain); port 0 disables the listener.
+    radius_acct_address: str = "0.0.0.0"
+    radius_acct_port: int = Field(1813, ge=0, le=65535)
+    # Sessions whose NAS sends no Acct-Interim-Interval are lost after twice this many seconds.
+    radius_interim_interval: int = Field(900, ge=10, le=86400)
 
     @field_validator("ispmon_log_level")
     @classmethod
@@ -113,6 +121,14 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return value.lower()
+
+    @field_validator("radius_acct_address")
+    @classmethod
+    def _radius_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise ValueError(f"{value[:64]!r} is not an IP address (0.0.0.0 listens on every IPv4 address)") from None
 
     @field_validator("ispmon_api_token", "ispmon_api_read_token")
     @classmethod
@@ -197,6 +213,8 @@ class FileConfig(BaseModel):
     alert_rules: list[dict[str, Any]] = Field(default_factory=list)
     escalation_policies: list[dict[str, Any]] = Field(default_factory=list)
     devices: list[dict[str, Any]] = Field(default_factory=list)
+    customers: list[dict[str, Any]] = Field(default_factory=list)
+    radius_clients: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedConfig(BaseModel):
@@ -209,6 +227,8 @@ class LoadedConfig(BaseModel):
     )  # MaintenanceWindowSpec (ispmon.availability.maintenance)
     alerting: Any = None  # ispmon.alerts.config.AlertConfig (channels, rules, escalation policies)
     devices: list[DeviceSpec] = Field(default_factory=list)
+    customers: list[CustomerSpec] = Field(default_factory=list)
+    radius_clients: list[NasSpec] = Field(default_factory=list)
     path: Path | None = None
 
 
@@ -301,7 +321,7 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         for err in error_list(exc):
             hint = (
                 " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]],"
-                " [[escalation_policies]] or [[devices]])"
+                " [[escalation_policies]], [[devices]], [[customers]] or [[radius_clients]])"
                 if err["message"] == "unknown field"
                 else ""
             )
@@ -354,6 +374,9 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         devices = load_config_devices(shape.devices, where, _declared_ids(shape.endpoints))
     except ConfigError as exc:
         errors.extend(exc.errors)
+    customers = _load_table(shape.customers, "customers", CustomerSpec, where, errors)
+    radius_clients = _load_table(shape.radius_clients, "radius_clients", NasSpec, where, errors)
+    errors.extend(_identity_errors(customers, where))
     if errors or settings is None:
         raise ConfigError(errors)
     return LoadedConfig(
@@ -362,8 +385,46 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         maintenance=windows,
         alerting=alerting,
         devices=devices,
+        customers=[c for _, c in customers],
+        radius_clients=[n for _, n in radius_clients],
         path=path,
     )
+
+
+def _load_table(
+    items: list[dict[str, Any]], table: str, model: type[Any], where: str, errors: list[str]
+) -> list[tuple[int, Any]]:
+    """Each item of ``[[table]]`` validated by `model`; errors name ``table[i].field``; ids unique."""
+    out: list[tuple[int, Any]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            spec = model.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(
+                f"{where}{e['field']}: {e['message']}" for e in error_list(exc, prefix=f"{table}[{index}]")
+            )
+            continue
+        if spec.id in seen:
+            errors.append(f"{where}{table}[{index}].id: duplicate id {spec.id!r} (also {table}[{seen[spec.id]}])")
+            continue
+        seen[spec.id] = index
+        out.append((index, spec))
+    return out
+
+
+def _identity_errors(customers: list[tuple[int, CustomerSpec]], where: str) -> list[str]:
+    """A User-Name or prefix belongs to one customer of the file."""
+    errors = []
+    owners: dict[tuple[str, str], int] = {}
+    for index, spec in customers:
+        for kind, values in (("usernames", spec.usernames), ("prefixes", spec.prefixes)):
+            for position, value in enumerate(values):
+                other = owners.setdefault((kind, value), index)
+                if other != index:
+                    field = f"customers[{index}].{kind}[{position}]"
+                    errors.append(f"{where}{field}: {value!r} is also in customers[{other}]")
+    return errors
 
 
 def _default_channels(file_settings: dict[str, Any]) -> list[str]:

@@ -2,8 +2,8 @@
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
 (open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
-monitor -> API -> READY=1 to systemd.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> scheduler and checks in flight -> alert engine and
+RADIUS accounting listener -> monitor -> API -> READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> accounting listener -> scheduler and checks in flight -> alert engine and
 sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
 """
 
@@ -40,6 +40,7 @@ from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.retention import drop_old_interface_metrics, drop_old_partitions
 from ispmon.store.writer import BatchWriter
+from ispmon.usage.wiring import Accounting
 from ispmon.validation import error_list, format_errors
 
 log = structlog.get_logger("ispmon.daemon")
@@ -310,6 +311,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     )
     alerting: Alerting | None = None
     network: NetworkPolling | None = None
+    accounting: Accounting | None = None
     try:
         retargeted = await sync_config(db, config)
         await restore_monitor(db, monitor, settings, retargeted)
@@ -319,7 +321,17 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         events.start()
         await alerting.start()
         network = await NetworkPolling.start(db, config)
-        app = create_app(AppServices.build(db, settings, monitor, alerting.service, poller=network.poller))
+        accounting = await Accounting.start(db, config)
+        app = create_app(
+            AppServices.build(
+                db,
+                settings,
+                monitor,
+                alerting.service,
+                poller=network.poller,
+                nas_directory=accounting.directory,
+            )
+        )
         try:
             runner, host, port = await start_api(
                 app, settings.api_host, settings.api_port, settings.ispmon_api_token
@@ -368,6 +380,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     finally:
         if runner is not None:
             await runner.cleanup()
+        if accounting is not None:
+            await accounting.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

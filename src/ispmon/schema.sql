@@ -342,3 +342,93 @@ ON CONFLICT (version) DO NOTHING;
 INSERT INTO schema_version (version, description)
 VALUES (3, 'network: SNMP devices, interfaces, daily interface metric partitions')
 ON CONFLICT (version) DO NOTHING;
+-- ===== Customer usage (issue 12): customers, NAS clients, RADIUS accounting, sessions =====
+-- Customers' definitions are JSON (validated by ispmon.usage.customers); their identities are
+-- rows of their own, so an accounting record finds its customer by index and a User-Name or
+-- prefix belongs to one customer only.
+CREATE TABLE IF NOT EXISTS customers (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    spec        jsonb NOT NULL,
+    source      text NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS customer_usernames (
+    username     text PRIMARY KEY,
+    customer_id  text NOT NULL REFERENCES customers (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS customer_usernames_customer ON customer_usernames (customer_id);
+CREATE TABLE IF NOT EXISTS customer_prefixes (
+    prefix       cidr PRIMARY KEY,
+    customer_id  text NOT NULL REFERENCES customers (id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS customer_prefixes_customer ON customer_prefixes (customer_id);
+CREATE INDEX IF NOT EXISTS customer_prefixes_range ON customer_prefixes USING gist (prefix inet_ops);
+
+-- NAS clients: the secret is kept to verify and sign packets; the API never returns it.
+CREATE TABLE IF NOT EXISTS nas_clients (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    address     cidr NOT NULL,
+    secret      text NOT NULL,
+    coa_port    integer NOT NULL DEFAULT 3799,
+    source      text NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per accounting session (NAS, Acct-Session-Id). Counters are numeric(20): with
+-- Gigawords they reach 2^64 - 1, beyond bigint. customer_id has no foreign key: deleting a
+-- customer keeps the history of what was used.
+CREATE TABLE IF NOT EXISTS radius_sessions (
+    id                bigserial PRIMARY KEY,
+    nas_id            text NOT NULL,
+    session_key       text NOT NULL,
+    customer_id       text,
+    username          text,
+    framed_ip         inet,
+    calling_station   text,
+    started_at        timestamptz NOT NULL,
+    last_at           timestamptz NOT NULL,
+    closed_at         timestamptz,
+    terminate_cause   text,
+    in_octets         numeric(20, 0) NOT NULL DEFAULT 0,
+    out_octets        numeric(20, 0) NOT NULL DEFAULT 0,
+    session_time      bigint NOT NULL DEFAULT 0,
+    interim_interval  integer,
+    records           integer NOT NULL DEFAULT 0,
+    UNIQUE (nas_id, session_key)
+) WITH (fillfactor = 80);
+-- No index on what an interim changes (last_at, counters): every interim updates its session, and
+-- that update stays HOT (no index writes) where the page has room, which fillfactor leaves.
+CREATE INDEX IF NOT EXISTS radius_sessions_customer ON radius_sessions (customer_id, started_at DESC);
+
+-- Every Accounting-Request answered, once: the unique key is RFC 5080 2.2.2's duplicate test
+-- (client, source port, Identifier, request authenticator), so a retransmission, also one after
+-- a restart, is answered again and counted never twice. delta_* is what the record added.
+CREATE TABLE IF NOT EXISTS acct_records (
+    id             bigserial PRIMARY KEY,
+    received_at    timestamptz NOT NULL,
+    event_at       timestamptz NOT NULL,
+    nas_id         text NOT NULL,
+    source_port    integer NOT NULL,
+    identifier     smallint NOT NULL,
+    authenticator  bytea NOT NULL,
+    status         text NOT NULL,
+    session_key    text,
+    session_id     bigint,
+    customer_id    text,
+    in_octets      numeric(20, 0) NOT NULL DEFAULT 0,
+    out_octets     numeric(20, 0) NOT NULL DEFAULT 0,
+    session_time   bigint,
+    delta_in       numeric(20, 0) NOT NULL DEFAULT 0,
+    delta_out      numeric(20, 0) NOT NULL DEFAULT 0,
+    UNIQUE (nas_id, source_port, identifier, authenticator)
+);
+CREATE INDEX IF NOT EXISTS acct_records_customer ON acct_records (customer_id, event_at) WHERE customer_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS acct_records_session ON acct_records (session_id);
+
+INSERT INTO schema_version (version, description)
+VALUES (4, 'usage: customers, NAS clients, RADIUS accounting records and sessions')
+ON CONFLICT (version) DO NOTHING;

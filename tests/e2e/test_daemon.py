@@ -74,7 +74,9 @@ class Daemon:
             API_PORT=str(self.api_port),
             NOTIFY_SOCKET=str(self.notify_path),
             ISPMON_LOG_FORMAT="json",
-            **self.extra_env,
+            # No accounting listener unless a test asks for one: the default 0.0.0.0:1813 would be
+            # shared by every daemon the suite (and other suites on the machine) starts.
+            **{"RADIUS_ACCT_PORT": "0", **self.extra_env},
         )
         self.log_path = self.state_dir / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
@@ -410,7 +412,9 @@ def test_api_port_in_use_is_one_clear_line_and_leaves_nothing_running(tmp_path: 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_cli("run", env={"API_PORT": str(port), "ISPMON_STATE_DIR": str(tmp_path)})
+        result = run_cli(
+            "run", env={"API_PORT": str(port), "ISPMON_STATE_DIR": str(tmp_path), "RADIUS_ACCT_PORT": "0"}
+        )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     last = result.stderr.strip().splitlines()[-1]

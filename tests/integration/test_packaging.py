@@ -34,6 +34,9 @@ def test_the_wheel_carries_the_schema_and_the_console_script(tmp_path: Path) -> 
         assert "ispmon/schema.sql" in names
         assert zf.read("ispmon/schema.sql") == (ROOT / "src" / "ispmon" / "schema.sql").read_bytes()
         assert {"ispmon/probes/http.py", "ispmon/api/app.py", "ispmon/py.typed"} <= names
+        # The RADIUS dictionaries the accounting codec loads at start, with their attribution.
+        shipped = {n for n in names if n.startswith("ispmon/usage/dictionary/")}
+        assert {"ispmon/usage/dictionary/README", "ispmon/usage/dictionary/dictionary.rfc2866"} <= shipped
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "ispmon = ispmon.cli:main" in zf.read(entry_points).decode()
     # The top-level schema.sql the issue asks for is the packaged one, not a copy that could drift.

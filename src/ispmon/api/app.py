@@ -12,7 +12,18 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ispmon.api import alerts, devices, health, maintenance, openapi, outages, services
+from ispmon.api import (
+    alerts,
+    customers,
+    devices,
+    health,
+    maintenance,
+    nas,
+    openapi,
+    outages,
+    services,
+    sessions,
+)
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
@@ -29,6 +40,9 @@ ROUTES: tuple[Route, ...] = (
     *maintenance.ROUTES,
     *alerts.ROUTES,
     *devices.ROUTES,
+    *customers.ROUTES,
+    *nas.ROUTES,
+    *sessions.ROUTES,
     *openapi.ROUTES,
 )
 

@@ -72,7 +72,13 @@ async def read_json_object(request: web.Request, body: Body) -> dict[str, Any] |
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError.on(415, "body", f"Content-Type must be application/json, got {ctype[:100]!r}")
-    raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413 JSON
+    if body.max_bytes is None:
+        raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413 JSON
+    else:
+        try:
+            raw = await request.clone(client_max_size=body.max_bytes).read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError.on(413, "body", f"larger than this route's {body.max_bytes}-byte limit") from None
     if not raw.strip():
         if body.required:
             raise ApiError.on(400, "body", "a JSON object is required")

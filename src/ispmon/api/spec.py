@@ -176,6 +176,8 @@ class Body:
     partial: bool = False  # PUT: every field optional, the given ones replace the stored ones
     # Fields the model's before-validator fills when absent, so the document must not require them.
     filled: frozenset[str] = frozenset()
+    # This route's body limit when it is not the API's MAX_BODY_BYTES (a bulk upsert of many rows).
+    max_bytes: int | None = None
 
 
 @dataclass

@@ -11,11 +11,13 @@ Methods return typed objects (`Endpoint`, `CheckResult`, in `ispmon.services.vie
 
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
+from ispmon.services.customers import CustomerService
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError
 from ispmon.services.logging_service import LoggingService
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.network import NetworkService
 from ispmon.services.outages import OutageService
+from ispmon.services.usage import UsageService
 from ispmon.services.views import CheckResult, Endpoint
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "AvailabilityService",
     "CheckResult",
     "ConflictError",
+    "CustomerService",
     "Endpoint",
     "InvalidInput",
     "LoggingService",
@@ -31,4 +34,5 @@ __all__ = [
     "NotFoundError",
     "OutageService",
     "ServiceError",
+    "UsageService",
 ]

@@ -7,15 +7,18 @@ from typing import TYPE_CHECKING
 
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
+from ispmon.services.customers import CustomerService
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.network import NetworkService
 from ispmon.services.outages import OutageService
+from ispmon.services.usage import UsageService
 
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
     from ispmon.network.poller import Poller
     from ispmon.store.database import Database
+    from ispmon.usage.nas import NasDirectory
 
 
 @dataclass
@@ -27,6 +30,8 @@ class AppServices:
     maintenance: MaintenanceService
     alerts: AlertService
     network: NetworkService
+    customers: CustomerService
+    usage: UsageService
     monitor: Monitor | None = None
 
     @classmethod
@@ -37,6 +42,7 @@ class AppServices:
         monitor: Monitor | None = None,
         alerts: AlertService | None = None,
         poller: Poller | None = None,
+        nas_directory: NasDirectory | None = None,
     ) -> AppServices:
         return cls(
             db=db,
@@ -46,5 +52,7 @@ class AppServices:
             maintenance=MaintenanceService(db, monitor),
             alerts=alerts or AlertService(db),
             network=NetworkService(db, poller),
+            customers=CustomerService(db),
+            usage=UsageService(db, nas_directory),
             monitor=monitor,
         )

@@ -1,0 +1,271 @@
+"""The accounting commit: a batch of verified Accounting-Requests into PostgreSQL, in one transaction.
+
+`AccountingStore.commit(batch)` is what the listener's group commit calls; its responses go out
+only after it returns. In the transaction: records are inserted with RFC 5080's duplicate key and
+ON CONFLICT DO NOTHING (a retransmission, also one that arrives after a restart, adds no row);
+Accounting-On/Off close their NAS's open sessions; the sessions the new records touch are locked,
+advanced by `ispmon.usage.accounting.apply_record` and written back; each new record gets the
+octets it added. Statements are per batch (UNNEST arrays), never per packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ispmon.usage.accounting import LOST, Received, SessionState, apply_record, event_time
+from ispmon.usage.radius import ACCOUNTING_OFF, ACCOUNTING_ON, STATUS_NAMES
+
+
+@dataclass
+class CommitResult:
+    stored: int  # new records
+    duplicates: int  # already stored (retransmissions)
+
+
+_NAS_WIDE = (ACCOUNTING_ON, ACCOUNTING_OFF)
+_SESSION_COLUMNS = (
+    "id, nas_id, session_key, customer_id, username, host(framed_ip) AS framed_ip, calling_station,"
+    " started_at, last_at, closed_at, terminate_cause, in_octets, out_octets, session_time, interim_interval"
+)
+
+
+def _state(row: asyncpg.Record) -> SessionState:
+    return SessionState(
+        started_at=row["started_at"],
+        last_at=row["last_at"],
+        in_octets=int(row["in_octets"]),
+        out_octets=int(row["out_octets"]),
+        session_time=row["session_time"],
+        closed_at=row["closed_at"],
+        terminate_cause=row["terminate_cause"],
+        interim_interval=row["interim_interval"],
+        username=row["username"],
+        framed_ip=row["framed_ip"],
+        calling_station=row["calling_station"],
+    )
+
+
+class AccountingStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def commit(self, batch: Sequence[Received]) -> CommitResult:
+        unique: dict[tuple[str, int, int, bytes], Received] = {}
+        for item in batch:
+            unique.setdefault(item.key, item)  # a retransmission within the batch: one record
+        items = list(unique.values())
+        async with self.pool.acquire() as conn, conn.transaction():
+            # Sessions first, locked in a fixed order (two agents committing overlapping batches
+            # cannot deadlock); a retransmission of a stored record is then seen for certain.
+            keys = sorted(
+                {(i.nas_id, i.record.session_key) for i in items if i.record.status not in _NAS_WIDE}
+            )
+            rows = await conn.fetch(
+                f"""SELECT {_SESSION_COLUMNS} FROM radius_sessions
+                    WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+                    ORDER BY nas_id, session_key FOR UPDATE""",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            )
+            stored = await conn.fetch(
+                """SELECT r.nas_id, r.source_port, r.identifier, r.authenticator FROM acct_records r
+                   JOIN unnest($1::text[], $2::int[], $3::smallint[], $4::bytea[]) AS u(n, p, i, a)
+                     ON r.nas_id = u.n AND r.source_port = u.p AND r.identifier = u.i AND r.authenticator = u.a""",
+                [i.nas_id for i in items],
+                [i.source_port for i in items],
+                [i.identifier for i in items],
+                [i.authenticator for i in items],
+            )
+            seen = {
+                (r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])) for r in stored
+            }
+            new = [i for i in items if i.key not in seen]
+            if new:
+                await self._apply(conn, new, rows)
+        return CommitResult(stored=len(new), duplicates=len(batch) - len(new))
+
+    async def _apply(self, conn: asyncpg.Connection, new: list[Received], rows: list[asyncpg.Record]) -> None:
+        for item in new:
+            if item.record.status in _NAS_WIDE:
+                # RFC 2866 5.1: the NAS (re)started or stops: every session it had open is over.
+                # Only those last heard of before it, so a Start after the On (same batch) stays open.
+                when = event_time(item.record, item.received_at)
+                await conn.execute(
+                    """UPDATE radius_sessions SET closed_at = $2, terminate_cause = $3
+                       WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2""",
+                    item.nas_id,
+                    when,
+                    "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off",
+                )
+        states: dict[tuple[str, str], SessionState] = {
+            (r["nas_id"], r["session_key"]): _state(r) for r in rows
+        }
+        session_ids: dict[tuple[str, str], int] = {(r["nas_id"], r["session_key"]): r["id"] for r in rows}
+        customers: dict[tuple[str, str], str | None] = {
+            (r["nas_id"], r["session_key"]): r["customer_id"] for r in rows
+        }
+        counts: dict[tuple[str, str], int] = {}
+        deltas: list[tuple[int, int]] = []
+        for item in new:
+            if item.record.status in _NAS_WIDE:
+                # The same close as the UPDATE above, for the sessions this batch holds in hand
+                # (they are written back below and must not reopen).
+                when = event_time(item.record, item.received_at)
+                cause = "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off"
+                for key, state in states.items():
+                    if key[0] == item.nas_id and state.closed_at is None and state.last_at <= when:
+                        states[key] = replace(state, closed_at=when, terminate_cause=cause)
+                deltas.append((0, 0))
+                continue
+            key = (item.nas_id, item.record.session_key)
+            state, delta_in, delta_out = apply_record(states.get(key), item.record, item.received_at)
+            states[key] = state
+            counts[key] = counts.get(key, 0) + 1
+            deltas.append((delta_in, delta_out))
+        await self._attribute(conn, states, customers)
+        fresh = [k for k in counts if k not in session_ids]
+        if fresh:
+            written = await conn.fetch(
+                """INSERT INTO radius_sessions (nas_id, session_key, customer_id, username, framed_ip,
+                       calling_station, started_at, last_at, closed_at, terminate_cause, in_octets, out_octets,
+                       session_time, interim_interval, records)
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
+                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
+                       $12::numeric[], $13::bigint[], $14::int[], $15::int[])
+                   RETURNING id, nas_id, session_key""",
+                *_session_arrays(fresh, states, customers, counts),
+            )
+            session_ids.update({(r["nas_id"], r["session_key"]): r["id"] for r in written})
+        await conn.execute(
+            """INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
+                   authenticator, status, session_key, in_octets, out_octets, session_time, session_id,
+                   customer_id, delta_in, delta_out)
+               SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
+                   $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
+                   $11::bigint[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
+               ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING""",
+            [i.received_at for i in new],
+            [event_time(i.record, i.received_at) for i in new],
+            [i.nas_id for i in new],
+            [i.source_port for i in new],
+            # smallint is signed; the Identifier is an octet, so 0..255 fits as is.
+            [i.identifier for i in new],
+            [i.authenticator for i in new],
+            [STATUS_NAMES.get(i.record.status, str(i.record.status)) for i in new],
+            [i.record.session_key or None for i in new],
+            [i.record.in_octets for i in new],
+            [i.record.out_octets for i in new],
+            [i.record.session_time for i in new],
+            [session_ids.get((i.nas_id, i.record.session_key)) for i in new],
+            [customers.get((i.nas_id, i.record.session_key)) for i in new],
+            [d[0] for d in deltas],
+            [d[1] for d in deltas],
+        )
+        existing = [k for k in counts if k not in fresh]
+        if existing:
+            # By primary key, and with no index on the columns an interim changes, so the update
+            # is HOT (no index writes) where the page has room.
+            await conn.execute(
+                """UPDATE radius_sessions s SET customer_id = u.customer_id, username = u.username,
+                       framed_ip = u.framed_ip, calling_station = u.calling_station, started_at = u.started_at,
+                       last_at = u.last_at, closed_at = u.closed_at, terminate_cause = u.terminate_cause,
+                       in_octets = u.in_octets, out_octets = u.out_octets, session_time = u.session_time,
+                       interim_interval = u.interim_interval, records = s.records + u.records
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
+                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
+                       $12::numeric[], $13::bigint[], $14::int[], $15::int[], $16::bigint[])
+                       AS u(nas_id, session_key, customer_id, username, framed_ip, calling_station, started_at,
+                            last_at, closed_at, terminate_cause, in_octets, out_octets, session_time,
+                            interim_interval, records, id)
+                   WHERE s.id = u.id""",
+                *_session_arrays(existing, states, customers, counts),
+                [session_ids[k] for k in existing],
+            )
+
+    @staticmethod
+    async def _attribute(
+        conn: asyncpg.Connection,
+        states: dict[tuple[str, str], SessionState],
+        customers: dict[tuple[str, str], str | None],
+    ) -> None:
+        """Find the customer of sessions that have none yet: by User-Name, else by framed IP
+        (the most specific prefix). A customer created after the session started picks it up at
+        its next record."""
+        pending = [k for k, s in states.items() if customers.get(k) is None]
+        if not pending:
+            return
+        names = list({states[k].username for k in pending if states[k].username})
+        by_name: dict[str, str] = {}
+        if names:
+            rows = await conn.fetch(
+                "SELECT username, customer_id FROM customer_usernames WHERE username = ANY($1::text[])", names
+            )
+            by_name = {r["username"]: r["customer_id"] for r in rows}
+        ips = list(
+            {
+                states[k].framed_ip
+                for k in pending
+                if states[k].framed_ip and states[k].username not in by_name
+            }
+        )
+        by_ip: dict[str, str] = {}
+        if ips:
+            rows = await conn.fetch(
+                """SELECT DISTINCT ON (ip) host(ip) AS ip, p.customer_id FROM unnest($1::inet[]) AS ip
+                   JOIN customer_prefixes p ON ip <<= p.prefix ORDER BY ip, masklen(p.prefix) DESC""",
+                ips,
+            )
+            by_ip = {r["ip"]: r["customer_id"] for r in rows}
+        for key in pending:
+            state = states[key]
+            customers[key] = by_name.get(state.username or "") or by_ip.get(state.framed_ip or "")
+
+
+async def close_lost(pool: asyncpg.Pool, default_interval: int, now: datetime) -> int:
+    """Close, as `lost`, open sessions with no record for twice their Acct-Interim-Interval (else
+    `default_interval`). They end at their last activity: that is when usage was last known."""
+    result: str = await pool.execute(
+        """UPDATE radius_sessions SET closed_at = last_at, terminate_cause = $3
+           WHERE closed_at IS NULL
+             AND last_at < $1::timestamptz - 2 * coalesce(interim_interval, $2::int) * interval '1 second'""",
+        now,
+        default_interval,
+        LOST,
+    )
+    return int(result.split()[-1])
+
+
+def _session_arrays(
+    keys: list[tuple[str, str]],
+    states: dict[tuple[str, str], SessionState],
+    customers: dict[tuple[str, str], str | None],
+    counts: dict[tuple[str, str], int],
+) -> list[list[Any]]:
+    """The sessions' columns as arrays, for UNNEST."""
+    return [
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [customers.get(k) for k in keys],
+        [states[k].username for k in keys],
+        [states[k].framed_ip for k in keys],
+        [states[k].calling_station for k in keys],
+        [states[k].started_at for k in keys],
+        [states[k].last_at for k in keys],
+        [states[k].closed_at for k in keys],
+        [states[k].terminate_cause for k in keys],
+        [states[k].in_octets for k in keys],
+        [states[k].out_octets for k in keys],
+        [states[k].session_time for k in keys],
+        [states[k].interim_interval for k in keys],
+        [counts[k] for k in keys],
+    ]
+
+
+def as_int(value: Any) -> int:
+    """A numeric(20) column as a Python int (asyncpg returns Decimal)."""
+    return int(value) if value is not None else 0

@@ -1,0 +1,100 @@
+"""`Accounting`: the usage domain in the daemon. At start, the file's ``[[customers]]`` and
+``[[radius_clients]]`` replace their 'config' rows, the NAS directory is loaded, and the RADIUS
+accounting listener binds (``RADIUS_ACCT_ADDRESS``:``RADIUS_ACCT_PORT``; port 0: no listener).
+`close` answers what is committed and unbinds, before the pool closes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+
+from ispmon.errors import StartupError
+from ispmon.services.customers import CustomerService
+from ispmon.services.errors import ServiceError
+from ispmon.services.usage import UsageService
+from ispmon.store.usage_accounting import AccountingStore, close_lost
+from ispmon.usage.listener import AccountingProtocol, start_listener
+from ispmon.usage.nas import NasDirectory
+
+if TYPE_CHECKING:
+    from ispmon.config import LoadedConfig
+    from ispmon.store.database import Database
+
+log = structlog.get_logger("ispmon.usage")
+
+
+LOST_SWEEP_SECONDS = 60.0
+
+
+async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = LOST_SWEEP_SECONDS) -> None:
+    """Every minute: close the sessions no interim has been heard of for twice their interval."""
+    while True:
+        try:
+            closed = await close_lost(pool, default_interval, datetime.now(UTC))
+            if closed:
+                log.info("radius_sessions_lost", count=closed)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("radius_lost_sweep_failed", error=str(exc))
+        await asyncio.sleep(every)
+
+
+@dataclass
+class Accounting:
+    directory: NasDirectory
+    protocol: AccountingProtocol | None = None
+    port: int | None = None
+    sweeper: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, db: Database, config: LoadedConfig) -> Accounting:
+        directory = NasDirectory()
+        usage = UsageService(db, directory)
+        if config.path is not None:
+            try:
+                result = await CustomerService(db).sync_config(config.customers)
+            except ServiceError as exc:
+                raise StartupError(f"{config.path}: {exc.field}: {exc.message}") from None
+            removed = await usage.sync_nas_config(config.radius_clients)
+            log.info(
+                "usage_config_synced",
+                customers=result["synced"],
+                customers_removed=result["removed"] or None,
+                radius_clients=len(config.radius_clients),
+                radius_clients_removed=removed or None,
+            )
+        await usage.refresh_directory()
+        accounting = cls(directory)
+        settings = config.settings
+        if settings.radius_acct_port:
+            store = AccountingStore(db.pool)
+            try:
+                accounting.protocol, accounting.port = await start_listener(
+                    settings.radius_acct_address, settings.radius_acct_port, directory, store.commit
+                )
+            except OSError as exc:
+                raise StartupError(
+                    f"RADIUS_ACCT_ADDRESS/RADIUS_ACCT_PORT: cannot listen on "
+                    f"{settings.radius_acct_address}:{settings.radius_acct_port}: {exc.strerror or exc}"
+                ) from None
+            log.info(
+                "radius_listening", host=settings.radius_acct_address, port=accounting.port, nas=len(directory)
+            )
+        accounting.sweeper = asyncio.create_task(
+            sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
+        )
+        return accounting
+
+    async def close(self) -> None:
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
+        if self.protocol is not None:
+            await self.protocol.close()
+            log.info("radius_stopped", **self.protocol.stats.as_dict())
