@@ -15,6 +15,7 @@ from ispmon.api import alerts, health, maintenance, openapi, outages, services
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
+from ispmon.api.protocol import ApiRunner
 from ispmon.api.routing import bind
 from ispmon.api.spec import Route
 from ispmon.errors import StartupError
@@ -67,7 +68,8 @@ async def start_api(
         )
     # One access-log line per request is too much for a daemon that is polled all day; the error
     # middleware logs 5xx responses and unhandled exceptions instead.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # ApiRunner: requests aiohttp's parser rejects get the JSON error shape too.
+    runner = ApiRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -17,7 +17,8 @@ from aiohttp import web
 from ispmon import __version__
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
-from ispmon.api.spec import Body, Call, Param, Route
+from ispmon.api.spec import BIGINT_MAX, Body, Call, Param, Route
+from ispmon.availability.endpoints import SLUG_RE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REF = "#/components/schemas/{model}"
@@ -144,9 +145,9 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             "in": "path",
             "required": True,
             "description": p.description,
-            "schema": {"type": "integer", "minimum": 1}
+            "schema": {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
             if p.type == "integer"
-            else {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"},
+            else {"type": "string", "pattern": p.pattern or SLUG_RE.pattern},
         }
         for p in route.path_params
     ]
