@@ -124,3 +124,24 @@ async def test_requests_aiohttp_rejects_get_the_json_error_shape(
     # The connection was answered and closed; the listener still serves the next client.
     code, _, body = await _raw(listener, b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert code == 200 and body["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/maintenance/active"),
+        ("DELETE", "/maintenance/active"),
+        ("DELETE", "/outages/active"),
+        ("PUT", "/outages/summary"),
+        ("DELETE", "/alerts/summary"),
+        ("PATCH", "/maintenance/"),
+    ],
+)
+async def test_a_method_a_path_does_not_declare_is_a_405_with_allow(
+    client: TestClient[Any, Any], method: str, path: str
+) -> None:
+    """Not a 400/404 from the {id} route the path also matches (PUT /maintenance/{window_id})."""
+    resp = await client.request(method, path, json={"name": "x"})
+    assert resp.status == 405, await resp.text()
+    assert "GET" in resp.headers["Allow"].split(",")
+    assert (await resp.json())["errors"][0]["field"] == "method"
