@@ -3,8 +3,10 @@
 Request bodies are the pydantic models' own JSON schemas (`model_json_schema`), so the document
 and the validation are one definition. Error responses are derived from what a route declares:
 query parameters can give 400, path ids 404, bodies 400/413/415/422, writes 401 (when a token is
-configured). Collection routes are also served without the trailing slash; that alias is listed
-under ``x-also-served-at`` instead of duplicating the operation.
+configured), and any request 414/431 (refused by the HTTP parser, see `api.protocol`). Path ids
+carry their slug pattern (minus reserved ids such as ``active``) or bigint bounds, so a static path
+and a parametrised one never describe the same URL. Collection routes are also served without the
+trailing slash; that alias is listed under ``x-also-served-at`` instead of duplicating the operation.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "No such resource (the path parameter is named in errors[].field)",
     409: "Conflict: the id exists, the resource comes from the config file, or it is already resolved",
     413: f"Body larger than {MAX_BODY_BYTES} bytes",
+    414: "Request line (path and query) longer than the server accepts (errors[].field is url)",
     415: "Content-Type is not application/json",
     422: "The body is not a valid definition (every invalid field is listed)",
+    431: "Header section larger than the server accepts (errors[].field is headers)",
     500: "Internal error (details are in the ispmon log, never in the response)",
     503: "Not ready (the reason is in the body)",
 }
@@ -97,7 +101,8 @@ def _body_schema(body: Body, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_codes(route: Route) -> list[int]:
-    codes = set(route.errors) | {500}
+    # 414 and 431 come from the HTTP parser (api.protocol), so any request can get them.
+    codes = set(route.errors) | {414, 431, 500}
     if route.query or any(p.type == "integer" for p in route.path_params):
         codes.add(400)
     if route.path_params:
@@ -151,12 +156,16 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         }
         for p in route.path_params
     ]
+    names = {q.name for q in route.query}
     params += [
         {
             "name": q.name,
             "in": "query",
             "required": False,
-            "description": q.description,
+            # JSON Schema cannot relate two parameters; `routing.check_time_range` answers 400.
+            "description": f"{q.description}; must be after since (400 otherwise)"
+            if q.name == "until" and "since" in names
+            else q.description,
             "schema": _param_schema(q),
         }
         for q in route.query

@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from ispmon.availability.endpoints import SLUG_RE, slugify
+from ispmon.availability.endpoints import SLUG_RE, SLUG_SCHEMA, slugify
 from ispmon.errors import ConfigError
 from ispmon.validation import error_list, unstorable_text
 
@@ -127,7 +127,9 @@ class MaintenanceWindowSpec(BaseModel):
     ends_at: datetime | None = Field(default=None, description="End of a one-off window (exclusive)")
     rrule: str | None = Field(default=None, max_length=1000, description="RFC 5545 RRULE without DTSTART")
     duration_minutes: int | None = Field(default=None, ge=1, le=MAX_DURATION_MINUTES)
-    endpoint_ids: list[str] = Field(default_factory=list, max_length=10000)
+    endpoint_ids: list[Annotated[str, Field(json_schema_extra=SLUG_SCHEMA)]] = Field(
+        default_factory=list, max_length=10000
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     all_endpoints: bool = False
     mode: Mode = "mute"

@@ -145,3 +145,14 @@ async def test_a_method_a_path_does_not_declare_is_a_405_with_allow(
     assert resp.status == 405, await resp.text()
     assert "GET" in resp.headers["Allow"].split(",")
     assert (await resp.json())["errors"][0]["field"] == "method"
+
+
+@pytest.mark.parametrize("name", ["ops\n", "ops\r\n"])
+async def test_a_channel_name_with_a_trailing_newline_is_a_422_not_a_dropped_connection(
+    client: TestClient[Any, Any], name: str
+) -> None:
+    """A regex "$" also matches before a final newline; such a name then broke the Location header."""
+    resp = await client.post("/channels/", json={"name": name, "url": "json://127.0.0.1:9/"})
+    assert resp.status == 422, await resp.text()
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["name"]
+    assert (await (await client.get("/channels/")).json())["count"] == 0

@@ -152,6 +152,9 @@ def _keep_on_loopback(case: Any) -> None:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# One pytest test runs every operation (as subtests): ~2,700 requests, most of them schemathesis'
+# deterministic coverage phase (boundary values, wrong types, undeclared methods), ~50 s of CPU.
+@pytest.mark.timeout(480)
 @schema.parametrize()
 @settings(
     max_examples=8,
