@@ -156,3 +156,15 @@ async def test_a_channel_name_with_a_trailing_newline_is_a_422_not_a_dropped_con
     assert resp.status == 422, await resp.text()
     assert [e["field"] for e in (await resp.json())["errors"]] == ["name"]
     assert (await (await client.get("/channels/")).json())["count"] == 0
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "9999999999999999999"])
+async def test_an_integer_filter_beyond_bigint_is_a_400_naming_it(
+    client: TestClient[Any, Any], value: str
+) -> None:
+    resp = await client.get("/notifications/", params={"alert": value})
+    assert resp.status == 400, await resp.text()
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["alert"]
+    doc = await (await client.get("/openapi.json")).json()
+    alert = next(p for p in doc["paths"]["/notifications/"]["get"]["parameters"] if p["name"] == "alert")
+    assert alert["schema"]["maximum"] == 2**63 - 1
