@@ -168,3 +168,13 @@ async def test_an_integer_filter_beyond_bigint_is_a_400_naming_it(
     doc = await (await client.get("/openapi.json")).json()
     alert = next(p for p in doc["paths"]["/notifications/"]["get"]["parameters"] if p["name"] == "alert")
     assert alert["schema"]["maximum"] == 2**63 - 1
+
+
+async def test_a_body_that_is_not_its_content_encoding_is_a_400_naming_body(
+    client: TestClient[Any, Any],
+) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    resp = await client.post("/services/", data=b'{"name": "not gzip"}', headers=headers)
+    assert resp.status == 400, await resp.text()
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["body"]
+    assert (await (await client.get("/services/")).json())["count"] == 0
