@@ -420,7 +420,8 @@ def parse_target(url: str, where: str = "url") -> ChannelTarget:
 
 
 def parse_channel(name: str, urls: str | list[str], source: str = "api") -> Channel:
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    # fullmatch: with match, "$" also matches before a final newline ("ops\n" would be a name).
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ChannelError(
             "name: must be 1-64 characters of a-z, 0-9, '_' and '-', starting and ending with a letter or digit"
         )

@@ -31,7 +31,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from ispmon.availability.endpoints import SLUG_RE
+from ispmon.availability.endpoints import SLUG_RE, SLUG_SCHEMA
 from ispmon.availability.outage_events import Event
 from ispmon.models import SEVERITY_ORDER, ProbeResult, Severity
 from ispmon.validation import unstorable_text
@@ -39,6 +39,7 @@ from ispmon.validation import unstorable_text
 MAX_MINUTES = 7 * 24 * 60
 # The id of the default route (alerts.rule_id of outages no rule matches); no rule may take it.
 DEFAULT_RULE_ID = "default"
+RULE_ID_PATTERN = r"^(?!default$)[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
 _SLUG_MESSAGE = (
     "must be a slug: 1-64 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"
 )
@@ -51,7 +52,7 @@ def _check_slug(value: str) -> str:
 
 
 # Per-item validation, so the error names the element: "endpoints[2]", "channels[0]".
-Slug = Annotated[str, AfterValidator(_check_slug)]
+Slug = Annotated[str, AfterValidator(_check_slug), Field(json_schema_extra=SLUG_SCHEMA)]
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Metric = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
@@ -69,7 +70,9 @@ class AlertRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    id: Slug
+    id: Slug = Field(
+        description="Slug id; 'default' is reserved", json_schema_extra={"pattern": RULE_ID_PATTERN}
+    )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool = True
     kind: Literal["outage", "threshold"]

@@ -6,13 +6,17 @@ returned (GET shows apprise's privacy form, e.g. ``json://user:****@host/path``)
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ispmon.alerts.channels import MAX_URLS
 from ispmon.alerts.rules import AlertRule
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
+from ispmon.availability.endpoints import SLUG_SCHEMA
 from ispmon.services.errors import InvalidInput
 from ispmon.store.alerts import ALERT_LIST
 from ispmon.store.notifications import NOTIFICATION_LIST
@@ -32,14 +36,30 @@ class AcknowledgeBody(BaseModel):
     note: str | None = Field(default=None, max_length=4000, description="e.g. 'on site, ETA 30 min'")
 
 
+def _channel_schema(schema: dict[str, Any]) -> None:
+    # Exactly one of url / urls, and neither may be null (the service refuses both otherwise); the
+    # placeholder defaults below are not values a client may send, so they are not documented.
+    schema["oneOf"] = [{"required": ["url"]}, {"required": ["urls"]}]
+    for name in ("url", "urls"):
+        schema["properties"][name].pop("default", None)
+
+
 class ChannelBody(BaseModel):
-    """A named channel: one apprise URL (`url`) or several (`urls`)."""
+    """A named channel: one apprise URL (`url`) or several (`urls`), exactly one of the two.
 
-    model_config = ConfigDict(extra="forbid")
+    Validated by `AlertService.create_channel`; this model is the document's description of it.
+    """
 
-    name: str = Field(description="Channel name (a slug), used by rules and escalation steps")
-    url: str | None = Field(default=None, description="An apprise URL, e.g. mailto://..., slack://...")
-    urls: list[str] | None = Field(default=None, description="Several apprise URLs")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_channel_schema)
+
+    name: str = Field(
+        description="Channel name (a slug), used by rules and escalation steps",
+        json_schema_extra=SLUG_SCHEMA,
+    )
+    url: str = Field(default="", min_length=1, description="An apprise URL, e.g. mailto://..., slack://...")
+    urls: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, min_length=1, max_length=MAX_URLS, description="Several apprise URLs"
+    )
 
 
 async def list_alerts(call: Call) -> web.Response:

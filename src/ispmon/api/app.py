@@ -9,7 +9,9 @@ or the read-only ``ISPMON_API_READ_TOKEN`` for GETs; see `ispmon.api.auth`); wit
 
 from __future__ import annotations
 
-from aiohttp import web
+import re
+
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from ispmon.api import (
@@ -25,8 +27,9 @@ from ispmon.api import (
     sessions,
 )
 from ispmon.api.auth import auth_middleware
-from ispmon.api.errors import error_middleware
+from ispmon.api.errors import Handler, error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
+from ispmon.api.protocol import ApiRunner
 from ispmon.api.routing import bind
 from ispmon.api.spec import Route
 from ispmon.errors import StartupError
@@ -47,6 +50,29 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
+def _shadowed_static_paths(routes: tuple[Route, ...]) -> dict[str, set[str]]:
+    """Static paths that a parametrised path also matches (``/maintenance/active`` and
+    ``/maintenance/{window_id}``), with the methods the static path declares."""
+    patterns = [
+        re.compile(re.sub(r"\{\w+\}", "[^/]+", route.path) + "$") for route in routes if route.path_params
+    ]
+    out: dict[str, set[str]] = {}
+    for route in routes:
+        for path in route.paths:
+            if not route.path_params and any(p.match(path) for p in patterns):
+                out.setdefault(path, set()).add(route.method)
+    return out
+
+
+def _not_allowed(allowed: set[str]) -> Handler:
+    methods = sorted(allowed | ({"HEAD"} if "GET" in allowed else set()))
+
+    async def not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, methods)
+
+    return not_allowed
+
+
 def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web.Application:
     middlewares: list[Middleware] = [error_middleware]
     if services.settings.ispmon_api_token:
@@ -65,6 +91,10 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
                 app.router.add_get(path, handler, allow_head=True)
             else:
                 app.router.add_route(route.method, path, handler)
+    # Without this, PUT /maintenance/active would fall through to PUT /maintenance/{window_id} and
+    # answer for a window called "active"; the path is the list's, so other methods are a 405.
+    for path, allowed in _shadowed_static_paths(routes).items():
+        app.router.add_route(hdrs.METH_ANY, path, _not_allowed(allowed))
     return app
 
 
@@ -84,7 +114,8 @@ async def start_api(
         )
     # One access-log line per request is too much for a daemon that is polled all day; the error
     # middleware logs 5xx responses and unhandled exceptions instead.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # ApiRunner: requests aiohttp's parser rejects get the JSON error shape too.
+    runner = ApiRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

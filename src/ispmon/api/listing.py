@@ -16,7 +16,7 @@ from aiohttp import web
 from ispmon.api.errors import list_response
 from ispmon.api.problem import ApiError
 from ispmon.api.routing import check_time_range
-from ispmon.api.spec import Call, Param, ParamType
+from ispmon.api.spec import BIGINT_MAX, Call, Param, ParamType
 from ispmon.store.listing import ListSpec
 
 MAX_OFFSET = 2**31 - 1
@@ -44,6 +44,8 @@ def filter_params(spec: ListSpec) -> tuple[Param, ...]:
             f.description,
             enum=f.choices or None,
             minimum=f.minimum,
+            # Integer filters compare with bigint columns: a larger value would overflow the driver.
+            maximum=BIGINT_MAX if f.type == "integer" else None,
             target=f.key if f.key != f.param else None,
         )
         for f in spec.filters

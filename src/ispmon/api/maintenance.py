@@ -10,15 +10,13 @@ from aiohttp import web
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, PathParam, Route
-from ispmon.availability.maintenance import MaintenanceWindowSpec
-from ispmon.services.errors import InvalidInput
+from ispmon.availability.maintenance import WINDOW_ID_PATTERN, MaintenanceWindowSpec
 from ispmon.store.maintenance import MAINTENANCE_LIST
 
 TAG = "maintenance"
-WINDOW_ID = PathParam("window_id", "slug", "Maintenance window id (a slug)")
-# GET /maintenance/active lists the active windows, so a window called "active" could never be
-# fetched by id; refuse the id instead of creating something half reachable.
-RESERVED_IDS = frozenset({"active"})
+WINDOW_ID = PathParam(
+    "window_id", "slug", "Maintenance window id (a slug other than 'active')", pattern=WINDOW_ID_PATTERN
+)
 
 
 async def list_windows(call: Call) -> web.Response:
@@ -32,8 +30,6 @@ async def active_windows(call: Call) -> web.Response:
 
 async def create_window(call: Call) -> web.Response:
     assert call.body is not None
-    if call.body.get("id") in RESERVED_IDS:
-        raise InvalidInput([{"field": "id", "message": f"{call.body['id']!r} is reserved"}])
     item = await call.services.maintenance.create_window(call.body)
     return json_response(item, status=201, headers={"Location": f"/maintenance/{item['id']}"})
 

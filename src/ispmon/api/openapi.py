@@ -3,9 +3,11 @@
 Request bodies are the pydantic models' own JSON schemas (`model_json_schema`), so the document
 and the validation are one definition. Error responses are derived from what a route declares:
 query parameters can give 400, path ids 404, bodies 400/413/415/422, every route but the public
-ones 401 and writes 403 (when a token is configured: `ispmon.api.auth`). Collection routes are
-also served without the trailing slash; that alias is listed under ``x-also-served-at`` instead
-of duplicating the operation.
+ones 401 and writes 403 (when a token is configured: `ispmon.api.auth`), and any request 414/431
+(refused by the HTTP parser, see `api.protocol`). Path ids carry their slug pattern (minus reserved
+ids such as ``active``) or bigint bounds, so a static path and a parametrised one never describe
+the same URL. Collection routes are also served without the trailing slash; that alias is listed
+under ``x-also-served-at`` instead of duplicating the operation.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from ispmon import __version__
 from ispmon.api.auth import is_public
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
-from ispmon.api.spec import Body, Call, Param, Route
+from ispmon.api.spec import BIGINT_MAX, Body, Call, Param, Route
+from ispmon.availability.endpoints import SLUG_RE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 REF = "#/components/schemas/{model}"
@@ -58,8 +61,10 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "No such resource (the path parameter is named in errors[].field)",
     409: "Conflict: the id exists, the resource comes from the config file, or it is already resolved",
     413: f"Body larger than {MAX_BODY_BYTES} bytes",
+    414: "Request line (path and query) longer than the server accepts (errors[].field is url)",
     415: "Content-Type is not application/json",
     422: "The body is not a valid definition (every invalid field is listed)",
+    431: "Header section larger than the server accepts (errors[].field is headers)",
     500: "Internal error (details are in the ispmon log, never in the response)",
     503: "Not ready (the reason is in the body)",
 }
@@ -99,7 +104,8 @@ def _body_schema(body: Body, schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error_codes(route: Route) -> list[int]:
-    codes = set(route.errors) | {500}
+    # 414 and 431 come from the HTTP parser (api.protocol), so any request can get them.
+    codes = set(route.errors) | {414, 431, 500}
     if route.query or any(p.type == "integer" for p in route.path_params):
         codes.add(400)
     if route.path_params:
@@ -149,18 +155,22 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             "in": "path",
             "required": True,
             "description": p.description,
-            "schema": {"type": "integer", "minimum": 1}
+            "schema": {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
             if p.type == "integer"
-            else {"type": "string", "pattern": "^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"},
+            else {"type": "string", "pattern": p.pattern or SLUG_RE.pattern},
         }
         for p in route.path_params
     ]
+    names = {q.name for q in route.query}
     params += [
         {
             "name": q.name,
             "in": "query",
             "required": False,
-            "description": q.description,
+            # JSON Schema cannot relate two parameters; `routing.check_time_range` answers 400.
+            "description": f"{q.description}; must be after since (400 otherwise)"
+            if q.name == "until" and "since" in names
+            else q.description,
             "schema": _param_schema(q),
         }
         for q in route.query

@@ -72,13 +72,28 @@ async def read_json_object(request: web.Request, body: Body) -> dict[str, Any] |
     ctype = request.content_type
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError.on(415, "body", f"Content-Type must be application/json, got {ctype[:100]!r}")
-    if body.max_bytes is None:
-        raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413 JSON
-    else:
-        try:
+    try:
+        if body.max_bytes is None:
+            raw = await request.read()  # over client_max_size: HTTPRequestEntityTooLarge -> 413 JSON
+        else:
             raw = await request.clone(client_max_size=body.max_bytes).read()
-        except web.HTTPRequestEntityTooLarge:
-            raise ApiError.on(413, "body", f"larger than this route's {body.max_bytes}-byte limit") from None
+    except web.HTTPRequestEntityTooLarge:
+        if body.max_bytes is None:
+            raise
+        raise ApiError.on(413, "body", f"larger than this route's {body.max_bytes}-byte limit") from None
+    except web.RequestPayloadError:
+        # aiohttp decodes Content-Encoding and chunked framing while reading: a body that is not
+        # what its headers say (gzip that is not gzip) is the client's error, not ours. The rest of
+        # the body cannot be read either: end the stream so that aiohttp does not try to drain it
+        # after the answer (it would raise again and reset the connection before the client reads),
+        # and close the connection, whose framing is lost.
+        request.content.feed_eof()
+        raise ApiError.on(
+            400,
+            "body",
+            "could not be read: it does not match its Content-Encoding or chunked framing",
+            headers={"Connection": "close"},
+        ) from None
     if not raw.strip():
         if body.required:
             raise ApiError.on(400, "body", "a JSON object is required")

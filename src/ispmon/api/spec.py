@@ -151,6 +151,8 @@ class PathParam:
     name: str
     type: PathType
     description: str
+    # The document's pattern for a slug, when the resource refuses some slugs (a reserved id).
+    pattern: str | None = None
 
     def convert(self, raw: str) -> Any:
         if self.type == "integer":

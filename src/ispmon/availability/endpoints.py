@@ -43,6 +43,9 @@ from ispmon.models import Criticality, Protocol
 from ispmon.validation import unstorable_text
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
+# How the OpenAPI document describes a field the validators check against SLUG_RE (their messages
+# are ours, so the pattern is documentation only, not a pydantic constraint).
+SLUG_SCHEMA = {"pattern": SLUG_RE.pattern}
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 
 DNS_RRTYPES = ("A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT", "CAA", "NAPTR")
@@ -240,7 +243,10 @@ class EndpointSpec(BaseModel):
     # No global str_strip_whitespace: payloads and patterns are byte-exact ("QUIT\r\n", "^220 ").
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(description="Slug id, e.g. 'api-gateway'; derived from name when omitted")
+    id: str = Field(
+        description="Slug id, e.g. 'api-gateway'; derived from name when omitted",
+        json_schema_extra=SLUG_SCHEMA,
+    )
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     url: str = Field(min_length=1, max_length=2048, description="The target; its form depends on protocol")
@@ -257,7 +263,9 @@ class EndpointSpec(BaseModel):
     # Alerting: while `parent` (e.g. the upstream router's ICMP check) is down, this endpoint's
     # outages are recorded and marked but nobody is paged for them. Canaries are the monitoring
     # host's own uplink checks: when all of them fail, the host itself is cut off.
-    parent: str | None = Field(default=None, description="Endpoint id this one depends on")
+    parent: str | None = Field(
+        default=None, description="Endpoint id this one depends on", json_schema_extra=SLUG_SCHEMA
+    )
     canary: bool = Field(default=False, description="An uplink check of the monitoring host itself")
     degraded_response_time_ms: float | None = Field(
         default=None, gt=0, description="DEGRADED when the response time (ICMP: average RTT) is above this"

@@ -43,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from ispmon.availability.endpoints import SLUG_RE, slugify
+from ispmon.availability.endpoints import SLUG_RE, SLUG_SCHEMA, slugify
 from ispmon.errors import ConfigError
 from ispmon.validation import error_list, unstorable_text
 
@@ -59,6 +59,10 @@ _RULE_PARTS = frozenset({"FREQ", "UNTIL", "COUNT", "INTERVAL", "WKST"} | {f"BY{p
 _UNTIL_UTC = re.compile(r"^(\d{8}T\d{6})Z$")
 
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+# GET /maintenance/active lists the windows in effect, so a window called "active" could never be
+# fetched by id: the id is refused, and the document's id pattern excludes it.
+RESERVED_WINDOW_IDS = frozenset({"active"})
+WINDOW_ID_PATTERN = r"^(?!active$)[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$"
 
 
 def _parse_rule_parts(text: str) -> dict[str, str]:
@@ -111,7 +115,10 @@ class MaintenanceWindowSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    id: str = Field(description="Slug id; generated (mw-xxxxxxxx) when omitted")
+    id: str = Field(
+        description="Slug id; generated (mw-xxxxxxxx) when omitted; 'active' is reserved",
+        json_schema_extra={"pattern": WINDOW_ID_PATTERN},
+    )
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=2000)
     # Declared before the datetimes: their validator reads it to place naive values.
@@ -120,7 +127,9 @@ class MaintenanceWindowSpec(BaseModel):
     ends_at: datetime | None = Field(default=None, description="End of a one-off window (exclusive)")
     rrule: str | None = Field(default=None, max_length=1000, description="RFC 5545 RRULE without DTSTART")
     duration_minutes: int | None = Field(default=None, ge=1, le=MAX_DURATION_MINUTES)
-    endpoint_ids: list[str] = Field(default_factory=list, max_length=10000)
+    endpoint_ids: list[Annotated[str, Field(json_schema_extra=SLUG_SCHEMA)]] = Field(
+        default_factory=list, max_length=10000
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     all_endpoints: bool = False
     mode: Mode = "mute"
@@ -154,6 +163,8 @@ class MaintenanceWindowSpec(BaseModel):
                 "must be a slug: 1-64 lowercase letters, digits, '-' or '_',"
                 " starting and ending with a letter or digit"
             )
+        if value in RESERVED_WINDOW_IDS:
+            raise ValueError(f"{value!r} is reserved (GET /maintenance/{value} lists the windows in effect)")
         return value
 
     @field_validator("timezone")

@@ -337,7 +337,10 @@ async def test_openapi_describes_every_registered_route(client: TestClient[Any, 
             if (method == "post" and path.endswith("/")) or method == "put":
                 assert "requestBody" in op, (method, path)
             assert "500" in op["responses"]
-    registered = {(r.method, r.resource.canonical) for r in client.app.router.routes() if r.method != "HEAD"}
+    # "*": the 405 guard of a static path that a parametrised one also matches (/maintenance/active).
+    registered = {
+        (r.method, r.resource.canonical) for r in client.app.router.routes() if r.method not in ("HEAD", "*")
+    }
     assert registered == documented
     assert len(ROUTES) == sum(len(item) for item in doc["paths"].values())
 
