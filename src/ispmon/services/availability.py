@@ -25,6 +25,7 @@ from ispmon.availability.endpoints import (
 from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.services.spec_cache import SpecCache
 from ispmon.services.views import CheckResult, Endpoint
 from ispmon.store.history import HISTORY_COLUMNS, history_row
 
@@ -51,6 +52,7 @@ class AvailabilityService:
         self.db = db
         self.monitor = monitor
         self.defaults = defaults or EndpointDefaults()
+        self.specs = SpecCache(self.defaults)
 
     # -- endpoints ---------------------------------------------------------------------------------
     def _validate(self, data: Any) -> EndpointSpec:
@@ -66,8 +68,10 @@ class AvailabilityService:
         if self.monitor is not None:
             snap = self.monitor.snapshot(row["id"])
             current = Status(snap["status"]) if snap else Status.UNKNOWN
+        spec, public = self.specs.get(row["id"], row["spec"])
         return Endpoint(
-            spec=build_endpoint(row["spec"], self.defaults),
+            spec=spec,
+            public=public,
             source=row["source"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -156,6 +160,7 @@ class AvailabilityService:
     async def delete_endpoint(self, endpoint_id: str) -> None:
         editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "remove")
         await self.db.endpoints.delete(endpoint_id)
+        self.specs.discard(endpoint_id)
         if self.monitor is not None:
             self.monitor.remove(endpoint_id)
 
