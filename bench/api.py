@@ -36,6 +36,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+from aiohttp import web
 
 from ispmon.api.app import create_app, start_api
 from ispmon.config import Settings
@@ -103,9 +104,13 @@ async def settle(base: str) -> None:
             await asyncio.sleep(0.1)
 
 
-async def phase(rig: Rig, base: str, path: str | None, clients: int, duration: float) -> dict[str, Any]:
-    """One load phase; CPU and checks are counted until the API is idle again (see `settle`)."""
+async def phase(
+    rig: Rig, server: web.Server, base: str, path: str | None, clients: int, duration: float
+) -> dict[str, Any]:
+    """One load phase; CPU, checks and requests served are counted until the API is idle again
+    (see `settle`): with 2,000 clients most requests are still in flight when wrk stops."""
     stats = rig.monitor.scheduler.stats
+    served0 = server.requests_count
     rig.monitor.scheduler.reset_lag()
     skipped0 = stats.skipped_late + stats.skipped_overrun
     c0, cpu0, t0 = stats.completed, cpu_seconds(), time.monotonic()
@@ -114,11 +119,13 @@ async def phase(rig: Rig, base: str, path: str | None, clients: int, duration: f
     if path:
         await settle(base)
     c1, cpu1, t1 = stats.completed, cpu_seconds(), time.monotonic()
+    served = server.requests_count - served0  # settle's own /livez requests are a handful
     figures = wrk_figures(out) if path else {}
     if os.environ.get("BENCH_DEBUG") and out:
         print(out)
     return {
         **figures,
+        "served": served,
         "cpu_s": cpu1 - cpu0,
         "seconds": t1 - t0,
         "cpu": (cpu1 - cpu0) / (t1 - t0),
@@ -133,9 +140,12 @@ def line(label: str, r: dict[str, Any], baseline: dict[str, Any]) -> str:
     if "rps" in r:
         # The API's own CPU: the phase's, less what the checks done meanwhile cost at baseline (on a
         # shared machine the process gets less CPU under load, so a share of the time would not do).
-        per_check = baseline["cpu_s"] / (baseline["checks"] * baseline["seconds"])
-        monitor = per_check * r["checks"] * r["seconds"]
-        api_us = (r["cpu_s"] - monitor) / r["requests"] * 1e6 if r["requests"] else float("nan")
+        if baseline["checks"]:
+            per_check = baseline["cpu_s"] / (baseline["checks"] * baseline["seconds"])
+            monitor = per_check * r["checks"] * r["seconds"]
+        else:  # --api-only: what the idle process uses
+            monitor = baseline["cpu"] * r["seconds"]
+        api_us = (r["cpu_s"] - monitor) / r["served"] * 1e6 if r["served"] else float("nan")
         load = (
             f"{r['rps']:6.0f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
             f"{api_us:5.0f} µs CPU/req  errors {r['errors']:<3}"
@@ -155,6 +165,11 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase")
     parser.add_argument("--clients", default="100,2000", help="concurrent connections to try")
     parser.add_argument("--profile", action="store_true", help="cProfile the list route under 100 clients")
+    parser.add_argument(
+        "--api-only",
+        action="store_true",
+        help="no checks run (endpoints loaded, scheduler stopped): CPU per request is the API's alone",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
@@ -178,7 +193,8 @@ async def main() -> None:
         with targets(workdir) as ports:
             specs = [s for kind in ("http", "tcp") for s in make_endpoints(kind, 500, 1.0, ports, "api")]
             await db.endpoints.sync_config(specs)
-            await rig.start()
+            if not args.api_only:
+                await rig.start()
             for spec in specs:
                 rig.monitor.upsert(spec)
             freeze_long_lived()
@@ -189,15 +205,18 @@ async def main() -> None:
                 {"max_connections": 10_000} if "max_connections" in signature(start_api).parameters else {}
             )
             runner, host, port = await start_api(app, "127.0.0.1", 0, None, **bounds)
+            server = runner.server
+            assert server is not None
             base = f"http://{host}:{port}"
             await asyncio.sleep(3.0)  # warm: every endpoint checked at least twice
             print(
                 f"python {sys.version.split()[0]}, loop {type(asyncio.get_running_loop()).__module__}, "
                 f"ispmon on CPU {sorted(OURS)}, wrk+targets+PostgreSQL on CPU {sorted(THEIRS)}; "
-                f"{len(specs)} endpoints checked every 1 s; {args.duration:g} s per phase; "
+                f"{len(specs)} endpoints{' (not checked)' if args.api_only else ' checked every 1 s'}; "
+                f"{args.duration:g} s per phase; "
                 f"load average {os.getloadavg()[0]:.1f} (a shared machine inflates latencies, not CPU/req)"
             )
-            baseline = await phase(rig, base, None, 0, args.duration)
+            baseline = await phase(rig, server, base, None, 0, args.duration)
             print(line("baseline", baseline, baseline))
             routes = (
                 ("GET /services/?limit=50", "/services/?limit=50"),
@@ -206,12 +225,12 @@ async def main() -> None:
             )
             for label, path in routes:
                 for clients in (int(c) for c in args.clients.split(",")):
-                    r = await phase(rig, base, path, clients, args.duration)
+                    r = await phase(rig, server, base, path, clients, args.duration)
                     print(line(f"{label} x{clients}", r, baseline))
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
-                r = await phase(rig, base, "/services/?limit=50", 100, args.duration)
+                r = await phase(rig, server, base, "/services/?limit=50", 100, args.duration)
                 profiler.disable()
                 print(line("profiled GET /services/?limit=50 x100", r, baseline))
                 text = io.StringIO()
