@@ -34,7 +34,6 @@ from inspect import signature
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 from aiohttp import web
 
@@ -88,20 +87,14 @@ async def run_wrk(url: str, clients: int, duration: float) -> str:
     return out.decode()
 
 
-async def settle(base: str) -> None:
-    """Until the API answers /livez within 50 ms: requests wrk left in flight are still being
-    served after it exits, and would otherwise load the next phase."""
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            began = time.monotonic()
-            try:
-                async with http.get(base + "/livez", timeout=aiohttp.ClientTimeout(total=30)) as resp:
-                    await resp.read()
-            except (aiohttp.ClientError, TimeoutError):
-                continue
-            if time.monotonic() - began < 0.05:
-                return
-            await asyncio.sleep(0.1)
+async def settle(server: web.Server) -> None:
+    """Until the API holds no connection: requests wrk left in flight are still being served after
+    it exits (aiohttp keeps a handler running after its client left, until it finishes), and would
+    otherwise load the next phase."""
+    for _ in range(1200):
+        if not server.connections:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def phase(
@@ -117,7 +110,7 @@ async def phase(
     out = await run_wrk(base + path, clients, duration) if path else await asyncio.sleep(duration)
     p50, p99 = rig.monitor.scheduler.lag_percentiles(0.5, 0.99)
     if path:
-        await settle(base)
+        await settle(server)
     c1, cpu1, t1 = stats.completed, cpu_seconds(), time.monotonic()
     served = server.requests_count - served0  # settle's own /livez requests are a handful
     figures = wrk_figures(out) if path else {}

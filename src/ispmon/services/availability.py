@@ -52,7 +52,7 @@ class AvailabilityService:
         self.db = db
         self.monitor = monitor
         self.defaults = defaults or EndpointDefaults()
-        self.specs = SpecCache(self.defaults)
+        self.specs = SpecCache()
 
     # -- endpoints ---------------------------------------------------------------------------------
     def _validate(self, data: Any) -> EndpointSpec:
@@ -68,7 +68,9 @@ class AvailabilityService:
         if self.monitor is not None:
             snap = self.monitor.snapshot(row["id"])
             current = Status(snap["status"]) if snap else Status.UNKNOWN
-        spec, public = self.specs.get(row["id"], row["spec"])
+        spec, public = self.specs.get(
+            row["id"], row["spec"], lambda data: build_endpoint(data, self.defaults)
+        )
         return Endpoint(
             spec=spec,
             public=public,

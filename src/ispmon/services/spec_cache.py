@@ -10,9 +10,10 @@ another agent changing the row makes them stale: they are rebuilt on the next re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint
+from ispmon.availability.endpoints import EndpointSpec
 
 # More endpoints than this and the cache starts again empty: memory stays bounded whatever is stored.
 MAX_ENTRIES = 200_000
@@ -22,16 +23,18 @@ class SpecCache:
     """id -> (stored spec, validated spec, public dict). The public dict is shared between reads:
     callers copy it before changing it (`Endpoint.to_dict` does)."""
 
-    def __init__(self, defaults: EndpointDefaults) -> None:
-        self.defaults = defaults
+    def __init__(self) -> None:
         self._entries: dict[str, tuple[dict[str, Any], EndpointSpec, dict[str, Any]]] = {}
 
-    def get(self, endpoint_id: str, stored: dict[str, Any]) -> tuple[EndpointSpec, dict[str, Any]]:
-        """The validated spec and public dict of `stored` (raises ValidationError like build_endpoint)."""
+    def get(
+        self, endpoint_id: str, stored: dict[str, Any], build: Callable[[dict[str, Any]], EndpointSpec]
+    ) -> tuple[EndpointSpec, dict[str, Any]]:
+        """The validated spec and public dict of `stored`; `build` validates it when it is not
+        cached (the caller's way of reading a stored definition; its ValidationError propagates)."""
         entry = self._entries.get(endpoint_id)
         if entry is not None and entry[0] == stored:
             return entry[1], entry[2]
-        spec = build_endpoint(stored, self.defaults)
+        spec = build(stored)
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
         self._entries[endpoint_id] = (stored, spec, spec.public_dict())
