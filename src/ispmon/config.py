@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     ispmon_api_token: str | None = Field(None, repr=False)
     ispmon_api_read_token: str | None = Field(None, repr=False)
     ispmon_config: Path | None = None
+    # What one API client can hold (slow-loris and idle floods are shed, see api/listener.py).
+    api_max_connections: int = Field(4096, ge=1, le=1_000_000)
+    api_header_timeout: float = Field(10.0, gt=0, le=300)
+    api_keepalive_timeout: float = Field(30.0, gt=0, le=3600)
+    # Descriptors kept for probes and the database beyond one per in-flight check.
+    ispmon_fd_reserve: int = Field(100, ge=0, le=100_000)
     # ispmon's own additions (same naming families).
     outage_recovery_threshold: int = Field(2, ge=1, le=100)
     outage_verification_checks: int = Field(2, ge=1, le=10)

@@ -28,6 +28,7 @@ from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
+from ispmon.fdlimit import api_connection_cap, open_descriptors, raise_nofile_limit
 from ispmon.models import Status
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
@@ -145,6 +146,10 @@ RESTART_ONLY = (
     "database_url",
     "api_host",
     "api_port",
+    "api_max_connections",
+    "api_header_timeout",
+    "api_keepalive_timeout",
+    "ispmon_fd_reserve",
     "ispmon_state_dir",
     "ispmon_api_token",
     "ispmon_api_read_token",
@@ -278,6 +283,25 @@ async def _reloader(
             log.error("config_reload_crashed", exc_info=True)
 
 
+def api_connection_limit(settings: Settings, soft_limit: int) -> int:
+    """API_MAX_CONNECTIONS, lowered when the open-file limit would otherwise let API clients take
+    the descriptors that checks in flight need (they would fail with EMFILE: false DOWNs)."""
+    reserve = settings.ispmon_max_concurrency + settings.ispmon_fd_reserve
+    in_use = open_descriptors()
+    cap = api_connection_cap(settings.api_max_connections, soft_limit, in_use, reserve)
+    if cap < settings.api_max_connections:
+        log.warning(
+            "api_connections_capped_by_nofile_limit",
+            max_connections=cap,
+            api_max_connections=settings.api_max_connections,
+            nofile_soft=soft_limit,
+            descriptors_in_use=in_use,
+            reserve=reserve,
+            hint="raise the open-file limit (systemd: LimitNOFILE=) to allow more API connections",
+        )
+    return cap
+
+
 async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
     from ispmon.api.app import create_app, start_api
@@ -293,6 +317,11 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     log.info(
         "ispmon_starting", version=__version__, database="external" if settings.database_url else "embedded"
     )
+    nofile = raise_nofile_limit()
+    if nofile.error is not None:
+        log.warning("nofile_limit_not_raised", soft=nofile.soft, hard=nofile.hard, error=nofile.error)
+    else:
+        log.info("nofile_limit", soft=nofile.soft, hard=nofile.hard, soft_at_start=nofile.before)
     db, embedded = await open_database(settings)
     tasks: list[asyncio.Task[Any]] = []
     runner = None
@@ -332,9 +361,16 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 nas_directory=accounting.directory,
             )
         )
+        max_connections = api_connection_limit(settings, nofile.soft)
         try:
             runner, host, port = await start_api(
-                app, settings.api_host, settings.api_port, settings.ispmon_api_token
+                app,
+                settings.api_host,
+                settings.api_port,
+                settings.ispmon_api_token,
+                max_connections=max_connections,
+                header_timeout=settings.api_header_timeout,
+                keepalive_timeout=settings.api_keepalive_timeout,
             )
         except OSError as exc:
             raise StartupError(
@@ -362,13 +398,20 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             scopes = (
                 "read+write token, read-only token" if settings.ispmon_api_read_token else "read+write token"
             )
-            log.info("api_listening", host=host, port=port, auth=f"bearer token for every request ({scopes})")
+            log.info(
+                "api_listening",
+                host=host,
+                port=port,
+                auth=f"bearer token for every request ({scopes})",
+                max_connections=max_connections,
+            )
         else:
             log.info(
                 "api_listening",
                 host=host,
                 port=port,
                 auth="none",
+                max_connections=max_connections,
                 access="loopback only: set ISPMON_API_TOKEN to listen on other addresses",
             )
         sdnotify.ready(f"monitoring {len(monitor.runtimes)} endpoints; API on {host}:{port}")

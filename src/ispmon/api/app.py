@@ -29,6 +29,7 @@ from ispmon.api import (
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import Handler, error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
+from ispmon.api.listener import BoundedSite, ConnectionGuard
 from ispmon.api.protocol import ApiRunner
 from ispmon.api.routing import bind
 from ispmon.api.spec import Route
@@ -99,13 +100,22 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
 
 
 async def start_api(
-    app: web.Application, host: str, port: int, token: str | None
+    app: web.Application,
+    host: str,
+    port: int,
+    token: str | None,
+    *,
+    max_connections: int = 4096,
+    header_timeout: float = 10.0,
+    keepalive_timeout: float = 30.0,
 ) -> tuple[web.AppRunner, str, int]:
     """Start listening; returns (runner, bound host, bound port). Port 0 picks a free port.
 
     Without a token anyone who can reach the port could create or delete endpoints, so a
     non-loopback `host` is refused. Settings already refuse that combination at load time (naming
-    API_HOST); this is the same rule for a caller that builds its own app.
+    API_HOST); this is the same rule for a caller that builds its own app. What one client can
+    hold is bounded (`ispmon.api.listener`): API_MAX_CONNECTIONS, API_HEADER_TIMEOUT,
+    API_KEEPALIVE_TIMEOUT.
     """
     if not token and not is_loopback(host):
         raise StartupError(
@@ -118,10 +128,12 @@ async def start_api(
     runner = ApiRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = BoundedSite(
+            runner, host, port, ConnectionGuard(max_connections, header_timeout), keepalive_timeout
+        )
         await site.start()
     except BaseException:
         await runner.cleanup()
         raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    return runner, str(bound_host), int(bound_port)
+    bound_host, bound_port = site.bound
+    return runner, bound_host, bound_port

@@ -26,6 +26,7 @@ from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.services.spec_cache import SpecCache
 from ispmon.services.views import CheckResult, Endpoint
 from ispmon.store.history import HISTORY_COLUMNS, history_row
 
@@ -52,6 +53,7 @@ class AvailabilityService:
         self.db = db
         self.monitor = monitor
         self.defaults = defaults or EndpointDefaults()
+        self.specs = SpecCache()
 
     # -- endpoints ---------------------------------------------------------------------------------
     def _validate(self, data: Any) -> EndpointSpec:
@@ -67,8 +69,12 @@ class AvailabilityService:
         if self.monitor is not None:
             snap = self.monitor.snapshot(row["id"])
             current = Status(snap["status"]) if snap else Status.UNKNOWN
+        spec, public = self.specs.get(
+            row["id"], row["spec"], lambda data: build_endpoint(data, self.defaults, stored=True)
+        )
         return Endpoint(
-            spec=build_endpoint(row["spec"], self.defaults, stored=True),
+            spec=spec,
+            public=public,
             source=row["source"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
@@ -157,6 +163,7 @@ class AvailabilityService:
     async def delete_endpoint(self, endpoint_id: str) -> None:
         editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "remove")
         await self.db.endpoints.delete(endpoint_id)
+        self.specs.discard(endpoint_id)
         if self.monitor is not None:
             self.monitor.remove(endpoint_id)
 

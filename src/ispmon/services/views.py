@@ -30,6 +30,8 @@ class Endpoint:
     updated_at: datetime
     # The monitor's view, known only in the daemon; None for a Python user or the CLI.
     current_status: Status | None = None
+    # spec.public_dict(), when the caller has it already (services/spec_cache.py); shared: to_dict copies it.
+    public: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -55,7 +57,14 @@ class Endpoint:
 
     def to_dict(self) -> dict[str, Any]:
         """The endpoint as the API returns it (definition with secrets redacted, plus bookkeeping)."""
-        out = self.spec.public_dict()
+        if self.public is not None:
+            # A copy down to the values' own lists and dicts (tags, headers): the cache's stays intact.
+            out = dict(self.public)
+            for key, value in out.items():
+                if type(value) is dict or type(value) is list:
+                    out[key] = value.copy()
+        else:
+            out = self.spec.public_dict()
         out["source"] = self.source
         out["created_at"] = self.created_at.isoformat()
         out["updated_at"] = self.updated_at.isoformat()
