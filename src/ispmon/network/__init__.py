@@ -1,0 +1,1 @@
+"""Network performance: SNMP devices and interfaces, counter maths, latency views, the seed's MetricsService."""
