@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ispmon.api import alerts, health, maintenance, openapi, outages, services
+from ispmon.api import alerts, health, maintenance, metrics, openapi, outages, services
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
@@ -27,6 +27,7 @@ ROUTES: tuple[Route, ...] = (
     *outages.ROUTES,
     *maintenance.ROUTES,
     *alerts.ROUTES,
+    *metrics.ROUTES,
     *openapi.ROUTES,
 )
 

@@ -14,6 +14,7 @@ from ispmon.services.availability import AvailabilityService
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError
 from ispmon.services.logging_service import LoggingService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.metrics import MetricsService
 from ispmon.services.outages import OutageService
 from ispmon.services.views import CheckResult, Endpoint
 
@@ -26,6 +27,7 @@ __all__ = [
     "InvalidInput",
     "LoggingService",
     "MaintenanceService",
+    "MetricsService",
     "NotFoundError",
     "OutageService",
     "ServiceError",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.metrics import MetricsService
 from ispmon.services.outages import OutageService
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class AppServices:
     maintenance: MaintenanceService
     alerts: AlertService
     monitor: Monitor | None = None
+    metrics: MetricsService | None = None
 
     @classmethod
     def build(
@@ -42,4 +44,5 @@ class AppServices:
             maintenance=MaintenanceService(db, monitor),
             alerts=alerts or AlertService(db),
             monitor=monitor,
+            metrics=MetricsService(db),
         )
