@@ -235,9 +235,9 @@ CREATE TABLE IF NOT EXISTS network_metrics (
     recorded_at     timestamptz NOT NULL,
     host            text,
     interface       text NOT NULL,
-    bandwidth_usage real,
-    packet_loss     real,
-    latency         real,
+    bandwidth_usage double precision,
+    packet_loss     double precision,
+    latency         double precision,
     PRIMARY KEY (recorded_at, id)
 ) PARTITION BY RANGE (recorded_at);
 CREATE INDEX IF NOT EXISTS network_metrics_interface ON network_metrics (interface, recorded_at DESC, id DESC);
@@ -248,10 +248,10 @@ CREATE TABLE IF NOT EXISTS system_metrics (
     id              bigserial,
     recorded_at     timestamptz NOT NULL,
     host            text,
-    cpu_usage       real,
-    memory_usage    real,
-    disk_usage      real,
-    load_average    real,
+    cpu_usage       double precision,
+    memory_usage    double precision,
+    disk_usage      double precision,
+    load_average    double precision,
     PRIMARY KEY (recorded_at, id)
 ) PARTITION BY RANGE (recorded_at);
 CREATE INDEX IF NOT EXISTS system_metrics_host ON system_metrics (host, recorded_at DESC, id DESC);
