@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     ispmon_write_queue_size: int = Field(100000, ge=100)
     ispmon_log_level: str = "info"
     ispmon_log_format: str = Field("auto", pattern="^(auto|json|console)$")
+    # Seconds between samples of this host's CPU, memory, disk and load (0: none).
+    ispmon_system_metrics_interval: float = Field(60.0, ge=0, le=86400)
     # Alert delivery (the outbox sender).
     alert_max_attempts: int = Field(10, ge=1, le=100)
     alert_retry_base_seconds: float = Field(10.0, ge=0.01, le=3600)
@@ -135,6 +137,13 @@ class Settings(BaseSettings):
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
             raise ValueError(f"{value[:64]!r} is not an IP address (0.0.0.0 listens on every IPv4 address)") from None
+
+    @field_validator("ispmon_system_metrics_interval")
+    @classmethod
+    def _system_metrics_interval(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
+        return value
 
     @field_validator("ispmon_api_token", "ispmon_api_read_token")
     @classmethod

@@ -30,6 +30,7 @@ from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.fdlimit import api_connection_cap, open_descriptors, raise_nofile_limit
 from ispmon.models import Status
+from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
@@ -381,6 +382,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
+        tasks.append(asyncio.create_task(record_system_metrics(db.pool, settings), name="system_metrics"))
         database_died = asyncio.Event()
         if embedded is not None:
             tasks.append(

@@ -20,6 +20,7 @@ from ispmon.api import (
     devices,
     health,
     maintenance,
+    metrics,
     nas,
     openapi,
     outages,
@@ -47,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
     *customers.ROUTES,
     *nas.ROUTES,
     *sessions.ROUTES,
+    *metrics.ROUTES,
     *openapi.ROUTES,
 )
 

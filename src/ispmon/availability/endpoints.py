@@ -74,6 +74,8 @@ PROTOCOL_FIELDS: dict[str, frozenset[Protocol]] = {
 }
 
 MAX_PATTERN_LENGTH = 1000
+# Echo requests per ICMP check: Smokeping's default of 20 pings per step is the most a check sends.
+MAX_PACKET_COUNT = 20
 
 
 def is_hostname(value: str) -> bool:
@@ -294,7 +296,7 @@ class EndpointSpec(BaseModel):
     expected_answers: list[str] = Field(default_factory=list, max_length=100)
     expected_rcode: Literal["NOERROR", "NXDOMAIN", "SERVFAIL", "REFUSED"] = "NOERROR"
     # icmp
-    packet_count: int = Field(default=3, ge=1, le=100)
+    packet_count: int = Field(default=3, ge=1, le=MAX_PACKET_COUNT)
     packet_interval: float = Field(default=0.2, ge=0.01, le=10.0)
     loss_threshold_percent: float = Field(default=20.0, ge=0, le=100, description="DEGRADED above this loss")
 
@@ -397,6 +399,15 @@ class EndpointSpec(BaseModel):
         if self.timeout >= self.check_interval:
             raise ValueError(
                 f"timeout: must be less than check_interval ({self.timeout:g} >= {self.check_interval:g})"
+            )
+        if self.protocol is Protocol.ICMP and (
+            self.packet_count * self.packet_interval + self.timeout > self.check_interval
+        ):
+            # The probe squeezes its packets into `timeout`; this keeps the configured spacing too
+            # within one check's interval, so a check never runs into the next one.
+            raise ValueError(
+                f"packet_count: {self.packet_count} packets {self.packet_interval:g} s apart plus the "
+                f"{self.timeout:g} s timeout do not fit in check_interval ({self.check_interval:g} s)"
             )
         for name, protocols in PROTOCOL_FIELDS.items():
             if name in self.model_fields_set and self.protocol not in protocols:

@@ -172,6 +172,9 @@ def _stats(rtts: list[float], sent: int) -> dict[str, Any]:
         "packets_sent": sent,
         "packets_received": received,
         "loss_percent": round(100.0 * (sent - received) / sent, 2) if sent else 100.0,
+        # Every reply's RTT, in order: the latency view's percentiles ("smoke") need all packets of
+        # a step, not each check's summary.
+        "rtts_ms": [round(rtt, 2) for rtt in rtts],
     }
 
 

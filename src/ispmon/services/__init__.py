@@ -15,6 +15,7 @@ from ispmon.services.customers import CustomerService
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError
 from ispmon.services.logging_service import LoggingService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.metrics import MetricsService
 from ispmon.services.network import NetworkService
 from ispmon.services.outages import OutageService
 from ispmon.services.usage import UsageService
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidInput",
     "LoggingService",
     "MaintenanceService",
+    "MetricsService",
     "NetworkService",
     "NotFoundError",
     "OutageService",

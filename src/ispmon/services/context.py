@@ -9,6 +9,7 @@ from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.customers import CustomerService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.metrics import MetricsService
 from ispmon.services.network import NetworkService
 from ispmon.services.outages import OutageService
 from ispmon.services.usage import UsageService
@@ -33,6 +34,7 @@ class AppServices:
     customers: CustomerService
     usage: UsageService
     monitor: Monitor | None = None
+    metrics: MetricsService | None = None
 
     @classmethod
     def build(
@@ -55,4 +57,5 @@ class AppServices:
             customers=CustomerService(db),
             usage=UsageService(db, nas_directory),
             monitor=monitor,
+            metrics=MetricsService(db),
         )
