@@ -48,6 +48,7 @@ class Hit:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Receiver:
         for prefix, statuses in self.plan.items():
             if request.path.startswith(prefix) and statuses:
                 status = statuses.pop(0)
-        self.hits.append(Hit(request.path, status, request.content_type, body))
+        self.hits.append(Hit(request.path, status, request.content_type, body, dict(request.headers)))
         if request.path.startswith("/twilio/") and status == 200:
             return web.json_response({"sid": "SM1"}, status=201)
         # Slack's webhook answers the text "ok"; the others ignore the body.
