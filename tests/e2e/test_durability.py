@@ -216,3 +216,54 @@ async def test_postgres_unreachable_under_load_loses_and_duplicates_nothing(
     assert not [
         line for line in lines if line.get("event") in ("write_buffer_full", "write_lost_at_shutdown")
     ]
+
+
+async def test_kill_9_under_load_loses_only_the_last_flush_and_declares_no_outage_twice(
+    tmp_path: Path, notify_socket: tuple[Path, socket.socket], db_dsn: str, target: CountingTarget
+) -> None:
+    notify_path, notify = notify_socket
+    down = [f"down{i}" for i in range(10)]
+    ids = [f"e{i:03d}" for i in range(ENDPOINTS)] + down
+    config = config_with_endpoints(tmp_path / "ispmon.toml", target.port, ids, down_port=free_port())
+    daemon = Daemon(tmp_path, free_port(), notify_path, daemon_env(config, db_dsn))
+    conn = await asyncpg.connect(db_dsn)
+
+    async def declared() -> tuple[int, int]:
+        outages = await conn.fetchval("SELECT count(*) FROM outages WHERE endpoint_id LIKE 'down%'")
+        events = await conn.fetchval(
+            "SELECT count(*) FROM endpoint_events WHERE endpoint_id LIKE 'down%' AND kind = 'outage_declared'"
+        )
+        return outages, events
+
+    daemon.start()
+    try:
+        await wait_for_datagram(notify, "READY=1", timeout=90)
+        await poll(declared, lambda n: n == (len(down), len(down)), 30, "an outage per down endpoint")
+        await asyncio.sleep(2)
+        killed_at = time.time()
+        await asyncio.to_thread(daemon.kill9)
+        daemon.start()
+        await wait_for_datagram(notify, "READY=1", timeout=60)
+        await asyncio.sleep(4)  # several more failing checks of the open outages
+        stop_at = time.time()
+        assert await asyncio.to_thread(daemon.terminate) == 0
+        open_outages = await conn.fetch(
+            "SELECT endpoint_id, count(*) AS n FROM outages WHERE resolved_at IS NULL GROUP BY endpoint_id"
+        )
+        assert await declared() == (len(down), len(down))
+    finally:
+        await conn.close()
+        if daemon.proc is not None and daemon.proc.poll() is None:
+            daemon.proc.kill()
+    assert sorted((r["endpoint_id"], r["n"]) for r in open_outages) == [(d, 1) for d in down]
+    result = await reconcile(db_dsn, target, before=stop_at - 1.5)
+    # What kill -9 takes: the rows buffered since the last flush (every 0.5 s), and checks in flight.
+    lost_window = max((killed_at - t for _, t in result.lost), default=0.0)
+    print(
+        f"\nkill -9 under {ENDPOINTS} checks/s: {result.checks} checks, {len(result.lost)} lost "
+        f"(the last {lost_window:.2f} s before the kill), {result.duplicated} duplicated"
+    )
+    assert result.checks >= ENDPOINTS * 6 and result.duplicated == 0
+    assert all(killed_at - 1.0 < t <= killed_at for _, t in result.lost), sorted(
+        t - killed_at for _, t in result.lost
+    )
