@@ -106,7 +106,7 @@ def main() -> int:
     parser.add_argument("--interval", type=int, default=10, help="check_interval of every endpoint (s)")
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--sample", type=float, default=15.0, help="seconds between samples")
-    parser.add_argument("--warmup", type=float, default=30.0, help="seconds before the baseline sample")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before the baseline sample")
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="ispmon-soak-"))
