@@ -114,8 +114,20 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data
 
 class Clock:
     def __init__(self) -> None:
-        # A second ahead of the database's now(), which stamps new rows as due.
-        self.now = datetime.now(UTC) + timedelta(seconds=1)
+        self._now: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        # A second ahead of the database's now(), which stamps new rows as due. Set at first use,
+        # not at creation: building a sender (apprise loading its plugins) can take seconds on a
+        # loaded machine, and rows enqueued after that would not be due yet.
+        if self._now is None:
+            self._now = datetime.now(UTC) + timedelta(seconds=1)
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._now = value
 
     def __call__(self) -> datetime:
         return self.now
