@@ -264,6 +264,7 @@ async def test_kill_9_under_load_loses_only_the_last_flush_and_declares_no_outag
         f"(the last {lost_window:.2f} s before the kill), {result.duplicated} duplicated"
     )
     assert result.checks >= ENDPOINTS * 6 and result.duplicated == 0
-    assert all(killed_at - 1.0 < t <= killed_at for _, t in result.lost), sorted(
+    # The target's handler can run a moment after the kill for a request sent before it.
+    assert all(killed_at - 1.0 < t <= killed_at + 0.5 for _, t in result.lost), sorted(
         t - killed_at for _, t in result.lost
     )
