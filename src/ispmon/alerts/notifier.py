@@ -2,6 +2,10 @@
 
 The sender owns retries, backoff and rate limits; a notifier makes exactly one attempt and reports
 the outcome as ``None`` (accepted) or an error text that is already free of credentials.
+
+Delivery is at-least-once: a send in flight at a crash is sent again once its lease runs out. So
+each attempt carries the notification's idempotency key where the channel has room for it (see
+`carry_key`), the same on every attempt of one notification, for the receiver to drop a repeat.
 """
 
 from __future__ import annotations
@@ -12,16 +16,49 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import apprise
+from apprise.plugins.custom_form import NotifyForm
+from apprise.plugins.custom_json import NotifyJSON
+from apprise.plugins.custom_xml import NotifyXML
+from apprise.plugins.email import NotifyEmail
 
 from ispmon.alerts.channels import ChannelTarget, redact_secrets_in
 
 MAX_ERROR_CHARS = 500
+# The header of the IETF httpapi draft "The Idempotency-Key HTTP Header Field" (also what Stripe and
+# many webhook receivers read); e-mail has no standard one, so the same name is used there.
+KEY_HEADER = "Idempotency-Key"
+# The body field of JSON, form and XML webhooks (apprise's own fields are version, title, message, type).
+KEY_FIELD = "idempotency_key"
 
 
 class Notifier(Protocol):
-    async def send(self, target: ChannelTarget, title: str, body: str) -> str | None:
-        """None when the target accepted the message, else a redacted error text."""
+    async def send(
+        self, target: ChannelTarget, title: str, body: str, *, key: str | None = None
+    ) -> str | None:
+        """None when the target accepted the message, else a redacted error text. `key`: the
+        notification's idempotency key, carried to the receiver where the channel allows it."""
         ...
+
+
+def carry_key(plugin: Any, key: str) -> bool:
+    """Put `key` into what this freshly built apprise plugin sends; False if the channel has no room.
+
+    JSON, form and XML webhooks: an `Idempotency-Key` header and an `idempotency_key` body field
+    (what apprise's `+Header=` and `:field=` URL extras would add). E-mail: an `Idempotency-Key`
+    header; not the Message-ID, which apprise sets afresh for every message after the custom
+    headers (setting one here would give the mail two). Slack, SMS and the rest: nowhere.
+    """
+    if isinstance(plugin, NotifyJSON | NotifyForm | NotifyXML):
+        plugin.headers = {**plugin.headers, KEY_HEADER: key}
+        plugin.payload_extras = {**plugin.payload_extras, KEY_FIELD: key}
+        if isinstance(plugin, NotifyXML):
+            # apprise drops its XSD reference once a payload has extras: the document no longer fits it.
+            plugin.xsd_url = None
+        return True
+    if isinstance(plugin, NotifyEmail):
+        plugin.headers = {**plugin.headers, KEY_HEADER: key}
+        return True
+    return False
 
 
 class AppriseNotifier:
@@ -38,21 +75,25 @@ class AppriseNotifier:
         # In-memory persistent store: apprise must not write cache files next to our process.
         self._asset = apprise.AppriseAsset(storage_mode="memory")
 
-    async def send(self, target: ChannelTarget, title: str, body: str) -> str | None:
+    async def send(
+        self, target: ChannelTarget, title: str, body: str, *, key: str | None = None
+    ) -> str | None:
         try:
-            return await asyncio.wait_for(self._send(target, title, body), self.timeout + 5)
+            return await asyncio.wait_for(self._send(target, title, body, key), self.timeout + 5)
         except TimeoutError:
             return f"no answer within {self.timeout:g} s"
         except Exception as exc:  # a plugin bug is a failed delivery, not a dead sender
             return _clip(redact_secrets_in(f"{type(exc).__name__}: {exc}", [target]))
 
-    async def _send(self, target: ChannelTarget, title: str, body: str) -> str | None:
+    async def _send(self, target: ChannelTarget, title: str, body: str, key: str | None) -> str | None:
         plugin = apprise.Apprise.instantiate(target.url, asset=self._asset)
         if plugin is None:
             return f"not a valid apprise URL ({target.redacted})"
         # Our sender retries with backoff and remembers accepted targets; apprise must not retry
         # on its own (?retry=N in a URL would multiply the attempts and stall the sender).
         plugin.retry = 0
+        if key is not None:
+            carry_key(plugin, key)
         if self.customize is not None:
             self.customize(plugin)
         sender = apprise.Apprise(asset=self._asset)

@@ -4,7 +4,8 @@ Rows are the source of truth: the sender leases what is due, sends to each targe
 channel that has not accepted it yet, records each acceptance at once, and then marks the row sent,
 schedules a retry, or dead-letters it after `max_attempts`. A restart simply picks up where the
 table says; a crash mid-send retries the row when its lease runs out (at-least-once, never
-silently lost). Rows of different channels go out concurrently, rows of one channel in order.
+silently lost; each attempt carries the row's idempotency key for the receiver to de-duplicate).
+Rows of different channels go out concurrently, rows of one channel in order.
 """
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ class Sender:
         # body together and cut the result at 160 characters.
         title, body = ("", row["short_body"]) if target.short else (row["title"], row["body"])
         try:
-            error = await self.notifier.send(target, title, body)
+            # The same key on every attempt, so a receiver can drop the copy a crash mid-send repeats.
+            error = await self.notifier.send(target, title, body, key=row["idempotency_key"])
         except Exception as exc:  # a notifier bug counts as a failed attempt, never kills the loop
             error = f"{type(exc).__name__}: {exc}"
         return None if error is None else redact_secrets_in(error, [target])

@@ -48,6 +48,7 @@ class Hit:
     status: int
     content_type: str
     body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +87,7 @@ class Receiver:
         for prefix, statuses in self.plan.items():
             if request.path.startswith(prefix) and statuses:
                 status = statuses.pop(0)
-        self.hits.append(Hit(request.path, status, request.content_type, body))
+        self.hits.append(Hit(request.path, status, request.content_type, body, dict(request.headers)))
         if request.path.startswith("/twilio/") and status == 200:
             return web.json_response({"sid": "SM1"}, status=201)
         # Slack's webhook answers the text "ok"; the others ignore the body.
@@ -113,8 +114,20 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data
 
 class Clock:
     def __init__(self) -> None:
-        # A second ahead of the database's now(), which stamps new rows as due.
-        self.now = datetime.now(UTC) + timedelta(seconds=1)
+        self._now: datetime | None = None
+
+    @property
+    def now(self) -> datetime:
+        # A second ahead of the database's now(), which stamps new rows as due. Set at first use,
+        # not at creation: building a sender (apprise loading its plugins) can take seconds on a
+        # loaded machine, and rows enqueued after that would not be due yet.
+        if self._now is None:
+            self._now = datetime.now(UTC) + timedelta(seconds=1)
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime) -> None:
+        self._now = value
 
     def __call__(self) -> datetime:
         return self.now
