@@ -432,7 +432,7 @@ CREATE INDEX IF NOT EXISTS acct_records_session ON acct_records (session_id);
 INSERT INTO schema_version (version, description)
 VALUES (4, 'usage: customers, NAS clients, RADIUS accounting records and sessions')
 ON CONFLICT (version) DO NOTHING;
--- Metrics (issue 11 §9): network_metrics, system_metrics, ispmon_ensure_daily_partitions. ---------
+-- Metrics (issue 11 §9): network_metrics, system_metrics. ------------------------------------------
 
 -- Metrics measured elsewhere (MetricsService, POST /metrics/...) and the daemon's own host. One
 -- row per sample, partitioned by day (UTC) like status_history. Units: percentages 0-100,
@@ -464,34 +464,7 @@ CREATE TABLE IF NOT EXISTS system_metrics (
 CREATE INDEX IF NOT EXISTS system_metrics_host ON system_metrics (host, recorded_at DESC, id DESC);
 CREATE TABLE IF NOT EXISTS system_metrics_default PARTITION OF system_metrics DEFAULT;
 
--- Daily partitions <parent>_YYYYMMDD of a table partitioned by a timestamptz range (with a
--- <parent>_default partition), from `from_day` for `days` days; returns how many it created.
-CREATE OR REPLACE FUNCTION ispmon_ensure_daily_partitions(parent text, time_column text, from_day date, days integer)
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    d date;
-    created integer := 0;
-    part text;
-    low timestamptz;
-    high timestamptz;
-BEGIN
-    FOR i IN 0 .. days - 1 LOOP
-        d := from_day + i;
-        part := parent || '_' || to_char(d, 'YYYYMMDD');
-        low := d::timestamp AT TIME ZONE 'UTC';
-        high := (d + 1)::timestamp AT TIME ZONE 'UTC';
-        IF to_regclass(part) IS NULL THEN
-            -- A default partition holding rows of that day would block the attach; move them.
-            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, parent);
-            EXECUTE format(
-                'WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO %I SELECT * FROM moved',
-                parent || '_default', time_column, low, time_column, high, part);
-            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', parent, part, low, high);
-            created := created + 1;
-        END IF;
-    END LOOP;
-    RETURN created;
-END $$;
+-- Their daily partitions are made by ispmon_ensure_daily_partitions (defined with interface_metrics).
 
 INSERT INTO schema_version (version, description)
 VALUES (5, 'metrics: network and system metrics measured elsewhere (daily partitions)')
