@@ -253,6 +253,10 @@ async def _attempt(
         hard_limit += ctx.pattern_wait + ctx.pattern_timeout
     try:
         fn = PROBES[endpoint.protocol]  # (the first use imports the module: that can fail too)
+        # The clocks start with the probe, after the import: importing dnspython on the first DNS
+        # check blocks for 70-350 ms before the probe's own timer is even set, and counting it
+        # made a target's on-time timeout look like a starved loop (a false UNKNOWN).
+        started = loop.time()
         async with asyncio.timeout(hard_limit):
             result = await fn(endpoint, timeout, ctx)
     except TimeoutError:

@@ -66,7 +66,8 @@ import dns.rdatatype
 
 from ispmon.models import ErrorKind, ProbeResult
 from ispmon.probes.base import up_or_slow
-from ispmon.probes.oserrors import classify_os_error, describe_os_error
+from ispmon.probes.oserrors import classify_os_error, describe_os_error, resource_errno
+from ispmon.probes.resources import resource_failure
 from ispmon.probes.safetext import target_text
 
 if TYPE_CHECKING:
@@ -88,6 +89,16 @@ class _Failed(Exception):
         self.text = text
 
 
+class _Ours(Exception):
+    """The check could not be made for want of a resource of ours (an errno name, see
+    `ispmon.probes.resources`): UNKNOWN, never the resolver's DOWN."""
+
+    def __init__(self, resource: str, text: str) -> None:
+        super().__init__(text)
+        self.resource = resource
+        self.text = text
+
+
 async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> ProbeResult:
     target = endpoint.target
     rrtype = target.rrtype or "A"
@@ -102,6 +113,8 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             response = await _ask(qname, rrtype, where, port)
     except TimeoutError:
         return ProbeResult.down(ErrorKind.TIMEOUT, f"no answer from resolver within {timeout:g} s")
+    except _Ours as exc:
+        return resource_failure(exc.resource, exc.text)
     except _Failed as exc:
         waited = (perf_counter() - start) * 1000.0
         if exc.kind is ErrorKind.DNS:
@@ -192,6 +205,8 @@ async def _exchange(
         return await dns.asyncquery.tcp(query, where, None, port, ignore_trailing=True, backend=_BACKEND)
     except OSError as exc:
         kind = classify_os_error(exc)
+        if kind is ErrorKind.INTERNAL:  # this host is out of descriptors, buffers or memory
+            raise _Ours(resource_errno(exc) or "os", f"resolver not asked ({over}: {describe_os_error(exc)})") from None
         if kind is ErrorKind.REFUSED:
             raise _Failed(kind, f"resolver refused the query ({over})") from None
         raise _Failed(kind, f"resolver error ({over}: {describe_os_error(exc)})") from None
@@ -227,6 +242,10 @@ async def _udp(
         return await exchange.answer
     finally:
         transport.close()
+        # Both loops close the descriptor a loop iteration later, once connection_lost has run:
+        # wait for that, so the socket is gone when the check returns (else it outlived the
+        # check, and a retry held two). Shielded: a second cancellation must not skip it.
+        await asyncio.shield(exchange.closed)
 
 
 class _Exchange(asyncio.DatagramProtocol):
@@ -236,6 +255,8 @@ class _Exchange(asyncio.DatagramProtocol):
         self.query = query
         # The response; None when it was truncated; an exception for a failure.
         self.answer: asyncio.Future[dns.message.Message | None] = loop.create_future()
+        # Done when the transport has let go of the socket (its descriptor is closed by then).
+        self.closed: asyncio.Future[None] = loop.create_future()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.answer.done():
@@ -260,6 +281,8 @@ class _Exchange(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.answer.done():
             self.answer.set_exception(exc or EOFError("socket closed"))
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 def _normalise(text: str, txt: bool = False) -> str:

@@ -49,7 +49,8 @@ async def test_no_descriptor_left_is_unknown_and_opens_no_outage(db_dsn: str, lo
             assert result["details"]["resource"] in OURS, (name, result)
             assert result["attempts"] == 1, (name, result)
             assert "not the target's" in result["error"], (name, result)
-    # DNS (c-ares hides the errno: "refused") and ICMP too.
+    # DNS and ICMP too; the silent resolver healthy is the target's timeout (its first check, which
+    # imports the probe, included).
     assert out["dns_healthy"]["error_kind"] == "timeout", out["dns_healthy"]  # the silent resolver
     assert out["others"]["dns"]["status"] == "unknown", out["others"]["dns"]
     assert out["others"]["dns"]["details"]["resource"] in OURS

@@ -516,3 +516,21 @@ async def test_answer_text_in_an_error_is_escaped_and_capped(
     # The 400 bytes the resolver sent are cut to 200 characters, escaped: no NUL reaches PostgreSQL.
     assert error.startswith("expected v=spf1 -all among the answers; got \\x00\\x1b[2Jttt"), error
     assert error.endswith("…") and error.isprintable() and len(error) <= 250, error
+
+
+@pytest.mark.parametrize("name", ["silent.test", "ok.test"])
+async def test_the_socket_is_closed_when_the_check_returns(
+    bad_server: tuple[int, BadServer], ctx: ProbeContext, name: str
+) -> None:
+    # Transports close their socket a loop iteration after close(). The probe waits for that: a
+    # check's socket that outlived it was the descriptor a check running next (in the exhaustion
+    # test, one made with no descriptor left) found free.
+    port, _ = bad_server
+    ep = _endpoint(port, name, timeout=0.2)
+    await run_attempt(ep, ctx, 0.2)  # warm: the first check imports and builds what it needs
+    await asyncio.sleep(0)
+    fds = psutil.Process().num_fds()
+    result = await run_attempt(ep, ctx, 0.2)
+    after = psutil.Process().num_fds()  # no await in between: nothing else could close it
+    assert result.error_kind is (ErrorKind.TIMEOUT if name == "silent.test" else None), result
+    assert after == fds, f"{after - fds} descriptors still open when the check returned"
