@@ -7,42 +7,18 @@ foreign cursor, or ``after`` with ``offset``, is a 400 naming ``after``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from ispmon.api.app import create_app
-from ispmon.config import Settings
 from ispmon.models import Severity
 from ispmon.services.context import AppServices
-from ispmon.store.database import Database
 from ispmon.store.notifications import NotificationDraft, NotificationRepo
+from tests.integration.api.conftest import Client
 
-Client = TestClient[web.Request, web.Application]
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-async def services(db_dsn: str) -> AsyncIterator[AppServices]:
-    db = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield AppServices.build(db, Settings())
-    finally:
-        await db.close()
-
-
-@pytest.fixture
-async def client(services: AppServices) -> AsyncIterator[Client]:
-    client: Client = TestClient(TestServer(create_app(services)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def _fields(body: dict[str, Any]) -> list[str]:

@@ -7,41 +7,16 @@ refuses too many steps with a 400 naming ``step``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from ispmon.api.app import create_app
-from ispmon.config import Settings
 from ispmon.services.context import AppServices
-from ispmon.store.database import Database
+from tests.integration.api.conftest import Client
 
-Client = TestClient[web.Request, web.Application]
 SEED_NETWORK = {"interface": "eth0", "bandwidth_usage": 75.5, "packet_loss": 0.2, "latency": 15.3}
 SEED_SYSTEM = {"cpu_usage": 42.0, "memory_usage": 61.5, "disk_usage": 70.1, "load_average": 0.8}
-
-
-@pytest.fixture
-async def services(db_dsn: str) -> AsyncIterator[AppServices]:
-    db = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield AppServices.build(db, Settings())
-    finally:
-        await db.close()
-
-
-@pytest.fixture
-async def client(services: AppServices) -> AsyncIterator[Client]:
-    client: Client = TestClient(TestServer(create_app(services)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def _count(services: AppServices, table: str) -> int:

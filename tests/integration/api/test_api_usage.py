@@ -9,20 +9,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from structlog.testing import capture_logs
 
-from ispmon.api.app import create_app
 from ispmon.config import Settings
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
 from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.listener import start_listener
 from ispmon.usage.nas import NasDirectory
+from tests.integration.api.conftest import Client
 from tests.integration.usage.radclient import SECRET, packet, radclient
-
-Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
@@ -32,16 +28,6 @@ async def services(db_dsn: str) -> AsyncIterator[AppServices]:
         yield AppServices.build(db, Settings(), nas_directory=NasDirectory())
     finally:
         await db.close()
-
-
-@pytest.fixture
-async def client(services: AppServices) -> AsyncIterator[Client]:
-    client: Client = TestClient(TestServer(create_app(services)))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def fields(body: dict[str, Any]) -> list[str]:
