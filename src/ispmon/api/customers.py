@@ -36,7 +36,8 @@ async def list_customers(call: Call) -> web.Response:
 
 async def create_customer(call: Call) -> web.Response:
     assert call.body is not None
-    if call.body.get("id") in RESERVED_IDS:
+    # isinstance first: a non-string id ({} or []) is the model's 422, and cannot be hashed.
+    if isinstance(call.body.get("id"), str) and call.body["id"] in RESERVED_IDS:
         raise InvalidInput([{"field": "id", "message": f"{call.body['id']!r} is reserved"}])
     item = await call.services.customers.create_customer(call.body)
     return json_response(item, status=201, headers={"Location": f"/customers/{item['id']}"})

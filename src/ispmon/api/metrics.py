@@ -103,9 +103,8 @@ ROUTES: tuple[Route, ...] = (
             Param(
                 "step",
                 "number",
-                f"Step length in seconds (default 300); at most {MAX_STEPS} steps per window",
-                minimum=0,
-                exclusive_minimum=True,
+                f"Step length in seconds, at least 1 (default 300); at most {MAX_STEPS} steps per window",
+                minimum=1,
                 maximum=86400 * 366,
             ),
         ),

@@ -120,8 +120,9 @@ class MetricsService:
         step = DEFAULT_STEP if step is None else step
         if until <= since:
             raise ServiceError("must be after since", field="until")
-        if step <= 0:
-            raise ServiceError("must be greater than 0", field="step")
+        if step < 1:
+            # A smaller step makes the step count overflow (5e-324 s) long before MAX_STEPS is checked.
+            raise ServiceError("must be at least 1 second", field="step")
         count = step_count(since, until, step)
         if count > MAX_STEPS:
             raise ServiceError(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import ValidationError
 
-from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError, editable
 from ispmon.store.usage_customers import CustomerRepo
 from ispmon.store.usage_nas import NasRepo
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS, CUSTOMER_SESSIONS, STEPS, SessionRepo
@@ -175,7 +175,8 @@ class UsageService:
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=1)
         if until <= since:
-            raise InvalidInput([{"field": "until", "message": "must be after since"}])
+            # A bad query window, as every list route answers it: 400 naming until.
+            raise ServiceError("must be after since", field="until")
         if step not in STEPS:
             raise InvalidInput([{"field": "step", "message": f"must be one of {', '.join(STEPS)}"}])
         hours = {"hour": 1, "day": 24, "month": 24 * 28}[step]
@@ -212,7 +213,8 @@ class UsageService:
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=1)
         if until <= since:
-            raise InvalidInput([{"field": "until", "message": "must be after since"}])
+            # A bad query window, as every list route answers it: 400 naming until.
+            raise ServiceError("must be after since", field="until")
         rows = await self.sessions.top(since, until, limit)
         return [
             {
