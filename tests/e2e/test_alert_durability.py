@@ -98,6 +98,9 @@ webhook = "json://127.0.0.1:{receiver.port}/hook"
         "OUTAGE_VERIFICATION_CHECKS": "1",
         "OUTAGE_RECOVERY_THRESHOLD": "1",
         "SERVICE_CHECK_RETRIES": "0",
+        # The sender's lease is max(60 s, 4 x ALERT_SEND_TIMEOUT): with the default 30 s a page in
+        # flight at the kill would come back only after 120 s, past the waits below.
+        "ALERT_SEND_TIMEOUT": "5",
     }
     daemon = Daemon(tmp_path, free_port(), notify_path, env)
     conn = await asyncpg.connect(db_dsn)
@@ -124,6 +127,7 @@ webhook = "json://127.0.0.1:{receiver.port}/hook"
         receiver.failing = False
         daemon.start()
         await wait_for_datagram(notify, "READY=1", timeout=60)
+        # A page in flight at the kill is leased for 60 s from its last try: allow for one.
         await poll(states, lambda s: s == {"sent": DOWN}, 90, "the pending pages to go out")
         for t in targets:
             await t.up()
