@@ -138,8 +138,7 @@ webhook = "json://127.0.0.1:{receiver.port}/hook"
         assert await asyncio.to_thread(daemon.terminate) == 0
     finally:
         await conn.close()
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
         for t in targets:
             await t.down()
     assert all(header == body for header, body in receiver.accepted)

@@ -113,6 +113,15 @@ class Daemon:
         self._log.close()
         return code
 
+    def cleanup(self) -> None:
+        """After a test, passed or failed: no daemon left running, and its log file closed (an
+        open one is reported as a ResourceWarning against whichever test runs next)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+
 
 @pytest.fixture
 def notify_socket(tmp_path: Path) -> Iterator[tuple[Path, socket.socket]]:
@@ -283,8 +292,7 @@ async def test_outage_lifecycle_survives_kill_9(
         stopped = await asyncio.to_thread(run_cli, "db-url", env=env)
         assert stopped.returncode == 1 and stopped.stdout == "" and "is not running" in stopped.stderr
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
         await target.down()
 
 
@@ -402,8 +410,7 @@ async def test_sighup_reloads_the_config_file_and_survives_a_bad_one(
         assert len(failures) == 1 and "endpoints[0].timeout" in failures[0]["error"]
         assert daemon.terminate() == 0
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
         await target.down()
 
 
@@ -441,5 +448,4 @@ async def test_a_dead_embedded_postgres_makes_ispmon_exit_1_for_its_supervisor(
         assert daemon.terminate() == 0
         assert not postgres_running(tmp_path / "postgres")
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()

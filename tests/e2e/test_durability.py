@@ -192,8 +192,7 @@ async def test_postgres_unreachable_under_load_loses_and_duplicates_nothing(
             # last flush goes through the relay.
             assert await asyncio.to_thread(daemon.terminate) == 0
         finally:
-            if daemon.proc is not None and daemon.proc.poll() is None:
-                daemon.proc.kill()
+            daemon.cleanup()
     # Checks in flight at SIGTERM are cancelled; compare what had time to finish well before it.
     result = await reconcile(db_dsn, target, before=stop_at - 1.5)
     print(
@@ -253,8 +252,7 @@ async def test_kill_9_under_load_loses_only_the_last_flush_and_declares_no_outag
         assert await declared() == (len(down), len(down))
     finally:
         await conn.close()
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
     assert sorted((r["endpoint_id"], r["n"]) for r in open_outages) == [(d, 1) for d in down]
     result = await reconcile(db_dsn, target, before=stop_at - 1.5)
     # What kill -9 takes: the rows buffered since the last flush (every 0.5 s), and checks in flight.

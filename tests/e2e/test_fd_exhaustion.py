@@ -134,8 +134,7 @@ async def test_an_idle_connection_flood_leaves_tcp_checks_up(
         assert sum(1 for line in lines if line.get("event") == "api_connections_refused") == 1
         assert daemon.terminate() == 0
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
         target.close()
         with contextlib.suppress(Exception):
             await target.wait_closed()

@@ -62,5 +62,4 @@ async def test_readme_add_endpoint_commands_work(tmp_path: Path, notify_socket) 
         assert done.returncode == 0 and done.stdout.startswith("UP"), (done.stdout, done.stderr)
         assert daemon.terminate() == 0
     finally:
-        if daemon.proc is not None and daemon.proc.poll() is None:
-            daemon.proc.kill()
+        daemon.cleanup()
