@@ -310,12 +310,15 @@ class AvailabilityService:
 
 def _stats_dict(stats: asyncpg.Record) -> dict[str, Any]:
     checks = stats["checks"] or 0
-    counted = checks - (stats["maintenance"] or 0)
+    # Maintenance and UNKNOWN checks say nothing about the target (UNKNOWN is our own trouble:
+    # exhausted descriptors, a starved loop, a probe bug), so neither counts against its uptime.
+    counted = checks - (stats["maintenance"] or 0) - (stats["unknown"] or 0)
     return {
         "checks": checks,
         "up": stats["up"],
         "degraded": stats["degraded"],
         "down": stats["down"],
+        "unknown": stats["unknown"],
         "uptime_percent": round(100.0 * (stats["up"] + stats["degraded"]) / counted, 3) if counted else None,
         "avg_response_time_ms": round(stats["avg_ms"], 3) if stats["avg_ms"] is not None else None,
         "p95_response_time_ms": round(stats["p95_ms"], 3) if stats["p95_ms"] is not None else None,

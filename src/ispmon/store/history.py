@@ -78,6 +78,7 @@ class HistoryRepo:
                       count(*) FILTER (WHERE status = 'degraded') AS degraded,
                       count(*) FILTER (WHERE status = 'down') AS down,
                       count(*) FILTER (WHERE status = 'maintenance') AS maintenance,
+                      count(*) FILTER (WHERE status = 'unknown') AS unknown,
                       avg(response_time_ms) AS avg_ms,
                       percentile_cont(0.95) WITHIN GROUP (ORDER BY response_time_ms) AS p95_ms
                FROM status_history
