@@ -20,6 +20,7 @@ from ispmon.validation import unstorable_text
 Period = Literal["monthly", "weekly", "daily"]
 Policy = Literal["notify", "webhook", "coa", "disconnect"]
 MAX_IDENTITIES = 1000
+RESERVED_IDS = frozenset({"bulk"})
 TEXT_PROBLEM = "must not contain NUL characters or unpaired surrogates"
 
 
@@ -80,6 +81,9 @@ class CustomerSpec(BaseModel):
             raise ValueError(
                 "must be a slug: 1-64 of a-z, 0-9, '-', '_' (starting and ending with a letter or digit)"
             )
+        if value in RESERVED_IDS:
+            # /customers/bulk is a route of its own; here, so a derived id ("Bulk") is refused too.
+            raise ValueError(f"{value!r} is reserved")
         return value
 
     @field_validator("name", "plan")

@@ -22,3 +22,9 @@ async def test_a_latency_step_below_a_second_is_a_400_naming_step(client: Client
     resp = await client.get("/network/latency/x", params={"since": "2000-01-01T00:00:00Z", "step": "5e-324"})
     assert resp.status == 400, await resp.text()
     assert [e["field"] for e in (await resp.json())["errors"]] == ["step"]
+
+
+async def test_a_customer_whose_name_derives_the_reserved_id_is_refused(client: Client) -> None:
+    resp = await client.post("/customers/", json={"name": "Bulk"})
+    assert resp.status == 422, await resp.text()
+    assert [e["field"] for e in (await resp.json())["errors"]] == ["id"]
