@@ -105,11 +105,12 @@ async def test_first_runs_are_spread_over_the_interval() -> None:
         sched.add(key, 1.0)
     rec.wait_for = (None, 100)
     async with running(sched):
-        await asyncio.wait_for(rec.counted.wait(), 3.0)
+        await asyncio.wait_for(rec.counted.wait(), 10.0)
+    # The due times the scheduler chose, not the wall clock of the calls: a loaded CI machine
+    # may stall the loop for a moment, and that says nothing about where the offsets are.
     first: dict[str, float] = {}
-    for key, due, at in rec.calls:
-        first.setdefault(key, at - start)
-        assert at - due < SLACK
+    for key, due, _at in rec.calls:
+        first.setdefault(key, due - start)
     assert set(first) == set(keys)
     # Each key starts at its own deterministic offset, not all at once at the start.
     for key in keys:
