@@ -13,59 +13,24 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import ValidationError
 
 from ispmon import __version__
 from ispmon.availability.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
-from ispmon.config import LoadedConfig, load_config
+from ispmon.cli_db import cmd_db_url, cmd_migrate
+from ispmon.cli_snmp import add_snmp_walk
+from ispmon.cli_support import EXIT_CODES, EXIT_CONFIG, EXIT_UNKNOWN, Parser
+from ispmon.cli_support import load as _load
+from ispmon.cli_support import run_coro as _run
+from ispmon.cli_support import setup_logging as _setup_logging
+from ispmon.cli_support import unknown_line as _unknown_line
+from ispmon.config import LoadedConfig
 from ispmon.errors import ConfigError, StartupError
-from ispmon.models import Status
 from ispmon.store.database import DatabaseUnavailable
 from ispmon.validation import error_list, format_errors
-
-EXIT_CODES = {Status.UP: 0, Status.DEGRADED: 1, Status.DOWN: 2}
-EXIT_CONFIG = 2
-EXIT_UNKNOWN = 3
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse exits 2 on a usage error. For `ispmon check` 2 means CRITICAL, so its parser is
-    given ``usage_exit = EXIT_UNKNOWN`` and says what is wrong in one line, as plugins do."""
-
-    usage_exit = EXIT_CONFIG
-
-    def error(self, message: str) -> NoReturn:
-        if self.usage_exit == EXIT_UNKNOWN:
-            sys.stdout.write(_unknown_line(f"{self.prog}: {message} (see {self.prog} --help)"))
-            self.exit(EXIT_UNKNOWN)
-        super().error(message)
-
-
-def _unknown_line(message: str) -> str:
-    return f"{'UNKNOWN':<9} {message}\n"
-
-
-def _run(coro: Coroutine[Any, Any, int]) -> int:
-    """uvloop when available: measured here it halves latency inflation at 2,000 checks/s."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def _load(args: argparse.Namespace) -> LoadedConfig:
-    return load_config(args.config)
-
-
-def _setup_logging(config: LoadedConfig, level: str | None = None) -> None:
-    from ispmon.logging import configure_logging
-
-    configure_logging(level or config.settings.ispmon_log_level, config.settings.ispmon_log_format)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -74,26 +39,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ispmon.daemon import run_daemon
 
     return _run(run_daemon(config))
-
-
-def cmd_migrate(args: argparse.Namespace) -> int:
-    config = _load(args)
-    _setup_logging(config)
-
-    async def go() -> int:
-        from ispmon.daemon import open_database
-
-        db, embedded = await open_database(config.settings)
-        try:
-            version = await db.pool.fetchval("SELECT max(version) FROM schema_version")
-        finally:
-            await db.close()
-            if embedded is not None:
-                await asyncio.to_thread(embedded.stop)
-        print(f"schema version {version}")
-        return 0
-
-    return _run(go())
 
 
 async def _endpoint_from_database(config: LoadedConfig, endpoint_id: str) -> EndpointSpec | None:
@@ -315,119 +260,13 @@ async def _takeover_warnings(config: LoadedConfig) -> list[str]:
     ]
 
 
-def cmd_db_url(args: argparse.Namespace) -> int:
-    """Print DATABASE_URL as given (stdout only: it may hold a password, and it must work), or the
-    URL of the embedded server in the state directory while it runs. It listens on a unix socket
-    in its data directory that exists only while it runs: exit 1 and say so when it does not."""
-    config = _load(args)
-    settings = config.settings
-    if settings.database_url:
-        print(settings.database_url)
-        return 0
-    from ispmon.store.embedded import EmbeddedPostgres
-
-    embedded = EmbeddedPostgres(settings.ispmon_state_dir)
-    try:
-        uri = embedded.running_uri()
-    except PermissionError:
-        print(
-            f"ispmon: cannot read {embedded.pgdata}: permission denied (run as the user ispmon runs as, or root)",
-            file=sys.stderr,
-        )
-        return 1
-    if uri is None:
-        where = "" if (embedded.pgdata / "PG_VERSION").exists() else " (none has been created there yet)"
-        print(
-            f"ispmon: the embedded PostgreSQL in {embedded.pgdata} is not running{where}; its URL names a "
-            "unix socket that exists only while it runs: start ispmon (ispmon run, or systemctl start ispmon), "
-            "or set ISPMON_STATE_DIR to the state directory of the ispmon that runs",
-            file=sys.stderr,
-        )
-        return 1
-    print(uri)
-    return 0
-
-
-def cmd_snmp_walk(args: argparse.Namespace) -> int:
-    """Discover a device (by id, or a host with credentials) and print it; exit 1 when it fails."""
-    from ispmon.network.snmp import SnmpError
-    from ispmon.network.walk import render, walk
-
-    config = _load(args)
-    _setup_logging(config, level="error")
-
-    async def go() -> int:
-        spec = await _device(config, args)
-        try:
-            found, width = await walk(spec)
-        except SnmpError as exc:
-            print(f"ispmon snmp-walk: {spec.id}: {exc.kind}: {exc.message}", file=sys.stderr)
-            return 1
-        print(render(spec, found, width, as_json=args.json))
-        return 0
-
-    return _run(go())
-
-
-async def _device(config: LoadedConfig, args: argparse.Namespace) -> Any:
-    """The DeviceSpec to walk: the config file's or the database's device of that id, else a
-    definition from the command line (the target is the address)."""
-    from ispmon.network.devices import build_device
-
-    given = {
-        k: v
-        for k, v in {
-            "community": args.community,
-            "username": args.user,
-            "auth_protocol": args.auth_protocol,
-            "auth_key": args.auth_key,
-            "priv_protocol": args.priv_protocol,
-            "priv_key": args.priv_key,
-            "context": args.context,
-            "timeout": args.timeout,
-            "retries": args.retries,
-        }.items()
-        if v is not None
-    }
-    data: dict[str, Any] | None = next((d.stored_dict() for d in config.devices if d.id == args.target), None)
-    if data is None and SLUG_RE.match(args.target) and not given:
-        data = await _device_from_database(config, args.target)
-    if data is None:
-        version = "3" if args.v3 else "1" if args.v1 else "2c"
-        data = {"id": "cli-walk", "name": args.target, "address": args.target, "version": version}
-    elif given.keys() & {"community", "username"}:
-        data = {k: v for k, v in data.items() if k not in ("community", "username", "auth_protocol",
-                                                           "auth_key", "priv_protocol", "priv_key")}
-    data = {**data, **given, "poll_interval": max(60.0, 2 * (args.timeout or 2) * ((args.retries or 1) + 1))}
-    try:
-        return build_device(data)
-    except ValidationError as exc:
-        raise ConfigError(format_errors(error_list(exc))) from None
-
-
-async def _device_from_database(config: LoadedConfig, device_id: str) -> dict[str, Any] | None:
-    settings = config.settings
-    if not settings.database_url and not (settings.ispmon_state_dir / "postgres" / "PG_VERSION").exists():
-        return None
-    from ispmon.daemon import open_database
-
-    db, embedded = await open_database(settings)
-    try:
-        row = await db.devices.get(device_id)
-        return dict(row["spec"]) if row else None
-    finally:
-        await db.close()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
-
-
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"ispmon {__version__}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ispmon", description="Service availability monitoring for ISPs.")
+    parser = Parser(prog="ispmon", description="Service availability monitoring for ISPs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -475,23 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="print the PostgreSQL URL ispmon uses: DATABASE_URL, or the running embedded server's",
         )
     ).set_defaults(func=cmd_db_url)
-    walk = with_config(
-        sub.add_parser("snmp-walk", help="discover an SNMP device (id or host) and print what it has")
-    )
-    walk.add_argument("target", help="a device id (config file or database), or a host[:port]")
-    walk.add_argument("--community", help="v1/v2c community (visible in ps: prefer a device id)")
-    walk.add_argument("--v1", action="store_true", help="SNMP v1 (default v2c)")
-    walk.add_argument("--v3", action="store_true", help="SNMP v3 USM with --user and keys")
-    walk.add_argument("--user", help="v3 user name")
-    walk.add_argument("--auth-protocol", help="MD5, SHA, SHA-224, SHA-256, SHA-384, SHA-512")
-    walk.add_argument("--auth-key")
-    walk.add_argument("--priv-protocol", help="DES, AES, AES-192, AES-256")
-    walk.add_argument("--priv-key")
-    walk.add_argument("--context", help="v3 context name")
-    walk.add_argument("--timeout", type=float, help="seconds per request (2)")
-    walk.add_argument("--retries", type=int, help="extra requests after a timeout (1)")
-    walk.add_argument("--json", action="store_true", help="print JSON")
-    walk.set_defaults(func=cmd_snmp_walk)
+    add_snmp_walk(sub, with_config)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 
