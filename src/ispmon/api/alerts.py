@@ -15,6 +15,7 @@ from ispmon.alerts.channels import MAX_URLS
 from ispmon.alerts.rules import AlertRule
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import ALERT_RULE, CHANNEL_TEST, CHANNEL_VIEW, ESCALATION_POLICY
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import SLUG_SCHEMA
 from ispmon.services.errors import InvalidInput
@@ -197,6 +198,7 @@ ROUTES: tuple[Route, ...] = (
         "channels",
         response="list",
         also_without_slash=True,
+        response_schema=CHANNEL_VIEW,
     ),
     Route(
         "POST",
@@ -209,6 +211,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=CHANNEL_VIEW,
     ),
     Route(
         "DELETE",
@@ -230,6 +233,7 @@ ROUTES: tuple[Route, ...] = (
         "Send a test message to every URL of the channel now and report each outcome",
         "channels",
         path_params=(CHANNEL,),
+        response_schema=CHANNEL_TEST,
     ),
     Route(
         "GET",
@@ -240,6 +244,7 @@ ROUTES: tuple[Route, ...] = (
         "alert-rules",
         response="list",
         also_without_slash=True,
+        response_schema=ALERT_RULE,
     ),
     Route(
         "POST",
@@ -252,6 +257,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=ALERT_RULE,
     ),
     Route(
         "GET",
@@ -261,6 +267,7 @@ ROUTES: tuple[Route, ...] = (
         "Get an alert rule",
         "alert-rules",
         path_params=(RULE_ID,),
+        response_schema=ALERT_RULE,
     ),
     Route(
         "PUT",
@@ -272,6 +279,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(RULE_ID,),
         body=Body("AlertRuleUpdate", AlertRule, partial=True),
         errors=(409,),
+        response_schema=ALERT_RULE,
     ),
     Route(
         "DELETE",
@@ -294,6 +302,7 @@ ROUTES: tuple[Route, ...] = (
         "alert-rules",
         response="list",
         also_without_slash=True,
+        response_schema=ESCALATION_POLICY,
     ),
     Route(
         "GET",

@@ -12,9 +12,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ispmon.availability.endpoints import PROTOCOL_FIELDS, EndpointSpec
+from ispmon.alerts.escalation import EscalationPolicy
+from ispmon.alerts.rules import AlertRule
+from ispmon.availability.endpoints import PROTOCOL_FIELDS, SLUG_RE, EndpointSpec
 from ispmon.availability.maintenance import MaintenanceWindowSpec
-from ispmon.models import ErrorKind, Status
+from ispmon.models import ErrorKind, Severity, Status
+from ispmon.network.devices import SECRET_FIELDS as DEVICE_SECRETS
+from ispmon.network.devices import DeviceSpec
+from ispmon.store.metrics import NETWORK_COLUMNS, SYSTEM_COLUMNS
+from ispmon.store.outages import OUTAGE_COLUMNS
+from ispmon.usage.customers import CustomerSpec
 
 REF = "#/components/schemas/{model}"
 DATE_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
@@ -114,3 +121,156 @@ MAINTENANCE_WINDOW = _model_dump(
         "next_occurrence": OCCURRENCE,
     },
 )
+
+CHANNEL_VIEW = obj(
+    {
+        "name": {"type": "string"},
+        "source": {"type": "string", "enum": ["api", "config"]},
+        "urls": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "apprise's privacy form of each URL (secrets masked)",
+        },
+        "kinds": {"type": "array", "items": {"type": "string"}},
+        "notification_type": {"type": "string"},
+    },
+    title="Channel",
+    additionalProperties=False,
+)
+CHANNEL_TEST = obj(
+    {
+        "channel": {"type": "string"},
+        "ok": {"type": "boolean"},
+        "targets": {
+            "type": "array",
+            "items": obj(
+                {
+                    "url": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "ok": {"type": "boolean"},
+                    "error": nullable({"type": "string"}),
+                },
+                additionalProperties=False,
+            ),
+        },
+    },
+    additionalProperties=False,
+)
+# A rule as `AlertService._rule_dict` answers it; the default route (source "default") lists its
+# channels as null when ALERT_NOTIFICATION_CHANNELS is empty, which the rule's own schema allows.
+ALERT_RULE = _model_dump(
+    AlertRule, "AlertRuleView", {"source": {"type": "string", "enum": ["api", "config", "default"]}}
+)
+# A body may not use the reserved id "default", but the default route is listed under it.
+ALERT_RULE["properties"]["id"] = {"type": "string", "pattern": SLUG_RE.pattern, "description": "Slug id"}
+ESCALATION_POLICY = _model_dump(
+    EscalationPolicy, "EscalationPolicyView", {"source": {"type": "string", "enum": ["config"]}}
+)
+
+
+def _device() -> dict[str, Any]:
+    """`services.network.device_dict`: `DeviceSpec.public_dict` (the stored definition: fields left
+    at their default are absent; secrets `[redacted]`), bookkeeping and the last poll's state."""
+    schema = copy.deepcopy(DeviceSpec.model_json_schema(mode="serialization", ref_template=REF))
+    props = schema["properties"]
+    for name in DEVICE_SECRETS:
+        props[name] = {"type": "string", "description": "Always [redacted] when set"}
+    props["source"] = {"type": "string", "enum": ["api", "config"]}
+    props["created_at"] = DATE_TIME
+    props["updated_at"] = DATE_TIME
+    text = nullable({"type": "string"})
+    props["state"] = obj(
+        {
+            "reachable": nullable({"type": "boolean"}),
+            "last_error": text,
+            "sys_name": text,
+            "sys_descr": text,
+            "sys_object_id": text,
+            "sys_uptime": nullable({"type": "integer"}),
+            "last_poll_at": nullable(DATE_TIME),
+            "last_discovery_at": nullable(DATE_TIME),
+        },
+        additionalProperties=False,
+    )
+    schema["required"] = [*schema.get("required", []), "source", "created_at", "updated_at", "state"]
+    schema["title"] = "Device"
+    schema["additionalProperties"] = False
+    return schema
+
+
+DEVICE = _device()
+
+# `CustomerService._dict`: the stored definition (a full `model_dump`) plus bookkeeping.
+CUSTOMER = _model_dump(
+    CustomerSpec,
+    "Customer",
+    {"source": {"type": "string", "enum": ["api", "config"]}, "created_at": DATE_TIME, "updated_at": DATE_TIME},
+)
+# `UsageService._nas_dict`: the RADIUS secret is never shown.
+NAS = obj(
+    {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "address": {"type": "string", "description": "An address or a prefix"},
+        "coa_port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "source": {"type": "string", "enum": ["api", "config"]},
+        "created_at": DATE_TIME,
+    },
+    title="Nas",
+    additionalProperties=False,
+)
+
+# A metric sample as stored (`store.metrics`: "id" and the table's columns, by their SQL types).
+_METRIC_COLUMN_TYPES: dict[str, dict[str, Any]] = {
+    "recorded_at": DATE_TIME,
+    "host": nullable({"type": "string"}),
+    "interface": {"type": "string"},
+}
+
+
+def _metric(title: str, columns: tuple[str, ...]) -> dict[str, Any]:
+    number = nullable({"type": "number"})
+    props = {"id": {"type": "integer", "minimum": 1}} | {
+        c: _METRIC_COLUMN_TYPES.get(c, number) for c in columns
+    }
+    return obj(props, title=title, additionalProperties=False)
+
+
+NETWORK_SAMPLE = _metric("NetworkSample", NETWORK_COLUMNS)
+SYSTEM_SAMPLE = _metric("SystemSample", SYSTEM_COLUMNS)
+BULK_CUSTOMERS = obj(
+    {"count": {"type": "integer"}, "created": {"type": "integer"}, "updated": {"type": "integer"}},
+    additionalProperties=False,
+)
+
+
+def _outage() -> dict[str, Any]:
+    """`services.outages.outage_dict`: the row's columns (`store.outages.OUTAGE_COLUMNS`, by their
+    SQL types), `active`, and for a detail read its `events`."""
+    text = nullable({"type": "string"})
+    types: dict[str, dict[str, Any]] = {
+        "id": {"type": "integer", "minimum": 1},
+        "endpoint_id": {"type": "string"},
+        "started_at": DATE_TIME,
+        "declared_at": DATE_TIME,
+        "resolved_at": nullable(DATE_TIME),
+        "duration_seconds": nullable({"type": "number"}),
+        "status": STATUS,
+        "severity": {"type": "string", "enum": [s.value for s in Severity]},
+        "error_kind": nullable({"type": "string", "enum": [k.value for k in ErrorKind]}),
+        "failures": {"type": "integer"},
+        "verified": {"type": "boolean"},
+        "flapping": {"type": "boolean"},
+        "resolution": nullable({"type": "string", "enum": ["auto", "manual"]}),
+        "updated_at": DATE_TIME,
+    }
+    columns = [c.strip() for c in OUTAGE_COLUMNS.split(",")]
+    required = {c: types.get(c, text) for c in columns} | {"active": {"type": "boolean"}}
+    events = {
+        "type": "array",
+        "items": obj({"at": DATE_TIME, "kind": {"type": "string"}, "data": {}}, additionalProperties=False),
+    }
+    return obj(required, {"events": events}, title="Outage", additionalProperties=False)
+
+
+OUTAGE = _outage()
