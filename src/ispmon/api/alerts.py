@@ -15,7 +15,14 @@ from ispmon.alerts.channels import MAX_URLS
 from ispmon.alerts.rules import AlertRule
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
-from ispmon.api.responses import ALERT_RULE, CHANNEL_TEST, CHANNEL_VIEW, ESCALATION_POLICY
+from ispmon.api.responses import (
+    ALERT,
+    ALERT_RULE,
+    CHANNEL_TEST,
+    CHANNEL_VIEW,
+    ESCALATION_POLICY,
+    NOTIFICATION,
+)
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import SLUG_SCHEMA
 from ispmon.services.errors import InvalidInput
@@ -149,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(ALERT_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=ALERT,
     ),
     Route(
         "GET",
@@ -177,6 +185,7 @@ ROUTES: tuple[Route, ...] = (
         "An alert with its notifications (the seed's ServiceAlert records)",
         "alerts",
         path_params=(ALERT_ID,),
+        response_schema=ALERT,
     ),
     Route(
         "POST",
@@ -188,6 +197,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(ALERT_ID,),
         body=Body("AcknowledgeBody", AcknowledgeBody),
         errors=(409,),
+        response_schema=ALERT,
     ),
     Route(
         "GET",
@@ -314,6 +324,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(NOTIFICATION_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=NOTIFICATION,
     ),
     Route(
         "POST",
@@ -324,5 +335,6 @@ ROUTES: tuple[Route, ...] = (
         "alerts",
         path_params=(NOTIFICATION_ID,),
         errors=(409,),
+        response_schema=NOTIFICATION,
     ),
 )

@@ -19,6 +19,7 @@ from ispmon.availability.maintenance import MaintenanceWindowSpec
 from ispmon.models import ErrorKind, Severity, Status
 from ispmon.network.devices import SECRET_FIELDS as DEVICE_SECRETS
 from ispmon.network.devices import DeviceSpec
+from ispmon.store.alerts import ALERT_COLUMNS
 from ispmon.store.metrics import NETWORK_COLUMNS, SYSTEM_COLUMNS
 from ispmon.store.outages import OUTAGE_COLUMNS
 from ispmon.usage.customers import CustomerSpec
@@ -274,3 +275,103 @@ def _outage() -> dict[str, Any]:
 
 
 OUTAGE = _outage()
+
+# `services.alerts.notification_dict`: an outbox row, by the notifications table's SQL types.
+_TEXT = {"type": "string"}
+_INT = {"type": "integer"}
+NOTIFICATION = obj(
+    {
+        "id": {"type": "integer", "minimum": 1},
+        "alert_id": nullable(_INT),
+        "outage_id": nullable(_INT),
+        "endpoint_id": nullable(_TEXT),
+        "alert_time": DATE_TIME,
+        "notification_type": _TEXT,
+        "recipients": {"type": "string", "description": "The channel's name (its URLs are never shown)"},
+        "channel": _TEXT,
+        "event": _TEXT,
+        "step": _INT,
+        "title": _TEXT,
+        "message": _TEXT,
+        "short_message": _TEXT,
+        "delivered": {"type": "boolean"},
+        "delivery_time": nullable(DATE_TIME),
+        "state": {"type": "string", "enum": ["pending", "sent", "dead", "cancelled"]},
+        "attempts": _INT,
+        "next_attempt_at": nullable(DATE_TIME),
+        "last_error": nullable(_TEXT),
+    },
+    title="Notification",
+    additionalProperties=False,
+)
+
+
+def _alert() -> dict[str, Any]:
+    """`services.alerts.alert_dict`: the row's columns (`store.alerts.ALERT_COLUMNS`, by their SQL
+    types), `suppressed`, and for a detail read its `notifications`."""
+    text = nullable(_TEXT)
+    types: dict[str, dict[str, Any]] = {
+        "id": {"type": "integer", "minimum": 1},
+        "endpoint_id": _TEXT,
+        "rule_id": _TEXT,
+        "kind": {"type": "string", "enum": ["outage", "threshold"]},
+        "outage_id": nullable(_INT),
+        "severity": {"type": "string", "enum": [s.value for s in Severity]},
+        "state": {"type": "string", "enum": ["firing", "acknowledged", "resolved"]},
+        "title": _TEXT,
+        "message": _TEXT,
+        "details": {"type": "object"},
+        "was_suppressed": {"type": "boolean"},
+        "started_at": DATE_TIME,
+        "notify_from": nullable(DATE_TIME),
+        "last_step": _INT,
+        "last_reminder": _INT,
+        "last_notified_at": nullable(DATE_TIME),
+        "acknowledged_at": nullable(DATE_TIME),
+        "resolved_at": nullable(DATE_TIME),
+        "created_at": DATE_TIME,
+        "updated_at": DATE_TIME,
+    }
+    columns = [c.strip() for c in ALERT_COLUMNS.split(",")]
+    required = {c: types.get(c, text) for c in columns} | {"suppressed": {"type": "boolean"}}
+    notifications = {"type": "array", "items": {"$ref": REF.format(model="Notification")}}
+    return obj(
+        required,
+        {"notifications": notifications},
+        title="Alert",
+        additionalProperties=False,
+        **{"$defs": {"Notification": NOTIFICATION}},
+    )
+
+
+ALERT = _alert()
+
+# `AvailabilityService.get_history`: its own cursor envelope (older than `api.listing`'s pages).
+_HISTORY_ITEM = copy.deepcopy(CHECK_RESULT)
+del _HISTORY_ITEM["properties"]["endpoint_id"], _HISTORY_ITEM["title"]
+_HISTORY_ITEM["required"].remove("endpoint_id")
+HISTORY = obj(
+    {
+        "endpoint_id": _TEXT,
+        "items": {"type": "array", "items": _HISTORY_ITEM},
+        "count": {"type": "integer", "minimum": 0},
+        "next_cursor": nullable({"type": "string", "description": "Pass as ?cursor= for the next page"}),
+    },
+    additionalProperties=False,
+)
+_COUNTS = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}
+# `AvailabilityService.status_summary`; statuses are the check statuses plus "inactive".
+STATUS_SUMMARY = obj(
+    {
+        "total": {"type": "integer", "minimum": 0},
+        "by_status": _COUNTS,
+        "by_protocol": {"type": "object", "additionalProperties": _COUNTS},
+        "not_up": {
+            "type": "array",
+            "items": obj({"endpoint_id": _TEXT, "name": _TEXT, "status": _TEXT}, additionalProperties=False),
+        },
+        "active_outages": {"type": "integer", "minimum": 0},
+        "generated_at": DATE_TIME,
+    },
+    additionalProperties=False,
+)

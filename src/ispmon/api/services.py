@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response
 from ispmon.api.listing import filter_params, list_page, list_params
-from ispmon.api.responses import CHECK_RESULT, ENDPOINT
+from ispmon.api.responses import CHECK_RESULT, ENDPOINT, HISTORY, STATUS_SUMMARY
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import EndpointSpec
@@ -106,7 +106,15 @@ ROUTES: tuple[Route, ...] = (
     ),
     # Static before dynamic: /services/status/summary has two segments, so {endpoint_id} (one
     # segment) could not match it anyway, but the order documents the intent.
-    Route("GET", "/services/status/summary", status_summary, "statusSummary", "Status of all endpoints", TAG),
+    Route(
+        "GET",
+        "/services/status/summary",
+        status_summary,
+        "statusSummary",
+        "Status of all endpoints",
+        TAG,
+        response_schema=STATUS_SUMMARY,
+    ),
     Route(
         "GET",
         "/services/{endpoint_id}",
@@ -174,5 +182,6 @@ ROUTES: tuple[Route, ...] = (
             Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
             Param("cursor", "cursor", "next_cursor of the previous page (<iso>~<id>)"),
         ),
+        response_schema=HISTORY,
     ),
 )
