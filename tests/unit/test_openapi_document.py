@@ -100,3 +100,52 @@ def test_a_channel_is_url_or_urls_never_both_never_null() -> None:
     assert channel["properties"]["url"]["type"] == "string" and "default" not in channel["properties"]["url"]
     assert channel["properties"]["urls"]["type"] == "array" and channel["properties"]["urls"]["minItems"] == 1
     assert re.fullmatch(channel["properties"]["name"]["pattern"], "ops-pager")
+
+
+def _success_schema(op: dict[str, Any]) -> dict[str, Any]:
+    code = next(c for c in op["responses"] if c.startswith("2"))
+    schema = op["responses"][code]["content"]["application/json"]["schema"]
+    if "$ref" in schema:
+        schema = DOC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "item"),
+    [
+        ("/services/", "get", "Endpoint"),
+        ("/maintenance/", "get", "MaintenanceWindow"),
+        ("/maintenance/active", "get", "MaintenanceWindow"),
+        ("/channels/", "get", "Channel"),
+        ("/alert-rules/", "get", "AlertRuleView"),
+        ("/devices/", "get", "Device"),
+        ("/customers/", "get", "Customer"),
+        ("/nas/", "get", "Nas"),
+    ],
+)
+def test_a_list_documents_its_exact_envelope_and_its_items(path: str, method: str, item: str) -> None:
+    schema = _success_schema(DOC["paths"][path][method])
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["items"]["items"] == {"$ref": f"#/components/schemas/{item}"}
+    described = DOC["components"]["schemas"][item]
+    assert described["required"] and described["additionalProperties"] is False
+    if "limit" in schema["properties"]:
+        assert set(schema["required"]) == {"items", "count", "limit", "offset", "next_after"}
+    else:
+        assert set(schema["required"]) == {"items", "count"}
+
+
+def test_an_endpoint_answer_requires_what_every_protocol_has_and_allows_what_applies() -> None:
+    endpoint = DOC["components"]["schemas"]["Endpoint"]
+    assert {"id", "url", "protocol", "source", "created_at", "updated_at"} <= set(endpoint["required"])
+    # Fields of one protocol are left out of another's answer, so they are not required.
+    assert "headers" in endpoint["properties"] and "headers" not in endpoint["required"]
+    # Redacted values replace secrets: no length bound of the definition applies to them.
+    assert "maxLength" not in endpoint["properties"]["url"]
+    one = "/services/{endpoint_id}"
+    for path, method, code in [(one, "get", "200"), ("/services/", "post", "201"), (one, "put", "200")]:
+        answer = DOC["paths"][path][method]["responses"][code]["content"]["application/json"]
+        assert answer["schema"] == {"$ref": "#/components/schemas/Endpoint"}
+    check = _success_schema(DOC["paths"]["/services/{endpoint_id}/check"]["post"])
+    assert check["properties"]["response_time_ms"] == {"anyOf": [{"type": "number"}, {"type": "null"}]}
+    assert _success_schema(DOC["paths"]["/livez"]["get"])["required"] == ["status", "version"]

@@ -15,6 +15,14 @@ from ispmon.alerts.channels import MAX_URLS
 from ispmon.alerts.rules import AlertRule
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import (
+    ALERT,
+    ALERT_RULE,
+    CHANNEL_TEST,
+    CHANNEL_VIEW,
+    ESCALATION_POLICY,
+    NOTIFICATION,
+)
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import SLUG_SCHEMA
 from ispmon.services.errors import InvalidInput
@@ -148,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(ALERT_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=ALERT,
     ),
     Route(
         "GET",
@@ -176,6 +185,7 @@ ROUTES: tuple[Route, ...] = (
         "An alert with its notifications (the seed's ServiceAlert records)",
         "alerts",
         path_params=(ALERT_ID,),
+        response_schema=ALERT,
     ),
     Route(
         "POST",
@@ -187,6 +197,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(ALERT_ID,),
         body=Body("AcknowledgeBody", AcknowledgeBody),
         errors=(409,),
+        response_schema=ALERT,
     ),
     Route(
         "GET",
@@ -197,6 +208,7 @@ ROUTES: tuple[Route, ...] = (
         "channels",
         response="list",
         also_without_slash=True,
+        response_schema=CHANNEL_VIEW,
     ),
     Route(
         "POST",
@@ -209,6 +221,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=CHANNEL_VIEW,
     ),
     Route(
         "DELETE",
@@ -230,6 +243,7 @@ ROUTES: tuple[Route, ...] = (
         "Send a test message to every URL of the channel now and report each outcome",
         "channels",
         path_params=(CHANNEL,),
+        response_schema=CHANNEL_TEST,
     ),
     Route(
         "GET",
@@ -240,6 +254,7 @@ ROUTES: tuple[Route, ...] = (
         "alert-rules",
         response="list",
         also_without_slash=True,
+        response_schema=ALERT_RULE,
     ),
     Route(
         "POST",
@@ -252,6 +267,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=ALERT_RULE,
     ),
     Route(
         "GET",
@@ -261,6 +277,7 @@ ROUTES: tuple[Route, ...] = (
         "Get an alert rule",
         "alert-rules",
         path_params=(RULE_ID,),
+        response_schema=ALERT_RULE,
     ),
     Route(
         "PUT",
@@ -272,6 +289,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(RULE_ID,),
         body=Body("AlertRuleUpdate", AlertRule, partial=True),
         errors=(409,),
+        response_schema=ALERT_RULE,
     ),
     Route(
         "DELETE",
@@ -294,6 +312,7 @@ ROUTES: tuple[Route, ...] = (
         "alert-rules",
         response="list",
         also_without_slash=True,
+        response_schema=ESCALATION_POLICY,
     ),
     Route(
         "GET",
@@ -305,6 +324,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(NOTIFICATION_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=NOTIFICATION,
     ),
     Route(
         "POST",
@@ -315,5 +335,6 @@ ROUTES: tuple[Route, ...] = (
         "alerts",
         path_params=(NOTIFICATION_ID,),
         errors=(409,),
+        response_schema=NOTIFICATION,
     ),
 )

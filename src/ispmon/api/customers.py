@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.usage_customers import CUSTOMER_LIST
@@ -93,6 +94,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(CUSTOMER_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=CUSTOMER,
     ),
     Route(
         "POST",
@@ -105,6 +107,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=CUSTOMER,
     ),
     Route(
         "POST",
@@ -115,6 +118,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         body=Body("BulkCustomers", BulkCustomers, max_bytes=BULK_MAX_BYTES),
         errors=(409,),
+        response_schema=BULK_CUSTOMERS,
     ),
     Route(
         "GET",
@@ -124,6 +128,7 @@ ROUTES: tuple[Route, ...] = (
         "Get a customer",
         TAG,
         path_params=(CUSTOMER_ID,),
+        response_schema=CUSTOMER,
     ),
     Route(
         "PUT",
@@ -135,6 +140,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(CUSTOMER_ID,),
         body=Body("CustomerUpdate", CustomerSpec, partial=True),
         errors=(409,),
+        response_schema=CUSTOMER,
     ),
     Route(
         "DELETE",

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import DEVICE
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.devices import DeviceSpec
@@ -81,17 +82,20 @@ async def network_summary(call: Call) -> web.Response:
 ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/devices/", list_devices, "listDevices", "List SNMP devices", TAG,
-        query=list_params(DEVICE_LIST), response="page", also_without_slash=True,
+        query=list_params(DEVICE_LIST), response="page", response_schema=DEVICE, also_without_slash=True,
     ),
     Route(
         "POST", "/devices/", create_device, "createDevice", "Create an SNMP device", TAG,
-        body=DEVICE_BODY, status=201, errors=(409,), also_without_slash=True,
+        body=DEVICE_BODY, status=201, errors=(409,), response_schema=DEVICE, also_without_slash=True,
     ),
-    Route("GET", "/devices/{device_id}", get_device, "getDevice", "Get a device", TAG, path_params=(DEVICE_ID,)),
+    Route(
+        "GET", "/devices/{device_id}", get_device, "getDevice", "Get a device", TAG, path_params=(DEVICE_ID,),
+        response_schema=DEVICE,
+    ),
     Route(
         "PUT", "/devices/{device_id}", update_device, "updateDevice",
         "Update a device (partial: given fields replace stored ones; '[redacted]' keeps a secret)", TAG,
-        path_params=(DEVICE_ID,), body=DEVICE_UPDATE, errors=(409,),
+        path_params=(DEVICE_ID,), body=DEVICE_UPDATE, errors=(409,), response_schema=DEVICE,
     ),
     Route(
         "DELETE", "/devices/{device_id}", delete_device, "deleteDevice", "Delete a device", TAG,

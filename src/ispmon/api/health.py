@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ispmon import __version__
 from ispmon.api.errors import json_response
+from ispmon.api.responses import LIVEZ, READYZ
 from ispmon.api.spec import Call, Route
 
 TAG = "health"
@@ -42,7 +43,15 @@ async def readyz(call: Call) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/livez", livez, "livez", "Liveness: 200 while the process serves requests", TAG),
+    Route(
+        "GET",
+        "/livez",
+        livez,
+        "livez",
+        "Liveness: 200 while the process serves requests",
+        TAG,
+        response_schema=LIVEZ,
+    ),
     Route(
         "GET",
         "/readyz",
@@ -51,5 +60,6 @@ ROUTES: tuple[Route, ...] = (
         "Readiness: 200 when the database answers, else 503 with a reason",
         TAG,
         errors=(503,),
+        response_schema=READYZ,
     ),
 )

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import MAINTENANCE_WINDOW
 from ispmon.api.spec import Body, Call, PathParam, Route
 from ispmon.availability.maintenance import WINDOW_ID_PATTERN, MaintenanceWindowSpec
 from ispmon.store.maintenance import MAINTENANCE_LIST
@@ -59,6 +60,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(MAINTENANCE_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=MAINTENANCE_WINDOW,
     ),
     Route(
         "POST",
@@ -72,6 +74,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=MAINTENANCE_WINDOW,
     ),
     Route(
         "GET",
@@ -81,6 +84,7 @@ ROUTES: tuple[Route, ...] = (
         "Windows in effect now",
         TAG,
         response="list",
+        response_schema=MAINTENANCE_WINDOW,
     ),
     Route(
         "GET",
@@ -90,6 +94,7 @@ ROUTES: tuple[Route, ...] = (
         "Get a maintenance window",
         TAG,
         path_params=(WINDOW_ID,),
+        response_schema=MAINTENANCE_WINDOW,
     ),
     Route(
         "PUT",
@@ -101,6 +106,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(WINDOW_ID,),
         body=Body("MaintenanceWindowUpdate", MaintenanceWindowSpec, partial=True),
         errors=(409,),
+        response_schema=MAINTENANCE_WINDOW,
     ),
     Route(
         "DELETE",

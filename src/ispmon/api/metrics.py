@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import NETWORK_SAMPLE, SYSTEM_SAMPLE
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.latency import MAX_STEPS
 from ispmon.network.metrics import NetworkMetric, SystemMetric
@@ -58,6 +59,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         body=Body("NetworkMetric", NetworkMetric),
         status=201,
+        response_schema=NETWORK_SAMPLE,
     ),
     Route(
         "GET",
@@ -68,6 +70,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         query=list_params(NETWORK_LIST),
         response="page",
+        response_schema=NETWORK_SAMPLE,
     ),
     Route(
         "POST",
@@ -78,6 +81,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         body=Body("SystemMetric", SystemMetric),
         status=201,
+        response_schema=SYSTEM_SAMPLE,
     ),
     Route(
         "GET",
@@ -88,6 +92,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         query=list_params(SYSTEM_LIST),
         response="page",
+        response_schema=SYSTEM_SAMPLE,
     ),
     Route(
         "GET",

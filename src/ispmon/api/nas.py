@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import NAS
 from ispmon.api.spec import Body, Call, PathParam, Route
 from ispmon.store.usage_nas import NAS_LIST
 from ispmon.usage.nas import NasSpec
@@ -40,6 +41,7 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(NAS_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=NAS,
     ),
     Route(
         "POST",
@@ -52,6 +54,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         errors=(409,),
         also_without_slash=True,
+        response_schema=NAS,
     ),
     Route(
         "DELETE",

@@ -21,6 +21,7 @@ from ispmon import __version__
 from ispmon.api.auth import is_public
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
+from ispmon.api.responses import OPENAPI
 from ispmon.api.spec import BIGINT_MAX, Body, Call, Param, Route
 from ispmon.availability.endpoints import SLUG_RE
 
@@ -119,23 +120,39 @@ def _error_codes(route: Route) -> list[int]:
     return sorted(codes)
 
 
-def _success(route: Route) -> dict[str, Any]:
+def _declared(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The route's `response_schema`, with its pydantic `$defs` moved to the components and a
+    titled schema referenced from there (so an item shared by several routes is listed once)."""
+    if route.response_schema is None:
+        return {"type": "object"}
+    schema = copy.deepcopy(route.response_schema)
+    schemas.update(schema.pop("$defs", {}))
+    title = schema.get("title")
+    if isinstance(title, str) and title.isidentifier():
+        schemas[title] = schema
+        return {"$ref": REF.format(model=title)}
+    return schema
+
+
+def _success(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     if route.response == "none":
         return {"description": "Done; no content"}
+    declared = _declared(route, schemas)
     if route.response in ("list", "page"):
         schema: dict[str, Any] = {
             "type": "object",
             "required": ["items", "count"],
             "properties": {
-                "items": {"type": "array", "items": {"type": "object"}},
-                "count": {"type": "integer"},
+                "items": {"type": "array", "items": declared},
+                "count": {"type": "integer", "minimum": 0},
             },
+            "additionalProperties": False,
         }
         if route.response == "page":
             schema["required"] += ["limit", "offset", "next_after"]
             schema["properties"] |= PAGE_PROPERTIES
     else:
-        schema = {"type": "object"}
+        schema = declared
     out: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
     if route.status == 201:
         out["description"] = "Created"
@@ -182,7 +199,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             "required": route.body.required,
             "content": {"application/json": {"schema": _body_schema(route.body, schemas)}},
         }
-    responses: dict[str, Any] = {str(route.status): _success(route)}
+    responses: dict[str, Any] = {str(route.status): _success(route, schemas)}
     for code in _error_codes(route):
         if code == 503:
             responses["503"] = {
@@ -243,5 +260,13 @@ async def openapi_json(call: Call) -> web.Response:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/openapi.json", openapi_json, "openapi", "This document (OpenAPI 3.1)", "meta"),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        "openapi",
+        "This document (OpenAPI 3.1)",
+        "meta",
+        response_schema=OPENAPI,
+    ),
 )

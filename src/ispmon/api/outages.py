@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses import OUTAGE
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.outages import OUTAGE_LIST
@@ -67,8 +68,18 @@ ROUTES: tuple[Route, ...] = (
         query=list_params(OUTAGE_LIST),
         response="page",
         also_without_slash=True,
+        response_schema=OUTAGE,
     ),
-    Route("GET", "/outages/active", active_outages, "activeOutages", "Open outages", TAG, response="list"),
+    Route(
+        "GET",
+        "/outages/active",
+        active_outages,
+        "activeOutages",
+        "Open outages",
+        TAG,
+        response="list",
+        response_schema=OUTAGE,
+    ),
     Route(
         "GET",
         "/outages/summary",
@@ -97,6 +108,7 @@ ROUTES: tuple[Route, ...] = (
         "An outage with its events",
         TAG,
         path_params=(OUTAGE_ID,),
+        response_schema=OUTAGE,
     ),
     Route(
         "POST",
@@ -108,5 +120,6 @@ ROUTES: tuple[Route, ...] = (
         path_params=(OUTAGE_ID,),
         body=Body("ResolveOutageBody", ResolveOutageBody, required=False),
         errors=(409,),
+        response_schema=OUTAGE,
     ),
 )

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response
 from ispmon.api.listing import filter_params, list_page, list_params
+from ispmon.api.responses import CHECK_RESULT, ENDPOINT, HISTORY, STATUS_SUMMARY
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import EndpointSpec
@@ -87,6 +88,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         query=list_params(ENDPOINT_LIST),
         response="page",
+        response_schema=ENDPOINT,
         also_without_slash=True,
     ),
     Route(
@@ -99,11 +101,20 @@ ROUTES: tuple[Route, ...] = (
         body=ENDPOINT_BODY,
         status=201,
         errors=(409,),
+        response_schema=ENDPOINT,
         also_without_slash=True,
     ),
     # Static before dynamic: /services/status/summary has two segments, so {endpoint_id} (one
     # segment) could not match it anyway, but the order documents the intent.
-    Route("GET", "/services/status/summary", status_summary, "statusSummary", "Status of all endpoints", TAG),
+    Route(
+        "GET",
+        "/services/status/summary",
+        status_summary,
+        "statusSummary",
+        "Status of all endpoints",
+        TAG,
+        response_schema=STATUS_SUMMARY,
+    ),
     Route(
         "GET",
         "/services/{endpoint_id}",
@@ -112,6 +123,7 @@ ROUTES: tuple[Route, ...] = (
         "Get an endpoint",
         TAG,
         path_params=(ENDPOINT_ID,),
+        response_schema=ENDPOINT,
     ),
     Route(
         "PUT",
@@ -123,6 +135,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(ENDPOINT_ID,),
         body=ENDPOINT_UPDATE,
         errors=(409,),
+        response_schema=ENDPOINT,
     ),
     Route(
         "DELETE",
@@ -144,6 +157,7 @@ ROUTES: tuple[Route, ...] = (
         "Run one check now and record it",
         TAG,
         path_params=(ENDPOINT_ID,),
+        response_schema=CHECK_RESULT,
     ),
     Route(
         "GET",
@@ -168,5 +182,6 @@ ROUTES: tuple[Route, ...] = (
             Param("limit", "integer", "Page size", default=100, minimum=1, maximum=1000),
             Param("cursor", "cursor", "next_cursor of the previous page (<iso>~<id>)"),
         ),
+        response_schema=HISTORY,
     ),
 )

@@ -212,6 +212,9 @@ class Route:
     # "object"; "list" (an {"items", "count"} envelope); "page" (a list with limit, offset and
     # next_after: see `api.listing`); or "none".
     response: str = "object"
+    # The JSON schema of the success body ("object"), or of one item ("list", "page"): see
+    # `api.responses`. None only where no schema is declared yet; the document says "object".
+    response_schema: dict[str, Any] | None = None
     description: str = ""
     also_without_slash: bool = False
 

@@ -1,8 +1,9 @@
 """Secrets out of what the API shows of an endpoint, and back in when a client returns it.
 
 Every API read of a definition goes through `EndpointSpec.public_dict`, which uses these: URL
-user info and query values, request bodies, payloads and all header values but an allow-list
-become REDACTED. `restore_redacted` undoes that for a PUT of what a GET returned, piece by piece,
+user info, query values, path segments that hold a token (webhook-style URLs), request bodies,
+payloads and all header values but an allow-list become REDACTED. `restore_redacted` undoes
+that for a PUT of what a GET returned, piece by piece,
 so a client that changes one field keeps the stored secrets. Work happens on the raw text of the
 URL (never re-encoded), so a restored URL is byte-for-byte the stored one.
 """
@@ -99,19 +100,87 @@ def _redact_query(query: str) -> str:
     return "&".join(items)
 
 
+# Webhook services whose URL path IS the credential: every segment after the fixed prefix (the
+# number of leading segments kept) is masked, short ones too (Slack's T000/B000 ids name the team).
+WEBHOOK_PATH_PREFIX: dict[str, int] = {
+    "hooks.slack.com": 1,  # /services/<team>/<bot>/<token>
+    "discord.com": 2,  # /api/webhooks/<id>/<token>
+    "discordapp.com": 2,
+    "api.telegram.org": 0,  # /bot<id>:<token>/<method>
+    "chat.googleapis.com": 0,  # /v1/spaces/<space>/messages?key=..&token=..
+    "outlook.office.com": 1,  # /webhook/<guid>@<guid>/IncomingWebhook/<id>/<guid>
+}
+_WEBHOOK_DOMAIN_SUFFIX = (".webhook.office.com", ".logic.azure.com")
+# Elsewhere a segment is masked when it looks like a token: 16+ characters mixing letters and
+# digits (API keys, UUIDs, hashes), or a Telegram-style "bot<id>:<token>". Words, dates, numeric
+# ids and short version segments ("v1", "2024-05-01", "health-check") stay readable.
+_TOKEN_SEGMENT = re.compile(r"(?=[^/]*[A-Za-z])(?=[^/]*[0-9])[^/]{16,}|bot[0-9]+:[^/]+", re.I)
+
+
+def _webhook_prefix(hostport: str) -> int | None:
+    host = hostport.rpartition("@")[2]
+    host = (host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]).lower()
+    host = host.rstrip(".")
+    if host in WEBHOOK_PATH_PREFIX:
+        return WEBHOOK_PATH_PREFIX[host]
+    if host.endswith(_WEBHOOK_DOMAIN_SUFFIX):
+        return 0
+    return None
+
+
+def _secret_segments(hostport: str, path: str) -> list[bool]:
+    """Per segment of `path` (split at '/'; the first is the empty text before the leading '/'),
+    whether it is masked: see WEBHOOK_PATH_PREFIX and _TOKEN_SEGMENT."""
+    segments = path.split("/")
+    prefix = _webhook_prefix(hostport)
+    return [
+        bool(seg)
+        and (
+            (prefix is not None and i > prefix)  # segment 0 is "" before the leading '/'
+            or _TOKEN_SEGMENT.fullmatch(seg) is not None
+        )
+        for i, seg in enumerate(segments)
+    ]
+
+
+def _redact_path(hostport: str, path: str) -> str:
+    if not path or path == "/":
+        return path
+    masks = _secret_segments(hostport, path)
+    return "/".join(REDACTED if masked else seg for seg, masked in zip(path.split("/"), masks, strict=True))
+
+
 def public_url(protocol: Protocol, url: str) -> str:
     """An endpoint's `url` as the API shows it: user info (a user alone may be a token) and, for
-    http(s), every query value replaced by REDACTED; the keys stay, so the shape is readable."""
-    if "@" not in url and "?" not in url:  # most targets: nothing to hide, nothing to parse
+    http(s), every query value and every path segment that holds a secret (`_secret_segments`)
+    replaced by REDACTED; the keys and the other segments stay, so the shape is readable."""
+    web = protocol in (Protocol.HTTP, Protocol.HTTPS)
+    if "@" not in url and "?" not in url and not web:  # nothing to hide, nothing to parse
         return url
     parts = _split_url(url)
     if parts is None:
         return url
     userinfo = _redact_userinfo(parts.userinfo, keep_lone_user=False)
-    query = parts.query
-    if protocol in (Protocol.HTTP, Protocol.HTTPS) and query:
-        query = _redact_query(query)
-    return replace(parts, userinfo=userinfo, query=query).join()
+    query, path = parts.query, parts.path
+    if web:
+        path = _redact_path(parts.hostport, path)
+        if query:
+            query = _redact_query(query)
+    return replace(parts, userinfo=userinfo, path=path, query=query).join()
+
+
+def _restore_path(parts: _UrlParts, old: _UrlParts) -> str:
+    # The n-th REDACTED segment takes the n-th stored segment that was shown as REDACTED, so a
+    # client may change the host or a readable segment and keep the masked ones.
+    hidden = [
+        seg
+        for seg, masked in zip(old.path.split("/"), _secret_segments(old.hostport, old.path), strict=True)
+        if masked
+    ]
+    out = []
+    for seg in parts.path.split("/"):
+        out.append(hidden.pop(0) if seg == REDACTED and hidden else seg)
+    return "/".join(out)
 
 
 def _restore_query(query: str, old_query: str) -> str:
@@ -149,13 +218,13 @@ def _restore_url(url: str, old_url: str) -> str:
     query = parts.query
     if query is not None and old.query is not None:
         query = _restore_query(query, old.query)
-    return replace(parts, userinfo=userinfo, query=query).join()
+    return replace(parts, userinfo=userinfo, path=_restore_path(parts, old), query=query).join()
 
 
 def restore_redacted(changes: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
     """A client that sends back what GET showed it must not overwrite the stored secrets with the
-    placeholder: every REDACTED piece (a header value, body, send, send_hex, the URL's user info
-    or a query value) is taken from the stored definition; pieces the client changed are kept."""
+    placeholder: every REDACTED piece (a header value, body, send, send_hex, the URL's user info,
+    a path segment or a query value) is taken from the stored definition; pieces the client changed are kept."""
     out = dict(changes)
     headers = out.get("headers")
     if isinstance(headers, dict):

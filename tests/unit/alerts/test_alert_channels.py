@@ -58,6 +58,12 @@ TARGETS = [
     ("smseagle://eagleT0ken@127.0.0.1:8080/+15551234567", "sms", False, ["eagleT0ken"]),
     ("workflows://host.example:443/workfl0wid/s1gnature", "teams", False, ["workfl0wid", "s1gnature"]),
     ("tgram://123456789:AAbotT0kenSecret/987654", "telegram", False, ["AAbotT0kenSecret"]),
+    (
+        "discord://987654321012/Disc0rdTok3nAbcdef",
+        "other",
+        False,
+        ["987654321012", "Disc0rdTok3nAbcdef"],
+    ),
     ("ntfy://user:ntfyPass1@ntfy.example/t0picSecret", "other", False, ["ntfyPass1", "t0picSecret"]),
 ]
 

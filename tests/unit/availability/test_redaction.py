@@ -39,6 +39,18 @@ SECRET_DEFINITIONS: list[tuple[dict[str, Any], list[str]]] = [
     ),
     ({"url": "radius.example.net:1812", "protocol": "udp", "send": "Udp12Secret"}, ["Udp12Secret"]),
     ({"url": "radius.example.net:1812", "protocol": "udp", "send_hex": "c0ffee1313"}, ["c0ffee1313"]),
+    # Webhook-style URLs whose path is the credential.
+    ({"url": "https://status.example.net/api/Zq81kPa0xT4mB7cW2e/status"}, ["Zq81kPa0xT4mB7cW2e"]),
+    (
+        {"url": "https://hooks.slack.com/services/T000/B000/XXXXslack14", "method": "POST"},
+        ["T000", "B000", "XXXXslack14"],
+    ),
+    ({"url": "https://api.telegram.org/bot123456:AAtele15/getMe"}, ["AAtele15", "123456"]),
+    ({"url": "https://discord.com/api/webhooks/9876/Disc0rd16"}, ["9876", "Disc0rd16"]),
+    (
+        {"url": "https://h.example/v1/3f2b8c1e-7d4a-4b1e-9c2a-0e5d6f7a8b9c/ping?x=Q17"},
+        ["3f2b8c1e-7d4a-4b1e-9c2a-0e5d6f7a8b9c", "Q17"],
+    ),
 ]
 
 
@@ -85,6 +97,40 @@ def test_url_redaction_keeps_the_shape() -> None:
         public_url(Protocol.DNS, "dns://192.0.2.53/a.example?type=MX") == "dns://192.0.2.53/a.example?type=MX"
     )
     assert public_url(Protocol.HTTP, "http://127.0.0.1/") == "http://127.0.0.1/"
+
+
+def test_path_segments_are_masked_only_when_they_hold_a_secret() -> None:
+    # Words, dates, numeric ids and version segments stay readable; a token-like segment does not.
+    url = "https://api.example.net/v2/customers/1234/health-check/2024-05-01/index.html"
+    assert public_url(Protocol.HTTPS, url) == url
+    assert public_url(Protocol.HTTPS, "https://h.example/api/abcdEFGH12345678/status") == (
+        f"https://h.example/api/{REDACTED}/status"
+    )
+    # On a known webhook host everything after the fixed prefix goes, however short.
+    assert public_url(Protocol.HTTPS, "https://hooks.slack.com/services/T0/B0/x") == (
+        f"https://hooks.slack.com/services/{REDACTED}/{REDACTED}/{REDACTED}"
+    )
+    assert public_url(Protocol.HTTPS, "https://HOOKS.slack.com:443/services/T0/B0/x/") == (
+        f"https://HOOKS.slack.com:443/services/{REDACTED}/{REDACTED}/{REDACTED}/"
+    )
+    assert public_url(Protocol.HTTPS, "https://acme.webhook.office.com/webhookb2/a@b/x") == (
+        f"https://acme.webhook.office.com/{REDACTED}/{REDACTED}/{REDACTED}"
+    )
+    # A DNS URL's path is the name asked for, not a secret.
+    dns = "dns://192.0.2.53/abcdefgh12345678.example"
+    assert public_url(Protocol.DNS, dns) == dns
+
+
+def test_a_put_that_changes_a_readable_segment_keeps_the_masked_ones() -> None:
+    stored = build_endpoint(
+        {"name": "x", "url": "https://h.example/api/abcdEFGH12345678/status?k=v"}
+    ).stored_dict()
+    shown = public_url(Protocol.HTTPS, stored["url"])
+    changed = {"url": shown.replace("h.example/api", "h2.example/api2").replace("/status", "/health")}
+    assert restore_redacted(changed, stored)["url"] == "https://h2.example/api2/abcdEFGH12345678/health?k=v"
+    # A client that types a new token replaces the stored one.
+    new = {"url": "https://h.example/api/newTOKEN1234567890/status?k=v"}
+    assert restore_redacted(new, stored)["url"] == new["url"]
 
 
 def test_redact_url_handles_an_at_sign_in_the_password() -> None:
