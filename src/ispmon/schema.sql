@@ -469,3 +469,18 @@ CREATE TABLE IF NOT EXISTS system_metrics_default PARTITION OF system_metrics DE
 INSERT INTO schema_version (version, description)
 VALUES (5, 'metrics: network and system metrics measured elsewhere (daily partitions)')
 ON CONFLICT (version) DO NOTHING;
+-- Batches the results writer committed (store/writer.py): each COPY commits in one transaction
+-- with its batch's row here, so a batch retried after a lost acknowledgement (the connection
+-- dropped after COMMIT reached the server) is recognised and not copied twice. Rows older than a
+-- day are pruned by the writer: a retry comes within seconds, never a day later.
+CREATE TABLE IF NOT EXISTS write_batches (
+    batch_id    uuid PRIMARY KEY,
+    table_name  text NOT NULL,
+    rows        integer NOT NULL,
+    written_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS write_batches_written_at ON write_batches (written_at);
+
+INSERT INTO schema_version (version, description)
+VALUES (6, 'write_batches: idempotent results batches (a retry after a lost COMMIT ack)')
+ON CONFLICT (version) DO NOTHING;

@@ -28,8 +28,8 @@ REFUSED at once; a truncated answer is asked again over TCP; a FORMERR without a
 resolver that predates EDNS) is asked again without EDNS, as c-ares does. Datagrams that are not
 the answer to this query (another ID or question: a late answer to an earlier query on a reused
 port) are ignored, as stub resolvers do; one that cannot be parsed is a malformed response.
-dnspython is the codec (`dns.message`) and the TCP exchange (`dns.asyncquery.tcp`); the UDP
-exchange is an asyncio DatagramProtocol here (see `_udp` for why not dnspython's).
+dnspython is the codec (`dns.message`); the UDP exchange is an asyncio DatagramProtocol and the TCP
+one an asyncio stream here (see `_udp` and `_tcp` for why not dnspython's).
 
 Why not a resolver library (aiodns / c-ares, used until issue 9): a monitor must ask the resolver
 every time and wait exactly as long as the endpoint says, and keep nothing between checks. c-ares
@@ -47,6 +47,7 @@ UDP, and a TCP retry after truncation).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import ipaddress
@@ -55,11 +56,10 @@ import socket
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import dns.asyncbackend
-import dns.asyncquery
 import dns.exception
 import dns.inet
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -74,7 +74,6 @@ if TYPE_CHECKING:
     from ispmon.availability.endpoints import EndpointSpec
     from ispmon.probes.base import ProbeContext
 
-_BACKEND = dns.asyncbackend.get_backend("asyncio")
 # The EDNS0 UDP payload size we offer (what c-ares and BIND send; avoids IP fragmentation).
 _EDNS_PAYLOAD = 1232
 _ALIAS_TYPES = frozenset({"MX", "SRV", "SOA"})  # types whose expected entry may be just the host
@@ -202,7 +201,7 @@ async def _exchange(
         if response is not None:
             return response
         over = "TCP, after a truncated UDP answer"
-        return await dns.asyncquery.tcp(query, where, None, port, ignore_trailing=True, backend=_BACKEND)
+        return await _tcp(query, wire, where, port)
     except OSError as exc:
         kind = classify_os_error(exc)
         if kind is ErrorKind.INTERNAL:  # this host is out of descriptors, buffers or memory
@@ -215,6 +214,37 @@ async def _exchange(
     except dns.exception.DNSException as exc:
         # dnspython's parser (FormError and its kin) and its TCP exchange (BadResponse) raise these.
         raise _Failed(ErrorKind.PROTOCOL, f"malformed DNS response ({over}: {exc})") from None
+
+
+async def _tcp(query: dns.message.Message, wire: bytes, where: str, port: int) -> dns.message.Message:
+    """The response to `query` over TCP (RFC 1035 4.2.2: each message after a 2-byte length).
+
+    Not dns.asyncquery.tcp: its socket's close() returns before the transport lets go of the
+    descriptor (a loop iteration later), so the socket outlived the check. Here the check waits
+    for that, as `_udp` does.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in where else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (where, port))  # an address: no resolver thread hop (see _udp)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+        await writer.drain()
+        size = int.from_bytes(await reader.readexactly(2), "big")  # IncompleteReadError is an EOFError
+        response = dns.message.from_wire(await reader.readexactly(size), ignore_trailing=True)
+        if not query.is_response(response):
+            raise dns.query.BadResponse
+        return response
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            # Shielded: a second cancellation must not skip it (the descriptor would outlive the check).
+            await asyncio.shield(writer.wait_closed())
 
 
 async def _udp(

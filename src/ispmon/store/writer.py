@@ -4,6 +4,11 @@ Probing must not wait for the database: `submit()` appends to a buffer and retur
 flusher task copies the buffer into PostgreSQL by size or by timer. When the database is slow or
 down, the batch being written is kept and retried with backoff; rows that arrive while the buffer is
 full are dropped and counted (the count is logged and exposed), never queued without bound.
+
+Each batch has an id (a UUID given when it is taken from the buffer, kept across its retries) that
+commits in the same transaction as its rows, in `write_batches`. If the connection drops after the
+server committed but before the acknowledgement arrived, the retry finds its id already there and
+copies nothing: a batch is written exactly once.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +25,15 @@ import asyncpg
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# Records the batch in the same transaction as its rows; nothing back means an earlier attempt
+# committed it (its acknowledgement was lost) and the rows are there already.
+_CLAIM = (
+    "INSERT INTO write_batches (batch_id, table_name, rows) VALUES ($1, $2, $3)"
+    " ON CONFLICT (batch_id) DO NOTHING RETURNING true"
+)
+_PRUNE = "DELETE FROM write_batches WHERE written_at < now() - interval '1 day'"
+PRUNE_EVERY = 1_000  # batches between prunes of write_batches
 
 
 @dataclass(slots=True)
@@ -29,6 +44,8 @@ class WriterStats:
     last_error: str | None = None
     last_flush_rows: int = 0
     last_flush_ms: float = 0.0
+    # Batches found already committed on a retry (their acknowledgement had been lost).
+    recovered_batches: int = 0
 
 
 class BatchWriter:
@@ -53,6 +70,8 @@ class BatchWriter:
         self.stats = WriterStats()
         self._buf: list[tuple[Any, ...]] = []
         self._pending: list[tuple[Any, ...]] = []  # the batch being written (kept across retries)
+        self._pending_id: uuid.UUID | None = None  # its id, the same on every retry
+        self._batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -115,11 +134,21 @@ class BatchWriter:
         while self._pending or self._buf:
             if not self._pending:
                 self._pending, self._buf = self._buf[: self.batch_size], self._buf[self.batch_size :]
+                self._pending_id = uuid.uuid4()
             started = time.perf_counter()
-            async with self.pool.acquire() as conn:
-                await conn.copy_records_to_table(self.table, records=self._pending, columns=self.columns)
             n = len(self._pending)
+            async with self.pool.acquire() as conn, conn.transaction():
+                claimed = await conn.fetchval(_CLAIM, self._pending_id, self.table, n)
+                if claimed:
+                    await conn.copy_records_to_table(self.table, records=self._pending, columns=self.columns)
+                if self._batches % PRUNE_EVERY == 0:
+                    await conn.execute(_PRUNE)
+            self._batches += 1
+            if not claimed:
+                self.stats.recovered_batches += 1
+                log.info("write_batch_already_committed", table=self.table, rows=n, batch=str(self._pending_id))
             self._pending = []
+            self._pending_id = None
             self.stats.written += n
             self.stats.last_flush_rows = n
             self.stats.last_flush_ms = (time.perf_counter() - started) * 1000

@@ -359,9 +359,12 @@ async def test_truncated_reply_is_asked_again_over_tcp(ctx: ProbeContext) -> Non
     tcp = await asyncio.start_server(answer, "127.0.0.1", port)
     try:
         result = await probe(_endpoint(port, "tc.bad"), TIMEOUT, ctx)
+        # The check's TCP socket is closed when the check returns, not a loop iteration later.
+        ours = [c for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port]
     finally:
         tcp.close()
         udp.close()
+    assert ours == [], ours
     assert result.status is Status.UP, result
     assert result.details == {"rcode": "NOERROR", "answers": ["192.0.2.88"], "ttl_min": 60}
     assert server.seen["tc.bad"] == 1 and len(tcp_queries) == 1
