@@ -76,6 +76,10 @@ async def customer_usage(call: Call) -> web.Response:
     return json_response(await call.services.usage.customer_usage(call.path["customer_id"], **call.query))
 
 
+async def customer_usage_summary(call: Call) -> web.Response:
+    return json_response(await call.services.usage.usage_summary(call.path["customer_id"]))
+
+
 USAGE_QUERY = (
     Param("since", "date-time", "Start of the window (default: 24 h before until)"),
     Param("until", "date-time", "End of the window, exclusive (default: now)"),
@@ -168,5 +172,14 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(CUSTOMER_ID,),
         query=USAGE_QUERY,
+    ),
+    Route(
+        "GET",
+        "/customers/{customer_id}/usage/summary",
+        customer_usage_summary,
+        "customerUsageSummary",
+        "This period so far against the quota, the previous period, and the projection at the current pace",
+        TAG,
+        path_params=(CUSTOMER_ID,),
     ),
 )

@@ -236,3 +236,12 @@ async def test_sessions_and_usage_from_radclient(client: Client, services: AppSe
     bad = await client.get("/customers/acme-001/usage?step=week")
     assert bad.status == 400 and fields(await bad.json()) == ["step"]
     assert (await client.get("/customers/nobody/usage")).status == 404
+    summary = await (await client.get("/customers/acme-001/usage/summary")).json()
+    assert (summary["used_bytes"], summary["quota_bytes"], summary["period"]["kind"]) == (
+        5100,
+        10**12,
+        "monthly",
+    )
+    # 5100 octets against a terabyte: not reached this period at this pace (and no date overflow).
+    assert summary["quota_reached_at"] is None
+    assert (await client.get("/customers/nobody/usage/summary")).status == 404
