@@ -137,3 +137,25 @@ async def test_nak_and_timeout_are_recorded(
         assert len(listener.received) == attempts  # retried on timeout, same packet
     finally:
         transport.close()
+
+
+async def test_the_daemons_quota_pass_finds_the_crossing_and_enforces_it(db: Database) -> None:
+    from ispmon.usage.wiring import enforce_quotas
+
+    listener, transport = await nas(db, "ack")
+    await CustomerService(db).create_customer(
+        {"id": "dave", "name": "Dave", "usernames": ["dave"]}
+    )  # no quota
+    task = asyncio.create_task(enforce_quotas(Enforcer(db.pool, timeout=0.5, tries=2), every=0.05))
+    try:
+        await over_quota(db, {"policy": "coa", "attributes": {"Filter-Id": "throttled"}})
+        for _ in range(100):
+            if await audit(db.pool) == [("coa", "acked", 1, None)]:
+                break
+            await asyncio.sleep(0.05)
+        assert await audit(db.pool) == [("coa", "acked", 1, None)]
+        await asyncio.sleep(0.3)  # more passes: nothing more is sent
+        assert len(listener.received) == 1
+    finally:
+        task.cancel()
+        transport.close()
