@@ -15,6 +15,7 @@ from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.usage_customers import CUSTOMER_LIST
+from ispmon.store.usage_enforcements import CUSTOMER_ENFORCEMENTS
 from ispmon.store.usage_sessions import CUSTOMER_SESSIONS, STEPS
 from ispmon.usage.customers import CustomerSpec
 
@@ -70,6 +71,15 @@ async def customer_sessions(call: Call) -> web.Response:
         return await call.services.usage.customer_sessions(customer_id, **query)  # type: ignore[arg-type]
 
     return await list_page(call, CUSTOMER_SESSIONS, fetch)
+
+
+async def customer_enforcements(call: Call) -> web.Response:
+    customer_id = call.path["customer_id"]
+
+    async def fetch(**query: object) -> list[dict[str, object]]:
+        return await call.services.usage.customer_enforcements(customer_id, **query)  # type: ignore[arg-type]
+
+    return await list_page(call, CUSTOMER_ENFORCEMENTS, fetch)
 
 
 async def customer_usage(call: Call) -> web.Response:
@@ -181,5 +191,16 @@ ROUTES: tuple[Route, ...] = (
         "This period so far against the quota, the previous period, and the projection at the current pace",
         TAG,
         path_params=(CUSTOMER_ID,),
+    ),
+    Route(
+        "GET",
+        "/customers/{customer_id}/enforcements",
+        customer_enforcements,
+        "customerEnforcements",
+        "A customer's quota enforcement audit trail, newest first",
+        TAG,
+        path_params=(CUSTOMER_ID,),
+        query=list_params(CUSTOMER_ENFORCEMENTS),
+        response="page",
     ),
 )

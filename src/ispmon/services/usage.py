@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError, editable
 from ispmon.store.usage_customers import CustomerRepo
+from ispmon.store.usage_enforcements import CUSTOMER_ENFORCEMENTS, ENFORCEMENTS
 from ispmon.store.usage_nas import NasRepo
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS, CUSTOMER_SESSIONS, STEPS, SessionRepo
 from ispmon.usage.nas import NasDirectory, NasSpec
@@ -53,6 +54,13 @@ def session_dict(row: asyncpg.Record) -> dict[str, Any]:
         "interim_interval": row["interim_interval"],
         "records": row["records"],
     }
+
+
+def _enforcement_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    for name in ("period_start", "created_at", "updated_at"):
+        out[name] = _iso(row[name])
+    return out
 
 
 def nas_specs(rows: list[asyncpg.Record]) -> list[NasSpec]:
@@ -250,6 +258,44 @@ class UsageService:
             "projected_bytes": projected,
             "quota_reached_at": _iso(reach),
         }
+
+    async def enforcements(
+        self,
+        *,
+        customer_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The enforcement audit trail, newest first."""
+        rows = await self.sessions.list(
+            ENFORCEMENTS,
+            {"customer_id": customer_id, "state": state},
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        return [_enforcement_dict(r) for r in rows]
+
+    async def customer_enforcements(
+        self,
+        customer_id: str,
+        *,
+        state: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._customer(customer_id)
+        rows = await self.sessions.list(
+            CUSTOMER_ENFORCEMENTS,
+            {"customer_id": customer_id, "state": state},
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        return [_enforcement_dict(r) for r in rows]
 
     async def top_usage(
         self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 10
