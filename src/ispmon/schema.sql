@@ -484,3 +484,67 @@ CREATE INDEX IF NOT EXISTS write_batches_written_at ON write_batches (written_at
 INSERT INTO schema_version (version, description)
 VALUES (6, 'write_batches: idempotent results batches (a retry after a lost COMMIT ack)')
 ON CONFLICT (version) DO NOTHING;
+
+-- ===== Usage rollups, quota crossings and the enforcement audit trail (issue 12 §5, §6) =====
+-- Octets per customer and hour, day and month, in the customer's time zone (the step's start, as
+-- date_trunc in that zone gives it). Written in the same transaction as the accounting records
+-- they sum, from the rows that INSERT actually added: a retransmission adds no record and so
+-- nothing here, and a crash loses records and their rollup together, never one without the other.
+CREATE TABLE IF NOT EXISTS usage_rollups (
+    customer_id  text NOT NULL,
+    step         text NOT NULL CHECK (step IN ('hour', 'day', 'month')),
+    start        timestamptz NOT NULL,
+    bytes_in     numeric(30, 0) NOT NULL DEFAULT 0,
+    bytes_out    numeric(30, 0) NOT NULL DEFAULT 0,
+    PRIMARY KEY (customer_id, step, start)
+);
+-- Once only: the rollups of the records stored before this version (records stored later are
+-- rolled up by their commit).
+INSERT INTO usage_rollups (customer_id, step, start, bytes_in, bytes_out)
+SELECT r.customer_id, s.step, date_trunc(s.step, r.event_at, coalesce(c.spec->>'timezone', 'UTC')),
+       sum(r.delta_in), sum(r.delta_out)
+FROM acct_records r LEFT JOIN customers c ON c.id = r.customer_id
+CROSS JOIN (VALUES ('hour'), ('day'), ('month')) AS s(step)
+WHERE r.customer_id IS NOT NULL AND r.delta_in + r.delta_out > 0
+  AND NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 8)
+GROUP BY 1, 2, 3
+ON CONFLICT DO NOTHING;
+
+-- A threshold crossed, once per customer, period and threshold (the primary key is the "once").
+CREATE TABLE IF NOT EXISTS quota_crossings (
+    customer_id   text NOT NULL,
+    period_start  timestamptz NOT NULL,
+    threshold     integer NOT NULL,
+    crossed_at    timestamptz NOT NULL DEFAULT now(),
+    used_bytes    numeric(30, 0) NOT NULL,
+    quota_bytes   bigint NOT NULL,
+    PRIMARY KEY (customer_id, period_start, threshold)
+);
+
+-- The audit trail of enforcement: one row per action and target, written (state 'pending')
+-- BEFORE it is sent, so a crash mid-send resends it with the same idempotency key at the next
+-- start (at least once, never silently twice) and never forgets it.
+CREATE TABLE IF NOT EXISTS enforcements (
+    id               bigserial PRIMARY KEY,
+    customer_id      text NOT NULL,
+    period_start     timestamptz NOT NULL,
+    threshold        integer NOT NULL,
+    action           text NOT NULL CHECK (action IN ('notify', 'webhook', 'coa', 'disconnect', 'lift')),
+    target           text NOT NULL,
+    nas_id           text,
+    session_key      text,
+    idempotency_key  text NOT NULL,
+    state            text NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'sent', 'acked', 'nak', 'timeout', 'failed')),
+    attempts         integer NOT NULL DEFAULT 0,
+    detail           text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (customer_id, period_start, threshold, action, target)
+);
+CREATE INDEX IF NOT EXISTS enforcements_customer ON enforcements (customer_id, id DESC);
+CREATE INDEX IF NOT EXISTS enforcements_pending ON enforcements (id) WHERE state = 'pending';
+
+INSERT INTO schema_version (version, description)
+VALUES (8, 'usage: rollups per customer, quota crossings, the enforcement audit trail')
+ON CONFLICT (version) DO NOTHING;

@@ -16,6 +16,7 @@ from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.usage_customers import CUSTOMER_LIST
+from ispmon.store.usage_enforcements import CUSTOMER_ENFORCEMENTS
 from ispmon.store.usage_sessions import CUSTOMER_SESSIONS, STEPS
 from ispmon.usage.customers import CustomerSpec
 
@@ -73,8 +74,21 @@ async def customer_sessions(call: Call) -> web.Response:
     return await list_page(call, CUSTOMER_SESSIONS, fetch)
 
 
+async def customer_enforcements(call: Call) -> web.Response:
+    customer_id = call.path["customer_id"]
+
+    async def fetch(**query: object) -> list[dict[str, object]]:
+        return await call.services.usage.customer_enforcements(customer_id, **query)  # type: ignore[arg-type]
+
+    return await list_page(call, CUSTOMER_ENFORCEMENTS, fetch)
+
+
 async def customer_usage(call: Call) -> web.Response:
     return json_response(await call.services.usage.customer_usage(call.path["customer_id"], **call.query))
+
+
+async def customer_usage_summary(call: Call) -> web.Response:
+    return json_response(await call.services.usage.usage_summary(call.path["customer_id"]))
 
 
 USAGE_QUERY = (
@@ -174,5 +188,25 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(CUSTOMER_ID,),
         query=USAGE_QUERY,
+    ),
+    Route(
+        "GET",
+        "/customers/{customer_id}/usage/summary",
+        customer_usage_summary,
+        "customerUsageSummary",
+        "This period so far against the quota, the previous period, and the projection at the current pace",
+        TAG,
+        path_params=(CUSTOMER_ID,),
+    ),
+    Route(
+        "GET",
+        "/customers/{customer_id}/enforcements",
+        customer_enforcements,
+        "customerEnforcements",
+        "A customer's quota enforcement audit trail, newest first",
+        TAG,
+        path_params=(CUSTOMER_ID,),
+        query=list_params(CUSTOMER_ENFORCEMENTS),
+        response="page",
     ),
 )

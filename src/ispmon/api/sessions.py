@@ -7,6 +7,7 @@ from aiohttp import web
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.spec import Call, Param, PathParam, Route
+from ispmon.store.usage_enforcements import ENFORCEMENTS
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS
 
 TAG = "sessions"
@@ -19,6 +20,10 @@ async def active_sessions(call: Call) -> web.Response:
 
 async def get_session(call: Call) -> web.Response:
     return json_response(await call.services.usage.get_session(call.path["session_id"]))
+
+
+async def enforcements(call: Call) -> web.Response:
+    return await list_page(call, ENFORCEMENTS, call.services.usage.enforcements)
 
 
 async def top_usage(call: Call) -> web.Response:
@@ -58,5 +63,16 @@ ROUTES: tuple[Route, ...] = (
             Param("limit", "integer", "How many customers", default=10, minimum=1, maximum=1000),
         ),
         response="list",
+    ),
+    Route(
+        "GET",
+        "/enforcements/",
+        enforcements,
+        "listEnforcements",
+        "The quota enforcement audit trail (each action written before it was sent), newest first",
+        "customers",
+        query=list_params(ENFORCEMENTS),
+        response="page",
+        also_without_slash=True,
     ),
 )

@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError, editable
 from ispmon.store.usage_customers import CustomerRepo
+from ispmon.store.usage_enforcements import CUSTOMER_ENFORCEMENTS, ENFORCEMENTS
 from ispmon.store.usage_nas import NasRepo
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS, CUSTOMER_SESSIONS, STEPS, SessionRepo
 from ispmon.usage.nas import NasDirectory, NasSpec
+from ispmon.usage.periods import counted, period_at, previous, projection
 
 if TYPE_CHECKING:
     from ispmon.store.database import Database
@@ -52,6 +54,13 @@ def session_dict(row: asyncpg.Record) -> dict[str, Any]:
         "interim_interval": row["interim_interval"],
         "records": row["records"],
     }
+
+
+def _enforcement_dict(row: asyncpg.Record) -> dict[str, Any]:
+    out = dict(row)
+    for name in ("period_start", "created_at", "updated_at"):
+        out[name] = _iso(row[name])
+    return out
 
 
 def nas_specs(rows: list[asyncpg.Record]) -> list[NasSpec]:
@@ -206,6 +215,87 @@ class UsageService:
             "bytes_out": sum(i["bytes_out"] for i in items),
             "bytes_total": sum(i["bytes_total"] for i in items),
         }
+
+    async def usage_summary(self, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+        """This period so far against the quota, the previous period, and the projection at the
+        current pace (from the daily rollups, in the customer's time zone)."""
+        row = await self._customer(customer_id)
+        spec = row["spec"]
+        now = now or datetime.now(UTC)
+        kind, reset_day, zone = (
+            spec.get("period", "monthly"),
+            spec.get("reset_day", 1),
+            spec.get("timezone", "UTC"),
+        )
+        counts, quota = spec.get("counts", "total"), spec.get("quota_bytes")
+        period = period_at(kind, reset_day, zone, now)
+        before = previous(kind, reset_day, zone, period)
+        used_in, used_out = await self.sessions.used_since(customer_id, period.start, period.end)
+        used = counted(counts, used_in, used_out)
+        prev = counted(counts, *await self.sessions.used_since(customer_id, before.start, before.end))
+        projected, reach = projection(used, quota, period, now)
+        if quota is not None and used >= quota:
+            crossed = await self.sessions.crossed_at(customer_id, period.start, 100)
+            reach = crossed or reach
+        return {
+            "customer_id": customer_id,
+            "period": {"kind": kind, "start": period.start.isoformat(), "end": period.end.isoformat()},
+            "counts": counts,
+            "used_bytes": used,
+            "bytes_in": used_in,
+            "bytes_out": used_out,
+            "quota_bytes": quota,
+            "percent": round(100 * used / quota, 2) if quota else None,
+            "previous_period": {
+                "start": before.start.isoformat(),
+                "end": before.end.isoformat(),
+                "used_bytes": prev,
+            },
+            # The projected total against the previous period's (a partial period against a whole
+            # one would always look like a drop).
+            "change_bytes": projected - prev,
+            "change_percent": round(100 * (projected - prev) / prev, 2) if prev else None,
+            "projected_bytes": projected,
+            "quota_reached_at": _iso(reach),
+        }
+
+    async def enforcements(
+        self,
+        *,
+        customer_id: str | None = None,
+        state: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The enforcement audit trail, newest first."""
+        rows = await self.sessions.list(
+            ENFORCEMENTS,
+            {"customer_id": customer_id, "state": state},
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        return [_enforcement_dict(r) for r in rows]
+
+    async def customer_enforcements(
+        self,
+        customer_id: str,
+        *,
+        state: str | None = None,
+        limit: int | None = 100,
+        offset: int = 0,
+        after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._customer(customer_id)
+        rows = await self.sessions.list(
+            CUSTOMER_ENFORCEMENTS,
+            {"customer_id": customer_id, "state": state},
+            limit=limit,
+            offset=offset,
+            after=after,
+        )
+        return [_enforcement_dict(r) for r in rows]
 
     async def top_usage(
         self, *, since: datetime | None = None, until: datetime | None = None, limit: int = 10

@@ -141,14 +141,29 @@ class AccountingStore:
                 *_session_arrays(fresh, states, customers, counts),
             )
             session_ids.update({(r["nas_id"], r["session_key"]): r["id"] for r in written})
+        # The records, and from the rows the INSERT actually added (a retransmission adds none)
+        # the customers' hourly, daily and monthly rollups, in their time zone: one statement,
+        # one transaction, so records and rollups are committed or lost together.
         await conn.execute(
-            """INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
-                   authenticator, status, session_key, in_octets, out_octets, session_time, session_id,
-                   customer_id, delta_in, delta_out)
-               SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
-                   $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
-                   $11::bigint[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
-               ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING""",
+            """WITH added AS (
+                   INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
+                       authenticator, status, session_key, in_octets, out_octets, session_time, session_id,
+                       customer_id, delta_in, delta_out)
+                   SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
+                       $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
+                       $11::bigint[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
+                   ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
+                   RETURNING customer_id, event_at, delta_in, delta_out)
+               INSERT INTO usage_rollups AS u (customer_id, step, start, bytes_in, bytes_out)
+               SELECT a.customer_id, s.step, date_trunc(s.step, a.event_at, coalesce(c.spec->>'timezone', 'UTC')),
+                      sum(a.delta_in), sum(a.delta_out)
+               FROM added a LEFT JOIN customers c ON c.id = a.customer_id
+               CROSS JOIN (VALUES ('hour'), ('day'), ('month')) AS s(step)
+               WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0
+               GROUP BY 1, 2, 3
+               ORDER BY 1, 2, 3  -- rows locked in one order: concurrent commits cannot deadlock
+               ON CONFLICT (customer_id, step, start) DO UPDATE
+                   SET bytes_in = u.bytes_in + excluded.bytes_in, bytes_out = u.bytes_out + excluded.bytes_out""",
             [i.received_at for i in new],
             [event_time(i.record, i.received_at) for i in new],
             [i.nas_id for i in new],

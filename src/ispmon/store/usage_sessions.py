@@ -76,16 +76,40 @@ class SessionRepo:
     async def usage(
         self, customer_id: str, since: datetime, until: datetime, step: str, timezone: str
     ) -> list[asyncpg.Record]:
-        """Octets per step (in the customer's time zone), from the deltas of the records."""
+        """Octets per step, from the rollups (their steps start in the customer's time zone).
+        A step is included when it starts in [since, until)."""
         return await self.pool.fetch(
-            """SELECT date_trunc($4, event_at, $5) AS start, sum(delta_in) AS bytes_in, sum(delta_out) AS bytes_out
-               FROM acct_records WHERE customer_id = $1 AND event_at >= $2 AND event_at < $3
-               GROUP BY 1 ORDER BY 1""",
+            """SELECT start, bytes_in, bytes_out FROM usage_rollups
+               WHERE customer_id = $1 AND step = $4 AND start >= date_trunc($4, $2::timestamptz, $5)
+                 AND start < $3 ORDER BY start""",
             customer_id,
             since,
             until,
             step,
             timezone,
+        )
+
+    async def used_since(
+        self, customer_id: str, since: datetime, until: datetime | None = None
+    ) -> tuple[int, int]:
+        """Octets in and out from `since` (a day's start in the customer's zone) to `until`, from
+        the daily rollups."""
+        row = await self.pool.fetchrow(
+            """SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
+               WHERE customer_id = $1 AND step = 'day' AND start >= $2 AND ($3::timestamptz IS NULL OR start < $3)""",
+            customer_id,
+            since,
+            until,
+        )
+        return int(row["i"]), int(row["o"])
+
+    async def crossed_at(self, customer_id: str, period_start: datetime, threshold: int) -> datetime | None:
+        return await self.pool.fetchval(
+            """SELECT crossed_at FROM quota_crossings
+               WHERE customer_id = $1 AND period_start = $2 AND threshold >= $3 ORDER BY threshold LIMIT 1""",
+            customer_id,
+            period_start,
+            threshold,
         )
 
     async def top(self, since: datetime, until: datetime, limit: int) -> list[asyncpg.Record]:

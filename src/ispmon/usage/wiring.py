@@ -19,6 +19,7 @@ from ispmon.services.customers import CustomerService
 from ispmon.services.errors import ServiceError
 from ispmon.services.usage import UsageService
 from ispmon.store.usage_accounting import AccountingStore, close_lost
+from ispmon.usage.enforce import Enforcer
 from ispmon.usage.listener import AccountingProtocol, start_listener
 from ispmon.usage.nas import NasDirectory
 
@@ -44,12 +45,32 @@ async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = L
         await asyncio.sleep(every)
 
 
+QUOTA_PASS_SECONDS = 30.0
+
+
+async def enforce_quotas(enforcer: Enforcer, every: float = QUOTA_PASS_SECONDS) -> None:
+    """Every 30 s: first what a previous run left pending (sent again, same Acct-Session-Id),
+    then the customers with a quota, then what that planned."""
+    while True:
+        try:
+            await enforcer.dispatch()
+            for customer_id in await enforcer.pool.fetch(
+                "SELECT id FROM customers WHERE spec ? 'quota_bytes' AND spec->'quota_bytes' <> 'null' ORDER BY id"
+            ):
+                await enforcer.check(customer_id["id"])
+            await enforcer.dispatch()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("quota_pass_failed", error=str(exc))
+        await asyncio.sleep(every)
+
+
 @dataclass
 class Accounting:
     directory: NasDirectory
     protocol: AccountingProtocol | None = None
     port: int | None = None
     sweeper: asyncio.Task[None] | None = None
+    quotas: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, db: Database, config: LoadedConfig) -> Accounting:
@@ -83,18 +104,23 @@ class Accounting:
                     f"{settings.radius_acct_address}:{settings.radius_acct_port}: {exc.strerror or exc}"
                 ) from None
             log.info(
-                "radius_listening", host=settings.radius_acct_address, port=accounting.port, nas=len(directory)
+                "radius_listening",
+                host=settings.radius_acct_address,
+                port=accounting.port,
+                nas=len(directory),
             )
         accounting.sweeper = asyncio.create_task(
             sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
         )
+        accounting.quotas = asyncio.create_task(enforce_quotas(Enforcer(db.pool)), name="quota-enforcement")
         return accounting
 
     async def close(self) -> None:
-        if self.sweeper is not None:
-            self.sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
+        for task in (self.sweeper, self.quotas):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.protocol is not None:
             await self.protocol.close()
             log.info("radius_stopped", **self.protocol.stats.as_dict())

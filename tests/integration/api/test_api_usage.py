@@ -236,3 +236,32 @@ async def test_sessions_and_usage_from_radclient(client: Client, services: AppSe
     bad = await client.get("/customers/acme-001/usage?step=week")
     assert bad.status == 400 and fields(await bad.json()) == ["step"]
     assert (await client.get("/customers/nobody/usage")).status == 404
+    summary = await (await client.get("/customers/acme-001/usage/summary")).json()
+    assert (summary["used_bytes"], summary["quota_bytes"], summary["period"]["kind"]) == (
+        5100,
+        10**12,
+        "monthly",
+    )
+    # 5100 octets against a terabyte: not reached this period at this pace (and no date overflow).
+    assert summary["quota_reached_at"] is None
+    assert (await client.get("/customers/nobody/usage/summary")).status == 404
+
+
+async def test_enforcement_audit_trail_routes(client: Client, services: AppServices) -> None:
+    assert (await client.post("/customers/", json=CUSTOMER)).status == 201
+    await services.db.pool.execute(
+        """INSERT INTO enforcements (customer_id, period_start, threshold, action, target, nas_id, session_key,
+               idempotency_key, state, attempts, detail)
+           VALUES ('acme-001', '2026-12-01T00:00:00Z', 100, 'coa', 'bras-1/A', 'bras-1', 'A', 'k1', 'nak', 1,
+                   'Error-Cause 501'),
+                  ('acme-001', '2026-12-01T00:00:00Z', 100, 'coa', 'bras-1/B', 'bras-1', 'B', 'k2', 'acked', 1, NULL)"""
+    )
+    every = await (await client.get("/enforcements/")).json()
+    assert [e["target"] for e in every["items"]] == ["bras-1/B", "bras-1/A"]
+    naks = await (await client.get("/customers/acme-001/enforcements?state=nak")).json()
+    assert [(e["state"], e["detail"], e["idempotency_key"]) for e in naks["items"]] == [
+        ("nak", "Error-Cause 501", "k1")
+    ]
+    assert (await client.get("/customers/nobody/enforcements")).status == 404
+    bad = await client.get("/enforcements/?state=bogus")
+    assert bad.status == 400 and fields(await bad.json()) == ["state"]
