@@ -142,7 +142,10 @@ class FlowStore:
         where, args = ["at >= $1", "at < $2"], [since, until, step]
         for column, value in filters.items():
             args.append(value)
-            where.append(f"{column} = ${len(args)}")
+            if column == "customer":
+                where.append(f"(src_customer = ${len(args)} OR dst_customer = ${len(args)})")
+            else:
+                where.append(f"{column} = ${len(args)}")
         sql = f"""SELECT to_timestamp(floor(extract(epoch FROM at) / $3) * $3) AS at,
                          sum(bytes)::bigint AS bytes, sum(packets)::bigint AS packets
                   FROM flow_aggregates WHERE {' AND '.join(where)} GROUP BY 1 ORDER BY 1"""
