@@ -47,7 +47,8 @@ async def top(call: Call) -> web.Response:
 
 async def series(call: Call) -> web.Response:
     query = dict(call.query)
-    filters = {name: str(query.pop(name)) for name in SERIES_FILTERS if query.get(name) is not None}
+    raw = {name: query.pop(name, None) for name in SERIES_FILTERS}
+    filters = {name: str(value) for name, value in raw.items() if value is not None}
     return json_response(await call.services.flows.series(filters=filters, **query))
 
 

@@ -52,6 +52,6 @@ def write_pcap(path: Path, packets: list[Packet]) -> None:
     for p in sorted(packets, key=lambda p: p.at):
         data = frame(p)
         sec = int(p.at)
-        usec = int(round((p.at - sec) * 1e6))
+        usec = round((p.at - sec) * 1e6)
         out.append(struct.pack("<IIII", sec, usec, len(data), len(data)) + data)
     path.write_bytes(b"".join(out))
