@@ -24,6 +24,7 @@ from ispmon.alerts.config import load_alert_config
 from ispmon.availability.endpoints import EndpointDefaults, EndpointSpec, build_endpoint, is_hostname, slugify
 from ispmon.availability.maintenance import validate_config_windows
 from ispmon.errors import ConfigError
+from ispmon.flows.exporters import ExporterSpec
 from ispmon.network.devices import DeviceSpec, load_config_devices
 from ispmon.usage.customers import CustomerSpec
 from ispmon.usage.nas import NasSpec
@@ -122,6 +123,12 @@ class Settings(BaseSettings):
     radius_acct_port: int = Field(1813, ge=0, le=65535)
     # Sessions whose NAS sends no Acct-Interim-Interval are lost after twice this many seconds.
     radius_interim_interval: int = Field(900, ge=10, le=86400)
+    # NetFlow v5/v9/IPFIX collector (the flows domain); port 0 disables the listener.
+    flow_address: str = "0.0.0.0"
+    flow_port: int = Field(2055, ge=0, le=65535)
+    # Keys per 1-minute bucket before the tail folds into "other" (bounded memory).
+    flow_max_keys: int = Field(50_000, ge=100, le=10_000_000)
+    flow_retention_days: int = Field(30, ge=1, le=3650)
 
     @field_validator("ispmon_log_level")
     @classmethod
@@ -130,7 +137,7 @@ class Settings(BaseSettings):
             raise ValueError("must be one of debug, info, warning, error, critical")
         return value.lower()
 
-    @field_validator("radius_acct_address")
+    @field_validator("radius_acct_address", "flow_address")
     @classmethod
     def _radius_address(cls, value: str) -> str:
         try:
@@ -230,6 +237,7 @@ class FileConfig(BaseModel):
     devices: list[dict[str, Any]] = Field(default_factory=list)
     customers: list[dict[str, Any]] = Field(default_factory=list)
     radius_clients: list[dict[str, Any]] = Field(default_factory=list)
+    flow_exporters: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedConfig(BaseModel):
@@ -244,6 +252,7 @@ class LoadedConfig(BaseModel):
     devices: list[DeviceSpec] = Field(default_factory=list)
     customers: list[CustomerSpec] = Field(default_factory=list)
     radius_clients: list[NasSpec] = Field(default_factory=list)
+    flow_exporters: list[ExporterSpec] = Field(default_factory=list)
     path: Path | None = None
 
 
@@ -336,7 +345,7 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         for err in error_list(exc):
             hint = (
                 " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]],"
-                " [[escalation_policies]], [[devices]], [[customers]] or [[radius_clients]])"
+                " [[escalation_policies]], [[devices]], [[customers]], [[radius_clients]] or [[flow_exporters]])"
                 if err["message"] == "unknown field"
                 else ""
             )
@@ -391,7 +400,9 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         errors.extend(exc.errors)
     customers = _load_table(shape.customers, "customers", CustomerSpec, where, errors)
     radius_clients = _load_table(shape.radius_clients, "radius_clients", NasSpec, where, errors)
+    flow_exporters = _load_table(shape.flow_exporters, "flow_exporters", ExporterSpec, where, errors)
     errors.extend(_identity_errors(customers, where))
+    errors.extend(_exporter_errors(flow_exporters, where))
     if errors or settings is None:
         raise ConfigError(errors)
     return LoadedConfig(
@@ -402,6 +413,7 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         devices=devices,
         customers=[c for _, c in customers],
         radius_clients=[n for _, n in radius_clients],
+        flow_exporters=[e for _, e in flow_exporters],
         path=path,
     )
 
@@ -426,6 +438,19 @@ def _load_table(
         seen[spec.id] = index
         out.append((index, spec))
     return out
+
+
+def _exporter_errors(exporters: list[tuple[int, ExporterSpec]], where: str) -> list[str]:
+    """Two [[flow_exporters]] with one id or one address."""
+    errors: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, spec in exporters:
+        for field in ("id", "address"):
+            value = getattr(spec, field)
+            other = seen.setdefault((field, value), index)
+            if other != index:
+                errors.append(f"{where}flow_exporters[{index}].{field}: {value!r} is also in flow_exporters[{other}]")
+    return errors
 
 
 def _identity_errors(customers: list[tuple[int, CustomerSpec]], where: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
 (open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
-RADIUS accounting listener -> monitor -> API -> READY=1 to systemd.
+RADIUS accounting listener -> flow collector -> monitor -> API -> READY=1 to systemd.
 Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> accounting listener -> scheduler and checks in flight -> alert engine and
 sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
 """
@@ -29,6 +29,7 @@ from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.fdlimit import api_connection_cap, open_descriptors, raise_nofile_limit
+from ispmon.flows.wiring import FlowCollection
 from ispmon.models import Status
 from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
@@ -342,6 +343,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     alerting: Alerting | None = None
     network: NetworkPolling | None = None
     accounting: Accounting | None = None
+    flows: FlowCollection | None = None
     try:
         retargeted = await sync_config(db, config)
         await restore_monitor(db, monitor, settings, retargeted)
@@ -352,6 +354,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         await alerting.start()
         network = await NetworkPolling.start(db, config)
         accounting = await Accounting.start(db, config)
+        flows = await FlowCollection.start(db, config)
         app = create_app(
             AppServices.build(
                 db,
@@ -360,6 +363,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 alerting.service,
                 poller=network.poller,
                 nas_directory=accounting.directory,
+                flow_decoder=flows.decoder,
             )
         )
         max_connections = api_connection_limit(settings, nofile.soft)
@@ -427,6 +431,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             await runner.cleanup()
         if accounting is not None:
             await accounting.close()
+        if flows is not None:
+            await flows.close()
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -547,4 +547,45 @@ CREATE INDEX IF NOT EXISTS enforcements_pending ON enforcements (id) WHERE state
 
 INSERT INTO schema_version (version, description)
 VALUES (8, 'usage: rollups per customer, quota crossings, the enforcement audit trail')
+
+-- Traffic analysis (issue 13): declared flow exporters and 1-minute flow aggregates. A flushed
+-- batch is recorded in flow_batches in the same transaction as its rows, so a retried flush of
+-- the same batch adds nothing.
+CREATE TABLE IF NOT EXISTS flow_exporters (
+    id          text PRIMARY KEY,
+    address     inet NOT NULL UNIQUE,
+    name        text NOT NULL DEFAULT '',
+    sampling    integer CHECK (sampling IS NULL OR sampling >= 1),
+    device_id   text,
+    source      text NOT NULL DEFAULT 'api' CHECK (source IN ('api', 'config'))
+);
+
+CREATE TABLE IF NOT EXISTS flow_batches (
+    batch_id    uuid PRIMARY KEY,
+    written_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS flow_aggregates (
+    at            timestamptz NOT NULL,
+    exporter_id   text NOT NULL,
+    in_if         integer NOT NULL,
+    out_if        integer NOT NULL,
+    src_prefix    text NOT NULL,
+    dst_prefix    text NOT NULL,
+    src_customer  text,
+    dst_customer  text,
+    proto         smallint NOT NULL,
+    port          integer NOT NULL,
+    bytes         bigint NOT NULL,
+    packets       bigint NOT NULL,
+    flows         bigint NOT NULL
+) PARTITION BY RANGE (at);
+CREATE INDEX IF NOT EXISTS flow_aggregates_at ON flow_aggregates (at);
+CREATE INDEX IF NOT EXISTS flow_aggregates_src_customer ON flow_aggregates (src_customer, at) WHERE src_customer IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flow_aggregates_dst_customer ON flow_aggregates (dst_customer, at) WHERE dst_customer IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flow_aggregates_default PARTITION OF flow_aggregates DEFAULT;
+-- Daily partitions by ispmon_ensure_daily_partitions('flow_aggregates', 'at', ...).
+
+INSERT INTO schema_version (version, description)
+VALUES (9, 'flows: exporters, 1-minute flow aggregates (daily partitions), flushed batches')
 ON CONFLICT (version) DO NOTHING;

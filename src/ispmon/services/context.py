@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.customers import CustomerService
+from ispmon.services.flows import FlowService
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.services.metrics import MetricsService
 from ispmon.services.network import NetworkService
@@ -17,6 +18,7 @@ from ispmon.services.usage import UsageService
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
+    from ispmon.flows.decode import FlowDecoder
     from ispmon.network.poller import Poller
     from ispmon.store.database import Database
     from ispmon.usage.nas import NasDirectory
@@ -33,6 +35,7 @@ class AppServices:
     network: NetworkService
     customers: CustomerService
     usage: UsageService
+    flows: FlowService
     monitor: Monitor | None = None
     metrics: MetricsService | None = None
 
@@ -45,6 +48,7 @@ class AppServices:
         alerts: AlertService | None = None,
         poller: Poller | None = None,
         nas_directory: NasDirectory | None = None,
+        flow_decoder: FlowDecoder | None = None,
     ) -> AppServices:
         return cls(
             db=db,
@@ -56,6 +60,7 @@ class AppServices:
             network=NetworkService(db, poller),
             customers=CustomerService(db),
             usage=UsageService(db, nas_directory),
+            flows=FlowService(db, flow_decoder),
             monitor=monitor,
             metrics=MetricsService(db),
         )

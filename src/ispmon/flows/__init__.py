@@ -1,0 +1,1 @@
+"""Traffic analysis from NetFlow v5/v9 and IPFIX: decoding adapter, attribution, aggregation, UDP listener."""

@@ -1,0 +1,81 @@
+"""In-memory 1-minute buckets of flow records, keyed by (exporter, interfaces, src/dst prefix,
+src/dst customer, protocol, port class). Each bucket holds at most `max_keys` keys; the tail
+folds into an "other" key (counted), so a flood of random sources cannot exhaust memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ispmon.flows.attribution import PrefixTable, prefix_of
+from ispmon.flows.decode import FlowRecord
+
+BUCKET_SECONDS = 60
+OTHER = "other"
+
+# (exporter_id, in_if, out_if, src_prefix, dst_prefix, src_customer, dst_customer, proto, port)
+Key = tuple[str, int, int, str, str, str | None, str | None, int, int]
+
+
+def port_class(src_port: int, dst_port: int) -> int:
+    """The service port of a flow: the lower of its two ports if well known (< 1024), else -1."""
+    low = min(src_port, dst_port)
+    return low if 0 < low < 1024 else -1
+
+
+@dataclass
+class Bucket:
+    minute: int  # unix seconds, a multiple of 60
+    counts: dict[Key, list[int]] = field(default_factory=dict)  # [bytes, packets, flows]
+    folded: int = 0  # flows folded into "other"
+
+
+class Aggregator:
+    def __init__(self, customers: PrefixTable | None = None, max_keys: int = 50_000) -> None:
+        self.customers = customers or PrefixTable()
+        self.max_keys = max_keys
+        self.buckets: dict[int, Bucket] = {}
+        self.folded_total = 0
+
+    def add(self, records: Iterable[FlowRecord]) -> None:
+        lookup = self.customers.lookup
+        buckets = self.buckets
+        for r in records:
+            minute = int(r.end) // BUCKET_SECONDS * BUCKET_SECONDS
+            bucket = buckets.get(minute)
+            if bucket is None:
+                bucket = buckets[minute] = Bucket(minute)
+            src_c, dst_c = lookup(r.src), lookup(r.dst)
+            key: Key = (
+                r.exporter_id, r.in_if, r.out_if, prefix_of(r.src), prefix_of(r.dst),
+                src_c, dst_c, r.proto, port_class(r.src_port, r.dst_port),
+            )  # fmt: skip
+            counts = bucket.counts.get(key)
+            if counts is None:
+                if len(bucket.counts) >= self.max_keys:
+                    # Customers stay in the folded key so per-customer figures stay exact.
+                    key = (r.exporter_id, 0, 0, OTHER, OTHER, src_c, dst_c, 0, -1)
+                    bucket.folded += 1
+                    self.folded_total += 1
+                    counts = bucket.counts.get(key)
+                if counts is None:
+                    counts = bucket.counts[key] = [0, 0, 0]
+            counts[0] += r.bytes
+            counts[1] += r.packets
+            counts[2] += 1
+
+    def take(self, before: float | None = None) -> list[Bucket]:
+        """Remove and return the buckets whose minute started before `before` (all if None)."""
+        ready = [m for m in self.buckets if before is None or m + BUCKET_SECONDS <= before]
+        return [self.buckets.pop(m) for m in sorted(ready)]
+
+    def put_back(self, buckets: Iterable[Bucket]) -> None:
+        """Merge buckets whose write failed back in, to be written with the next flush."""
+        for b in buckets:
+            mine = self.buckets.setdefault(b.minute, Bucket(b.minute))
+            mine.folded += b.folded
+            for key, (nbytes, packets, flows) in b.counts.items():
+                c = mine.counts.setdefault(key, [0, 0, 0])
+                c[0] += nbytes
+                c[1] += packets
+                c[2] += flows

@@ -1,0 +1,125 @@
+"""The flow collector: the UDP datagram protocol (decode and aggregate in the event loop, nothing
+awaited per packet) and the flusher that writes closed 1-minute buckets in batches.
+
+A batch keeps its id until PostgreSQL has confirmed it: a flush retried after an error whose
+commit did in fact land is recognised by that id and adds nothing. On close everything still in
+memory is written once, so a restart neither loses nor doubles a closed bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from ispmon.flows.aggregate import Aggregator, Bucket
+from ispmon.flows.decode import FlowDecoder
+
+log = structlog.get_logger("ispmon.flows")
+
+FLUSH_EVERY = 10.0  # seconds between flushes
+GRACE = 5.0  # a minute is flushed this long after it ends (late flows go into a later batch)
+
+Write = Callable[[uuid.UUID, Sequence[Bucket]], Awaitable[bool]]
+
+
+def _source(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host = addr[0]
+    return host[7:] if host.startswith("::ffff:") else host
+
+
+class FlowProtocol(asyncio.DatagramProtocol):
+    def __init__(self, decoder: FlowDecoder, aggregator: Aggregator) -> None:
+        self.decoder = decoder
+        self.aggregator = aggregator
+        self.datagrams = 0
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.datagrams += 1
+        try:
+            self.aggregator.add(self.decoder.decode(data, _source(addr)))
+        except Exception as exc:  # the daemon never dies on what a peer sends
+            log.warning("flow_datagram_failed", source=addr[0], error=repr(exc))
+
+
+@dataclass
+class Collector:
+    decoder: FlowDecoder
+    aggregator: Aggregator
+    write: Write
+    protocol: FlowProtocol | None = None
+    port: int | None = None
+    batches: int = 0
+    write_failures: int = 0
+    _pending: tuple[uuid.UUID, list[Bucket]] | None = None
+    _task: asyncio.Task[None] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: FlowProtocol(self.decoder, self.aggregator), local_addr=(host, port)
+        )
+        self.protocol = protocol
+        self.port = int(transport.get_extra_info("sockname")[1])
+        self._task = asyncio.create_task(self._run(), name="flow-flusher")
+        log.info("flow_listener_started", address=host, port=self.port)
+        return self.port
+
+    async def flush(self, everything: bool = False, now: float | None = None) -> bool:
+        """Write the closed buckets (all of them if `everything`); False if the write failed."""
+        async with self._lock:
+            now = time.time() if now is None else now
+            self.decoder.expire(now)
+            if self._pending is None:
+                buckets = self.aggregator.take(None if everything else now - GRACE)
+                if not buckets:
+                    return True
+                self._pending = (uuid.uuid4(), buckets)
+            elif everything:
+                # the failed batch is kept as it is (same id); the rest goes into the next one
+                pass
+            batch_id, buckets = self._pending
+            try:
+                await self.write(batch_id, buckets)
+            except Exception as exc:
+                self.write_failures += 1
+                if self.write_failures == 1 or self.write_failures % 60 == 0:
+                    log.warning("flow_flush_failed", error=str(exc), failures=self.write_failures)
+                return False
+            if self.write_failures:
+                log.info("flow_flush_recovered", failures=self.write_failures)
+                self.write_failures = 0
+            self._pending = None
+            self.batches += 1
+        if everything and self.aggregator.buckets:
+            return await self.flush(everything=True, now=now)
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self.flush()
+
+    async def close(self) -> None:
+        """Stop receiving, write what is in memory (a few tries), stop the flusher."""
+        if self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _ in range(3):
+            if await self.flush(everything=True):
+                return
+            await asyncio.sleep(0.5)
+        log.warning("flow_buckets_unwritten_at_close", buckets=len(self.aggregator.buckets))

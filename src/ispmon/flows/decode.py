@@ -1,0 +1,271 @@
+"""The adapter over the `netflume` parser: datagram bytes from a declared exporter in, plain
+`FlowRecord` tuples out, with what a collector must remember per exporter (templates per
+observation domain, data waiting for its template, sampling, sequence gaps, counters).
+
+netflume is used (not `netflow`) because it keys templates by (exporter, domain, id), never raises
+on a bad datagram, and tracks sampling options and sequence gaps itself; `netflow` keys templates
+by id only and has not been released since 2023. Everything netflume-specific stays in this module.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from netflume import Decoder, TemplateLearned
+from netflume.parse import parse_v9_or_ipfix
+
+# Data sets that arrive before their template are held this long, then dropped (counted).
+PENDING_SECONDS = 120.0
+PENDING_MAX = 256  # datagrams held per exporter
+FUTURE_SLACK = 300.0  # a flow ending more than this after arrival is implausible
+
+
+class FlowRecord(NamedTuple):
+    exporter_id: str
+    end: float  # unix seconds: when the flow ended (the bucket time)
+    in_if: int
+    out_if: int
+    src: str
+    dst: str
+    proto: int
+    src_port: int
+    dst_port: int
+    bytes: int  # sampling applied
+    packets: int
+
+
+@dataclass
+class ExporterState:
+    """What one declared exporter has sent, for GET /flows/exporters."""
+
+    exporter_id: str
+    address: str
+    sampling: int | None = None  # operator override; None: what the exporter says
+    packets: int = 0
+    flows: int = 0
+    templates: int = 0
+    sequence_gaps: int = 0
+    malformed: int = 0
+    pending_dropped: int = 0
+    implausible_time: int = 0
+    sampling_rate: int = 1
+    # IPFIX flow*SysUpTime is relative to systemInitTimeMilliseconds (an options record), per domain
+    init_ms: dict[int, int] = field(default_factory=dict)
+    last_seen: float | None = None
+    pending: deque[tuple[float, bytes]] = field(default_factory=deque)
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "packets": self.packets,
+            "flows": self.flows,
+            "templates": self.templates,
+            "sequence_gaps": self.sequence_gaps,
+            "malformed": self.malformed,
+            "pending": len(self.pending),
+            "pending_dropped": self.pending_dropped,
+            "implausible_time": self.implausible_time,
+            "sampling_rate": self.sampling_rate,
+            "last_seen": self.last_seen,
+        }
+
+
+def _sets(data: bytes, ipfix: bool) -> tuple[int, list[tuple[int, int, int]]]:
+    """(header length, [(set id, start, end)]) of a v9/IPFIX datagram."""
+    off = 16 if ipfix else 20
+    end = len(data)
+    if ipfix and len(data) >= 4:
+        end = min(end, struct.unpack_from("!H", data, 2)[0] or end)
+    out = []
+    while off + 4 <= end:
+        set_id, set_len = struct.unpack_from("!HH", data, off)
+        if set_len < 4:
+            break
+        out.append((set_id, off, min(off + set_len, end)))
+        off += set_len
+    return (16 if ipfix else 20), out
+
+
+def _domain(data: bytes) -> int:
+    """Observation domain (IPFIX) or source id (v9) of a datagram's header."""
+    return struct.unpack_from("!I", data, 12 if struct.unpack_from("!H", data)[0] == 10 else 16)[0]
+
+
+def _num(rec: dict[str, Any], *keys: str) -> int:
+    for k in keys:
+        v = rec.get(k)
+        if v is not None:
+            return int(v)
+    return 0
+
+
+class FlowDecoder:
+    """One per collector: all exporters' state. `decode` never raises on what arrives."""
+
+    def __init__(self, retention_seconds: float = 7 * 86400) -> None:
+        self.decoder = Decoder()
+        self.exporters: dict[str, ExporterState] = {}  # by source address
+        self.unknown_packets = 0
+        self.unknown_sources: dict[str, int] = {}
+        self.retention_seconds = retention_seconds
+
+    def declare(self, exporter_id: str, address: str, sampling: int | None = None) -> None:
+        old = self.exporters.get(address)
+        state = ExporterState(exporter_id, address, sampling)
+        if old is not None and old.exporter_id == exporter_id:
+            old.sampling = sampling
+            return
+        self.exporters[address] = state
+
+    def forget(self, exporter_id: str) -> None:
+        for address, state in list(self.exporters.items()):
+            if state.exporter_id == exporter_id:
+                del self.exporters[address]
+
+    def decode(self, data: bytes, address: str, now: float | None = None) -> list[FlowRecord]:
+        now = time.time() if now is None else now
+        state = self.exporters.get(address)
+        if state is None:
+            self.unknown_packets += 1
+            if len(self.unknown_sources) < 1000 or address in self.unknown_sources:
+                self.unknown_sources[address] = self.unknown_sources.get(address, 0) + 1
+            return []
+        state.packets += 1
+        state.last_seen = now
+        message = self.decoder.decode(data, address)
+        learned = False
+        for event in self.decoder.take_events():
+            if isinstance(event, TemplateLearned):
+                state.templates += 1
+                learned = True
+        if message is None:
+            state.malformed += 1
+            return []
+        state.sequence_gaps += message.gap
+        for opt in message.options:
+            init = opt.get("system_init_time_ms")
+            if init and len(state.init_ms) < 64:
+                state.init_ms[int(message.header.get("domain") or 0)] = int(init)
+        out = self._records(state, message.header, message.flows, message.sampling_rate, now)
+        if message.version in (9, 10):
+            self._hold_deferred(state, data, message.header, now)
+        if learned and state.pending:
+            out.extend(self._retry_pending(state, now))
+        return out
+
+    def _records(
+        self, state: ExporterState, hdr: Any, flows: list[dict[str, Any]], rate: int, now: float
+    ) -> list[FlowRecord]:
+        rate = state.sampling or rate or 1
+        state.sampling_rate = rate
+        state.flows += len(flows)
+        out = []
+        for rec in flows:
+            end = self._end_time(rec, hdr, state)
+            if end is None or end > now + FUTURE_SLACK or end < now - self.retention_seconds:
+                state.implausible_time += 1
+                end = now
+            src = rec.get("src_addr") or rec.get("post_nat_src_addr")
+            dst = rec.get("dst_addr") or rec.get("post_nat_dst_addr")
+            if src is None or dst is None:
+                continue
+            out.append(
+                FlowRecord(
+                    state.exporter_id,
+                    end,
+                    _num(rec, "in_if"),
+                    _num(rec, "out_if"),
+                    str(src),
+                    str(dst),
+                    _num(rec, "proto"),
+                    _num(rec, "src_port"),
+                    _num(rec, "dst_port"),
+                    _num(rec, "octets", "octets_total") * rate,
+                    _num(rec, "packets", "packets_total") * rate,
+                )
+            )
+        return out
+
+    @staticmethod
+    def _end_time(rec: dict[str, Any], hdr: Any, state: ExporterState) -> float | None:
+        """The flow's end: IPFIX absolute times, else last_switched against uptime and export time."""
+        for key, div in (
+            ("flow_end_ms", 1000.0),
+            ("flow_end_s", 1.0),
+            ("flow_end_us", 1.0),
+            ("flow_end_ns", 1.0),
+        ):
+            val = rec.get(key)
+            if val:
+                return float(val) / div
+        last = rec.get("last_switched")
+        uptime = hdr.get("sys_uptime")
+        if uptime is None and last is not None:  # IPFIX: relative to the exporter's init time
+            init = state.init_ms.get(int(hdr.get("domain") or 0))
+            return None if init is None else (init + int(last)) / 1000.0
+        base = hdr.get("unix_secs")
+        if last is None or uptime is None or not base:
+            return None
+        # uptime and last are 32-bit ms counters: the difference modulo 2^32 survives a wrap.
+        return float(base) - ((int(uptime) - int(last)) % (1 << 32)) / 1000.0
+
+    def _missing(self, state: ExporterState, data: bytes, hdr: Any) -> bytes | None:
+        """The datagram cut down to its data sets whose template is unknown, or None if none is."""
+        ipfix = hdr.get("version") == 10
+        hlen, sets = _sets(data, ipfix)
+        domain, key, templates = hdr.get("domain"), address_key(state), self.decoder.templates
+        missing = [(a, b) for s, a, b in sets if s >= 256 and not templates.get(key, domain, s)[0]]
+        if not missing:
+            return None
+        body = b"".join(data[a:b] for a, b in missing)
+        head = bytearray(data[:hlen])
+        if ipfix:
+            struct.pack_into("!H", head, 2, hlen + len(body))
+        return bytes(head) + body
+
+    def _hold_deferred(self, state: ExporterState, data: bytes, hdr: Any, now: float) -> None:
+        """Keep the data sets whose template is unknown (only those: the rest was counted)."""
+        held = self._missing(state, data, hdr)
+        if held is None:
+            return
+        if len(state.pending) >= PENDING_MAX:
+            state.pending.popleft()
+            state.pending_dropped += 1
+        state.pending.append((now, held))
+
+    def _retry_pending(self, state: ExporterState, now: float) -> list[FlowRecord]:
+        out: list[FlowRecord] = []
+        keep: deque[tuple[float, bytes]] = deque()
+        key = address_key(state)
+        for arrived, data in state.pending:
+            if now - arrived > PENDING_SECONDS:
+                state.pending_dropped += 1
+                continue
+            still = self._missing(
+                state, data, {"version": struct.unpack_from("!H", data)[0], "domain": _domain(data)}
+            )
+            if still is not None and len(still) == len(data):
+                keep.append((arrived, data))  # nothing new decodable in it yet
+                continue
+            hdr, flows, _opts = parse_v9_or_ipfix(data, key, self.decoder.templates)
+            if hdr is not None and flows:
+                rate = self.decoder.sampling_rate(key, hdr.get("domain"))
+                out.extend(self._records(state, hdr, flows, rate, now))
+            if still is not None:
+                keep.append((arrived, still))
+        state.pending = keep
+        return out
+
+    def expire(self, now: float) -> None:
+        """Drop held data older than PENDING_SECONDS (counted)."""
+        for state in self.exporters.values():
+            while state.pending and now - state.pending[0][0] > PENDING_SECONDS:
+                state.pending.popleft()
+                state.pending_dropped += 1
+
+
+def address_key(state: ExporterState) -> str:
+    return state.address
