@@ -219,3 +219,38 @@ async def test_late_reply_is_not_given_to_the_next_probe(hosts: dict[str, str], 
     assert second.status is Status.UP, second
     assert second.details["rtt_min_ms"] >= LATE * 1000  # its own reply, not the first one's
     assert ctx.icmp_socket(4).ignored["late or duplicate"] == 1
+
+
+def test_datagram_sockets_are_shared_too_where_ping_group_range_allows() -> None:
+    # ping_group_range is per namespace: widen it in a fresh one, so the unprivileged path runs.
+    name = f"ispmon-dgram-{os.getpid()}"
+    script = (
+        "import asyncio, os\n"
+        "from ispmon.availability.endpoints import build_endpoint\n"
+        "from ispmon.probes.base import ProbeContext\n"
+        "from ispmon.probes.icmp import probe\n"
+        "def socks():\n"
+        "    return sum(os.readlink(f'/proc/self/fd/{f}').startswith('socket:') for f in os.listdir('/proc/self/fd')\n"
+        "               if os.path.exists(f'/proc/self/fd/{f}'))\n"
+        "async def main():\n"
+        "    ctx = ProbeContext(icmp_privileged=False)\n"
+        "    ep = build_endpoint({'name': 'x', 'url': '127.0.0.1', 'protocol': 'icmp', 'check_interval': 60,\n"
+        "                         'packet_count': 5, 'packet_interval': 0.01})\n"
+        "    before, seen = socks(), []\n"
+        "    async def sample():\n"
+        "        for _ in range(5):\n"
+        "            await asyncio.sleep(0.01)\n"
+        "            seen.append(socks())\n"
+        "    rs, _ = await asyncio.gather(asyncio.gather(*(probe(ep, 1.0, ctx) for _ in range(50))), sample())\n"
+        "    print(sorted({(r.status.value, r.details['packets_received']) for r in rs}), max(seen) - before)\n"
+        "    await ctx.close()\n"
+        "asyncio.run(main())\n"
+    )
+    _run("ip", "netns", "add", name)
+    try:
+        _run("ip", "-n", name, "link", "set", "lo", "up")
+        _run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        out = _run("ip", "netns", "exec", name, sys.executable, "-c", script)
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+    assert out.split() == ["[('up',", "5)]", "1"], out
