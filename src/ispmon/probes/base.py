@@ -19,6 +19,7 @@ import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import patterns
+from ispmon.probes.icmpmux import SharedIcmpSocket
 from ispmon.probes.oserrors import resource_errno
 from ispmon.probes.patterns import CheckBudget, PatternOutcome, PatternWorkers, check_budget, current_budget
 from ispmon.probes.resources import EVENT_LOOP, PATTERN_WORKERS, judge, resource_failure
@@ -119,6 +120,17 @@ class ProbeContext:
     # endpoint id -> the probe bug last logged for it, so a bug is logged (with its traceback)
     # once per endpoint until that endpoint's result changes, not once per check.
     _bugs_logged: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # IP version -> the ICMP socket all ICMP probes share (see ispmon.probes.icmpmux).
+    _icmp: dict[int, SharedIcmpSocket] = field(default_factory=dict)
+
+    def icmp_socket(self, version: int) -> SharedIcmpSocket:
+        """The shared ICMP socket for IPv4 or IPv6, opened on first use (raises icmplib's errors)."""
+        sock = self._icmp.get(version)
+        if sock is None or sock.loop is not asyncio.get_running_loop():
+            if sock is not None:
+                sock.close()
+            sock = self._icmp[version] = SharedIcmpSocket(version, self.icmp_privileged)
+        return sock
 
     def http_session(self) -> aiohttp.ClientSession:
         """One session, fresh connection per check (we measure availability, not a warm pool)."""
@@ -145,6 +157,9 @@ class ProbeContext:
         return self._patterns
 
     async def close(self) -> None:
+        for sock in self._icmp.values():
+            sock.close()
+        self._icmp.clear()
         if self._patterns is not None:
             self._patterns.close()
             self._patterns = None

@@ -1,7 +1,9 @@
 """ICMP probe: `packet_count` echo requests, `packet_interval` apart, summarised as RTT and loss.
 
-The exchange is icmplib's `async_ping` loop (send, wait for the matching reply, sleep, repeat) built
-from icmplib's own socket and request classes, with two differences that matter to a monitor:
+The exchange is icmplib's `async_ping` loop (send, wait for the matching reply, sleep, repeat) run
+over the process's one shared ICMP socket per family (ispmon.probes.icmpmux: replies handed out
+by identifier and sequence, so CPU per echo does not grow with the echoes in flight), with two
+differences that matter to a monitor:
 `async_ping` swallows every error, so a "destination unreachable" answer or a send that fails for
 lack of a route would look like plain packet loss; here they become DOWN/unreachable. And the
 payload is fixed instead of freshly randomised per packet (saves CPU; see `_PAYLOAD`).
@@ -20,9 +22,7 @@ from itertools import pairwise
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from icmplib import AsyncSocket, ICMPRequest, ICMPv4Socket, ICMPv6Socket
-from icmplib.exceptions import ICMPError, ICMPSocketError, SocketPermissionError, TimeoutExceeded
-from icmplib.utils import unique_identifier
+from icmplib.exceptions import ICMPError, ICMPSocketError, SocketPermissionError
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.probes.base import up_or_slow
@@ -70,9 +70,8 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
         return ProbeResult.down(ErrorKind.TIMEOUT, f"no time left for echo requests after resolving {host}")
     wait, interval = _schedule(budget, count, interval)
 
-    socket_class = ICMPv6Socket if ":" in address else ICMPv4Socket
     try:
-        sock = AsyncSocket(socket_class(None, ctx.icmp_privileged))
+        sock = ctx.icmp_socket(6 if ":" in address else 4)
     except SocketPermissionError:
         mode = "raw" if ctx.icmp_privileged else "unprivileged (datagram)"
         return ProbeResult.down(
@@ -87,31 +86,32 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     sent = 0
     # The last error that explains missing replies: (kind, text, errno name if it was ours).
     failure: tuple[ErrorKind, str, str | None] | None = None
-    ident = unique_identifier()
-    with sock:
-        for sequence in range(count):
-            if sequence:
-                await asyncio.sleep(interval)
-            request = ICMPRequest(address, ident, sequence, payload=_PAYLOAD)
-            try:
-                sock.send(request)
-            except ICMPSocketError as exc:
-                # No route / unreachable network: every further send fails the same way.
-                failure = (_kind(exc), f"cannot send to {address}: {exc}", resource_errno(exc))
-                break
-            sent += 1
-            try:
-                reply = await sock.receive(request, wait)
-                reply.raise_for_status()
-            except TimeoutExceeded:
-                continue
-            except ICMPError as exc:  # destination unreachable, TTL exceeded in transit, ...
-                failure = (ErrorKind.UNREACHABLE, f"{address}: {exc}", None)
-                continue
-            except ICMPSocketError as exc:
-                failure = (_kind(exc), f"receiving from {address}: {exc}", resource_errno(exc))
-                continue
-            rtts.append((reply.time - request.time) * 1000.0)
+    loop = asyncio.get_running_loop()
+    for index in range(count):
+        if index:
+            await asyncio.sleep(interval)
+        try:
+            sequence, sent_at, future = sock.send(address, _PAYLOAD)
+        except OSError as exc:
+            # No route / unreachable network: every further send fails the same way.
+            failure = (_kind(exc), f"cannot send to {address}: {exc}", resource_errno(exc))
+            break
+        sent += 1
+        # A bare timer, not asyncio.wait_for: this runs for every packet of every host.
+        timer = loop.call_later(wait, _expire, future)
+        try:
+            reply = await future
+        finally:
+            timer.cancel()
+            sock.forget(sequence, future)
+        if reply is None:
+            continue
+        try:
+            reply.raise_for_status()
+        except ICMPError as exc:  # destination unreachable, TTL exceeded in transit, ...
+            failure = (ErrorKind.UNREACHABLE, f"{address}: {exc}", None)
+            continue
+        rtts.append((reply.time - sent_at) * 1000.0)
 
     details = _stats(rtts, sent)
     if resolved:
@@ -148,7 +148,12 @@ def _schedule(budget: float, count: int, interval: float) -> tuple[float, float]
     return wait, interval
 
 
-def _kind(exc: ICMPSocketError) -> ErrorKind:
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _kind(exc: OSError) -> ErrorKind:
     # icmplib re-raises OSError as ICMPSocketError(str(err)); the errno survives in the text and
     # in __context__, which is what the shared classifier reads.
     cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
