@@ -547,6 +547,7 @@ CREATE INDEX IF NOT EXISTS enforcements_pending ON enforcements (id) WHERE state
 
 INSERT INTO schema_version (version, description)
 VALUES (8, 'usage: rollups per customer, quota crossings, the enforcement audit trail')
+ON CONFLICT (version) DO NOTHING;
 
 -- Traffic analysis (issue 13): declared flow exporters and 1-minute flow aggregates. A flushed
 -- batch is recorded in flow_batches in the same transaction as its rows, so a retried flush of
