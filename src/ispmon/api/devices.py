@@ -117,12 +117,15 @@ ROUTES: tuple[Route, ...] = (
         query=(
             Param("since", "date-time", "Start (inclusive); default: an hour before until"),
             Param("until", "date-time", "End (exclusive); default: now"),
+            Param("step", "string", "raw samples, or the 5m / 1h / 1d rollup (any other value: 400)", default="raw",
+                  enum=("raw", "5m", "1h", "1d")),
             Param("limit", "integer", "At most this many samples", default=10_000, minimum=1, maximum=100_000),
         ),
     ),
     Route(
         "GET", "/interfaces/{interface_id}/percentile", interface_percentile, "interfacePercentile",
-        "The Nth percentile of the interface's 5-minute rates in, out and max(in, out) (95th by default)", TAG,
+        "The Nth percentile of the interface's 5-minute rates in, out and max(in, out) (95th by default),"
+        " from the finest data kept for each part of the range (raw, then 5m / 1h / 1d rollups)", TAG,
         path_params=(INTERFACE_ID,),
         query=(
             Param("since", "date-time", "Start (inclusive); default: 30 days before until"),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ispmon.network.devices import DeviceSpec, build_device, restore_redacted
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.store import rollups
 
 if TYPE_CHECKING:
     from ispmon.network.poller import Poller
@@ -186,20 +187,27 @@ class NetworkService:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        step: str = "raw",
         limit: int = 10_000,
     ) -> dict[str, Any]:
-        """Raw samples in [since, until) (default: the last hour), oldest first."""
+        """Samples in [since, until) (default: the last hour), oldest first: the raw samples
+        (``step=raw``) or the buckets of the 5m / 1h / 1d rollup, each rate's average with its min,
+        max and 95th percentile beside it."""
         if await self.db.interfaces.get(interface_id) is None:
             raise NotFoundError("interface", interface_id)
         until = until or datetime.now(UTC)
         since = since or until - timedelta(hours=1)
-        rows = await self.db.interfaces.metrics(interface_id, since, until, limit)
-        items = [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+        if step == "raw":
+            rows = await self.db.interfaces.metrics(interface_id, since, until, limit)
+            items = [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+        else:
+            found = await rollups.rollup_rows(self.db.pool, interface_id, rollups.STEPS[step], since, until, limit)
+            items = [rollups.rollup_dict(r) for r in found]
         return {
             "interface_id": interface_id,
             "since": since.isoformat(),
             "until": until.isoformat(),
-            "step": "raw",
+            "step": step,
             "items": items,
             "count": len(items),
         }
@@ -220,7 +228,7 @@ class NetworkService:
             raise NotFoundError("interface", interface_id)
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)
-        row = await self.db.interfaces.percentile(interface_id, since, until, percentile, bucket)
+        row, sources = await rollups.percentile_finest(self.db.pool, interface_id, since, until, percentile, bucket)
         values = [v for v in (row["in_bps"], row["out_bps"]) if v is not None]
         return {
             "interface_id": interface_id,
@@ -229,6 +237,7 @@ class NetworkService:
             "percentile": percentile,
             "bucket_s": bucket,
             "buckets": row["buckets"],
+            "sources": sources,
             "in_bps": row["in_bps"],
             "out_bps": row["out_bps"],
             "billable_bps": max(values) if values else None,

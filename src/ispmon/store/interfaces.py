@@ -165,33 +165,6 @@ class InterfaceRepo:
             limit,
         )
 
-    async def percentile(
-        self, interface_id: int, since: datetime, until: datetime, percentile: float, bucket_s: int
-    ) -> asyncpg.Record:
-        """The `percentile` (nearest rank, as carriers bill) of the per-bucket average rates in and
-        out over [since, until); samples are averaged per `bucket_s` bucket weighted by their interval."""
-        return await self.pool.fetchrow(
-            """WITH buckets AS (
-                   SELECT date_bin(make_interval(secs => $5), at, '2000-01-01'::timestamptz) AS bucket,
-                          sum(in_bps * interval_s) FILTER (WHERE in_bps IS NOT NULL)
-                              / nullif(sum(interval_s) FILTER (WHERE in_bps IS NOT NULL), 0) AS in_bps,
-                          sum(out_bps * interval_s) FILTER (WHERE out_bps IS NOT NULL)
-                              / nullif(sum(interval_s) FILTER (WHERE out_bps IS NOT NULL), 0) AS out_bps
-                   FROM interface_metrics
-                   WHERE interface_id = $1 AND at >= $2 AND at < $3
-                   GROUP BY 1)
-               SELECT count(*) AS buckets,
-                      percentile_disc($4) WITHIN GROUP (ORDER BY in_bps) AS in_bps,
-                      percentile_disc($4) WITHIN GROUP (ORDER BY out_bps) AS out_bps,
-                      max(in_bps) AS in_max_bps, max(out_bps) AS out_max_bps
-               FROM buckets""",
-            interface_id,
-            since,
-            until,
-            percentile / 100,
-            bucket_s,
-        )
-
     async def summary(self, top: int = 10) -> dict[str, Any]:
         """Counts for /network/summary, and the most utilised interfaces by their last sample."""
         counts = await self.pool.fetchrow(
