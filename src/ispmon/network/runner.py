@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
 
-from ispmon.network.devices import build_device
+from ispmon.alerts.network import device_subject, interface_subject
+from ispmon.network.devices import DeviceSpec, build_device
 from ispmon.network.poller import Poller
 from ispmon.network.snmp import SnmpClient
 from ispmon.store import rollups
@@ -20,6 +23,7 @@ from ispmon.store.interfaces import METRIC_COLUMNS
 from ispmon.store.writer import BatchWriter
 
 if TYPE_CHECKING:
+    from ispmon.alerts.engine import AlertEngine
     from ispmon.config import LoadedConfig, Settings
     from ispmon.store.database import Database
 
@@ -52,6 +56,21 @@ async def rollup_loop(db: Database, settings: Settings) -> None:
         await asyncio.sleep(ROLLUP_INTERVAL)
 
 
+def alert_observer(engine: AlertEngine) -> Callable[[DeviceSpec, str | None, float, dict[str, float | None]], None]:
+    """The poller's figures into the alert engine's threshold rules, as device / interface subjects."""
+
+    def observe(spec: DeviceSpec, interface: str | None, at: float, values: dict[str, float | None]) -> None:
+        tags = tuple(spec.tags)
+        subject = (
+            device_subject(spec.id, spec.name, tags)
+            if interface is None
+            else interface_subject(spec.id, spec.name, tags, interface)
+        )
+        engine.observe_network(subject, datetime.fromtimestamp(at, UTC), values)
+
+    return observe
+
+
 class NetworkPolling:
     def __init__(
         self, poller: Poller, writer: BatchWriter, client: SnmpClient, rollup_task: asyncio.Task[None] | None = None
@@ -62,7 +81,7 @@ class NetworkPolling:
         self.rollup_task = rollup_task
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig) -> NetworkPolling:
+    async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> NetworkPolling:
         settings = config.settings
         if config.path is not None:
             # As endpoints: only with a file, so a start without --config keeps the file's devices.
@@ -74,6 +93,8 @@ class NetworkPolling:
         writer = BatchWriter(db.pool, "interface_metrics", METRIC_COLUMNS, max_buffer=settings.ispmon_write_queue_size)
         client = SnmpClient()
         poller = Poller(db, client, writer, concurrency=settings.snmp_max_concurrency)
+        if alerts is not None:
+            poller.observer = alert_observer(alerts)
         specs = []
         for row in await db.devices.all():
             try:
