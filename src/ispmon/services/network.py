@@ -17,6 +17,8 @@ from pydantic import ValidationError
 from ispmon.network.devices import DeviceSpec, build_device, restore_redacted
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
 from ispmon.store import rollups
+from ispmon.store.interfaces import DEVICE_EVENT_LIST
+from ispmon.store.listing import ListSpec
 
 if TYPE_CHECKING:
     from ispmon.network.poller import Poller
@@ -244,6 +246,13 @@ class NetworkService:
             "in_max_bps": row["in_max_bps"],
             "out_max_bps": row["out_max_bps"],
         }
+
+    async def list_events(self, spec: ListSpec, **query: Any) -> list[dict[str, Any]]:
+        """Device and interface state changes (`spec`: all of them, or one device's), newest first."""
+        if spec is DEVICE_EVENT_LIST and await self.db.devices.get(query["device_id"]) is None:
+            raise NotFoundError("device", query["device_id"])
+        rows = await self.db.interfaces.list_events(spec, **query)
+        return [{**dict(r), "at": r["at"].isoformat(), "data": r["data"]} for r in rows]
 
     async def summary(self, top: int = 10) -> dict[str, Any]:
         found = await self.db.interfaces.summary(top)

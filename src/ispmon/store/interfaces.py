@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 
 from ispmon.network.counters import Sample
-from ispmon.network.events import NetEvent
+from ispmon.network.events import DEVICE_REACHABLE, DEVICE_UNREACHABLE, INTERFACE_DOWN, INTERFACE_UP, NetEvent
+from ispmon.store.listing import Filter, Key, ListSpec
 
 PollUpdate = tuple[int, str | None, str | None, dict[str, Any] | None, datetime | None]
 
@@ -64,6 +65,33 @@ SELECT $1, * FROM unnest({_UNNEST})
 ON CONFLICT (device_id, key) DO UPDATE SET
     {", ".join(f"{n} = EXCLUDED.{n}" for n, _ in DISCOVERED if n not in _POLLED)}, present = true, updated_at = now()
 RETURNING {INTERFACE_COLUMNS}"""
+
+
+_EVENT_SELECT = "SELECT id, device_id, interface_id, at, kind, data FROM network_events"
+_EVENT_FILTERS = (
+    Filter("kind", "enum", "kind", description="Only events of this kind",
+           choices=(INTERFACE_DOWN, INTERFACE_UP, DEVICE_UNREACHABLE, DEVICE_REACHABLE)),
+    Filter("interface_id", "integer", "interface_id", description="Only events of this interface", minimum=1),
+    Filter("since", "date-time", "at", ">=", "Events at or after this instant"),
+    Filter("until", "date-time", "at", "<", "Events before this instant"),
+)
+_EVENT_KEYS = (Key("at", "date-time"), Key("id", "integer"))
+# GET /network/events and GET /devices/{device_id}/events: newest first, keyset (at, id).
+NETWORK_EVENT_LIST = ListSpec(
+    "network-events",
+    _EVENT_SELECT,
+    filters=(Filter("device", "text", "device_id", description="Only events of this device", key="device_id"),
+             *_EVENT_FILTERS),
+    keyset=_EVENT_KEYS,
+    descending=True,
+)
+DEVICE_EVENT_LIST = ListSpec(
+    "device-events",
+    _EVENT_SELECT,
+    filters=(Filter("device_id", "text", "device_id", path=True), *_EVENT_FILTERS),
+    keyset=_EVENT_KEYS,
+    descending=True,
+)
 
 
 def metric_row(interface_id: int, sample: Sample) -> tuple[Any, ...]:
@@ -138,6 +166,14 @@ class InterfaceRepo:
                 "INSERT INTO network_events (device_id, interface_id, at, kind, data) VALUES ($1, $2, $3, $4, $5)",
                 [(e.device_id, e.interface_id, datetime.fromtimestamp(e.at, UTC), e.kind, e.data) for e in events],
             )
+
+    async def list_events(
+        self, spec: ListSpec, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None,
+        **filters: Any,
+    ) -> list[asyncpg.Record]:
+        """Events by `spec` (NETWORK_EVENT_LIST or DEVICE_EVENT_LIST), newest first."""
+        sql, args = spec.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
 
     async def events(self, device_id: str, limit: int = 1000) -> list[asyncpg.Record]:
         return await self.pool.fetch(
