@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     alert_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     # Network performance (SNMP polling).
     interface_metrics_retention_days: int = Field(30, ge=1, le=3650)
+    # Rollups: the 1h and 1d buckets are made from the 5m ones, so those stay at least 2 days.
+    interface_rollup_5m_retention_days: int = Field(90, ge=2, le=3650)
+    interface_rollup_1h_retention_days: int = Field(730, ge=1, le=3650)
+    interface_rollup_1d_retention_days: int = Field(3650, ge=1, le=36500)
     snmp_max_concurrency: int = Field(100, ge=1, le=10000)
     # RADIUS accounting (the usage domain); port 0 disables the listener.
     radius_acct_address: str = "0.0.0.0"

@@ -352,7 +352,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         history.start()
         events.start()
         await alerting.start()
-        network = await NetworkPolling.start(db, config)
+        network = await NetworkPolling.start(db, config, alerting.engine)
         accounting = await Accounting.start(db, config)
         flows = await FlowCollection.start(db, config)
         app = create_app(

@@ -590,3 +590,69 @@ CREATE TABLE IF NOT EXISTS flow_aggregates_default PARTITION OF flow_aggregates 
 INSERT INTO schema_version (version, description)
 VALUES (9, 'flows: exporters, 1-minute flow aggregates (daily partitions), flushed batches')
 ON CONFLICT (version) DO NOTHING;
+
+-- Interface rollups (issue 11 §5): 5-minute, 1-hour and 1-day buckets of interface_metrics. -------
+-- One row per (step, interface, bucket start); per rate: min, interval-weighted avg, max and the
+-- 95th percentile (nearest rank) of the finer values. Written by ispmon.store.rollups in the same
+-- transaction that moves interface_rollup_progress, so a bucket is replaced, never added twice,
+-- and a crash mid-rollup leaves the previous state. Retention per step (DELETE: rollups are small).
+CREATE TABLE IF NOT EXISTS interface_rollups (
+    step_s          integer NOT NULL CHECK (step_s IN (300, 3600, 86400)),
+    interface_id    bigint NOT NULL,
+    bucket          timestamptz NOT NULL,
+    samples         integer NOT NULL,
+    seconds         double precision NOT NULL,
+    in_octets       numeric(24, 0),
+    out_octets      numeric(24, 0),
+    in_bps_min           double precision,
+    in_bps_avg           double precision,
+    in_bps_max           double precision,
+    in_bps_p95           double precision,
+    out_bps_min          double precision,
+    out_bps_avg          double precision,
+    out_bps_max          double precision,
+    out_bps_p95          double precision,
+    in_pps_min           double precision,
+    in_pps_avg           double precision,
+    in_pps_max           double precision,
+    in_pps_p95           double precision,
+    out_pps_min          double precision,
+    out_pps_avg          double precision,
+    out_pps_max          double precision,
+    out_pps_p95          double precision,
+    in_util_pct_min      double precision,
+    in_util_pct_avg      double precision,
+    in_util_pct_max      double precision,
+    in_util_pct_p95      double precision,
+    out_util_pct_min     double precision,
+    out_util_pct_avg     double precision,
+    out_util_pct_max     double precision,
+    out_util_pct_p95     double precision,
+    in_errors_ps_min     double precision,
+    in_errors_ps_avg     double precision,
+    in_errors_ps_max     double precision,
+    in_errors_ps_p95     double precision,
+    out_errors_ps_min    double precision,
+    out_errors_ps_avg    double precision,
+    out_errors_ps_max    double precision,
+    out_errors_ps_p95    double precision,
+    in_discards_ps_min   double precision,
+    in_discards_ps_avg   double precision,
+    in_discards_ps_max   double precision,
+    in_discards_ps_p95   double precision,
+    out_discards_ps_min  double precision,
+    out_discards_ps_avg  double precision,
+    out_discards_ps_max  double precision,
+    out_discards_ps_p95  double precision,
+    PRIMARY KEY (step_s, interface_id, bucket)
+);
+-- How far each step is rolled up: every bucket starting before done_until is final.
+CREATE TABLE IF NOT EXISTS interface_rollup_progress (
+    step_s      integer PRIMARY KEY,
+    done_until  timestamptz NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (7, 'network: interface rollups (5 minutes, 1 hour, 1 day) and their progress')
+ON CONFLICT (version) DO NOTHING;

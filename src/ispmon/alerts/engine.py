@@ -202,11 +202,32 @@ class AlertEngine(Paging):
         if cached is None or cached[0] is not spec:
             cached = (spec, tuple(r for r in self._threshold_rules if r.matches(spec.id, spec.tags)))
             self._matching[spec.id] = cached
+        self._feed(spec, cached[1], now, lambda metric: metric_value(metric, result))
+
+    def observe_network(self, subject: Any, now: datetime, values: dict[str, float | None]) -> None:
+        """Figures of an SNMP device or interface from one poll (`subject`: an
+        `ispmon.alerts.network.NetSubject`), through the threshold rules that watch it."""
+        if not self._threshold_rules:
+            return
+        cached = self._matching.get(subject.id)
+        if cached is None or cached[0] != subject:
+            matching = tuple(
+                r
+                for r in self._threshold_rules
+                if r.matches_network(subject.device_id, subject.tags, subject.interface)
+            )
+            cached = (subject, matching)
+            self._matching[subject.id] = cached
+        self._feed(subject, cached[1], now, values.get)
+
+    def _feed(
+        self, spec: Any, rules: tuple[AlertRule, ...], now: datetime, value_of: Callable[[str], float | None]
+    ) -> None:
         values: dict[str, float | None] = {}
-        for rule in cached[1]:
+        for rule in rules:
             metric = rule.metric or ""
             if metric not in values:
-                values[metric] = metric_value(metric, result)
+                values[metric] = value_of(metric)
             value = values[metric]
             key = (rule.id, spec.id)
             state = self.thresholds.get(key)

@@ -11,8 +11,13 @@ Two kinds of rule, declared in the config file or through the API:
   limit does not page on every check).
 
 Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the endpoint is listed,
-or has any of the tags); both empty means every endpoint. Routing: ``channels`` (None = the
-default set, ALERT_NOTIFICATION_CHANNELS) or ``escalation`` (a policy id), never both.
+or has any of the tags); both empty means every endpoint. Threshold rules also watch SNMP devices
+and their interfaces (`matches_network`): ``devices`` (ids) OR ``tags`` (the device's) select
+devices, ``interfaces`` (shell patterns on ifName) narrows to interfaces; their figures are the
+interface samples' (``in_util_pct``, ``out_errors_ps``, ...), ``interface_down`` and
+``device_unreachable`` (1 while so, 0 when not: ``above = 0`` pages on the state change).
+A rule with ``devices`` or ``interfaces`` and no ``endpoints``/``tags`` watches no endpoint.
+Routing: ``channels`` (None = the default set, ALERT_NOTIFICATION_CHANNELS) or ``escalation`` (a policy id), never both.
 
 Routing has a root: an outage that no enabled outage rule matches (by endpoint, tags and
 ``min_severity``) goes to the default route, `default_route()`, whose id ``default`` is reserved,
@@ -23,6 +28,7 @@ and which pages ALERT_NOTIFICATION_CHANNELS. So no outage pages nobody without a
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -61,7 +67,7 @@ _THRESHOLD_ONLY = ("metric", "above", "below", "for_checks", "for_minutes")
 _OUTAGE_ONLY = ("min_severity",)
 # These have non-None defaults: only a value other than the default is an error, so that a rule
 # dumped by the API (every field present) validates again unchanged.
-_THRESHOLD_ONLY_DEFAULTED = {"clear_checks": 1}
+_THRESHOLD_ONLY_DEFAULTED: dict[str, Any] = {"clear_checks": 1, "devices": [], "interfaces": []}
 _OUTAGE_ONLY_DEFAULTED = {"notify_escalated": True}
 
 
@@ -78,6 +84,10 @@ class AlertRule(BaseModel):
     kind: Literal["outage", "threshold"]
     endpoints: list[Slug] = Field(default_factory=list, max_length=10000)
     tags: list[Tag] = Field(default_factory=list, max_length=100)
+    devices: list[Slug] = Field(default_factory=list, max_length=10000)
+    interfaces: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
     min_severity: Severity | None = None
     notify_escalated: bool = True
     # Outage rules: resolved messages; threshold rules: "cleared" messages.
@@ -140,8 +150,23 @@ class AlertRule(BaseModel):
         if not self.enabled:
             return False
         if not self.endpoints and not self.tags:
-            return True
+            return not self.devices and not self.interfaces
         return endpoint_id in self.endpoints or not set(self.tags).isdisjoint(tags)
+
+    def matches_network(self, device_id: str, tags: Iterable[str], interface: str | None) -> bool:
+        """Whether this (enabled) rule watches the device (`interface` None) or its interface
+        named `interface`: the device is listed or has a tag (none of either: every device), and
+        the interface's name matches a pattern (none: every interface; a device's own figures
+        only with no pattern)."""
+        if not self.enabled:
+            return False
+        if (self.devices or self.tags or self.endpoints) and not (
+            device_id in self.devices or not set(self.tags).isdisjoint(tags)
+        ):
+            return False
+        if not self.interfaces:
+            return True
+        return interface is not None and any(fnmatch.fnmatchcase(interface, p) for p in self.interfaces)
 
     def severity_matches(self, severity: Severity) -> bool:
         """At or above `min_severity`. Checked per event: an outage that escalates into range matches then."""

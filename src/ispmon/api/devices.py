@@ -17,6 +17,7 @@ from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.devices import DeviceSpec
 from ispmon.store.devices import DEVICE_LIST
+from ispmon.store.interfaces import DEVICE_EVENT_LIST, NETWORK_EVENT_LIST
 
 TAG = "network"
 DEVICE_ID = PathParam("device_id", "slug", "Device id (a slug)")
@@ -75,6 +76,22 @@ async def interface_percentile(call: Call) -> web.Response:
     return json_response(await call.services.network.interface_percentile(call.path["interface_id"], **call.query))
 
 
+async def network_events(call: Call) -> web.Response:
+    async def fetch(**query: Any) -> list[dict[str, Any]]:
+        return await call.services.network.list_events(NETWORK_EVENT_LIST, **query)
+
+    return await list_page(call, NETWORK_EVENT_LIST, fetch)
+
+
+async def device_events(call: Call) -> web.Response:
+    device_id = call.path["device_id"]
+
+    async def fetch(**query: Any) -> list[dict[str, Any]]:
+        return await call.services.network.list_events(DEVICE_EVENT_LIST, device_id=device_id, **query)
+
+    return await list_page(call, DEVICE_EVENT_LIST, fetch)
+
+
 async def network_summary(call: Call) -> web.Response:
     return json_response(await call.services.network.summary(**call.query))
 
@@ -121,12 +138,15 @@ ROUTES: tuple[Route, ...] = (
         query=(
             Param("since", "date-time", "Start (inclusive); default: an hour before until"),
             Param("until", "date-time", "End (exclusive); default: now"),
+            Param("step", "string", "raw samples, or the 5m / 1h / 1d rollup (any other value: 400)", default="raw",
+                  enum=("raw", "5m", "1h", "1d")),
             Param("limit", "integer", "At most this many samples", default=10_000, minimum=1, maximum=100_000),
         ),
     ),
     Route(
         "GET", "/interfaces/{interface_id}/percentile", interface_percentile, "interfacePercentile",
-        "The Nth percentile of the interface's 5-minute rates in, out and max(in, out) (95th by default)", TAG,
+        "The Nth percentile of the interface's 5-minute rates in, out and max(in, out) (95th by default),"
+        " from the finest data kept for each part of the range (raw, then 5m / 1h / 1d rollups)", TAG,
         path_params=(INTERFACE_ID,),
         query=(
             Param("since", "date-time", "Start (inclusive); default: 30 days before until"),
@@ -136,6 +156,16 @@ ROUTES: tuple[Route, ...] = (
             Param("bucket", "integer", "Seconds averaged before ranking (300: 5 minutes)", default=300,
                   minimum=1, maximum=86400),
         ),
+    ),
+    Route(
+        "GET", "/network/events", network_events, "networkEvents",
+        "Device and interface state changes (interface_down / up, device_unreachable / reachable), newest first",
+        TAG, query=list_params(NETWORK_EVENT_LIST), response="page",
+    ),
+    Route(
+        "GET", "/devices/{device_id}/events", device_events, "deviceEvents",
+        "The device's state changes and its interfaces', newest first", TAG,
+        path_params=(DEVICE_ID,), query=list_params(DEVICE_EVENT_LIST), response="page",
     ),
     Route(
         "GET", "/network/summary", network_summary, "networkSummary",

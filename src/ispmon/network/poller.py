@@ -80,6 +80,13 @@ class DeviceState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+Observer = Callable[["DeviceSpec", str | None, float, dict[str, float | None]], None]
+SAMPLE_METRICS = (
+    "in_bps", "out_bps", "in_pps", "out_pps", "in_util_pct", "out_util_pct",
+    "in_errors_ps", "out_errors_ps", "in_discards_ps", "out_discards_ps",
+)
+
+
 def _dt(at: float | None) -> datetime | None:
     return datetime.fromtimestamp(at, UTC) if at is not None else None
 
@@ -102,6 +109,17 @@ class Poller:
         self.devices: dict[str, DeviceState] = {}
         self.stats = PollerStats()
         self._running = False
+        # Figures of each poll for the threshold alert rules: (device, ifName or None for the
+        # device's own, Unix time, {metric: value}). Set by the daemon's wiring.
+        self.observer: Observer | None = None
+
+    def _observe(self, spec: DeviceSpec, interface: str | None, at: float, values: dict[str, float | None]) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(spec, interface, at, values)
+        except Exception as exc:  # alerting must never stop polling
+            log.error("network_alert_observe_failed", device_id=spec.id, error=str(exc)[:300])
 
     # -- the set of devices ------------------------------------------------------------------------
     def start(self, specs: list[DeviceSpec]) -> None:
@@ -243,6 +261,7 @@ class Poller:
             state.spec.id, False, state.unreachable_since, self.clock(), exc.message
         )
         await self.db.interfaces.record_events(events)
+        self._observe(state.spec, None, self.clock(), {"device_unreachable": 1.0})
         await self.db.devices.record_poll(
             state.spec.id, datetime.now(UTC), reachable=False, error=exc.message,
             unreachable_since=_dt(state.unreachable_since),
@@ -254,6 +273,7 @@ class Poller:
             log.info("device_reachable", device_id=state.spec.id, duration_s=events[0].data["duration_s"])
             await self.db.interfaces.record_events(events)
         state.reachable, state.error = True, None
+        self._observe(state.spec, None, at, {"device_unreachable": 0.0})
         system = {"sys_uptime": state.uptime}
         await self.db.devices.record_poll(
             state.spec.id, datetime.now(UTC), reachable=True, system=system
@@ -307,6 +327,13 @@ class Poller:
             for event in changes:  # one line per state change, never one per poll
                 log.info(event.kind, device_id=state.spec.id, interface=iface.name, **event.data)
             events.extend(changes)
+            figures: dict[str, float | None] = (
+                {m: getattr(result.sample, m) for m in SAMPLE_METRICS} if sample_json is not None else {}
+            )
+            if admin is not None and oper is not None:
+                figures["interface_down"] = 1.0 if admin == "up" and oper != "up" else 0.0
+            if figures:
+                self._observe(state.spec, iface.name, reading.at, figures)
             updates.append((iface.id, admin, oper, sample_json, _dt(iface.down_since)))
             items.append(
                 {

@@ -16,6 +16,9 @@ from pydantic import ValidationError
 
 from ispmon.network.devices import DeviceSpec, build_device, restore_redacted
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.store import rollups
+from ispmon.store.interfaces import DEVICE_EVENT_LIST
+from ispmon.store.listing import ListSpec
 
 if TYPE_CHECKING:
     from ispmon.network.poller import Poller
@@ -186,20 +189,27 @@ class NetworkService:
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        step: str = "raw",
         limit: int = 10_000,
     ) -> dict[str, Any]:
-        """Raw samples in [since, until) (default: the last hour), oldest first."""
+        """Samples in [since, until) (default: the last hour), oldest first: the raw samples
+        (``step=raw``) or the buckets of the 5m / 1h / 1d rollup, each rate's average with its min,
+        max and 95th percentile beside it."""
         if await self.db.interfaces.get(interface_id) is None:
             raise NotFoundError("interface", interface_id)
         until = until or datetime.now(UTC)
         since = since or until - timedelta(hours=1)
-        rows = await self.db.interfaces.metrics(interface_id, since, until, limit)
-        items = [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+        if step == "raw":
+            rows = await self.db.interfaces.metrics(interface_id, since, until, limit)
+            items = [{**dict(r), "at": r["at"].isoformat()} for r in rows]
+        else:
+            found = await rollups.rollup_rows(self.db.pool, interface_id, rollups.STEPS[step], since, until, limit)
+            items = [rollups.rollup_dict(r) for r in found]
         return {
             "interface_id": interface_id,
             "since": since.isoformat(),
             "until": until.isoformat(),
-            "step": "raw",
+            "step": step,
             "items": items,
             "count": len(items),
         }
@@ -220,7 +230,7 @@ class NetworkService:
             raise NotFoundError("interface", interface_id)
         until = until or datetime.now(UTC)
         since = since or until - timedelta(days=30)
-        row = await self.db.interfaces.percentile(interface_id, since, until, percentile, bucket)
+        row, sources = await rollups.percentile_finest(self.db.pool, interface_id, since, until, percentile, bucket)
         values = [v for v in (row["in_bps"], row["out_bps"]) if v is not None]
         return {
             "interface_id": interface_id,
@@ -229,12 +239,20 @@ class NetworkService:
             "percentile": percentile,
             "bucket_s": bucket,
             "buckets": row["buckets"],
+            "sources": sources,
             "in_bps": row["in_bps"],
             "out_bps": row["out_bps"],
             "billable_bps": max(values) if values else None,
             "in_max_bps": row["in_max_bps"],
             "out_max_bps": row["out_max_bps"],
         }
+
+    async def list_events(self, spec: ListSpec, **query: Any) -> list[dict[str, Any]]:
+        """Device and interface state changes (`spec`: all of them, or one device's), newest first."""
+        if spec is DEVICE_EVENT_LIST and await self.db.devices.get(query["device_id"]) is None:
+            raise NotFoundError("device", query["device_id"])
+        rows = await self.db.interfaces.list_events(spec, **query)
+        return [{**dict(r), "at": r["at"].isoformat(), "data": r["data"]} for r in rows]
 
     async def summary(self, top: int = 10) -> dict[str, Any]:
         found = await self.db.interfaces.summary(top)

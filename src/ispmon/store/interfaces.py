@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 
 from ispmon.network.counters import Sample
-from ispmon.network.events import NetEvent
+from ispmon.network.events import DEVICE_REACHABLE, DEVICE_UNREACHABLE, INTERFACE_DOWN, INTERFACE_UP, NetEvent
+from ispmon.store.listing import Filter, Key, ListSpec
 
 PollUpdate = tuple[int, str | None, str | None, dict[str, Any] | None, datetime | None]
 
@@ -64,6 +65,33 @@ SELECT $1, * FROM unnest({_UNNEST})
 ON CONFLICT (device_id, key) DO UPDATE SET
     {", ".join(f"{n} = EXCLUDED.{n}" for n, _ in DISCOVERED if n not in _POLLED)}, present = true, updated_at = now()
 RETURNING {INTERFACE_COLUMNS}"""
+
+
+_EVENT_SELECT = "SELECT id, device_id, interface_id, at, kind, data FROM network_events"
+_EVENT_FILTERS = (
+    Filter("kind", "enum", "kind", description="Only events of this kind",
+           choices=(INTERFACE_DOWN, INTERFACE_UP, DEVICE_UNREACHABLE, DEVICE_REACHABLE)),
+    Filter("interface_id", "integer", "interface_id", description="Only events of this interface", minimum=1),
+    Filter("since", "date-time", "at", ">=", "Events at or after this instant"),
+    Filter("until", "date-time", "at", "<", "Events before this instant"),
+)
+_EVENT_KEYS = (Key("at", "date-time"), Key("id", "integer"))
+# GET /network/events and GET /devices/{device_id}/events: newest first, keyset (at, id).
+NETWORK_EVENT_LIST = ListSpec(
+    "network-events",
+    _EVENT_SELECT,
+    filters=(Filter("device", "text", "device_id", description="Only events of this device", key="device_id"),
+             *_EVENT_FILTERS),
+    keyset=_EVENT_KEYS,
+    descending=True,
+)
+DEVICE_EVENT_LIST = ListSpec(
+    "device-events",
+    _EVENT_SELECT,
+    filters=(Filter("device_id", "text", "device_id", path=True), *_EVENT_FILTERS),
+    keyset=_EVENT_KEYS,
+    descending=True,
+)
 
 
 def metric_row(interface_id: int, sample: Sample) -> tuple[Any, ...]:
@@ -139,6 +167,14 @@ class InterfaceRepo:
                 [(e.device_id, e.interface_id, datetime.fromtimestamp(e.at, UTC), e.kind, e.data) for e in events],
             )
 
+    async def list_events(
+        self, spec: ListSpec, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None,
+        **filters: Any,
+    ) -> list[asyncpg.Record]:
+        """Events by `spec` (NETWORK_EVENT_LIST or DEVICE_EVENT_LIST), newest first."""
+        sql, args = spec.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
+
     async def events(self, device_id: str, limit: int = 1000) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             "SELECT device_id, interface_id, at, kind, data FROM network_events WHERE device_id = $1"
@@ -163,33 +199,6 @@ class InterfaceRepo:
             since,
             until,
             limit,
-        )
-
-    async def percentile(
-        self, interface_id: int, since: datetime, until: datetime, percentile: float, bucket_s: int
-    ) -> asyncpg.Record:
-        """The `percentile` (nearest rank, as carriers bill) of the per-bucket average rates in and
-        out over [since, until); samples are averaged per `bucket_s` bucket weighted by their interval."""
-        return await self.pool.fetchrow(
-            """WITH buckets AS (
-                   SELECT date_bin(make_interval(secs => $5), at, '2000-01-01'::timestamptz) AS bucket,
-                          sum(in_bps * interval_s) FILTER (WHERE in_bps IS NOT NULL)
-                              / nullif(sum(interval_s) FILTER (WHERE in_bps IS NOT NULL), 0) AS in_bps,
-                          sum(out_bps * interval_s) FILTER (WHERE out_bps IS NOT NULL)
-                              / nullif(sum(interval_s) FILTER (WHERE out_bps IS NOT NULL), 0) AS out_bps
-                   FROM interface_metrics
-                   WHERE interface_id = $1 AND at >= $2 AND at < $3
-                   GROUP BY 1)
-               SELECT count(*) AS buckets,
-                      percentile_disc($4) WITHIN GROUP (ORDER BY in_bps) AS in_bps,
-                      percentile_disc($4) WITHIN GROUP (ORDER BY out_bps) AS out_bps,
-                      max(in_bps) AS in_max_bps, max(out_bps) AS out_max_bps
-               FROM buckets""",
-            interface_id,
-            since,
-            until,
-            percentile / 100,
-            bucket_s,
         )
 
     async def summary(self, top: int = 10) -> dict[str, Any]:

@@ -1,0 +1,30 @@
+"""SNMP devices and interfaces as subjects of threshold alerts.
+
+An alert row names its subject in ``endpoint_id``: ``device:<device id>`` for a device's own
+figures (``device_unreachable``) and ``interface:<device id>:<ifName>`` for an interface's, so an
+alert follows the interface through an ifIndex renumbering, as its history does. `NetSubject`
+carries what the engine reads from a subject (id, name, tags; never a canary, no parent endpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class NetSubject:
+    id: str
+    name: str
+    tags: tuple[str, ...]
+    device_id: str
+    interface: str | None = None
+    canary: bool = False
+    parent: str | None = None
+
+
+def device_subject(device_id: str, name: str, tags: tuple[str, ...]) -> NetSubject:
+    return NetSubject(f"device:{device_id}", name, tags, device_id)
+
+
+def interface_subject(device_id: str, device_name: str, tags: tuple[str, ...], interface: str) -> NetSubject:
+    return NetSubject(f"interface:{device_id}:{interface}", f"{device_name} {interface}", tags, device_id, interface)
