@@ -410,19 +410,25 @@ class EndpointSpec(BaseModel):
             ],
         )
 
+    # The three properties read pydantic's private-attribute dict directly: `self._x` on a model
+    # misses the instance dict and falls back to BaseModel.__getattr__, which showed up at ~4 % of
+    # the daemon's CPU under py-spy, since every check reads them.
     @property
     def target(self) -> Target:
-        return self._target
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        return private["_target"]  # type: ignore[no-any-return]
 
     @property
     def pattern(self) -> Any:
         """The compiled `expected_response_pattern` (bytes pattern, `regex` module) or None."""
-        return self._pattern
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        return private["_pattern"]
 
     @property
     def payload(self) -> bytes | None:
         """`send` or `send_hex` as bytes (computed once at validation)."""
-        return self._payload
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
+        return private["_payload"]  # type: ignore[no-any-return]
 
     def accepts_status(self, code: int) -> bool:
         if self.expected_status_code is None:

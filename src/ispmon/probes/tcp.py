@@ -25,14 +25,23 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
     pattern = endpoint.pattern
     cap = ctx.max_body_bytes
     buf = bytearray()
-    writer: asyncio.StreamWriter | None = None
+    transport: asyncio.WriteTransport | None = None
     connected_at = 0.0
     matched = eof = False
     outcome: PatternOutcome | None = None
     start = perf_counter()
     try:
         async with asyncio.timeout(timeout) as target_clock:
+            if payload is None and pattern is None:
+                # A bare connect check: a plain transport, without the StreamReader/StreamWriter
+                # pair open_connection builds (measured in bench/compare.py; see the commit).
+                loop = asyncio.get_running_loop()
+                transport, _ = await loop.create_connection(asyncio.Protocol, target.host, target.port)
+                connected_at = perf_counter()
+                end = connected_at
+                return up_or_slow(endpoint, (end - start) * 1000.0, {"connect_time_ms": (end - start) * 1000.0})
             reader, writer = await asyncio.open_connection(target.host, target.port)
+            transport = writer.transport
             connected_at = perf_counter()
             if payload:
                 writer.write(payload)
@@ -72,8 +81,8 @@ async def probe(endpoint: EndpointSpec, timeout: float, ctx: ProbeContext) -> Pr
             return ProbeResult.down(kind, f"cannot resolve {target.host}: {describe_os_error(exc)}")
         return ProbeResult.down(kind, f"cannot connect to {where}: {describe_os_error(exc)}")
     finally:
-        if writer is not None:
-            _close(writer)
+        if transport is not None:
+            _close(transport)
 
     total_ms = (end - start) * 1000.0
     details: dict[str, object] = {"connect_time_ms": (connected_at - start) * 1000.0}
@@ -149,8 +158,7 @@ def _timed_out(
     )
 
 
-def _close(writer: asyncio.StreamWriter) -> None:
-    transport = writer.transport
+def _close(transport: asyncio.WriteTransport) -> None:
     # A graceful close waits for unsent data, which a peer that stopped reading would hold forever.
     if transport.get_write_buffer_size():
         transport.abort()
