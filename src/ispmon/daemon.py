@@ -353,7 +353,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         events.start()
         await alerting.start()
         network = await NetworkPolling.start(db, config, alerting.engine)
-        accounting = await Accounting.start(db, config)
+        accounting = await Accounting.start(db, config, alerting.engine)
         flows = await FlowCollection.start(db, config)
         app = create_app(
             AppServices.build(

@@ -26,6 +26,7 @@ from ispmon.alerts.reconcile import reconcile
 from ispmon.alerts.render import render
 from ispmon.alerts.rules import (
     DEFAULT_RULE_ID,
+    QUOTA_METRIC,
     AlertRule,
     ThresholdBreached,
     ThresholdState,
@@ -84,6 +85,7 @@ class AlertEngine(Paging):
         self.thresholds: dict[tuple[str, str], ThresholdState] = {}
         self.guard = ConnectivityGuard()
         self._threshold_rules: tuple[AlertRule, ...] = ()
+        self._quota_rules: tuple[AlertRule, ...] = ()
         self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
         self._retry: list[Callable[[], Awaitable[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
@@ -108,6 +110,7 @@ class AlertEngine(Paging):
         )
         self.policies = dict(policies)
         self._threshold_rules = tuple(r for r in self.rules.values() if r.kind == "threshold" and r.enabled)
+        self._quota_rules = tuple(r for r in self.rules.values() if r.kind == "quota" and r.enabled)
         self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
 
     def endpoints_changed(self) -> None:
@@ -151,7 +154,7 @@ class AlertEngine(Paging):
         self.open = {row["id"]: OpenAlert.from_row(row) for row in await self.alerts.open_alerts()}
         for alert in self.open.values():
             rule = self.rules.get(alert.rule_id)
-            if alert.kind == "threshold" and rule is not None and rule.kind == "threshold":
+            if alert.kind == "threshold" and rule is not None and rule.kind in ("threshold", "quota"):
                 # Resume "firing", so the first in-range values after a restart clear it.
                 self.thresholds[(rule.id, alert.endpoint_id)] = ThresholdState(
                     count=rule.for_checks or 1, since=alert.started_at, firing=True
@@ -219,6 +222,14 @@ class AlertEngine(Paging):
             cached = (subject, matching)
             self._matching[subject.id] = cached
         self._feed(subject, cached[1], now, values.get)
+
+    def observe_quota(self, subject: Any, now: datetime, percent: float) -> None:
+        """A customer's use this period as a percentage of its quota (`subject`: an
+        `ispmon.alerts.network.CustomerSubject`), through the quota rules that watch it."""
+        if not self._quota_rules:
+            return
+        rules = tuple(r for r in self._quota_rules if r.matches_customer(subject.customer_id))
+        self._feed(subject, rules, now, {QUOTA_METRIC: percent}.get)
 
     def _feed(
         self, spec: Any, rules: tuple[AlertRule, ...], now: datetime, value_of: Callable[[str], float | None]

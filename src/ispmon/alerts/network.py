@@ -1,9 +1,10 @@
-"""SNMP devices and interfaces as subjects of threshold alerts.
+"""SNMP devices and interfaces, and customers' quotas, as subjects of threshold alerts.
 
 An alert row names its subject in ``endpoint_id``: ``device:<device id>`` for a device's own
 figures (``device_unreachable``) and ``interface:<device id>:<ifName>`` for an interface's, so an
 alert follows the interface through an ifIndex renumbering, as its history does. `NetSubject`
 carries what the engine reads from a subject (id, name, tags; never a canary, no parent endpoint).
+A customer's quota alert names ``customer:<customer id>`` (`CustomerSubject`).
 """
 
 from __future__ import annotations
@@ -28,3 +29,17 @@ def device_subject(device_id: str, name: str, tags: tuple[str, ...]) -> NetSubje
 
 def interface_subject(device_id: str, device_name: str, tags: tuple[str, ...], interface: str) -> NetSubject:
     return NetSubject(f"interface:{device_id}:{interface}", f"{device_name} {interface}", tags, device_id, interface)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSubject:
+    id: str
+    name: str
+    customer_id: str
+    tags: tuple[str, ...] = ()
+    canary: bool = False
+    parent: str | None = None
+
+
+def customer_subject(customer_id: str, name: str) -> CustomerSubject:
+    return CustomerSubject(f"customer:{customer_id}", name, customer_id)

@@ -1,6 +1,6 @@
 """Alert rules: which outages and which measured figures alert, how badly, and to whom.
 
-Two kinds of rule, declared in the config file or through the API:
+Three kinds of rule, declared in the config file or through the API:
 
 * ``outage`` rules alert on the outage state machine's events (declared, severity escalated,
   resolved), optionally only for outages at or above ``min_severity``.
@@ -9,6 +9,9 @@ Two kinds of rule, declared in the config file or through the API:
   and fire when it stays above / below a limit for N consecutive checks or for D minutes. They
   clear after ``clear_checks`` consecutive in-range values (hysteresis, so a value hovering at the
   limit does not page on every check).
+* ``quota`` rules are threshold rules on a customer's ``quota_percent`` (the usage domain's quota
+  pass feeds it every 30 s): one alert when a customer crosses ``above`` per cent of the quota
+  (default 100), cleared when a new period starts.
 
 Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the endpoint is listed,
 or has any of the tags); both empty means every endpoint. Threshold rules also watch SNMP devices
@@ -62,12 +65,14 @@ Slug = Annotated[str, AfterValidator(_check_slug), Field(json_schema_extra=SLUG_
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Metric = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
+QUOTA_METRIC = "quota_percent"
+
 # Fields that only mean something for one kind; setting one on the other kind is an error naming it.
 _THRESHOLD_ONLY = ("metric", "above", "below", "for_checks", "for_minutes")
 _OUTAGE_ONLY = ("min_severity",)
 # These have non-None defaults: only a value other than the default is an error, so that a rule
 # dumped by the API (every field present) validates again unchanged.
-_THRESHOLD_ONLY_DEFAULTED: dict[str, Any] = {"clear_checks": 1, "devices": [], "interfaces": []}
+_THRESHOLD_ONLY_DEFAULTED: dict[str, Any] = {"clear_checks": 1, "devices": [], "interfaces": [], "customers": []}
 _OUTAGE_ONLY_DEFAULTED = {"notify_escalated": True}
 
 
@@ -81,10 +86,12 @@ class AlertRule(BaseModel):
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool = True
-    kind: Literal["outage", "threshold"]
+    kind: Literal["outage", "threshold", "quota"]
     endpoints: list[Slug] = Field(default_factory=list, max_length=10000)
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     devices: list[Slug] = Field(default_factory=list, max_length=10000)
+    # Quota rules: the customers watched (none: every customer with a quota).
+    customers: list[Slug] = Field(default_factory=list, max_length=100000)
     interfaces: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=100
     )
@@ -120,6 +127,10 @@ class AlertRule(BaseModel):
                 if getattr(self, name) != default:
                     raise ValueError(f"{name}: only applies to threshold rules")
         else:
+            if self.kind == "quota":
+                self._check_quota()
+            elif self.customers:
+                raise ValueError("customers: only applies to quota rules")
             for name in _OUTAGE_ONLY:
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to outage rules")
@@ -144,6 +155,27 @@ class AlertRule(BaseModel):
         if self.channels is not None and self.escalation is not None:
             raise ValueError("escalation: give channels or escalation, not both")
         return self
+
+    def _check_quota(self) -> None:
+        """A quota rule is a threshold rule on the customer's `quota_percent` (this period's use
+        as a percentage of the quota), above `above` (default 100): it fires once when a customer
+        crosses it and clears when a new period starts."""
+        for name in ("endpoints", "tags", "devices", "interfaces"):
+            if getattr(self, name):
+                raise ValueError(f"{name}: a quota rule selects customers (customers), not {name}")
+        if self.metric not in (None, QUOTA_METRIC):
+            raise ValueError(f"metric: a quota rule watches {QUOTA_METRIC}")
+        if self.below is not None:
+            raise ValueError("below: a quota rule fires above a percentage of the quota")
+        object.__setattr__(self, "metric", QUOTA_METRIC)
+        if self.above is None:
+            object.__setattr__(self, "above", 100.0)
+        elif not 0 < self.above <= 1000:
+            raise ValueError("above: a percentage of the quota, more than 0 and at most 1000")
+
+    def matches_customer(self, customer_id: str) -> bool:
+        """Whether this (enabled) quota rule watches the customer (listed, or none listed)."""
+        return self.enabled and self.kind == "quota" and (not self.customers or customer_id in self.customers)
 
     def matches(self, endpoint_id: str, tags: Iterable[str]) -> bool:
         """Whether this (enabled) rule applies to the endpoint; a disabled rule matches nothing."""

@@ -11,6 +11,7 @@ Acct-Session-Id and the same idempotency key — at least once, never silently t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +25,22 @@ log = structlog.get_logger("ispmon.usage")
 ENFORCED_AT = 100
 
 
+# (customer id, customer name, this period's use in per cent of the quota): the alert engine's
+# quota rules, when the daemon wires them in.
+QuotaObserver = Callable[[str, str, float], None]
+
+
 class Enforcer:
-    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 2.0, tries: int = 3) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        timeout: float = 2.0,
+        tries: int = 3,
+        observer: QuotaObserver | None = None,
+    ) -> None:
         self.pool, self.timeout, self.tries = pool, timeout, tries
+        self.observer = observer
 
     async def check(self, customer_id: str, now: datetime | None = None) -> list[int]:
         """Record the thresholds newly crossed; returns them."""
@@ -46,6 +60,9 @@ class Enforcer:
             period.end,
         )
         used = counted(spec.get("counts", "total"), int(row["i"]), int(row["o"]))
+        if self.observer is not None and quota > 0:
+            # Every pass, also below every threshold: a new period's low figure clears the alert.
+            self.observer(customer_id, str(spec.get("name") or customer_id), used * 100 / quota)
         crossed: list[int] = []
         for threshold in spec.get("thresholds", [80, 100]):
             if used * 100 < quota * threshold:

@@ -14,16 +14,18 @@ from typing import TYPE_CHECKING
 import asyncpg
 import structlog
 
+from ispmon.alerts.network import customer_subject
 from ispmon.errors import StartupError
 from ispmon.services.customers import CustomerService
 from ispmon.services.errors import ServiceError
 from ispmon.services.usage import UsageService
 from ispmon.store.usage_accounting import AccountingStore, close_lost
-from ispmon.usage.enforce import Enforcer
+from ispmon.usage.enforce import Enforcer, QuotaObserver
 from ispmon.usage.listener import AccountingProtocol, start_listener
 from ispmon.usage.nas import NasDirectory
 
 if TYPE_CHECKING:
+    from ispmon.alerts.engine import AlertEngine
     from ispmon.config import LoadedConfig
     from ispmon.store.database import Database
 
@@ -46,6 +48,15 @@ async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = L
 
 
 QUOTA_PASS_SECONDS = 30.0
+
+
+def quota_observer(alerts: AlertEngine) -> QuotaObserver:
+    """Feeds each customer's quota figure to the alert engine's `quota` rules."""
+
+    def observe(customer_id: str, name: str, percent: float) -> None:
+        alerts.observe_quota(customer_subject(customer_id, name), datetime.now(UTC), percent)
+
+    return observe
 
 
 async def enforce_quotas(enforcer: Enforcer, every: float = QUOTA_PASS_SECONDS) -> None:
@@ -73,7 +84,7 @@ class Accounting:
     quotas: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig) -> Accounting:
+    async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> Accounting:
         directory = NasDirectory()
         usage = UsageService(db, directory)
         if config.path is not None:
@@ -112,7 +123,10 @@ class Accounting:
         accounting.sweeper = asyncio.create_task(
             sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
         )
-        accounting.quotas = asyncio.create_task(enforce_quotas(Enforcer(db.pool)), name="quota-enforcement")
+        observer = quota_observer(alerts) if alerts is not None else None
+        accounting.quotas = asyncio.create_task(
+            enforce_quotas(Enforcer(db.pool, observer=observer)), name="quota-enforcement"
+        )
         return accounting
 
     async def close(self) -> None:
