@@ -15,13 +15,11 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 
-async def assert_documented(client: TestClient[Any, Any], method: str, template: str, resp: ClientResponse) -> Any:
-    """Validate `resp` (an answer of `method template`, e.g. GET /sessions/{session_id}) against the
-    document's schema of its status; returns the body."""
-    body = await resp.json()
-    doc = await (await client.get("/openapi.json")).json()
+def check_documented(doc: dict[str, Any], method: str, template: str, status: int, body: Any) -> None:
+    """`body`, answered with `status` by `method template` (e.g. GET /sessions/{session_id}), is
+    what the document `doc` says, and the document's schema for it is exact."""
     operation = doc["paths"][template][method.lower()]
-    schema = operation["responses"][str(resp.status)]["content"]["application/json"]["schema"]
+    schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
     # Exact, not the loose {"type": "object"} that lets anything through: the body (or a list's
     # items; the envelope is always closed) refuses undeclared keys.
     items = schema.get("properties", {}).get("items", {}).get("items")
@@ -33,7 +31,14 @@ async def assert_documented(client: TestClient[Any, Any], method: str, template:
     root = {**schema, "components": doc.get("components", {})}
     validator = jsonschema.Draft202012Validator(root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-    assert not errors, f"{method} {template} {resp.status}: " + "; ".join(
+    assert not errors, f"{method} {template} {status}: " + "; ".join(
         f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message[:300]}" for e in errors
     )
+
+
+async def assert_documented(client: TestClient[Any, Any], method: str, template: str, resp: ClientResponse) -> Any:
+    """`check_documented` for an answer of the app behind `client`; returns the body."""
+    body = await resp.json()
+    doc = await (await client.get("/openapi.json")).json()
+    check_documented(doc, method, template, resp.status, body)
     return body
