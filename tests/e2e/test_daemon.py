@@ -26,6 +26,8 @@ import psutil
 import pytest
 from aiohttp import web
 
+from tests.integration.api.documented import check_documented
+
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -239,6 +241,9 @@ async def test_outage_lifecycle_survives_kill_9(
         assert outage["verified"] is True
         status = await get("/services/web/status")
         assert status["status"] == "down" and status["open_outage"]["id"] == outage["id"]
+        # The daemon's answer carries the monitor's view (phase, counters, the last check's details).
+        assert status["phase"] == "outage" and status["last_check"]["attempts"] >= 1
+        check_documented(await get("/openapi.json"), "GET", "/services/{endpoint_id}/status", 200, status)
 
         # kill -9, restart: the same outage stays open and is not opened again.
         daemon.kill9()

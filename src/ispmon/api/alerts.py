@@ -23,6 +23,7 @@ from ispmon.api.responses import (
     ESCALATION_POLICY,
     NOTIFICATION,
 )
+from ispmon.api.responses_views import ALERT_SUMMARY
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import SLUG_SCHEMA
 from ispmon.services.errors import InvalidInput
@@ -176,6 +177,7 @@ ROUTES: tuple[Route, ...] = (
                 exclusive_minimum=True,
             ),
         ),
+        response_schema=ALERT_SUMMARY,
     ),
     Route(
         "GET",

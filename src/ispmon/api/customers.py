@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
+from ispmon.api.responses_views import SESSION
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.usage_customers import CUSTOMER_LIST
@@ -178,6 +179,7 @@ ROUTES: tuple[Route, ...] = (
         path_params=(CUSTOMER_ID,),
         query=list_params(CUSTOMER_SESSIONS),
         response="page",
+        response_schema=SESSION,
     ),
     Route(
         "GET",

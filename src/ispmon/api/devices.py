@@ -13,6 +13,7 @@ from aiohttp import web
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import DEVICE
+from ispmon.api.responses_views import DEVICE_POLL, INTERFACE, NETWORK_SUMMARY
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.devices import DeviceSpec
@@ -121,15 +122,17 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/devices/{device_id}/poll", poll_device, "pollDevice",
         "Poll the device now and return what was read", TAG, path_params=(DEVICE_ID,),
+        response_schema=DEVICE_POLL,
     ),
     Route(
         "GET", "/devices/{device_id}/interfaces", device_interfaces, "deviceInterfaces",
         "The device's interfaces (ifName, ifDescr, ifAlias, speed, statuses, last sample)", TAG,
-        path_params=(DEVICE_ID,), response="list",
+        path_params=(DEVICE_ID,), response="list", response_schema=INTERFACE,
     ),
     Route(
         "GET", "/interfaces/{interface_id}", get_interface, "getInterface",
         "An interface: statuses, speed, last rates", TAG, path_params=(INTERFACE_ID,),
+        response_schema=INTERFACE,
     ),
     Route(
         "GET", "/interfaces/{interface_id}/metrics", interface_metrics, "interfaceMetrics",
@@ -172,5 +175,6 @@ ROUTES: tuple[Route, ...] = (
         "Devices up and unreachable, interfaces down, the most utilised interfaces", TAG,
         query=(Param("top", "integer", "How many of the most utilised interfaces", default=10, minimum=1,
                      maximum=1000),),
+        response_schema=NETWORK_SUMMARY,
     ),
 )

@@ -11,6 +11,7 @@ from aiohttp import web
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import NETWORK_SAMPLE, SYSTEM_SAMPLE
+from ispmon.api.responses_views import LATENCY
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.latency import MAX_STEPS
 from ispmon.network.metrics import NetworkMetric, SystemMetric
@@ -113,5 +114,6 @@ ROUTES: tuple[Route, ...] = (
                 maximum=86400 * 366,
             ),
         ),
+        response_schema=LATENCY,
     ),
 )

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import OUTAGE
+from ispmon.api.responses_views import OUTAGE_SUMMARY
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.outages import OUTAGE_LIST
@@ -99,6 +100,7 @@ ROUTES: tuple[Route, ...] = (
                 exclusive_minimum=True,
             ),
         ),
+        response_schema=OUTAGE_SUMMARY,
     ),
     Route(
         "GET",

@@ -12,6 +12,7 @@ from aiohttp import web
 from ispmon.api.errors import json_response
 from ispmon.api.listing import filter_params, list_page, list_params
 from ispmon.api.responses import CHECK_RESULT, ENDPOINT, HISTORY, STATUS_SUMMARY
+from ispmon.api.responses_views import SERVICE_STATUS
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.availability.endpoints import EndpointSpec
@@ -167,6 +168,7 @@ ROUTES: tuple[Route, ...] = (
         "Current status, open outage and last 24 h",
         TAG,
         path_params=(ENDPOINT_ID,),
+        response_schema=SERVICE_STATUS,
     ),
     Route(
         "GET",

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
+from ispmon.api.responses_views import SESSION, TOP_USAGE
 from ispmon.api.spec import Call, Param, PathParam, Route
 from ispmon.store.usage_enforcements import ENFORCEMENTS
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS
@@ -40,6 +41,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         query=list_params(ACTIVE_SESSIONS),
         response="page",
+        response_schema=SESSION,
     ),
     Route(
         "GET",
@@ -49,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
         "One accounting session",
         TAG,
         path_params=(SESSION_ID,),
+        response_schema=SESSION,
     ),
     Route(
         "GET",
@@ -63,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
             Param("limit", "integer", "How many customers", default=10, minimum=1, maximum=1000),
         ),
         response="list",
+        response_schema=TOP_USAGE,
     ),
     Route(
         "GET",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from ispmon.api.app import create_app
 from ispmon.config import Settings
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
+from tests.integration.api.documented import assert_documented
+from tests.integration.network.agents import COMMUNITY, snmpd_namespace
 
 Client = TestClient[web.Request, web.Application]
 V3 = {
@@ -167,3 +171,31 @@ async def test_95th_percentile_of_five_minute_averages(client: Client, db_dsn: s
     bad = await _json(await client.get(f"/interfaces/{row['id']}/percentile?percentile=0"), 400)
     assert bad["errors"][0]["field"] == "percentile"
     assert (await client.get("/interfaces/999/percentile")).status == 404
+
+
+@pytest.mark.netns
+async def test_poll_interfaces_and_summary_are_as_documented(client: Client, tmp_path: Path) -> None:
+    """Two polls of Debian's snmpd (rates, utilisation of the veths) and one of nothing: each
+    answer validates against /openapi.json."""
+    with snmpd_namespace(tmp_path, veths=1, tag="d") as agent:
+        device = {"id": "ns-doc", "name": "agent", "address": f"{agent.address}:{agent.port}",
+                  "community": COMMUNITY, "timeout": 1, "retries": 0}
+        await _json(await client.post("/devices/", json=device), 201)
+        path = "/devices/{device_id}/poll"
+        first = await assert_documented(client, "POST", path, await client.post("/devices/ns-doc/poll"))
+        assert first["reachable"] is True and first["discovered"] is True
+        await asyncio.sleep(4.0)  # snmpd's IF-MIB cache
+        second = await assert_documented(client, "POST", path, await client.post("/devices/ns-doc/poll"))
+        assert any(i["rates"] is not None and i["rates"]["in_util_pct"] is not None for i in second["interfaces"])
+    listed = await assert_documented(
+        client, "GET", "/devices/{device_id}/interfaces", await client.get("/devices/ns-doc/interfaces")
+    )
+    va0 = next(i for i in listed["items"] if i["name"] == "va0")
+    assert None not in va0.values() and None not in va0["last_sample"].values(), va0
+    await assert_documented(client, "GET", "/interfaces/{interface_id}", await client.get(f"/interfaces/{va0['id']}"))
+    summary = await assert_documented(client, "GET", "/network/summary", await client.get("/network/summary"))
+    assert summary["devices"]["up"] == 1 and summary["top_utilised"], summary
+    await _json(await client.post("/devices/", json={**V2, "address": "127.0.0.1:9", "timeout": 0.2,
+                                                     "retries": 0}), 201)
+    failed = await assert_documented(client, "POST", path, await client.post("/devices/core-1/poll"))
+    assert failed["reachable"] is False

@@ -18,6 +18,7 @@ from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.listener import start_listener
 from ispmon.usage.nas import NasDirectory
 from tests.integration.api.conftest import Client
+from tests.integration.api.documented import assert_documented
 from tests.integration.usage.radclient import SECRET, packet, radclient
 
 
@@ -265,3 +266,46 @@ async def test_enforcement_audit_trail_routes(client: Client, services: AppServi
     assert (await client.get("/customers/nobody/enforcements")).status == 404
     bad = await client.get("/enforcements/?state=bogus")
     assert bad.status == 400 and fields(await bad.json()) == ["state"]
+
+
+async def test_session_answers_are_as_documented(client: Client, services: AppServices) -> None:
+    """Every field filled (a closed session: closed_at, terminate cause, framed IP, calling station,
+    interim interval) and the answers validate against /openapi.json."""
+    assert (await client.post("/customers/", json=CUSTOMER)).status == 201
+    await client.post("/nas/", json={"id": "bras-1", "address": "127.0.0.1", "secret": SECRET})
+    directory = services.usage.directory
+    assert directory is not None
+    protocol, port = await start_listener("127.0.0.1", 0, directory, AccountingStore(services.db.pool).commit)
+    full = {
+        "NAS-IP-Address": "127.0.0.1",
+        "User-Name": "acme@isp",
+        "Framed-IP-Address": "198.51.100.17",
+        "Calling-Station-Id": "02-00-00-00-00-01",
+        "Acct-Interim-Interval": 300,
+    }
+    try:
+        code, out = await radclient(
+            port,
+            [
+                packet(**full, **{"Acct-Status-Type": "Start", "Acct-Session-Id": "S1"}),
+                packet(**full, **{"Acct-Status-Type": "Stop", "Acct-Session-Id": "S1", "Acct-Input-Octets": 10,
+                                  "Acct-Output-Octets": 20, "Acct-Session-Time": 30,
+                                  "Acct-Terminate-Cause": "User-Request"}),
+                packet(**full, **{"Acct-Status-Type": "Interim-Update", "Acct-Session-Id": "S2",
+                                  "Acct-Input-Octets": 1, "Acct-Output-Octets": 2}),
+            ],
+        )
+        assert code == 0, out
+    finally:
+        await protocol.close()
+    history = await assert_documented(
+        client, "GET", "/customers/{customer_id}/sessions", await client.get("/customers/acme-001/sessions")
+    )
+    closed = next(s for s in history["items"] if s["acct_session_id"] == "S1")
+    assert None not in closed.values(), closed
+    assert closed["state"] == "closed" and closed["terminate_cause"]
+    active = await assert_documented(client, "GET", "/sessions/active", await client.get("/sessions/active"))
+    assert [s["acct_session_id"] for s in active["items"]] == ["S2"]
+    await assert_documented(client, "GET", "/sessions/{session_id}", await client.get(f"/sessions/{closed['id']}"))
+    top = await assert_documented(client, "GET", "/usage/top", await client.get("/usage/top"))
+    assert top["items"] == [{"customer_id": "acme-001", "bytes_in": 11, "bytes_out": 22, "bytes_total": 33}]
