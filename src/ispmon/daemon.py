@@ -35,6 +35,7 @@ from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
 from ispmon.services.context import AppServices
+from ispmon.services.errors import ServiceError
 from ispmon.services.maintenance import MaintenanceService
 from ispmon.store.database import Database, DatabaseUnavailable, connect_with_retry
 from ispmon.store.db import ensure_partitions
@@ -163,9 +164,15 @@ RESTART_ONLY = (
 
 
 async def reload_config(
-    path: Path | None, db: Database, monitor: Monitor, current: Settings, alerting: Alerting | None = None
+    path: Path | None,
+    db: Database,
+    monitor: Monitor,
+    current: Settings,
+    alerting: Alerting | None = None,
+    accounting: Accounting | None = None,
 ) -> bool:
-    """SIGHUP: re-read the config file and apply its endpoints, maintenance windows and outage policy.
+    """SIGHUP: re-read the config file and apply its endpoints, maintenance windows, outage policy,
+    alerting, customers and NAS clients.
 
     An invalid file changes nothing (the daemon keeps its running configuration and says why).
     """
@@ -177,6 +184,14 @@ async def reload_config(
             log.error("config_reload_failed", error=str(exc))
             return False
         settings = config.settings
+        if accounting is not None:
+            # First: the customers' sync is the one the database can refuse (an identity owned by
+            # an API customer), all or nothing, so a refused file has changed nothing yet.
+            try:
+                await accounting.reload(db, config)
+            except ServiceError as exc:
+                log.error("config_reload_failed", error=f"{config.path}: {exc.field}: {exc.message}")
+                return False
         await sync_config(db, config)
         specs = await load_specs(db, settings)
         wanted = {spec.id for spec in specs}
@@ -274,13 +289,14 @@ async def _reloader(
     monitor: Monitor,
     settings: Settings,
     alerting: Alerting,
+    accounting: Accounting | None = None,
 ) -> None:
     """One reload at a time; SIGHUPs that arrive during a reload fold into one more."""
     while True:
         await requested.wait()
         requested.clear()
         try:
-            await reload_config(path, db, monitor, settings, alerting)
+            await reload_config(path, db, monitor, settings, alerting, accounting)
         except Exception:
             log.error("config_reload_crashed", exc_info=True)
 
@@ -395,7 +411,13 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(
             asyncio.create_task(
                 _reloader(
-                    reload_requested, config.path or settings.ispmon_config, db, monitor, settings, alerting
+                    reload_requested,
+                    config.path or settings.ispmon_config,
+                    db,
+                    monitor,
+                    settings,
+                    alerting,
+                    accounting,
                 ),
                 name="reloader",
             )

@@ -1,6 +1,7 @@
 """`Accounting`: the usage domain in the daemon. At start, the file's ``[[customers]]`` and
 ``[[radius_clients]]`` replace their 'config' rows, the NAS directory is loaded, and the RADIUS
 accounting listener binds (``RADIUS_ACCT_ADDRESS``:``RADIUS_ACCT_PORT``; port 0: no listener).
+`reload` (SIGHUP) syncs both tables again and swaps the directory under the running listener.
 `close` answers what is committed and unbinds, before the pool closes."""
 
 from __future__ import annotations
@@ -75,6 +76,27 @@ async def enforce_quotas(enforcer: Enforcer, every: float = QUOTA_PASS_SECONDS) 
         await asyncio.sleep(every)
 
 
+async def sync_usage_config(db: Database, config: LoadedConfig, directory: NasDirectory) -> None:
+    """The file's customers, then its NAS clients, replace their 'config' rows (API-created rows
+    stay); then `directory` is loaded from the table. Raises ServiceError, with nothing written,
+    when a file customer's identity belongs to an API customer. Without a file nothing is synced:
+    starting once without --config must not delete what the file declared."""
+    usage = UsageService(db, directory)
+    if config.path is not None:
+        # Customers first: theirs is the only sync that can be refused, and it is all or nothing,
+        # so a refused file leaves the NAS clients (and the directory) as they were.
+        result = await CustomerService(db).sync_config(config.customers)
+        removed = await usage.sync_nas_config(config.radius_clients)
+        log.info(
+            "usage_config_synced",
+            customers=result["synced"],
+            customers_removed=result["removed"] or None,
+            radius_clients=len(config.radius_clients),
+            radius_clients_removed=removed or None,
+        )
+    await usage.refresh_directory()
+
+
 @dataclass
 class Accounting:
     directory: NasDirectory
@@ -86,21 +108,10 @@ class Accounting:
     @classmethod
     async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> Accounting:
         directory = NasDirectory()
-        usage = UsageService(db, directory)
-        if config.path is not None:
-            try:
-                result = await CustomerService(db).sync_config(config.customers)
-            except ServiceError as exc:
-                raise StartupError(f"{config.path}: {exc.field}: {exc.message}") from None
-            removed = await usage.sync_nas_config(config.radius_clients)
-            log.info(
-                "usage_config_synced",
-                customers=result["synced"],
-                customers_removed=result["removed"] or None,
-                radius_clients=len(config.radius_clients),
-                radius_clients_removed=removed or None,
-            )
-        await usage.refresh_directory()
+        try:
+            await sync_usage_config(db, config, directory)
+        except ServiceError as exc:
+            raise StartupError(f"{config.path}: {exc.field}: {exc.message}") from None
         accounting = cls(directory)
         settings = config.settings
         if settings.radius_acct_port:
@@ -128,6 +139,13 @@ class Accounting:
             enforce_quotas(Enforcer(db.pool, observer=observer)), name="quota-enforcement"
         )
         return accounting
+
+    async def reload(self, db: Database, config: LoadedConfig) -> None:
+        """SIGHUP: the new file's customers and NAS clients. The listener keeps its socket; the
+        directory it matches packets against is replaced in one assignment, so a NAS added is
+        answered from the next packet and one removed is refused from the next packet. Raises
+        ServiceError (nothing changed) like `sync_usage_config`."""
+        await sync_usage_config(db, config, self.directory)
 
     async def close(self) -> None:
         for task in (self.sweeper, self.quotas):
