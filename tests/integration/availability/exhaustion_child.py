@@ -144,6 +144,11 @@ async def main(dsn: str) -> dict[str, Any]:
             for other in (dns, icmp):
                 _top_up(held)
                 out["others"][other.protocol.value] = (await run_check(other, ctx)).as_dict()
+            # A context whose shared ICMP socket is not open yet needs a descriptor for it.
+            _top_up(held)
+            fresh = ProbeContext()
+            out["icmp_fresh"] = (await run_check(icmp, fresh)).as_dict()
+            await fresh.close()
             out["phases"] = {name: rt.state.phase.value for name, rt in runtimes.items()}
             out["statuses"] = {name: rt.state.status.value for name, rt in runtimes.items()}
             out["stats_exhausted"] = monitor.stats()["resources"]

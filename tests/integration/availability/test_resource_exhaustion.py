@@ -55,7 +55,13 @@ async def test_no_descriptor_left_is_unknown_and_opens_no_outage(db_dsn: str, lo
     assert out["others"]["dns"]["status"] == "unknown", out["others"]["dns"]
     assert out["others"]["dns"]["details"]["resource"] in OURS
     if out["icmp_healthy"] == "up":  # needs ICMP sockets, which this host may not allow
-        assert out["others"]["icmp"]["status"] == "unknown", out["others"]["icmp"]
+        # ICMP checks share one socket per address family (probes/icmpmux.py): once it is open
+        # they need no descriptor, and keep working while everything else is exhausted...
+        assert out["others"]["icmp"]["status"] == "up", out["others"]["icmp"]
+        # ...and opening it with none left is ours, not the target's.
+        fresh = out["icmp_fresh"]
+        assert (fresh["status"], fresh["error_kind"]) == ("unknown", "internal"), fresh
+        assert fresh["details"]["resource"] in OURS, fresh
 
     # The state machine ignored them: no candidate, no verification, no outage, status unchanged.
     assert set(out["phases"].values()) == {"ok"} and set(out["statuses"].values()) == {"up"}
