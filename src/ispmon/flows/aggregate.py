@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ispmon.flows.attribution import PrefixTable, prefix_of
+from ispmon.flows.attribution import PrefixNamer, PrefixTable, address_int
 from ispmon.flows.decode import FlowRecord
 
 BUCKET_SECONDS = 60
@@ -36,19 +36,36 @@ class Aggregator:
         self.max_keys = max_keys
         self.buckets: dict[int, Bucket] = {}
         self.folded_total = 0
+        self.namer = PrefixNamer()
 
     def add(self, records: Iterable[FlowRecord]) -> None:
-        lookup = self.customers.lookup
+        # Each address is parsed to an int once and serves both the customer match and the /24.
+        lookup = self.customers.lookup_int
+        name = self.namer.name
         buckets = self.buckets
+        bucket: Bucket | None = None
+        bucket_end = -1
         for r in records:
-            minute = int(r.end) // BUCKET_SECONDS * BUCKET_SECONDS
-            bucket = buckets.get(minute)
-            if bucket is None:
-                bucket = buckets[minute] = Bucket(minute)
-            src_c, dst_c = lookup(r.src), lookup(r.dst)
+            if not bucket_end - BUCKET_SECONDS <= r.end < bucket_end:
+                minute = int(r.end) // BUCKET_SECONDS * BUCKET_SECONDS
+                bucket = buckets.get(minute)
+                if bucket is None:
+                    bucket = buckets[minute] = Bucket(minute)
+                bucket_end = minute + BUCKET_SECONDS
+            assert bucket is not None
+            src, dst = address_int(r.src), address_int(r.dst)
+            if src is None:
+                src_p, src_c = OTHER, None
+            else:
+                src_p, src_c = name(*src), lookup(*src)
+            if dst is None:
+                dst_p, dst_c = OTHER, None
+            else:
+                dst_p, dst_c = name(*dst), lookup(*dst)
+            low = r.src_port if r.src_port < r.dst_port else r.dst_port
             key: Key = (
-                r.exporter_id, r.in_if, r.out_if, prefix_of(r.src), prefix_of(r.dst),
-                src_c, dst_c, r.proto, port_class(r.src_port, r.dst_port),
+                r.exporter_id, r.in_if, r.out_if, src_p, dst_p,
+                src_c, dst_c, r.proto, low if 0 < low < 1024 else -1,
             )  # fmt: skip
             counts = bucket.counts.get(key)
             if counts is None:

@@ -94,12 +94,25 @@ def _domain(data: bytes) -> int:
     return struct.unpack_from("!I", data, 12 if struct.unpack_from("!H", data)[0] == 10 else 16)[0]
 
 
-def _num(rec: dict[str, Any], *keys: str) -> int:
-    for k in keys:
-        v = rec.get(k)
-        if v is not None:
-            return int(v)
-    return 0
+_ABSOLUTE_ENDS = (("flow_end_ms", 1000.0), ("flow_end_s", 1.0), ("flow_end_us", 1.0), ("flow_end_ns", 1.0))
+
+
+def _end_time(get: Any, uptime: int | None, base: Any, init: int | None) -> float | None:
+    """A flow's end: IPFIX absolute times, else last_switched against the datagram's uptime and
+    export time (`uptime`, `base`) or, for IPFIX relative times, the exporter's init time."""
+    for key, div in _ABSOLUTE_ENDS:
+        val = get(key)
+        if val:
+            return float(val) / div
+    last = get("last_switched")
+    if last is None:
+        return None
+    if uptime is None:
+        return None if init is None else (init + int(last)) / 1000.0
+    if not base:
+        return None
+    # uptime and last are 32-bit ms counters: the difference modulo 2^32 survives a wrap.
+    return float(base) - ((uptime - int(last)) % (1 << 32)) / 1000.0
 
 
 class FlowDecoder:
@@ -162,55 +175,54 @@ class FlowDecoder:
         rate = state.sampling or rate or 1
         state.sampling_rate = rate
         state.flows += len(flows)
+        # What is the same for every record of the datagram is worked out once, here.
+        exporter_id = state.exporter_id
+        earliest, latest = now - self.retention_seconds, now + FUTURE_SLACK
+        uptime = hdr.get("sys_uptime")
+        base = hdr.get("unix_secs")
+        init = None
+        if uptime is None:  # IPFIX: relative times count from the exporter's init time
+            init = state.init_ms.get(int(hdr.get("domain") or 0))
+        else:
+            uptime = int(uptime)
+        implausible = 0
         out = []
+        append = out.append
         for rec in flows:
-            end = self._end_time(rec, hdr, state)
-            if end is None or end > now + FUTURE_SLACK or end < now - self.retention_seconds:
-                state.implausible_time += 1
+            get = rec.get
+            end = _end_time(get, uptime, base, init)
+            if end is None or end > latest or end < earliest:
+                implausible += 1
                 end = now
-            src = rec.get("src_addr") or rec.get("post_nat_src_addr")
-            dst = rec.get("dst_addr") or rec.get("post_nat_dst_addr")
+            src = get("src_addr") or get("post_nat_src_addr")
+            dst = get("dst_addr") or get("post_nat_dst_addr")
             if src is None or dst is None:
                 continue
-            out.append(
+            octets = get("octets")
+            if octets is None:
+                octets = get("octets_total")
+            packets = get("packets")
+            if packets is None:
+                packets = get("packets_total")
+            in_if, out_if = get("in_if"), get("out_if")
+            proto, sport, dport = get("proto"), get("src_port"), get("dst_port")
+            append(
                 FlowRecord(
-                    state.exporter_id,
+                    exporter_id,
                     end,
-                    _num(rec, "in_if"),
-                    _num(rec, "out_if"),
-                    str(src),
-                    str(dst),
-                    _num(rec, "proto"),
-                    _num(rec, "src_port"),
-                    _num(rec, "dst_port"),
-                    _num(rec, "octets", "octets_total") * rate,
-                    _num(rec, "packets", "packets_total") * rate,
+                    0 if in_if is None else int(in_if),
+                    0 if out_if is None else int(out_if),
+                    src if type(src) is str else str(src),
+                    dst if type(dst) is str else str(dst),
+                    0 if proto is None else int(proto),
+                    0 if sport is None else int(sport),
+                    0 if dport is None else int(dport),
+                    0 if octets is None else int(octets) * rate,
+                    0 if packets is None else int(packets) * rate,
                 )
             )
+        state.implausible_time += implausible
         return out
-
-    @staticmethod
-    def _end_time(rec: dict[str, Any], hdr: Any, state: ExporterState) -> float | None:
-        """The flow's end: IPFIX absolute times, else last_switched against uptime and export time."""
-        for key, div in (
-            ("flow_end_ms", 1000.0),
-            ("flow_end_s", 1.0),
-            ("flow_end_us", 1.0),
-            ("flow_end_ns", 1.0),
-        ):
-            val = rec.get(key)
-            if val:
-                return float(val) / div
-        last = rec.get("last_switched")
-        uptime = hdr.get("sys_uptime")
-        if uptime is None and last is not None:  # IPFIX: relative to the exporter's init time
-            init = state.init_ms.get(int(hdr.get("domain") or 0))
-            return None if init is None else (init + int(last)) / 1000.0
-        base = hdr.get("unix_secs")
-        if last is None or uptime is None or not base:
-            return None
-        # uptime and last are 32-bit ms counters: the difference modulo 2^32 survives a wrap.
-        return float(base) - ((int(uptime) - int(last)) % (1 << 32)) / 1000.0
 
     def _missing(self, state: ExporterState, data: bytes, hdr: Any) -> bytes | None:
         """The datagram cut down to its data sets whose template is unknown, or None if none is."""
