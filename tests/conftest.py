@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import asyncpg
@@ -67,16 +68,28 @@ async def pg_template(pg_server_dsn: str) -> str:
         await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
     finally:
         await admin.close()
+    await _migrate_template(pg_server_dsn)
+    return TEMPLATE_DB
+
+
+_TEMPLATE_DAY: list[date] = []
+
+
+async def _migrate_template(pg_server_dsn: str) -> None:
+    """Migrate the template; it makes the daily partitions from today on. Done again when a run
+    crosses midnight (UTC), so that each test's copy has today's partitions as a fresh start would."""
     conn = await asyncpg.connect(_with_database(pg_server_dsn, TEMPLATE_DB))
     try:
         await migrate(conn)
     finally:
         await conn.close()
-    return TEMPLATE_DB
+    _TEMPLATE_DAY[:] = [datetime.now(UTC).date()]
 
 
 @pytest.fixture
 async def db_dsn(pg_server_dsn: str, pg_template: str) -> AsyncIterator[str]:
+    if [datetime.now(UTC).date()] != _TEMPLATE_DAY:
+        await _migrate_template(pg_server_dsn)
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(_with_database(pg_server_dsn, "postgres"))
     try:
