@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 import structlog
 
+from ispmon.store.database import Database
 from ispmon.store.db import create_pool, migrate
 
 TEMPLATE_DB = "ispmon_test_template"
@@ -102,6 +103,16 @@ async def db_dsn(pg_server_dsn: str, pg_template: str) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def db(db_dsn: str) -> AsyncIterator[Database]:
+    """The test's database through the daemon's `Database` (its repositories and pool)."""
+    database = await Database.connect(db_dsn, max_size=4)
+    try:
+        yield database
+    finally:
+        await database.close()
 
 
 @pytest.fixture

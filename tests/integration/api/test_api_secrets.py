@@ -71,15 +71,6 @@ async def _client(db: Database, **settings: Any) -> Client:
 
 
 @pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def client(db: Database) -> AsyncIterator[Client]:
     client = await _client(db, ispmon_api_token=TOKEN, ispmon_api_read_token=READ_TOKEN)
     try:

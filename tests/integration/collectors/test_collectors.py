@@ -16,15 +16,6 @@ from ispmon.store.database import Database
 
 
 @pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def url() -> AsyncIterator[str]:
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")

@@ -26,15 +26,6 @@ START = datetime(2026, 3, 2, tzinfo=UTC)
 LATER = START + timedelta(days=2)
 
 
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    found = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield found
-    finally:
-        await found.close()
-
-
 async def _interface(db: Database) -> int:
     await db.pool.execute(
         "INSERT INTO devices (id, name, address, spec) VALUES ('core-1', 'Core 1', '192.0.2.1', '{}')"

@@ -32,15 +32,6 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Agent]:
 
 
 @pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
 async def network(db: Database) -> AsyncIterator[NetworkService]:
     service = NetworkService(db)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -23,15 +22,6 @@ from ispmon.models import ErrorKind, ProtocolType, Status
 from ispmon.services import AvailabilityService, CheckResult, Endpoint
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 class Target:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,15 +19,6 @@ from ispmon.store.metrics import MetricsRepo
 
 SEED_NETWORK = {"interface": "eth0", "bandwidth_usage": 75.5, "packet_loss": 0.2, "latency": 15.3}
 SEED_SYSTEM = {"cpu_usage": 42.0, "memory_usage": 61.5, "disk_usage": 70.1, "load_average": 0.8}
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_the_seeds_lines_run_as_written(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:

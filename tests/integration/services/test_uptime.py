@@ -3,24 +3,12 @@ maintenance, and UNKNOWN (our own trouble: exhausted descriptors, a starved loop
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from ispmon.models import ErrorKind, ProbeResult, Status
 from ispmon.services import AvailabilityService
 from ispmon.store.database import Database
 from ispmon.store.history import HISTORY_COLUMNS, history_row
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_unknown_and_maintenance_checks_do_not_lower_uptime(db: Database) -> None:

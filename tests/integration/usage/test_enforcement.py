@@ -5,7 +5,6 @@ nothing; once per customer, period and threshold, also across a restart; the aud
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,15 +45,6 @@ class Nas(asyncio.DatagramProtocol):
             reply["Error-Cause"] = "Administratively-Prohibited"
         assert self.transport is not None
         self.transport.sendto(reply.ReplyPacket(), addr)
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def nas(db: Database, answer: str) -> tuple[Nas, asyncio.DatagramTransport]:

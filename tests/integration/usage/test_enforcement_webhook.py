@@ -47,15 +47,6 @@ async def billing() -> AsyncIterator[Billing]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
 async def test_webhook_is_retried_with_one_idempotency_key_and_sent_once(db: Database, billing: Billing) -> None:
     billing.answers = [503, 429]
     await over_quota(db, {"policy": "webhook", "url": billing.url})

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from ispmon.alerts.channels import ChannelRegistry, parse_channel
 from ispmon.alerts.engine import AlertEngine
@@ -28,15 +25,6 @@ RULES = [
     {"id": "over-quota", "kind": "quota", "severity": "major", "channels": ["hook"]},
     {"id": "dave-near", "kind": "quota", "above": 50, "customers": ["dave"], "channels": ["hook"]},
 ]
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def test_a_quota_crossing_pages_once_and_a_new_period_clears_it(

@@ -4,7 +4,6 @@ failed commit count nothing twice and lose nothing; the summary's period arithme
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,15 +16,6 @@ from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.accounting import Received
 from ispmon.usage.radius import INTERIM, AcctRecord
 from tests.integration.usage.radclient import listener, packet, radclient
-
-
-@pytest.fixture
-async def db(db_dsn: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_dsn, max_size=4)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 def interim(session: str, octets_in: int, octets_out: int, identifier: int, at: datetime) -> Received:
