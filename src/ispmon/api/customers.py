@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
+from ispmon.api.responses_series import CUSTOMER_USAGE
 from ispmon.api.responses_views import SESSION
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
@@ -190,6 +191,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(CUSTOMER_ID,),
         query=USAGE_QUERY,
+        response_schema=CUSTOMER_USAGE,
     ),
     Route(
         "GET",
