@@ -54,11 +54,11 @@ def _sample(at: datetime, interval: float, value: float) -> Sample:
     )
 
 
-async def _hour_of_samples(db: Database, iid: int) -> None:
-    """12 five-minute buckets from START; bucket k (1-12) holds 20 samples of 15 s valued
-    k*100 + 1 ... k*100 + 20 (out of order, to show the order does not matter)."""
+async def _hour_of_samples(db: Database, iid: int, buckets: range = range(1, 13)) -> None:
+    """12 five-minute buckets from START (or those of `buckets`); bucket k (1-12) holds 20 samples
+    of 15 s valued k*100 + 1 ... k*100 + 20 (out of order, to show the order does not matter)."""
     rows = []
-    for k in range(1, 13):
+    for k in buckets:
         for j in reversed(range(20)):
             at = START + timedelta(minutes=5 * (k - 1), seconds=15 * j)
             rows.append(metric_row(iid, _sample(at, 15.0, k * 100 + j + 1)))
@@ -239,3 +239,20 @@ async def test_percentile_uses_the_finest_data_kept(client: Client, db: Database
     hourly = await _documented(client, f"/interfaces/{iid}/percentile?{query}")
     assert hourly["sources"] == {"1h": 1} and hourly["in_bps"] == pytest.approx(660_500)
 
+
+async def test_percentile_counts_no_rollup_bucket_beside_the_raw_samples_it_holds(client: Client, db: Database) -> None:
+    """A new interface's first samples start mid-hour: its hour and day buckets hold the same
+    samples as the raw rows, and only the raw ones count."""
+    iid = await _interface(db)
+    await _hour_of_samples(db, iid, range(7, 13))  # from START + 30 min
+    await rollups.rollup(db.pool, now=LATER)
+    query = "since=2026-03-01T00:00:00Z&until=2026-03-03T00:00:00Z&percentile=50"
+    got = await _documented(client, f"/interfaces/{iid}/percentile?{query}")
+    assert got["sources"] == {"raw": 6} and got["buckets"] == 6, got
+    assert got["in_bps"] == 910_500  # nearest rank of 6: the 3rd of 710.5k ... 1210.5k
+    # Until is not a finer source's start: a day bucket that straddles it still counts.
+    await db.pool.execute("DELETE FROM interface_metrics")
+    await db.pool.execute("DELETE FROM interface_rollups WHERE step_s <> 86400")
+    noon = "since=2026-03-01T00:00:00Z&until=2026-03-02T12:00:00Z"
+    day = await _documented(client, f"/interfaces/{iid}/percentile?{noon}")
+    assert day["sources"] == {"1d": 1}, day
