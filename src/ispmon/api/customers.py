@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
-from ispmon.api.responses_series import CUSTOMER_USAGE
+from ispmon.api.responses_series import CUSTOMER_USAGE, USAGE_SUMMARY
 from ispmon.api.responses_views import SESSION
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
@@ -201,6 +201,7 @@ ROUTES: tuple[Route, ...] = (
         "This period so far against the quota, the previous period, and the projection at the current pace",
         TAG,
         path_params=(CUSTOMER_ID,),
+        response_schema=USAGE_SUMMARY,
     ),
     Route(
         "GET",

@@ -1,21 +1,23 @@
-"""JSON schemas of the time-series answers: interface metrics and percentiles, customer usage.
+"""JSON schemas of the time-series answers: interface metrics and percentiles, customer usage and
+its summary.
 
 The third of the response modules (beside `api.responses` and `api.responses_views`): each schema
 names the function whose answer it describes and takes its field lists from the constants that
 function uses (`METRIC_FIELDS` through `SAMPLE`, `ROLLUP_FIELDS`, the rollup `STEPS`, the usage
-`STEPS`), so a field added there is declared here too; tests/integration/api/test_api_devices.py,
-tests/integration/network/test_rollups.py and tests/integration/api/test_api_usage.py validate real
-answers against the document.
+`STEPS`, the customer's `Period` and `counts`), so a field added there is declared here too;
+tests/integration/api/test_api_devices.py, tests/integration/network/test_rollups.py and
+tests/integration/api/test_api_usage.py validate real answers against the document.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from ispmon.api.responses import DATE_TIME, nullable, obj
 from ispmon.api.responses_views import SAMPLE
 from ispmon.store import rollups
 from ispmon.store.usage_sessions import STEPS as USAGE_STEPS
+from ispmon.usage.customers import CustomerSpec, Period
 
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 _ID: dict[str, Any] = {"type": "integer", "minimum": 1}
@@ -107,5 +109,30 @@ CUSTOMER_USAGE = obj(
         "bytes_total": _COUNT,
     },
     title="CustomerUsage",
+    additionalProperties=False,
+)
+
+# -- /customers/{id}/usage/summary: `UsageService.usage_summary` -------------------------------------
+_BYTES: dict[str, Any] = {"type": "integer"}  # a change may be negative
+_SPAN = {"start": DATE_TIME, "end": DATE_TIME}
+USAGE_SUMMARY = obj(
+    {
+        "customer_id": {"type": "string"},
+        "period": obj(
+            {"kind": {"type": "string", "enum": list(get_args(Period))}, **_SPAN}, additionalProperties=False
+        ),
+        "counts": {"type": "string", "enum": list(get_args(CustomerSpec.model_fields["counts"].annotation))},
+        "used_bytes": _COUNT,
+        "bytes_in": _COUNT,
+        "bytes_out": _COUNT,
+        "quota_bytes": nullable(_COUNT),
+        "percent": nullable({"type": "number", "minimum": 0}),
+        "previous_period": obj({**_SPAN, "used_bytes": _COUNT}, additionalProperties=False),
+        "change_bytes": {**_BYTES, "description": "The projected total minus the previous period's"},
+        "change_percent": nullable({"type": "number"}),
+        "projected_bytes": _COUNT,
+        "quota_reached_at": nullable(DATE_TIME),
+    },
+    title="CustomerUsageSummary",
     additionalProperties=False,
 )

@@ -243,7 +243,10 @@ async def test_sessions_and_usage_from_radclient(client: Client, services: AppSe
     bad = await client.get("/customers/acme-001/usage?step=week")
     assert bad.status == 400 and fields(await bad.json()) == ["step"]
     assert (await client.get("/customers/nobody/usage")).status == 404
-    summary = await (await client.get("/customers/acme-001/usage/summary")).json()
+    resp = await client.get("/customers/acme-001/usage/summary")
+    assert resp.status == 200, await resp.text()
+    summary = await assert_documented(client, "GET", "/customers/{customer_id}/usage/summary", resp)
+    assert summary["percent"] is not None and summary["projected_bytes"] >= 5100, summary
     assert (summary["used_bytes"], summary["quota_bytes"], summary["period"]["kind"]) == (
         5100,
         10**12,
