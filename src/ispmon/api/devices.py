@@ -14,7 +14,7 @@ from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import DEVICE
 from ispmon.api.responses_series import INTERFACE_METRICS, INTERFACE_PERCENTILE
-from ispmon.api.responses_views import DEVICE_POLL, INTERFACE, NETWORK_SUMMARY
+from ispmon.api.responses_views import DEVICE_POLL, INTERFACE, NETWORK_EVENT, NETWORK_SUMMARY
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.devices import DeviceSpec
@@ -166,12 +166,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "/network/events", network_events, "networkEvents",
         "Device and interface state changes (interface_down / up, device_unreachable / reachable), newest first",
-        TAG, query=list_params(NETWORK_EVENT_LIST), response="page",
+        TAG, query=list_params(NETWORK_EVENT_LIST), response="page", response_schema=NETWORK_EVENT,
     ),
     Route(
         "GET", "/devices/{device_id}/events", device_events, "deviceEvents",
         "The device's state changes and its interfaces', newest first", TAG,
         path_params=(DEVICE_ID,), query=list_params(DEVICE_EVENT_LIST), response="page",
+        response_schema=NETWORK_EVENT,
     ),
     Route(
         "GET", "/network/summary", network_summary, "networkSummary",

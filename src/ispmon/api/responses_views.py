@@ -1,4 +1,5 @@
-"""JSON schemas of the computed answers (status, summaries, polls, interfaces, latency, sessions).
+"""JSON schemas of the computed answers (status, summaries, polls, interfaces, events, latency,
+sessions).
 
 The companion of `api.responses` (the stored resources): these bodies are built by hand in the
 services, so each schema names the function it describes and takes its field lists from the
@@ -15,6 +16,7 @@ from ispmon.api.responses import DATE_TIME, STATUS, nullable, obj
 from ispmon.availability.outages import Phase
 from ispmon.models import ErrorKind, Severity
 from ispmon.network.counters import NoSample
+from ispmon.network.events import DEVICE_REACHABLE, DEVICE_UNREACHABLE, INTERFACE_DOWN, INTERFACE_UP
 from ispmon.network.latency import SMOKE_PERCENTILES
 from ispmon.store.interfaces import METRIC_FIELDS
 
@@ -166,6 +168,32 @@ INTERFACE = obj(
         "last_sample": nullable(SAMPLE),
     },
     title="Interface",
+    additionalProperties=False,
+)
+
+# -- /network/events, /devices/{id}/events: `NetworkService.list_events` (network_events rows) ------
+# `data` by `network.events`: interface_down (name, oper_status), interface_up (those, admin_status,
+# duration_s), device_unreachable (error), device_reachable (duration_s).
+NETWORK_EVENT = obj(
+    {
+        "id": _ID,
+        "device_id": _TEXT,
+        "interface_id": nullable(_ID),
+        "at": DATE_TIME,
+        "kind": {"type": "string", "enum": [INTERFACE_DOWN, INTERFACE_UP, DEVICE_UNREACHABLE, DEVICE_REACHABLE]},
+        "data": obj(
+            {},
+            {
+                "name": _TEXT,
+                "oper_status": nullable(_TEXT),
+                "admin_status": nullable(_TEXT),
+                "duration_s": {"type": "number", "minimum": 0},
+                "error": _TEXT,
+            },
+            additionalProperties=False,
+        ),
+    },
+    title="NetworkEvent",
     additionalProperties=False,
 )
 

@@ -204,6 +204,10 @@ async def test_poll_interfaces_and_summary_are_as_documented(client: Client, tmp
                                                      "retries": 0}), 201)
     failed = await assert_documented(client, "POST", path, await client.post("/devices/core-1/poll"))
     assert failed["reachable"] is False
+    events = "/devices/{device_id}/events"
+    gone = await assert_documented(client, "GET", events, await client.get("/devices/core-1/events"))
+    assert [e["kind"] for e in gone["items"]] == ["device_unreachable"] and gone["items"][0]["data"]["error"], gone
+    await assert_documented(client, "GET", "/network/events", await client.get("/network/events"))
 
 
 async def _samples_are_as_documented(client: Client, db_dsn: str, interface_id: int) -> None:
