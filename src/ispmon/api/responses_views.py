@@ -10,7 +10,7 @@ document, so a field that drifts fails there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from ispmon.api.responses import DATE_TIME, STATUS, nullable, obj
 from ispmon.availability.outages import Phase
@@ -19,6 +19,8 @@ from ispmon.network.counters import NoSample
 from ispmon.network.events import DEVICE_REACHABLE, DEVICE_UNREACHABLE, INTERFACE_DOWN, INTERFACE_UP
 from ispmon.network.latency import SMOKE_PERCENTILES
 from ispmon.store.interfaces import METRIC_FIELDS
+from ispmon.store.usage_enforcements import STATES as ENFORCEMENT_STATES
+from ispmon.usage.customers import Policy
 
 _TEXT: dict[str, Any] = {"type": "string"}
 _INT: dict[str, Any] = {"type": "integer"}
@@ -326,6 +328,28 @@ SESSION = obj(
         "records": _COUNT,
     },
     title="Session",
+    additionalProperties=False,
+)
+# -- enforcements: `services.usage._enforcement_dict` (the enforcements table, by its SQL types) --------
+ENFORCEMENT = obj(
+    {
+        "id": _ID,
+        "customer_id": _TEXT,
+        "period_start": DATE_TIME,
+        "threshold": _INT,
+        # A customer's policy, or `lift` (the CoA at the period's reset that lifts a restriction).
+        "action": {"type": "string", "enum": [*get_args(Policy), "lift"]},
+        "target": _TEXT,
+        "nas_id": nullable(_TEXT),
+        "session_key": nullable(_TEXT),
+        "idempotency_key": _TEXT,
+        "state": {"type": "string", "enum": list(ENFORCEMENT_STATES)},
+        "attempts": _COUNT,
+        "detail": nullable(_TEXT),
+        "created_at": DATE_TIME,
+        "updated_at": DATE_TIME,
+    },
+    title="Enforcement",
     additionalProperties=False,
 )
 TOP_USAGE = obj(

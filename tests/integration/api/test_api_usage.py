@@ -266,9 +266,10 @@ async def test_enforcement_audit_trail_routes(client: Client, services: AppServi
                    'Error-Cause 501'),
                   ('acme-001', '2026-12-01T00:00:00Z', 100, 'coa', 'bras-1/B', 'bras-1', 'B', 'k2', 'acked', 1, NULL)"""
     )
-    every = await (await client.get("/enforcements/")).json()
+    every = await assert_documented(client, "GET", "/enforcements/", await client.get("/enforcements/"))
     assert [e["target"] for e in every["items"]] == ["bras-1/B", "bras-1/A"]
-    naks = await (await client.get("/customers/acme-001/enforcements?state=nak")).json()
+    resp = await client.get("/customers/acme-001/enforcements?state=nak")
+    naks = await assert_documented(client, "GET", "/customers/{customer_id}/enforcements", resp)
     assert [(e["state"], e["detail"], e["idempotency_key"]) for e in naks["items"]] == [
         ("nak", "Error-Cause 501", "k1")
     ]
