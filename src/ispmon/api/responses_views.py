@@ -349,7 +349,7 @@ ENFORCEMENT = obj(
         "created_at": DATE_TIME,
         "updated_at": DATE_TIME,
     },
-    title="Enforcement",
+    title="EnforcementAction",
     additionalProperties=False,
 )
 TOP_USAGE = obj(
