@@ -149,3 +149,17 @@ def test_an_endpoint_answer_requires_what_every_protocol_has_and_allows_what_app
     check = _success_schema(DOC["paths"]["/services/{endpoint_id}/check"]["post"])
     assert check["properties"]["response_time_ms"] == {"anyOf": [{"type": "number"}, {"type": "null"}]}
     assert _success_schema(DOC["paths"]["/livez"]["get"])["required"] == ["status", "version"]
+
+
+def test_each_titled_response_schema_is_the_component_of_its_name() -> None:
+    """A route's titled schema is listed under its title beside the pydantic models' `$defs`: a
+    title that is also a model's name would replace one of the two for every route using it."""
+    components = DOC["components"]["schemas"]
+    for route in ROUTES:
+        if route.response_schema is None:
+            continue
+        for name, model in route.response_schema.get("$defs", {}).items():
+            assert components[name] == model, f"{route.method} {route.path}: {name}"
+        if isinstance(route.response_schema.get("title"), str):
+            declared = {k: v for k, v in route.response_schema.items() if k != "$defs"}
+            assert components[declared["title"]] == declared, f"{route.method} {route.path}"

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict
 from ispmon.api.errors import json_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import BULK_CUSTOMERS, CUSTOMER
-from ispmon.api.responses_views import SESSION
+from ispmon.api.responses_series import CUSTOMER_USAGE, USAGE_SUMMARY
+from ispmon.api.responses_views import ENFORCEMENT, SESSION
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.services.errors import InvalidInput
 from ispmon.store.usage_customers import CUSTOMER_LIST
@@ -190,6 +191,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(CUSTOMER_ID,),
         query=USAGE_QUERY,
+        response_schema=CUSTOMER_USAGE,
     ),
     Route(
         "GET",
@@ -199,6 +201,7 @@ ROUTES: tuple[Route, ...] = (
         "This period so far against the quota, the previous period, and the projection at the current pace",
         TAG,
         path_params=(CUSTOMER_ID,),
+        response_schema=USAGE_SUMMARY,
     ),
     Route(
         "GET",
@@ -210,5 +213,6 @@ ROUTES: tuple[Route, ...] = (
         path_params=(CUSTOMER_ID,),
         query=list_params(CUSTOMER_ENFORCEMENTS),
         response="page",
+        response_schema=ENFORCEMENT,
     ),
 )

@@ -13,7 +13,8 @@ from aiohttp import web
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses import DEVICE
-from ispmon.api.responses_views import DEVICE_POLL, INTERFACE, NETWORK_SUMMARY
+from ispmon.api.responses_series import INTERFACE_METRICS, INTERFACE_PERCENTILE
+from ispmon.api.responses_views import DEVICE_POLL, INTERFACE, NETWORK_EVENT, NETWORK_SUMMARY
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.network.devices import DeviceSpec
@@ -145,6 +146,7 @@ ROUTES: tuple[Route, ...] = (
                   enum=("raw", "5m", "1h", "1d")),
             Param("limit", "integer", "At most this many samples", default=10_000, minimum=1, maximum=100_000),
         ),
+        response_schema=INTERFACE_METRICS,
     ),
     Route(
         "GET", "/interfaces/{interface_id}/percentile", interface_percentile, "interfacePercentile",
@@ -159,16 +161,18 @@ ROUTES: tuple[Route, ...] = (
             Param("bucket", "integer", "Seconds averaged before ranking (300: 5 minutes)", default=300,
                   minimum=1, maximum=86400),
         ),
+        response_schema=INTERFACE_PERCENTILE,
     ),
     Route(
         "GET", "/network/events", network_events, "networkEvents",
         "Device and interface state changes (interface_down / up, device_unreachable / reachable), newest first",
-        TAG, query=list_params(NETWORK_EVENT_LIST), response="page",
+        TAG, query=list_params(NETWORK_EVENT_LIST), response="page", response_schema=NETWORK_EVENT,
     ),
     Route(
         "GET", "/devices/{device_id}/events", device_events, "deviceEvents",
         "The device's state changes and its interfaces', newest first", TAG,
         path_params=(DEVICE_ID,), query=list_params(DEVICE_EVENT_LIST), response="page",
+        response_schema=NETWORK_EVENT,
     ),
     Route(
         "GET", "/network/summary", network_summary, "networkSummary",

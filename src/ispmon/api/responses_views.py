@@ -1,4 +1,5 @@
-"""JSON schemas of the computed answers (status, summaries, polls, interfaces, latency, sessions).
+"""JSON schemas of the computed answers (status, summaries, polls, interfaces, events, latency,
+sessions).
 
 The companion of `api.responses` (the stored resources): these bodies are built by hand in the
 services, so each schema names the function it describes and takes its field lists from the
@@ -9,14 +10,17 @@ document, so a field that drifts fails there.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from ispmon.api.responses import DATE_TIME, STATUS, nullable, obj
 from ispmon.availability.outages import Phase
 from ispmon.models import ErrorKind, Severity
 from ispmon.network.counters import NoSample
+from ispmon.network.events import DEVICE_REACHABLE, DEVICE_UNREACHABLE, INTERFACE_DOWN, INTERFACE_UP
 from ispmon.network.latency import SMOKE_PERCENTILES
 from ispmon.store.interfaces import METRIC_FIELDS
+from ispmon.store.usage_enforcements import STATES as ENFORCEMENT_STATES
+from ispmon.usage.customers import Policy
 
 _TEXT: dict[str, Any] = {"type": "string"}
 _INT: dict[str, Any] = {"type": "integer"}
@@ -169,6 +173,32 @@ INTERFACE = obj(
     additionalProperties=False,
 )
 
+# -- /network/events, /devices/{id}/events: `NetworkService.list_events` (network_events rows) ------
+# `data` by `network.events`: interface_down (name, oper_status), interface_up (those, admin_status,
+# duration_s), device_unreachable (error), device_reachable (duration_s).
+NETWORK_EVENT = obj(
+    {
+        "id": _ID,
+        "device_id": _TEXT,
+        "interface_id": nullable(_ID),
+        "at": DATE_TIME,
+        "kind": {"type": "string", "enum": [INTERFACE_DOWN, INTERFACE_UP, DEVICE_UNREACHABLE, DEVICE_REACHABLE]},
+        "data": obj(
+            {},
+            {
+                "name": _TEXT,
+                "oper_status": nullable(_TEXT),
+                "admin_status": nullable(_TEXT),
+                "duration_s": {"type": "number", "minimum": 0},
+                "error": _TEXT,
+            },
+            additionalProperties=False,
+        ),
+    },
+    title="NetworkEvent",
+    additionalProperties=False,
+)
+
 # -- /devices/{id}/poll: `Poller._poll` (unreachable) or `Poller._record` ---------------------------
 _POLLED_INTERFACE = obj(
     {
@@ -298,6 +328,28 @@ SESSION = obj(
         "records": _COUNT,
     },
     title="Session",
+    additionalProperties=False,
+)
+# -- enforcements: `services.usage._enforcement_dict` (the enforcements table, by its SQL types) --------
+ENFORCEMENT = obj(
+    {
+        "id": _ID,
+        "customer_id": _TEXT,
+        "period_start": DATE_TIME,
+        "threshold": _INT,
+        # A customer's policy, or `lift` (the CoA at the period's reset that lifts a restriction).
+        "action": {"type": "string", "enum": [*get_args(Policy), "lift"]},
+        "target": _TEXT,
+        "nas_id": nullable(_TEXT),
+        "session_key": nullable(_TEXT),
+        "idempotency_key": _TEXT,
+        "state": {"type": "string", "enum": list(ENFORCEMENT_STATES)},
+        "attempts": _COUNT,
+        "detail": nullable(_TEXT),
+        "created_at": DATE_TIME,
+        "updated_at": DATE_TIME,
+    },
+    title="EnforcementAction",
     additionalProperties=False,
 )
 TOP_USAGE = obj(

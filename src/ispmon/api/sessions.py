@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ispmon.api.errors import json_response, list_response
 from ispmon.api.listing import list_page, list_params
-from ispmon.api.responses_views import SESSION, TOP_USAGE
+from ispmon.api.responses_views import ENFORCEMENT, SESSION, TOP_USAGE
 from ispmon.api.spec import Call, Param, PathParam, Route
 from ispmon.store.usage_enforcements import ENFORCEMENTS
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS
@@ -77,6 +77,7 @@ ROUTES: tuple[Route, ...] = (
         "customers",
         query=list_params(ENFORCEMENTS),
         response="page",
+        response_schema=ENFORCEMENT,
         also_without_slash=True,
     ),
 )

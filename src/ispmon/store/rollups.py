@@ -197,7 +197,15 @@ def rollup_dict(row: asyncpg.Record) -> dict[str, object]:
     return out
 
 
-async def _first(pool: asyncpg.Pool, step: int, interface_id: int, lo: datetime, hi: datetime) -> datetime | None:
+def _before(step: int, whole: bool, time: str, hi: str) -> str:
+    """`time` (a row's) is before `hi`; with `whole`, the whole rollup bucket is: `hi` is where a
+    finer source starts, and a bucket straddling it holds samples that source counts already."""
+    return f"{time} + interval '{step} seconds' <= {hi}" if whole and step else f"{time} < {hi}"
+
+
+async def _first(
+    pool: asyncpg.Pool, step: int, interface_id: int, lo: datetime, hi: datetime, whole: bool
+) -> datetime | None:
     if step == 0:
         return await pool.fetchval(
             "SELECT min(at) FROM interface_metrics WHERE interface_id = $1 AND at >= $2 AND at < $3",
@@ -205,12 +213,12 @@ async def _first(pool: asyncpg.Pool, step: int, interface_id: int, lo: datetime,
         )
     return await pool.fetchval(
         "SELECT min(bucket) FROM interface_rollups WHERE step_s = $1 AND interface_id = $2 AND bucket >= $3"
-        " AND bucket < $4",
+        f" AND {_before(step, whole, 'bucket', '$4')}",
         step, interface_id, lo, hi,
     )
 
 
-def _part(step: int, bucket_s: int, n: int) -> str:
+def _part(step: int, bucket_s: int, n: int, whole: bool) -> str:
     """Per-`bucket_s` averages in and out of one source over [$lo, $hi) (parameters n, n + 1)."""
     width = max(bucket_s, step)
     if step == 0:
@@ -222,8 +230,9 @@ def _part(step: int, bucket_s: int, n: int) -> str:
         f" / nullif(sum({weight}) FILTER (WHERE {f}{suffix} IS NOT NULL), 0) AS {f}"
         for f in ("in_bps", "out_bps")
     )
+    before = _before(step, whole, time, f"${n + 1}")
     return f"""SELECT {step} AS source, date_bin('{width} seconds', {time}, {ORIGIN}) AS b, {cols}
-               FROM {table} WHERE {cond}interface_id = $1 AND {time} >= ${n} AND {time} < ${n + 1} GROUP BY 2"""
+               FROM {table} WHERE {cond}interface_id = $1 AND {time} >= ${n} AND {before} GROUP BY 2"""
 
 
 async def percentile_finest(
@@ -233,15 +242,16 @@ async def percentile_finest(
     from the finest data there is for each part of the range: raw samples where they are kept, then
     5-minute, 1-hour and 1-day rollups for what retention has already dropped (a coarser bucket
     counts as one value). A source is used from the start of the coarser bucket holding its first
-    value (retention drops whole days, so that bucket is whole). Returns the figures and how many
-    buckets each source gave."""
+    value (retention drops whole days, so that bucket is whole), and a coarser source only for its
+    buckets that end by then (one straddling it holds samples the finer source counts: a new
+    interface's first hour and day). Returns the figures and how many buckets each source gave."""
     parts: list[tuple[int, datetime, datetime]] = []
     hi = until
     steps = (0, 300, 3600, 86400)
     for i, step in enumerate(steps):
         if hi <= since:
             break
-        first = await _first(pool, step, interface_id, since, hi)
+        first = await _first(pool, step, interface_id, since, hi, hi < until)
         if first is None:
             continue
         lo = since if first <= since or i == len(steps) - 1 else max(since, floor_to(first, steps[i + 1]))
@@ -251,7 +261,7 @@ async def percentile_finest(
     args: list[object] = [interface_id]
     selects = []
     for step, lo, hi in parts:
-        selects.append(_part(step, bucket_s, len(args) + 1))
+        selects.append(_part(step, bucket_s, len(args) + 1, hi < until))
         args += [lo, hi]
     empty = "SELECT 0 AS source, now() AS b, NULL::float8 AS in_bps, NULL::float8 AS out_bps WHERE false"
     union = " UNION ALL ".join(selects) or empty

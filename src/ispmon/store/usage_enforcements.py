@@ -9,14 +9,14 @@ _SELECT = (
     " state, attempts, detail, created_at, updated_at FROM enforcements"
 )
 _KEYSET = (Key("id", "integer"),)
-_STATES = ("pending", "sent", "acked", "nak", "timeout", "failed")
+STATES = ("pending", "sent", "acked", "nak", "timeout", "failed")
 
 ENFORCEMENTS = ListSpec(
     "enforcements",
     _SELECT,
     filters=(
         Filter("customer", "text", "customer_id", description="Only this customer's", key="customer_id"),
-        Filter("state", "enum", "state", description="Only in this state", choices=_STATES),
+        Filter("state", "enum", "state", description="Only in this state", choices=STATES),
     ),
     keyset=_KEYSET,
     descending=True,
@@ -26,7 +26,7 @@ CUSTOMER_ENFORCEMENTS = ListSpec(
     _SELECT,
     filters=(
         Filter("customer_id", "text", "customer_id", path=True),
-        Filter("state", "enum", "state", description="Only in this state", choices=_STATES),
+        Filter("state", "enum", "state", description="Only in this state", choices=STATES),
     ),
     keyset=_KEYSET,
     descending=True,

@@ -161,7 +161,10 @@ async def test_95th_percentile_of_five_minute_averages(client: Client, db_dsn: s
     finally:
         await db.close()
     query = "since=2026-03-02T00:00:00Z&until=2026-03-03T00:00:00Z"
-    got = await _json(await client.get(f"/interfaces/{row['id']}/percentile?{query}"), 200)
+    resp = await client.get(f"/interfaces/{row['id']}/percentile?{query}")
+    assert resp.status == 200, await resp.text()
+    got = await assert_documented(client, "GET", "/interfaces/{interface_id}/percentile", resp)
+    assert got["sources"] == {"raw": 20}
     # Nearest rank: of 20 buckets the 95th percentile is the 19th.
     assert got["buckets"] == 20 and got["percentile"] == 95.0
     assert got["in_bps"] == pytest.approx(19e6) and got["out_bps"] == pytest.approx(38e6)
@@ -174,9 +177,10 @@ async def test_95th_percentile_of_five_minute_averages(client: Client, db_dsn: s
 
 
 @pytest.mark.netns
-async def test_poll_interfaces_and_summary_are_as_documented(client: Client, tmp_path: Path) -> None:
+async def test_poll_interfaces_and_summary_are_as_documented(client: Client, tmp_path: Path, db_dsn: str) -> None:
     """Two polls of Debian's snmpd (rates, utilisation of the veths) and one of nothing: each
-    answer validates against /openapi.json."""
+    answer validates against /openapi.json, and so do the polled interface's raw samples, their
+    rollups and their percentile."""
     with snmpd_namespace(tmp_path, veths=1, tag="d") as agent:
         device = {"id": "ns-doc", "name": "agent", "address": f"{agent.address}:{agent.port}",
                   "community": COMMUNITY, "timeout": 1, "retries": 0}
@@ -195,7 +199,43 @@ async def test_poll_interfaces_and_summary_are_as_documented(client: Client, tmp
     await assert_documented(client, "GET", "/interfaces/{interface_id}", await client.get(f"/interfaces/{va0['id']}"))
     summary = await assert_documented(client, "GET", "/network/summary", await client.get("/network/summary"))
     assert summary["devices"]["up"] == 1 and summary["top_utilised"], summary
+    await _samples_are_as_documented(client, db_dsn, va0["id"])
     await _json(await client.post("/devices/", json={**V2, "address": "127.0.0.1:9", "timeout": 0.2,
                                                      "retries": 0}), 201)
     failed = await assert_documented(client, "POST", path, await client.post("/devices/core-1/poll"))
     assert failed["reachable"] is False
+    events = "/devices/{device_id}/events"
+    gone = await assert_documented(client, "GET", events, await client.get("/devices/core-1/events"))
+    assert [e["kind"] for e in gone["items"]] == ["device_unreachable"] and gone["items"][0]["data"]["error"], gone
+    await assert_documented(client, "GET", "/network/events", await client.get("/network/events"))
+
+
+async def _samples_are_as_documented(client: Client, db_dsn: str, interface_id: int) -> None:
+    """The polled samples of `interface_id`, raw and rolled up (every step there is data for),
+    and their percentile, each validated against /openapi.json."""
+    from datetime import UTC, datetime, timedelta
+
+    from ispmon.store import rollups
+
+    metrics = "/interfaces/{interface_id}/metrics"
+    raw = await assert_documented(client, "GET", metrics, await client.get(f"/interfaces/{interface_id}/metrics"))
+    assert raw["step"] == "raw" and raw["count"] >= 1 and raw["items"][0]["in_util_pct"] is not None, raw
+    # Roll the poll's samples up as if a day had passed: the 5-minute, hour and day buckets.
+    db = await Database.connect(db_dsn, apply_schema=False, max_size=1)
+    try:
+        await rollups.rollup(db.pool, now=datetime.now(UTC) + timedelta(days=2))
+    finally:
+        await db.close()
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    until = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    for step in rollups.STEPS:
+        resp = await client.get(f"/interfaces/{interface_id}/metrics", params={"since": since, "until": until,
+                                                                               "step": step})
+        assert resp.status == 200, await resp.text()
+        rolled = await assert_documented(client, "GET", metrics, resp)
+        assert rolled["step"] == step and rolled["count"] == 1, rolled
+        assert rolled["items"][0]["samples"] == raw["count"] and rolled["items"][0]["in_bps_p95"] is not None
+    resp = await client.get(f"/interfaces/{interface_id}/percentile")
+    assert resp.status == 200, await resp.text()
+    got = await assert_documented(client, "GET", "/interfaces/{interface_id}/percentile", resp)
+    assert got["sources"] == {"raw": 1} and got["billable_bps"] is not None, got

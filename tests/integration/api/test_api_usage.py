@@ -224,9 +224,15 @@ async def test_sessions_and_usage_from_radclient(client: Client, services: AppSe
     assert (one["bytes_in"], one["bytes_out"], one["framed_ip"]) == (7, 2**32 + 9, "100.64.1.2")
     sessions = await (await client.get("/customers/acme-001/sessions")).json()
     assert [(s["bytes_in"], s["bytes_out"], s["state"]) for s in sessions["items"]] == [(100, 5000, "active")]
+    for step in ("hour", "day", "month"):
+        resp = await client.get(f"/customers/acme-001/usage?step={step}")
+        assert resp.status == 200, await resp.text()
+        usage = await assert_documented(client, "GET", "/customers/{customer_id}/usage", resp)
+        assert (usage["bytes_in"], usage["bytes_out"], usage["bytes_total"]) == (100, 5000, 5100)
+        assert usage["step"] == step and usage["timezone"] == "Europe/Berlin"
+        assert sum(i["bytes_total"] for i in usage["items"]) == 5100 and usage["items"][-1]["bytes_in"] > 0
     usage = await (await client.get("/customers/acme-001/usage?step=day")).json()
-    assert (usage["bytes_in"], usage["bytes_out"], usage["bytes_total"]) == (100, 5000, 5100)
-    assert len(usage["items"]) == 1 and usage["timezone"] == "Europe/Berlin"
+    assert len(usage["items"]) == 1
     top = await (await client.get("/usage/top?limit=5")).json()
     assert [(t["customer_id"], t["bytes_total"]) for t in top["items"]] == [
         ("bob", 2**32 + 16),
@@ -237,7 +243,10 @@ async def test_sessions_and_usage_from_radclient(client: Client, services: AppSe
     bad = await client.get("/customers/acme-001/usage?step=week")
     assert bad.status == 400 and fields(await bad.json()) == ["step"]
     assert (await client.get("/customers/nobody/usage")).status == 404
-    summary = await (await client.get("/customers/acme-001/usage/summary")).json()
+    resp = await client.get("/customers/acme-001/usage/summary")
+    assert resp.status == 200, await resp.text()
+    summary = await assert_documented(client, "GET", "/customers/{customer_id}/usage/summary", resp)
+    assert summary["percent"] is not None and summary["projected_bytes"] >= 5100, summary
     assert (summary["used_bytes"], summary["quota_bytes"], summary["period"]["kind"]) == (
         5100,
         10**12,
@@ -257,9 +266,10 @@ async def test_enforcement_audit_trail_routes(client: Client, services: AppServi
                    'Error-Cause 501'),
                   ('acme-001', '2026-12-01T00:00:00Z', 100, 'coa', 'bras-1/B', 'bras-1', 'B', 'k2', 'acked', 1, NULL)"""
     )
-    every = await (await client.get("/enforcements/")).json()
+    every = await assert_documented(client, "GET", "/enforcements/", await client.get("/enforcements/"))
     assert [e["target"] for e in every["items"]] == ["bras-1/B", "bras-1/A"]
-    naks = await (await client.get("/customers/acme-001/enforcements?state=nak")).json()
+    resp = await client.get("/customers/acme-001/enforcements?state=nak")
+    naks = await assert_documented(client, "GET", "/customers/{customer_id}/enforcements", resp)
     assert [(e["state"], e["detail"], e["idempotency_key"]) for e in naks["items"]] == [
         ("nak", "Error-Cause 501", "k1")
     ]

@@ -20,6 +20,7 @@ from ispmon.services.context import AppServices
 from ispmon.store import rollups
 from ispmon.store.database import Database
 from ispmon.store.interfaces import metric_row
+from tests.integration.api.documented import assert_documented
 
 Client = TestClient[web.Request, web.Application]
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -44,11 +45,11 @@ def _sample(at: datetime, interval: float, value: float) -> Sample:
     )
 
 
-async def _hour_of_samples(db: Database, iid: int) -> None:
-    """12 five-minute buckets from START; bucket k (1-12) holds 20 samples of 15 s valued
-    k*100 + 1 ... k*100 + 20 (out of order, to show the order does not matter)."""
+async def _hour_of_samples(db: Database, iid: int, buckets: range = range(1, 13)) -> None:
+    """12 five-minute buckets from START (or those of `buckets`); bucket k (1-12) holds 20 samples
+    of 15 s valued k*100 + 1 ... k*100 + 20 (out of order, to show the order does not matter)."""
     rows = []
-    for k in range(1, 13):
+    for k in buckets:
         for j in reversed(range(20)):
             at = START + timedelta(minutes=5 * (k - 1), seconds=15 * j)
             rows.append(metric_row(iid, _sample(at, 15.0, k * 100 + j + 1)))
@@ -181,23 +182,31 @@ async def _json(resp: Any, status: int) -> Any:
     return await resp.json()
 
 
+async def _documented(client: Client, url: str) -> Any:
+    """A 200 answer of a GET /interfaces/{id}/<route> `url`, checked against the document."""
+    resp = await client.get(url)
+    assert resp.status == 200, await resp.text()
+    template = "/interfaces/{interface_id}/" + url.split("?")[0].rsplit("/", 1)[1]
+    return await assert_documented(client, "GET", template, resp)
+
+
 async def test_metrics_step_chooses_the_rollup(client: Client, db: Database) -> None:
     iid = await _interface(db)
     await _hour_of_samples(db, iid)
     await rollups.rollup(db.pool, now=LATER)
     query = "since=2026-03-02T00:00:00Z&until=2026-03-03T00:00:00Z"
-    raw = await _json(await client.get(f"/interfaces/{iid}/metrics?{query}&limit=100000"), 200)
+    raw = await _documented(client, f"/interfaces/{iid}/metrics?{query}&limit=100000")
     assert raw["step"] == "raw" and raw["count"] == 240
-    five = await _json(await client.get(f"/interfaces/{iid}/metrics?{query}&step=5m"), 200)
+    five = await _documented(client, f"/interfaces/{iid}/metrics?{query}&step=5m")
     assert five["step"] == "5m" and five["count"] == 12
     first = five["items"][0]
     assert first["at"] == "2026-03-02T00:00:00+00:00" and first["samples"] == 20
     assert (first["in_bps"], first["in_bps_min"], first["in_bps_max"], first["in_bps_p95"]) == (
         110_500, 101_000, 120_000, 119_000
     )
-    hour = await _json(await client.get(f"/interfaces/{iid}/metrics?{query}&step=1h"), 200)
+    hour = await _documented(client, f"/interfaces/{iid}/metrics?{query}&step=1h")
     assert hour["count"] == 1 and hour["items"][0]["in_bps_p95"] == 1_210_500
-    day = await _json(await client.get(f"/interfaces/{iid}/metrics?{query}&step=1d"), 200)
+    day = await _documented(client, f"/interfaces/{iid}/metrics?{query}&step=1d")
     assert day["count"] == 1 and day["items"][0]["samples"] == 240
     bad = await _json(await client.get(f"/interfaces/{iid}/metrics?{query}&step=2m"), 400)
     assert bad["errors"][0]["field"] == "step"
@@ -208,15 +217,33 @@ async def test_percentile_uses_the_finest_data_kept(client: Client, db: Database
     await _hour_of_samples(db, iid)
     await rollups.rollup(db.pool, now=LATER)
     query = "since=2026-03-02T00:00:00Z&until=2026-03-03T00:00:00Z"
-    all_raw = await _json(await client.get(f"/interfaces/{iid}/percentile?{query}"), 200)
+    all_raw = await _documented(client, f"/interfaces/{iid}/percentile?{query}")
     assert all_raw["sources"] == {"raw": 12} and all_raw["in_bps"] == 1_210_500
     # Retention dropped the raw samples of the first half hour: those buckets come from the 5m rollup.
     await db.pool.execute("DELETE FROM interface_metrics WHERE at < $1", START + timedelta(minutes=30))
-    mixed = await _json(await client.get(f"/interfaces/{iid}/percentile?{query}&percentile=50"), 200)
+    mixed = await _documented(client, f"/interfaces/{iid}/percentile?{query}&percentile=50")
     assert mixed["sources"] == {"raw": 6, "5m": 6} and mixed["buckets"] == 12
     assert mixed["in_bps"] == 610_500  # nearest rank of 12: the 6th of 110.5k ... 1210.5k
     # Only the hourly rollup left for the range: one value.
     await db.pool.execute("DELETE FROM interface_metrics")
     await db.pool.execute("DELETE FROM interface_rollups WHERE step_s = 300")
-    hourly = await _json(await client.get(f"/interfaces/{iid}/percentile?{query}"), 200)
+    hourly = await _documented(client, f"/interfaces/{iid}/percentile?{query}")
     assert hourly["sources"] == {"1h": 1} and hourly["in_bps"] == pytest.approx(660_500)
+
+
+async def test_percentile_counts_no_rollup_bucket_beside_the_raw_samples_it_holds(client: Client, db: Database) -> None:
+    """A new interface's first samples start mid-hour: its hour and day buckets hold the same
+    samples as the raw rows, and only the raw ones count."""
+    iid = await _interface(db)
+    await _hour_of_samples(db, iid, range(7, 13))  # from START + 30 min
+    await rollups.rollup(db.pool, now=LATER)
+    query = "since=2026-03-01T00:00:00Z&until=2026-03-03T00:00:00Z&percentile=50"
+    got = await _documented(client, f"/interfaces/{iid}/percentile?{query}")
+    assert got["sources"] == {"raw": 6} and got["buckets"] == 6, got
+    assert got["in_bps"] == 910_500  # nearest rank of 6: the 3rd of 710.5k ... 1210.5k
+    # Until is not a finer source's start: a day bucket that straddles it still counts.
+    await db.pool.execute("DELETE FROM interface_metrics")
+    await db.pool.execute("DELETE FROM interface_rollups WHERE step_s <> 86400")
+    noon = "since=2026-03-01T00:00:00Z&until=2026-03-02T12:00:00Z"
+    day = await _documented(client, f"/interfaces/{iid}/percentile?{noon}")
+    assert day["sources"] == {"1d": 1}, day
