@@ -9,6 +9,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ispmon.api.errors import json_response
+from ispmon.api.responses_flows import (
+    CUSTOMER_TRAFFIC,
+    DECLARED_EXPORTER,
+    FLOW_EXPORTERS,
+    FLOW_SERIES,
+    FLOW_TOP,
+)
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.services.flows import SERIES_FILTERS, TOP_KEYS
@@ -58,20 +65,24 @@ async def customer_traffic(call: Call) -> web.Response:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/flows/exporters", list_exporters, "listFlowExporters",
-          "Declared flow exporters with packets, flows, templates, sequence gaps, last seen", TAG),
+          "Declared flow exporters with packets, flows, templates, sequence gaps, last seen", TAG,
+          response_schema=FLOW_EXPORTERS),
     Route("POST", "/flows/exporters", add_exporter, "createFlowExporter",
-          "Declare (or replace) a flow exporter", TAG, body=Body("ExporterSpec", ExporterSpec), status=201),
+          "Declare (or replace) a flow exporter", TAG, body=Body("ExporterSpec", ExporterSpec), status=201,
+          response_schema=DECLARED_EXPORTER),
     Route("DELETE", "/flows/exporters/{exporter_id}", delete_exporter, "deleteFlowExporter",
           "Forget a flow exporter (its packets are then dropped and counted)", TAG,
           path_params=(EXPORTER_ID,), status=204, response="none"),
     Route("GET", "/flows/top", top, "flowTop", "Top talkers, protocols, ports or interfaces by bytes", TAG,
           query=(*WINDOW,
                  Param("by", "string", "What to rank", default="dst", enum=TOP_KEYS),
-                 Param("limit", "integer", "How many", default=10, minimum=1, maximum=1000))),
+                 Param("limit", "integer", "How many", default=10, minimum=1, maximum=1000)),
+          response_schema=FLOW_TOP),
     Route("GET", "/flows/series", series, "flowSeries", "Bytes and packets per step", TAG,
           query=(*WINDOW, Param("step", "integer", "Step in seconds (a multiple of 60)", default=60,
-                                minimum=60, maximum=86400), *FILTERS)),
+                                minimum=60, maximum=86400), *FILTERS),
+          response_schema=FLOW_SERIES),
     Route("GET", "/customers/{customer_id}/traffic", customer_traffic, "customerTraffic",
           "A customer's download and upload bytes and packets from flows, with protocol and peer mix", "customers",
-          path_params=(CUSTOMER_ID,), query=WINDOW),
+          path_params=(CUSTOMER_ID,), query=WINDOW, response_schema=CUSTOMER_TRAFFIC),
 )  # fmt: skip

@@ -24,8 +24,10 @@ from ispmon.flows.attribution import PrefixTable
 from ispmon.flows.collector import Collector
 from ispmon.flows.decode import FlowDecoder, _sets
 from ispmon.services.context import AppServices
+from ispmon.services.flows import TOP_KEYS
 from ispmon.store.database import Database
 from ispmon.store.flows import FlowStore
+from tests.integration.api.documented import assert_documented
 from tests.integration.flows.pcap import Packet, write_pcap
 
 Client = TestClient[web.Request, web.Application]
@@ -53,6 +55,12 @@ class Rig:
         assert resp.status == 200, await resp.text()
         return await resp.json()
 
+    async def documented(self, url: str, template: str) -> Any:
+        """GET `url`, its answer checked against what /openapi.json says of `template`."""
+        resp = await self.client.get(url)
+        assert resp.status == 200, await resp.text()
+        return await assert_documented(self.client, "GET", template, resp)
+
 
 @pytest.fixture
 async def rig(db_dsn: str) -> AsyncIterator[Rig]:
@@ -66,6 +74,7 @@ async def rig(db_dsn: str) -> AsyncIterator[Rig]:
             assert (await client.post("/customers/", json=c)).status == 201
         resp = await client.post("/flows/exporters", json={"id": "r1", "address": "127.0.0.1", "name": "border"})
         assert resp.status == 201, await resp.text()
+        assert (await assert_documented(client, "POST", "/flows/exporters", resp))["sampling"] is None
         collector = Collector(decoder, Aggregator(PrefixTable(await store.customer_prefixes())), store.write)
         await collector.start("127.0.0.1", 0)
         yield Rig(db, client, collector, decoder)
@@ -126,6 +135,15 @@ async def test_per_prefix_and_per_customer_bytes_are_exact(rig: Rig, tmp_path: P
     ]  # bucketed by the flows' own time (ten minutes ago), not by arrival
     stats = (await rig.get("/flows/exporters"))["items"][0]["stats"]
     assert stats["flows"] == 3 and stats["implausible_time"] == 0 and stats["malformed"] == 0
+    # Every answer, filled with real data, is what /openapi.json says (exactly: no undeclared key).
+    for by in TOP_KEYS:
+        body = await rig.documented(f"/flows/top?{window(t0)}&by={by}", "/flows/top")
+        assert body["by"] == by and body["items"]
+    assert (await rig.documented(f"/flows/series?{window(t0)}&step=60", "/flows/series"))["items"]
+    traffic_a = await rig.documented(f"/customers/c-a/traffic?{window(t0)}", "/customers/{customer_id}/traffic")
+    assert traffic_a["protocols"] and traffic_a["peers"]
+    exporters = await rig.documented("/flows/exporters", "/flows/exporters")
+    assert exporters["items"][0]["stats"]["last_seen"] is not None
 
 
 async def test_garbage_and_unknown_exporters_are_survived_and_counted(rig: Rig, tmp_path: Path) -> None:
