@@ -159,19 +159,14 @@ class Enforcer:
                 which = "attributes" if row["action"] == "coa" else "lift_attributes"
                 attributes.update(row["spec"].get("enforcement", {}).get(which, {}))
             # The attempt is counted before the send: the audit says it may have gone out.
-            await self.pool.execute(
-                "UPDATE enforcements SET attempts = attempts + 1, updated_at = now() WHERE id = $1", row["id"]
-            )
+            await self._count_attempt(row["id"])
             result = await send_request(
                 row["host"], row["coa_port"], row["secret"], attributes,
                 disconnect=row["action"] == "disconnect", identifier=row["id"] % 256,
                 timeout=self.timeout, tries=self.tries,
             )  # fmt: skip
             detail = f"Error-Cause {result.error_cause}" if result.error_cause is not None else None
-            await self.pool.execute(
-                "UPDATE enforcements SET state = $2, detail = $3, updated_at = now() WHERE id = $1",
-                row["id"], result.state, detail,
-            )  # fmt: skip
+            await self._record(row["id"], result.state, detail)
             log.info(
                 "quota_enforced", customer_id=row["customer_id"], action=row["action"], state=result.state
             )
@@ -197,11 +192,7 @@ class Enforcer:
                                        "quota alert" if paged else "no alert engine")  # fmt: skip
                     continue
                 attempts = row["attempts"] + 1
-                await self.pool.execute(
-                    "UPDATE enforcements SET attempts = $2, updated_at = now() WHERE id = $1",
-                    row["id"],
-                    attempts,
-                )
+                await self._count_attempt(row["id"])
                 body = webhook_body(
                     customer_id=row["customer_id"], period_start=row["period_start"], threshold=row["threshold"],
                     used_bytes=int(row["used_bytes"] or 0), quota_bytes=int(row["quota_bytes"] or 0),
@@ -216,6 +207,11 @@ class Enforcer:
                         "quota_enforced", customer_id=row["customer_id"], action="webhook", state=result.state
                     )
         return len(rows)
+
+    async def _count_attempt(self, row_id: int) -> None:
+        await self.pool.execute(
+            "UPDATE enforcements SET attempts = attempts + 1, updated_at = now() WHERE id = $1", row_id
+        )
 
     async def _record(self, row_id: int, state: str, detail: str | None) -> None:
         await self.pool.execute(
