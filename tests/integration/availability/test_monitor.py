@@ -406,7 +406,9 @@ async def _up_checks(h: Harness, endpoint_id: str) -> list[datetime]:
 async def test_outage_ends_at_the_first_up_of_the_run_across_a_restart(
     h: Harness, db_dsn: str, tmp_path: Path
 ) -> None:
-    rt = h.add("edge")
+    # A generous timeout: on a loaded CI machine a 0.5 s one can expire on loopback, and a timed-out
+    # check in the middle of the run would void it (the test is about the run, not the timeout).
+    rt = h.add("edge", check_interval=10, timeout=5)
     await h.db.endpoints.upsert(rt.spec)
     original = await open_outage(h, rt)
     # UP, DOWN: that run is void. Then one UP, and the daemon restarts before the second one.
@@ -427,6 +429,7 @@ async def test_outage_ends_at_the_first_up_of_the_run_across_a_restart(
     assert (rt2.state.consecutive_successes, rt2.state.recovering_since) == (1, first_up)
 
     await h.check(rt2, monitor=monitor)  # the second UP in a row: resolved, ended at the first
+    assert rt2.last is not None and rt2.last[1].status is Status.UP, rt2.last
     (resolved,) = await h.outages("edge")
     assert resolved["resolved_at"] == first_up and resolved["resolution"] == "auto"
     assert resolved["duration_seconds"] == pytest.approx(
