@@ -114,6 +114,7 @@ class Settings(BaseSettings):
     alert_retry_max_seconds: float = Field(900.0, ge=0.01, le=86400)
     alert_channel_rate_limit: int = Field(30, ge=1, le=10000)
     alert_send_timeout: float = Field(30.0, gt=0, le=300)
+    alert_send_lease_seconds: float = Field(60.0, ge=1, le=3600)
     alert_base_url: str | None = Field(None, pattern=r"^https?://[^\s]+$")
     # Network performance (SNMP polling).
     interface_metrics_retention_days: int = Field(30, ge=1, le=3650)

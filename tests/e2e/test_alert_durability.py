@@ -98,9 +98,10 @@ webhook = "json://127.0.0.1:{receiver.port}/hook"
         "OUTAGE_VERIFICATION_CHECKS": "1",
         "OUTAGE_RECOVERY_THRESHOLD": "1",
         "SERVICE_CHECK_RETRIES": "0",
-        # The sender's lease is max(60 s, 4 x ALERT_SEND_TIMEOUT): with the default 30 s a page in
-        # flight at the kill would come back only after 120 s, past the waits below.
-        "ALERT_SEND_TIMEOUT": "5",
+        # The sender's lease is max(ALERT_SEND_LEASE_SECONDS, 4 x ALERT_SEND_TIMEOUT): 8 s here, so
+        # a page in flight at the kill comes back within the waits below (defaults: 120 s).
+        "ALERT_SEND_TIMEOUT": "2",
+        "ALERT_SEND_LEASE_SECONDS": "5",
     }
     daemon = Daemon(tmp_path, free_port(), notify_path, env)
     conn = await asyncpg.connect(db_dsn)
@@ -127,11 +128,11 @@ webhook = "json://127.0.0.1:{receiver.port}/hook"
         receiver.failing = False
         daemon.start()
         await wait_for_datagram(notify, "READY=1", timeout=60)
-        # A page in flight at the kill is leased for 60 s from its last try: allow for one.
+        # A page in flight at the kill is leased for 8 s from its last try: allow for one.
         await poll(states, lambda s: s == {"sent": DOWN}, 90, "the pending pages to go out")
         for t in targets:
             await t.up()
-        # A kill mid-send leaves a lease of 60 s on that row: allow for one.
+        # A kill mid-send leaves a lease of 8 s on that row: allow for one.
         await poll(states, lambda s: s == {"sent": 2 * DOWN}, 100, "the resolved pages")
         await asyncio.sleep(1.5)  # a second copy of anything would have arrived by now
         keys = [r["idempotency_key"] for r in await conn.fetch("SELECT idempotency_key FROM notifications")]

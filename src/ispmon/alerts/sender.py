@@ -40,6 +40,7 @@ class DeliveryPolicy:
     retry_max: float = 900.0
     rate_per_minute: int = 30
     timeout: float = 30.0
+    lease_floor: float = 60.0
 
     def backoff(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds before the next try after `attempts` failures: base·2^(n-1), capped at retry_max,
@@ -97,7 +98,7 @@ class Sender:
         self.error_pause = error_pause
         # Long enough for a channel's every target to time out once; a shorter lease would let a
         # restarted process send a row that is still in flight here.
-        self.lease = max(60.0, 4 * self.policy.timeout)
+        self.lease = max(self.policy.lease_floor, 4 * self.policy.timeout)
         self._limiter = RateLimiter(self.policy.rate_per_minute)
         self._sem = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()

@@ -32,6 +32,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         retry_max=max(settings.alert_retry_max_seconds, settings.alert_retry_base_seconds),
         rate_per_minute=settings.alert_channel_rate_limit,
         timeout=settings.alert_send_timeout,
+        lease_floor=settings.alert_send_lease_seconds,
     )
 
 

@@ -283,3 +283,25 @@ def test_rate_limiter_burst_then_refill() -> None:
 def test_rate_limiter_unlimited() -> None:
     limiter = RateLimiter(rate_per_minute=0)
     assert all(limiter.take("x", datetime(2026, 1, 1, tzinfo=UTC)) == 0.0 for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("env", "lease"),
+    [
+        ({}, 120.0),
+        ({"ALERT_SEND_TIMEOUT": "2"}, 60.0),
+        ({"ALERT_SEND_TIMEOUT": "2", "ALERT_SEND_LEASE_SECONDS": "5"}, 8.0),
+        ({"ALERT_SEND_TIMEOUT": "1", "ALERT_SEND_LEASE_SECONDS": "30"}, 30.0),
+    ],
+)
+def test_send_lease_is_the_setting_but_never_shorter_than_four_timeouts(
+    env: dict[str, str], lease: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ispmon.alerts.sender import Sender
+    from ispmon.alerts.wiring import delivery_policy
+    from ispmon.config import Settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    sender = Sender(None, None, None, delivery_policy(Settings()))  # type: ignore[arg-type]
+    assert sender.lease == lease
