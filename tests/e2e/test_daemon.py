@@ -78,7 +78,7 @@ class Daemon:
             ISPMON_LOG_FORMAT="json",
             # No accounting listener unless a test asks for one: the default 0.0.0.0:1813 would be
             # shared by every daemon the suite (and other suites on the machine) starts.
-            **{"RADIUS_ACCT_PORT": "0", **self.extra_env},
+            **{"RADIUS_ACCT_PORT": "0", "FLOW_PORT": "0", **self.extra_env},
         )
         self.log_path = self.state_dir / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
@@ -425,7 +425,8 @@ def test_api_port_in_use_is_one_clear_line_and_leaves_nothing_running(tmp_path: 
         taken.listen()
         port = taken.getsockname()[1]
         result = run_cli(
-            "run", env={"API_PORT": str(port), "ISPMON_STATE_DIR": str(tmp_path), "RADIUS_ACCT_PORT": "0"}
+            "run",
+            env={"API_PORT": str(port), "ISPMON_STATE_DIR": str(tmp_path), "RADIUS_ACCT_PORT": "0", "FLOW_PORT": "0"},
         )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
