@@ -17,6 +17,7 @@ again): an operator sees it in `GET /enforcements/` instead of a row pending for
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -40,21 +41,47 @@ async def run_bounded(
     per_key: int,
     total: int,
 ) -> None:
-    """`work` for every item, at most `per_key` at once for one key and `total` at once in all.
-    One item's failure does not cancel the others (a cancelled send would leave its row pending
-    with an attempt counted); the first failure is raised once all are done."""
-    everyone = asyncio.Semaphore(total)
-    per: dict[Hashable, asyncio.Semaphore] = {}
+    """`work` for every item, at most `per_key` at once for one key and `total` at once in all,
+    in the items' order within a key. `total` workers (not one task per item: a period's end can
+    plan tens of thousands) take the next item of a key that has a free slot, so items queued
+    behind a slow key hold no slot. One item's failure does not cancel the others (a cancelled
+    send would leave its row pending with an attempt counted); the first is raised at the end."""
+    queues: dict[Hashable, deque[T]] = {}
+    for item in items:
+        queues.setdefault(key(item), deque()).append(item)
+    busy: dict[Hashable, int] = dict.fromkeys(queues, 0)
+    freed = asyncio.Condition()
+    failures: list[BaseException] = []
 
-    async def one(item: T) -> None:
-        # The key's slot first: items queued behind a slow key hold none of the global slots.
-        async with per.setdefault(key(item), asyncio.Semaphore(per_key)), everyone:
-            await work(item)
+    def take() -> tuple[Hashable, T] | None:
+        for k, queue in queues.items():
+            if queue and busy[k] < per_key:
+                busy[k] += 1
+                return k, queue.popleft()
+        return None
 
-    results = await asyncio.gather(*(one(i) for i in items), return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    async def worker() -> None:
+        while True:
+            async with freed:
+                taken = take()
+                while taken is None:
+                    if not any(queues.values()):
+                        return
+                    await freed.wait()
+                    taken = take()
+            k, item = taken
+            try:
+                await work(item)
+            except Exception as exc:  # kept, and raised once all are done
+                failures.append(exc)
+            finally:
+                async with freed:
+                    busy[k] -= 1
+                    freed.notify_all()
+
+    await asyncio.gather(*(worker() for _ in range(min(total, len(items)))))
+    if failures:
+        raise failures[0]
 
 
 class Dispatcher:

@@ -88,17 +88,20 @@ class Enforcer:
             return {}
         ids = list(periods)
         starts = [periods[i][2].start for i in ids]
+        # LATERAL: one index range per customer (the rollups' primary key), whatever the table's
+        # size; a plain join lets the planner hash the whole table for every batch.
         usage = await self.pool.fetch(
-            """SELECT w.c, coalesce(sum(u.bytes_in), 0) AS i, coalesce(sum(u.bytes_out), 0) AS o
-               FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS w(c, s, e)
-               LEFT JOIN usage_rollups u ON u.customer_id = w.c AND u.step = 'day' AND u.start >= w.s AND u.start < w.e
-               GROUP BY w.c""",
+            """SELECT w.c, u.i, u.o FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS w(c, s, e)
+               CROSS JOIN LATERAL (
+                   SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
+                   WHERE customer_id = w.c AND step = 'day' AND start >= w.s AND start < w.e) AS u""",
             ids, starts, [periods[i][2].end for i in ids],
         )  # fmt: skip
         used_of = {r["c"]: (int(r["i"]), int(r["o"])) for r in usage}
         known = await self.pool.fetch(
-            """SELECT q.customer_id, q.threshold FROM quota_crossings q
-               JOIN unnest($1::text[], $2::timestamptz[]) AS w(c, s) ON q.customer_id = w.c AND q.period_start = w.s""",
+            """SELECT w.c AS customer_id, q.threshold FROM unnest($1::text[], $2::timestamptz[]) AS w(c, s)
+               CROSS JOIN LATERAL (
+                   SELECT threshold FROM quota_crossings WHERE customer_id = w.c AND period_start = w.s) AS q""",
             ids, starts,
         )  # fmt: skip
         recorded = {(r["customer_id"], r["threshold"]) for r in known}
