@@ -91,7 +91,9 @@ async def crash_while_in_flight(
     daemon = Daemon(
         tmp_path, api_port, notify_path,
         {"RADIUS_ACCT_PORT": str(udp_port), "RADIUS_ACCT_ADDRESS": "127.0.0.1",
-         "ISPMON_CONFIG": str(tmp_path / "ispmon.toml"), "QUOTA_PASS_INTERVAL": "0.3"},
+         "ISPMON_CONFIG": str(tmp_path / "ispmon.toml"), "QUOTA_PASS_INTERVAL": "0.3",
+         # No flow collector: its default port 2055 may be held by another daemon on the machine.
+         "FLOW_PORT": "0"},
     )  # fmt: skip
     daemon.start()
     await wait_for_datagram(notify, "READY=1", timeout=90)
