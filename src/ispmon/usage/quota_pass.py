@@ -94,13 +94,11 @@ class QuotaTracker:
             if key:  # Accounting-On/Off carry no session and change nobody's usage
                 self.sessions.add((item.nas_id, key))
 
-    def request_full(self) -> None:
-        self._full_due = True
-
     # -- the pass --------------------------------------------------------------------------------
     async def run_pass(self, now: datetime | None = None) -> PassStats:
-        """Look at the customers due (all of them on a full pass), then send what that planned.
-        What was taken for this pass is put back if it fails, so a database outage loses nothing."""
+        """Look at the customers due (all of them on a full pass); what they cross is planned in
+        the audit trail, and `enforce_quotas` sends it. What was taken for this pass is put back
+        if it fails, so a database outage loses nobody."""
         if self.rules_changed is not None and self.rules_changed():
             self._full_due = True
         if time.monotonic() - self._full_at >= self.full_every:
