@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     radius_acct_port: int = Field(1813, ge=0, le=65535)
     # Sessions whose NAS sends no Acct-Interim-Interval are lost after twice this many seconds.
     radius_interim_interval: int = Field(900, ge=10, le=86400)
+    # The quota pass (crossings, enforcement): every this many seconds.
+    quota_pass_interval: float = Field(30.0, ge=0.1, le=3600, allow_inf_nan=False)
     # NetFlow v5/v9/IPFIX collector (the flows domain); port 0 disables the listener.
     flow_address: str = "0.0.0.0"
     flow_port: int = Field(2055, ge=0, le=65535)

@@ -549,6 +549,28 @@ INSERT INTO schema_version (version, description)
 VALUES (8, 'usage: rollups per customer, quota crossings, the enforcement audit trail')
 ON CONFLICT (version) DO NOTHING;
 
+-- Enforcement outcome `unsent`: a pending row that can no longer be sent (its NAS was deleted, or
+-- for a CoA its customer), set terminal with the reason in detail instead of pending for ever.
+-- The constraint is replaced only while it lacks the value, so re-running the file does nothing.
+DO $$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_constraint
+        WHERE conrelid = 'enforcements'::regclass AND conname = 'enforcements_state_check'
+          AND pg_get_constraintdef(oid) LIKE '%unsent%'
+    ) THEN
+        ALTER TABLE enforcements DROP CONSTRAINT IF EXISTS enforcements_state_check;
+        ALTER TABLE enforcements ADD CONSTRAINT enforcements_state_check
+            CHECK (state IN ('pending', 'sent', 'acked', 'nak', 'timeout', 'failed', 'unsent'));
+    END IF;
+END $$;
+-- The incremental quota pass looks at customers created or changed since its last pass.
+CREATE INDEX IF NOT EXISTS customers_updated_at ON customers (updated_at);
+
+INSERT INTO schema_version (version, description)
+VALUES (13, 'usage: enforcement outcome unsent; customers by updated_at (the incremental quota pass)')
+ON CONFLICT (version) DO NOTHING;
+
 -- Traffic analysis (issue 13): declared flow exporters and 1-minute flow aggregates. A flushed
 -- batch is recorded in flow_batches in the same transaction as its rows, so a retried flush of
 -- the same batch adds nothing.

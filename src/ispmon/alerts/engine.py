@@ -223,13 +223,25 @@ class AlertEngine(Paging):
             self._matching[subject.id] = cached
         self._feed(subject, cached[1], now, values.get)
 
-    def observe_quota(self, subject: Any, now: datetime, percent: float) -> None:
+    @property
+    def quota_rules(self) -> tuple[AlertRule, ...]:
+        """The enabled quota rules; a new tuple each time the rules are configured."""
+        return self._quota_rules
+
+    def observe_quota(self, subject: Any, now: datetime, percent: float) -> bool:
         """A customer's use this period as a percentage of its quota (`subject`: an
-        `ispmon.alerts.network.CustomerSubject`), through the quota rules that watch it."""
+        `ispmon.alerts.network.CustomerSubject`), through the quota rules that watch it. True when
+        a rule is part-way (a breach not firing yet, a clear not complete): the quota pass then
+        feeds this customer again although its use did not change."""
         if not self._quota_rules:
-            return
+            return False
         rules = tuple(r for r in self._quota_rules if r.matches_customer(subject.customer_id))
         self._feed(subject, rules, now, {QUOTA_METRIC: percent}.get)
+        for rule in rules:
+            state = self.thresholds.get((rule.id, subject.id))
+            if state is not None and (not state.firing or state.clear_count):
+                return True
+        return False
 
     def _feed(
         self, spec: Any, rules: tuple[AlertRule, ...], now: datetime, value_of: Callable[[str], float | None]

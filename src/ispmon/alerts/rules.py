@@ -10,8 +10,8 @@ Three kinds of rule, declared in the config file or through the API:
   clear after ``clear_checks`` consecutive in-range values (hysteresis, so a value hovering at the
   limit does not page on every check).
 * ``quota`` rules are threshold rules on a customer's ``quota_percent`` (the usage domain's quota
-  pass feeds it every 30 s): one alert when a customer crosses ``above`` per cent of the quota
-  (default 100), cleared when a new period starts.
+  pass feeds it whenever the figure can have moved): one alert when a customer crosses ``above``
+  per cent of the quota (default 100), cleared when a new period starts.
 
 Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the endpoint is listed,
 or has any of the tags); both empty means every endpoint. Threshold rules also watch SNMP devices

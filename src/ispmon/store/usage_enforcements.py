@@ -9,7 +9,7 @@ _SELECT = (
     " state, attempts, detail, created_at, updated_at FROM enforcements"
 )
 _KEYSET = (Key("id", "integer"),)
-STATES = ("pending", "sent", "acked", "nak", "timeout", "failed")
+STATES = ("pending", "sent", "acked", "nak", "timeout", "failed", "unsent")
 
 ENFORCEMENTS = ListSpec(
     "enforcements",

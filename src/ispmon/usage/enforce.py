@@ -1,35 +1,48 @@
 """Quota crossings and their enforcement, with the audit trail written before anything is sent.
 
-`Enforcer.check(customer_id)` computes the period's use from the rollups; each threshold reached
-is inserted into quota_crossings (its primary key makes it once per customer, period and
-threshold) and, in the same transaction, at 100 % the policy's actions go into `enforcements` as
-`pending`: one per active session for `coa`/`disconnect`. `dispatch()` then sends what is pending
-and records the outcome (acked, nak with its Error-Cause, timeout). A crash after the audit row
-and before the outcome leaves the row pending: the next start sends it again with the same
-Acct-Session-Id and the same idempotency key — at least once, never silently twice.
+`Enforcer.check_many(customer_ids)` computes the customers' period use from the daily rollups in a
+few statements for the whole batch (so a pass over tens of thousands costs a few queries per
+thousand, not a few per customer); each threshold reached is inserted into quota_crossings (its
+primary key makes it once per customer, period and threshold) and, in the same transaction, at
+100 % the policy's actions go into `enforcements` as `pending`: one per active session for
+`coa`/`disconnect`. `dispatch()` (ispmon.usage.dispatch) then sends what is pending and records
+the outcome. A crash after the audit row and before the outcome leaves the row pending: the next
+start sends it again with the same Acct-Session-Id and the same idempotency key — at least once,
+never silently twice. Which customers a pass looks at is ispmon.usage.quota_pass's business.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import asyncpg
 import structlog
 
-from ispmon.usage.coa import send_request
-from ispmon.usage.periods import counted, period_at
-from ispmon.usage.webhook import post_webhook, webhook_body
+from ispmon.usage.dispatch import Dispatcher
+from ispmon.usage.periods import Period, counted, period_at
 
 log = structlog.get_logger("ispmon.usage")
 ENFORCED_AT = 100
 
 
-# (customer id, customer name, this period's use in per cent of the quota): the alert engine's
-# quota rules, when the daemon wires them in.
-QuotaObserver = Callable[[str, str, float], None]
+# (customer id, customer name, this period's use in per cent of the quota) -> whether to feed
+# this customer again at the next pass although its use did not change (an alert rule is
+# part-way): the alert engine's quota rules, when the daemon wires them in.
+QuotaObserver = Callable[[str, str, float], bool | None]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One customer looked at: the thresholds newly crossed, when its period ends (the pass
+    looks again then: counters restart, alerts clear, restrictions lift) and whether the
+    observer asked to see it again."""
+
+    crossed: list[int]
+    period_end: datetime
+    again: bool = False
 
 
 class Enforcer:
@@ -40,35 +53,82 @@ class Enforcer:
         timeout: float = 2.0,
         tries: int = 3,
         observer: QuotaObserver | None = None,
+        per_nas: int = 4,
+        concurrency: int = 64,
     ) -> None:
         self.pool, self.timeout, self.tries = pool, timeout, tries
         self.observer = observer
+        self.dispatcher = Dispatcher(
+            pool, timeout=timeout, tries=tries, per_nas=per_nas, concurrency=concurrency,
+            alerting=observer is not None,
+        )  # fmt: skip
 
     async def check(self, customer_id: str, now: datetime | None = None) -> list[int]:
         """Record the thresholds newly crossed; returns them."""
+        checked = await self.check_many([customer_id], now)
+        return checked[customer_id].crossed if customer_id in checked else []
+
+    async def check_many(
+        self, customer_ids: Sequence[str], now: datetime | None = None
+    ) -> dict[str, Checked]:
+        """Look at these customers (those without a quota, or gone, are left out of the answer)."""
         now = now or datetime.now(UTC)
-        spec = await self.pool.fetchval("SELECT spec FROM customers WHERE id = $1", customer_id)
-        if spec is None or spec.get("quota_bytes") is None:
-            return []
+        specs = await self.pool.fetch(
+            """SELECT id, name, spec FROM customers WHERE id = ANY($1::text[])
+               AND spec ? 'quota_bytes' AND spec->'quota_bytes' <> 'null'""",
+            list(customer_ids),
+        )
+        periods: dict[str, tuple[dict[str, Any], str, Period]] = {}
+        for r in specs:
+            spec = r["spec"]
+            periods[r["id"]] = (spec, str(spec.get("name") or r["name"] or r["id"]), period_at(
+                spec.get("period", "monthly"), spec.get("reset_day", 1), spec.get("timezone", "UTC"), now
+            ))  # fmt: skip
+        if not periods:
+            return {}
+        ids = list(periods)
+        starts = [periods[i][2].start for i in ids]
+        # LATERAL: one index range per customer (the rollups' primary key), whatever the table's
+        # size; a plain join lets the planner hash the whole table for every batch.
+        usage = await self.pool.fetch(
+            """SELECT w.c, u.i, u.o FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[]) AS w(c, s, e)
+               CROSS JOIN LATERAL (
+                   SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
+                   WHERE customer_id = w.c AND step = 'day' AND start >= w.s AND start < w.e) AS u""",
+            ids, starts, [periods[i][2].end for i in ids],
+        )  # fmt: skip
+        used_of = {r["c"]: (int(r["i"]), int(r["o"])) for r in usage}
+        known = await self.pool.fetch(
+            """SELECT w.c AS customer_id, q.threshold FROM unnest($1::text[], $2::timestamptz[]) AS w(c, s)
+               CROSS JOIN LATERAL (
+                   SELECT threshold FROM quota_crossings WHERE customer_id = w.c AND period_start = w.s) AS q""",
+            ids, starts,
+        )  # fmt: skip
+        recorded = {(r["customer_id"], r["threshold"]) for r in known}
+        out: dict[str, Checked] = {}
+        for customer_id, (spec, name, period) in periods.items():
+            used = counted(spec.get("counts", "total"), *used_of.get(customer_id, (0, 0)))
+            out[customer_id] = await self._judge(customer_id, name, spec, period, used, recorded)
+        return out
+
+    async def _judge(
+        self,
+        customer_id: str,
+        name: str,
+        spec: dict[str, Any],
+        period: Period,
+        used: int,
+        recorded: set[tuple[str, int]],
+    ) -> Checked:
         quota = int(spec["quota_bytes"])
-        period = period_at(
-            spec.get("period", "monthly"), spec.get("reset_day", 1), spec.get("timezone", "UTC"), now
-        )
-        row = await self.pool.fetchrow(
-            """SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
-               WHERE customer_id = $1 AND step = 'day' AND start >= $2 AND start < $3""",
-            customer_id,
-            period.start,
-            period.end,
-        )
-        used = counted(spec.get("counts", "total"), int(row["i"]), int(row["o"]))
         await self.plan_lifts(customer_id, spec, period.start)
+        again = False
         if self.observer is not None and quota > 0:
-            # Every pass, also below every threshold: a new period's low figure clears the alert.
-            self.observer(customer_id, str(spec.get("name") or customer_id), used * 100 / quota)
+            # Every look, also below every threshold: a new period's low figure clears the alert.
+            again = bool(self.observer(customer_id, name, used * 100 / quota))
         crossed: list[int] = []
         for threshold in spec.get("thresholds", [80, 100]):
-            if used * 100 < quota * threshold:
+            if used * 100 < quota * threshold or (customer_id, threshold) in recorded:
                 continue
             async with self.pool.acquire() as conn, conn.transaction():
                 added = await conn.fetchval(
@@ -88,7 +148,7 @@ class Enforcer:
                 used_bytes=used,
                 quota_bytes=quota,
             )
-        return crossed
+        return Checked(crossed, period.end, again)
 
     @staticmethod
     async def _plan(
@@ -140,81 +200,5 @@ class Enforcer:
         return int(result.split()[-1])
 
     async def dispatch(self) -> int:
-        """Send what is pending: CoA/Disconnect-Requests (and lifts), webhooks, and the `notify`
-        rows (the alert engine's quota rules page for them). Returns how many were handled."""
-        handled = await self._dispatch_others()
-        rows = await self.pool.fetch(
-            """SELECT e.id, e.action, e.session_key, e.customer_id, c.spec, n.secret, host(n.address) AS host,
-                      n.coa_port, s.username, host(s.framed_ip) AS framed_ip
-               FROM enforcements e JOIN nas_clients n ON n.id = e.nas_id
-               LEFT JOIN customers c ON c.id = e.customer_id
-               LEFT JOIN radius_sessions s ON s.nas_id = e.nas_id AND s.session_key = e.session_key
-               WHERE e.state = 'pending' AND e.action IN ('coa', 'disconnect', 'lift') ORDER BY e.id"""
-        )
-        for row in rows:
-            attributes: dict[str, str | int] = {"Acct-Session-Id": row["session_key"]}
-            if row["username"]:
-                attributes["User-Name"] = row["username"]
-            if row["action"] in ("coa", "lift") and row["spec"]:
-                which = "attributes" if row["action"] == "coa" else "lift_attributes"
-                attributes.update(row["spec"].get("enforcement", {}).get(which, {}))
-            # The attempt is counted before the send: the audit says it may have gone out.
-            await self._count_attempt(row["id"])
-            result = await send_request(
-                row["host"], row["coa_port"], row["secret"], attributes,
-                disconnect=row["action"] == "disconnect", identifier=row["id"] % 256,
-                timeout=self.timeout, tries=self.tries,
-            )  # fmt: skip
-            detail = f"Error-Cause {result.error_cause}" if result.error_cause is not None else None
-            await self._record(row["id"], result.state, detail)
-            log.info(
-                "quota_enforced", customer_id=row["customer_id"], action=row["action"], state=result.state
-            )
-        return handled + len(rows)
-
-    async def _dispatch_others(self) -> int:
-        rows = await self.pool.fetch(
-            """SELECT e.id, e.action, e.target, e.customer_id, e.period_start, e.threshold, e.attempts,
-                      e.idempotency_key, q.used_bytes, q.quota_bytes
-               FROM enforcements e LEFT JOIN quota_crossings q ON q.customer_id = e.customer_id
-                    AND q.period_start = e.period_start AND q.threshold = e.threshold
-               WHERE e.state = 'pending' AND e.action IN ('notify', 'webhook') ORDER BY e.id"""
-        )
-        if not rows:
-            return 0
-        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-            for row in rows:
-                if row["action"] == "notify":
-                    # The quota alert (rules of kind quota) is the notification; without an
-                    # alert engine nobody is told, and the audit says so.
-                    paged = self.observer is not None
-                    await self._record(row["id"], "sent" if paged else "failed",
-                                       "quota alert" if paged else "no alert engine")  # fmt: skip
-                    continue
-                attempts = row["attempts"] + 1
-                await self._count_attempt(row["id"])
-                body = webhook_body(
-                    customer_id=row["customer_id"], period_start=row["period_start"], threshold=row["threshold"],
-                    used_bytes=int(row["used_bytes"] or 0), quota_bytes=int(row["quota_bytes"] or 0),
-                    key=row["idempotency_key"],
-                )  # fmt: skip
-                result = await post_webhook(
-                    session, row["target"], body, attempts=attempts, timeout=self.timeout
-                )
-                await self._record(row["id"], result.state, result.detail)
-                if result.state != "pending":
-                    log.info(
-                        "quota_enforced", customer_id=row["customer_id"], action="webhook", state=result.state
-                    )
-        return len(rows)
-
-    async def _count_attempt(self, row_id: int) -> None:
-        await self.pool.execute(
-            "UPDATE enforcements SET attempts = attempts + 1, updated_at = now() WHERE id = $1", row_id
-        )
-
-    async def _record(self, row_id: int, state: str, detail: str | None) -> None:
-        await self.pool.execute(
-            "UPDATE enforcements SET state = $2, detail = $3, updated_at = now() WHERE id = $1",
-            row_id, state, detail,
-        )  # fmt: skip
+        """Send what is pending (ispmon.usage.dispatch); returns how many rows were handled."""
+        return await self.dispatcher.dispatch()

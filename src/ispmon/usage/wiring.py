@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from ispmon.store.usage_accounting import AccountingStore, close_lost
 from ispmon.usage.enforce import Enforcer, QuotaObserver
 from ispmon.usage.listener import AccountingProtocol, start_listener
 from ispmon.usage.nas import NasDirectory
+from ispmon.usage.quota_pass import QuotaTracker, enforce_quotas
 
 if TYPE_CHECKING:
     from ispmon.alerts.engine import AlertEngine
@@ -48,32 +50,28 @@ async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = L
         await asyncio.sleep(every)
 
 
-QUOTA_PASS_SECONDS = 30.0
-
-
 def quota_observer(alerts: AlertEngine) -> QuotaObserver:
-    """Feeds each customer's quota figure to the alert engine's `quota` rules."""
+    """Feeds each customer's quota figure to the alert engine's `quota` rules; True when a rule
+    wants to see the customer again next pass (see AlertEngine.observe_quota)."""
 
-    def observe(customer_id: str, name: str, percent: float) -> None:
-        alerts.observe_quota(customer_subject(customer_id, name), datetime.now(UTC), percent)
+    def observe(customer_id: str, name: str, percent: float) -> bool:
+        return alerts.observe_quota(customer_subject(customer_id, name), datetime.now(UTC), percent)
 
     return observe
 
 
-async def enforce_quotas(enforcer: Enforcer, every: float = QUOTA_PASS_SECONDS) -> None:
-    """Every 30 s: first what a previous run left pending (sent again, same Acct-Session-Id),
-    then the customers with a quota, then what that planned."""
-    while True:
-        try:
-            await enforcer.dispatch()
-            for customer_id in await enforcer.pool.fetch(
-                "SELECT id FROM customers WHERE spec ? 'quota_bytes' AND spec->'quota_bytes' <> 'null' ORDER BY id"
-            ):
-                await enforcer.check(customer_id["id"])
-            await enforcer.dispatch()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("quota_pass_failed", error=str(exc))
-        await asyncio.sleep(every)
+def quota_rules_changed(alerts: AlertEngine) -> Callable[[], bool]:
+    """True once after each change of the quota rules: the quota pass then looks at everyone,
+    so a new rule sees the customers already over it."""
+    seen = [alerts.quota_rules]
+
+    def changed() -> bool:
+        if alerts.quota_rules is seen[0]:
+            return False
+        seen[0] = alerts.quota_rules
+        return True
+
+    return changed
 
 
 async def sync_usage_config(db: Database, config: LoadedConfig, directory: NasDirectory) -> None:
@@ -114,11 +112,19 @@ class Accounting:
             raise StartupError(f"{config.path}: {exc.field}: {exc.message}") from None
         accounting = cls(directory)
         settings = config.settings
+        observer = quota_observer(alerts) if alerts is not None else None
+        tracker = QuotaTracker(
+            Enforcer(db.pool, observer=observer),
+            rules_changed=quota_rules_changed(alerts) if alerts is not None else None,
+        )
         if settings.radius_acct_port:
             store = AccountingStore(db.pool)
             try:
                 accounting.protocol, accounting.port = await start_listener(
-                    settings.radius_acct_address, settings.radius_acct_port, directory, store.commit
+                    settings.radius_acct_address,
+                    settings.radius_acct_port,
+                    directory,
+                    tracker.wrap(store.commit),
                 )
             except OSError as exc:
                 raise StartupError(
@@ -134,9 +140,8 @@ class Accounting:
         accounting.sweeper = asyncio.create_task(
             sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
         )
-        observer = quota_observer(alerts) if alerts is not None else None
         accounting.quotas = asyncio.create_task(
-            enforce_quotas(Enforcer(db.pool, observer=observer)), name="quota-enforcement"
+            enforce_quotas(tracker, settings.quota_pass_interval), name="quota-enforcement"
         )
         return accounting
 

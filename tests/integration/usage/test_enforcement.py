@@ -16,6 +16,7 @@ from ispmon.services.customers import CustomerService
 from ispmon.store.database import Database
 from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.enforce import Enforcer
+from ispmon.usage.quota_pass import Commit, QuotaTracker, enforce_quotas
 from ispmon.usage.radius import dictionary
 from tests.integration.usage.test_rollups import interim
 
@@ -60,12 +61,14 @@ async def nas(db: Database, answer: str) -> tuple[Nas, asyncio.DatagramTransport
     return protocol, transport
 
 
-async def over_quota(db: Database, policy: dict[str, Any]) -> datetime:
+async def over_quota(db: Database, policy: dict[str, Any], commit: Commit | None = None) -> datetime:
+    """Carol, with a 1,000-byte quota, uses 1,100 bytes (through `commit`: the daemon's is the
+    quota tracker's wrapper around the accounting store's)."""
     await CustomerService(db).create_customer(
         {"id": "carol", "name": "Carol", "usernames": ["carol"], "quota_bytes": 1000, "enforcement": policy}
     )
     now = datetime.now(UTC)
-    await AccountingStore(db.pool).commit([interim("S-9", 200, 900, 1, now)])
+    await (commit or AccountingStore(db.pool).commit)([interim("S-9", 200, 900, 1, now)])
     return now
 
 
@@ -130,15 +133,15 @@ async def test_nak_and_timeout_are_recorded(
 
 
 async def test_the_daemons_quota_pass_finds_the_crossing_and_enforces_it(db: Database) -> None:
-    from ispmon.usage.wiring import enforce_quotas
-
     listener, transport = await nas(db, "ack")
     await CustomerService(db).create_customer(
         {"id": "dave", "name": "Dave", "usernames": ["dave"]}
     )  # no quota
-    task = asyncio.create_task(enforce_quotas(Enforcer(db.pool, timeout=0.5, tries=2), every=0.05))
+    tracker = QuotaTracker(Enforcer(db.pool, timeout=0.5, tries=2))
+    task = asyncio.create_task(enforce_quotas(tracker, every=0.05))
     try:
-        await over_quota(db, {"policy": "coa", "attributes": {"Filter-Id": "throttled"}})
+        commit = tracker.wrap(AccountingStore(db.pool).commit)
+        await over_quota(db, {"policy": "coa", "attributes": {"Filter-Id": "throttled"}}, commit)
         for _ in range(100):
             if await audit(db.pool) == [("coa", "acked", 1, None)]:
                 break

@@ -16,8 +16,10 @@ from ispmon.alerts.rules import AlertRule
 from ispmon.store.alerts import AlertRepo
 from ispmon.store.database import Database
 from ispmon.store.notifications import NotificationRepo
+from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.enforce import Enforcer
-from ispmon.usage.wiring import quota_observer
+from ispmon.usage.quota_pass import QuotaTracker
+from ispmon.usage.wiring import quota_observer, quota_rules_changed
 from tests.integration.alerts.test_alert_delivery import Receiver, json_url, make_sender, receiver  # noqa: F401
 from tests.integration.usage.test_enforcement import over_quota
 
@@ -71,5 +73,38 @@ async def test_a_quota_crossing_pages_once_and_a_new_period_clears_it(
         assert len(delivered()) == 2 and "CLEARED" in delivered()[1]
         await quota_pass(now + timedelta(days=32))
         assert len(delivered()) == 2
+    finally:
+        await engine.close()
+
+
+async def test_the_incremental_pass_feeds_a_part_way_rule_until_it_fires_and_everyone_after_a_rule_change(
+    db: Database, receiver: Receiver  # noqa: F811
+) -> None:
+    """A rule that fires after 3 looks (`for_checks`) is fed at the next passes although carol's
+    usage does not change; once it fires she is left alone; new quota rules make a full pass."""
+    engine = AlertEngine(
+        pool=db.pool, alerts=AlertRepo(db.pool), notifications=NotificationRepo(db.pool),
+        channels=ChannelRegistry([parse_channel("hook", json_url(receiver.port))]),
+        default_channels=["hook"], link_base=None,
+    )  # fmt: skip
+    slow = {"id": "slow", "kind": "quota", "for_checks": 3, "channels": ["hook"]}
+    engine.configure([AlertRule.model_validate(slow)], {})
+    tracker = QuotaTracker(
+        Enforcer(db.pool, observer=quota_observer(engine)), rules_changed=quota_rules_changed(engine)
+    )
+    try:
+        assert (await tracker.run_pass()).full
+        await over_quota(db, {"policy": "notify"}, tracker.wrap(AccountingStore(db.pool).commit))
+        await db.pool.execute("UPDATE customers SET updated_at = now() - interval '1 hour'")
+        looked = [(await tracker.run_pass()).looked_at for _ in range(5)]
+        while engine._tasks:
+            await asyncio.gather(*list(engine._tasks))
+        rows = await db.pool.fetch("SELECT rule_id, endpoint_id FROM alerts")
+        assert [(r["rule_id"], r["endpoint_id"]) for r in rows] == [("slow", "customer:carol")]
+        assert looked == [1, 1, 1, 0, 0]  # three looks to fire, then nothing is part-way
+        engine.configure([AlertRule.model_validate({**slow, "id": "slow-2"})], {})
+        stats = await tracker.run_pass()
+        assert stats.full and stats.looked_at == 1
+        assert not (await tracker.run_pass()).full
     finally:
         await engine.close()
