@@ -568,7 +568,7 @@ END $$;
 CREATE INDEX IF NOT EXISTS customers_updated_at ON customers (updated_at);
 
 INSERT INTO schema_version (version, description)
-VALUES (13, 'usage: enforcement outcome unsent; customers by updated_at (the incremental quota pass)')
+VALUES (10, 'usage: enforcement outcome unsent; customers by updated_at (the incremental quota pass)')
 ON CONFLICT (version) DO NOTHING;
 
 -- Traffic analysis (issue 13): declared flow exporters and 1-minute flow aggregates. A flushed
