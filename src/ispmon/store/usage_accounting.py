@@ -95,9 +95,13 @@ class AccountingStore:
                 # RFC 2866 5.1: the NAS (re)started or stops: every session it had open is over.
                 # Only those last heard of before it, so a Start after the On (same batch) stays open.
                 when = event_time(item.record, item.received_at)
+                # Locked in (nas_id, session_key) order, the order every commit locks its sessions
+                # in, so a commit on another lane (or agent) holding some of them cannot deadlock.
                 await conn.execute(
                     """UPDATE radius_sessions SET closed_at = $2, terminate_cause = $3
-                       WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2""",
+                       WHERE id IN (SELECT id FROM radius_sessions
+                                    WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2
+                                    ORDER BY nas_id, session_key FOR UPDATE)""",
                     item.nas_id,
                     when,
                     "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off",
@@ -181,7 +185,8 @@ class AccountingStore:
             [d[0] for d in deltas],
             [d[1] for d in deltas],
         )
-        existing = [k for k in counts if k not in fresh]
+        created = set(fresh)
+        existing = [k for k in counts if k not in created]
         if existing:
             # By primary key, and with no index on the columns an interim changes, so the update
             # is HOT (no index writes) where the page has room.
