@@ -48,6 +48,7 @@ from ispmon.usage.nas import NasDirectory, NasSpec
 from ispmon.usage.radius import decode_request
 
 SECRET = b"bench-secret"
+LOST_AFTER = 3.0  # seconds without an answer before the generator counts a request lost
 
 
 def _attr(code: int, value: bytes) -> bytes:
@@ -93,7 +94,7 @@ def generator(
             transport, proto = await loop.create_datagram_endpoint(_Port, remote_addr=("127.0.0.1", port))
             endpoints.append((transport, proto))
         counter = [0] * sessions
-        sent = skipped = 0
+        sent = skipped = lost = 0
         start = time.perf_counter()
         total = int(rate * seconds)
         for n in range(total):
@@ -103,6 +104,12 @@ def generator(
                 await asyncio.sleep(delay)
             transport, proto = endpoints[n % ports]
             ident = proto.next
+            started = proto.sent.get(ident)
+            if started is not None and time.perf_counter() - started > LOST_AFTER:
+                # Unanswered for LOST_AFTER: a NAS gives up on it (or retransmits) and the
+                # Identifier is free again; counted as lost.
+                del proto.sent[ident]
+                lost += 1
             if ident in proto.sent:  # 256 outstanding on this port: the NAS would wait too
                 skipped += 1
                 continue
@@ -115,10 +122,12 @@ def generator(
         sending = time.perf_counter() - start
         await asyncio.sleep(1.0)
         latencies = sorted(x for _, p in endpoints for x in p.latencies)
+        lost += sum(len(p.sent) for _, p in endpoints)  # still unanswered after the 1 s tail
         out.put(
             {
                 "sent": sent,
                 "skipped": skipped,
+                "lost": lost,
                 "answered": len(latencies),
                 "elapsed": sending,  # answered/s over the sending time (the 1 s tail collects replies)
                 "latencies": latencies,
@@ -185,6 +194,7 @@ def _row(name: str, rate: int, result: dict, cpu: float, handled: int, extra: st
     lat = result["latencies"]
     return (
         f"{name:>10} {rate:>10} {result['answered'] / result['elapsed']:>11.0f} {result['skipped']:>8} "
+        f"{result['lost']:>8} "
         f"{_pct(lat, 0.5):>8.2f} {_pct(lat, 0.99):>8.2f} {cpu / max(handled, 1) * 1e6:>11.1f} {extra:>8}"
     )
 
@@ -212,15 +222,27 @@ def freeradius(args: argparse.Namespace) -> None:
                 return
             for rate in args.rates:
                 t0 = proc.cpu_times()
+                drops0 = _udp_receive_errors()
                 result = _drive(auth + 1, args.sessions, rate, args.seconds, args.ports)
+                drops = _udp_receive_errors() - drops0
                 t1 = proc.cpu_times()
                 cpu = (t1.user - t0.user) + (t1.system - t0.system)
                 print(_row("freeradius", rate, result, cpu, result["answered"], "detail"))
+                if drops:
+                    print(f"{'':>10} UDP receive-buffer drops on this machine during that run: {drops}")
         finally:
             server.terminate()
             server.wait(10)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _udp_receive_errors() -> int:
+    """Linux's machine-wide count of datagrams dropped for a full receive buffer."""
+    lines = [
+        line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")
+    ]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -236,6 +258,20 @@ async def main(args: argparse.Namespace) -> None:
         pool = await create_pool(dsn, max_size=4)
         async with pool.acquire() as conn:
             await migrate(conn)
+        # Every session's User-Name belongs to a customer, so each commit also rolls usage up
+        # (hour, day, month), as in production; --customers 0 leaves sessions unattributed.
+        if args.customers:
+            await pool.execute(
+                """INSERT INTO customers (id, name, spec)
+                   SELECT 'c' || n, 'c' || n, '{}'::jsonb FROM generate_series(0, $1 - 1) AS n""",
+                args.customers,
+            )
+            await pool.execute(
+                """INSERT INTO customer_usernames (username, customer_id)
+                   SELECT 'user' || n || '@isp', 'c' || (n % $2) FROM generate_series(0, $1 - 1) AS n""",
+                args.sessions,
+                args.customers,
+            )
         directory = NasDirectory(
             [NasSpec(id="bras", name="bras", address="127.0.0.1", secret=SECRET.decode())]
         )
@@ -268,17 +304,31 @@ async def main(args: argparse.Namespace) -> None:
             f"warm-up: {rows} sessions in PostgreSQL; "
             f"listener RSS growth {(rss1 - rss0) / max(rows, 1):.1f} bytes per active session"
         )
-        header = ("", "offered/s", "answered/s", "skipped", "p50 ms", "p99 ms", "CPU us/pkt", "batches")
+        header = (
+            "",
+            "offered/s",
+            "answered/s",
+            "skipped",
+            "lost",
+            "p50 ms",
+            "p99 ms",
+            "CPU us/pkt",
+            "batches",
+        )
         print(" ".join(f"{h:>11}" if i else f"{h:>10}" for i, h in enumerate(header)))
         for rate in args.rates:
             before = resource.getrusage(resource.RUSAGE_SELF)
             stats0 = dict(protocol.stats.as_dict())
+            drops0 = _udp_receive_errors()
             result = await asyncio.to_thread(_drive, port, args.sessions, rate, args.seconds, args.ports)
+            result["drops"] = _udp_receive_errors() - drops0
             after = resource.getrusage(resource.RUSAGE_SELF)
             stats = protocol.stats.as_dict()
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             handled = stats["answered"] - stats0["answered"]
             print(_row("ispmon", rate, result, cpu, handled, str(stats["batches"] - stats0["batches"])))
+            if result["drops"]:
+                print(f"{'':>10} UDP receive-buffer drops on this machine during that run: {result['drops']}")
         await protocol.close()
         await pool.close()
     finally:
@@ -292,6 +342,7 @@ if __name__ == "__main__":
     parser.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 2000, 5000])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--ports", type=int, default=8)
+    parser.add_argument("--customers", type=int, default=10_000, help="customers owning the sessions")
     parser.add_argument("--no-freeradius", action="store_true", help="skip the FreeRADIUS side")
     arguments = parser.parse_args()
     uvloop.run(main(arguments))

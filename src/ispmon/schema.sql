@@ -427,7 +427,6 @@ CREATE TABLE IF NOT EXISTS acct_records (
     UNIQUE (nas_id, source_port, identifier, authenticator)
 );
 CREATE INDEX IF NOT EXISTS acct_records_customer ON acct_records (customer_id, event_at) WHERE customer_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS acct_records_session ON acct_records (session_id);
 
 INSERT INTO schema_version (version, description)
 VALUES (4, 'usage: customers, NAS clients, RADIUS accounting records and sessions')
@@ -677,4 +676,16 @@ CREATE TABLE IF NOT EXISTS interface_rollup_progress (
 
 INSERT INTO schema_version (version, description)
 VALUES (7, 'network: interface rollups (5 minutes, 1 hour, 1 day) and their progress')
+ON CONFLICT (version) DO NOTHING;
+
+-- ===== Accounting at interim rates (issue 12, speed) =====
+-- Every answered Accounting-Request writes a record, its session and its customer's three rollup
+-- rows, so index only what is read: nothing reads records by session_id (sessions are read from
+-- radius_sessions), so that index is dropped. A rollup row is updated by every record of its
+-- customer's hour, day and month: with room left in its page the update is HOT (no index write).
+DROP INDEX IF EXISTS acct_records_session;
+ALTER TABLE usage_rollups SET (fillfactor = 70);
+
+INSERT INTO schema_version (version, description)
+VALUES (10, 'usage: leaner accounting writes (no records-by-session index, HOT rollup updates)')
 ON CONFLICT (version) DO NOTHING;

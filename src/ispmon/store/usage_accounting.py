@@ -30,8 +30,87 @@ class CommitResult:
 _NAS_WIDE = (ACCOUNTING_ON, ACCOUNTING_OFF)
 _SESSION_COLUMNS = (
     "id, nas_id, session_key, customer_id, username, host(framed_ip) AS framed_ip, calling_station,"
-    " started_at, last_at, closed_at, terminate_cause, in_octets, out_octets, session_time, interim_interval"
+    " started_at, last_at, closed_at, terminate_cause, in_octets::text AS in_octets,"
+    " out_octets::text AS out_octets, session_time, interim_interval"  # counters as text: int() is exact
 )
+
+
+_LOCK_AND_SEEN = f"""
+    WITH locked AS (
+        SELECT {_SESSION_COLUMNS} FROM radius_sessions
+        WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        ORDER BY nas_id, session_key FOR UPDATE),
+    seen AS (
+        SELECT u.ord::int AS dup FROM unnest($3::text[], $4::int[], $5::smallint[], $6::bytea[])
+            WITH ORDINALITY AS u(n, p, i, a, ord)
+        JOIN acct_records r ON r.nas_id = u.n AND r.source_port = u.p AND r.identifier = u.i
+                           AND r.authenticator = u.a)
+    SELECT seen.dup, locked.* FROM locked FULL JOIN seen ON false"""
+
+
+_SESSION_FIELDS = (
+    "nas_id, session_key, customer_id, username, framed_ip, calling_station, started_at, last_at, closed_at,"
+    " terminate_cause, in_octets, out_octets, session_time, interim_interval, records"
+)
+_SESSION_TYPES = (
+    "text", "text", "text", "text", "inet", "text", "timestamptz", "timestamptz", "timestamptz", "text",
+    "numeric", "numeric", "bigint", "int", "int",
+)  # fmt: skip
+
+
+def _params(first: int) -> str:
+    """Placeholders for the 15 session arrays (`_session_arrays`), from $first."""
+    return ", ".join(_placeholder(first + n, kind) for n, kind in enumerate(_SESSION_TYPES))
+
+
+def _placeholder(n: int, kind: str) -> str:
+    # Counters go as text: asyncpg encodes a Python int as numeric three times slower than it
+    # formats and sends the string, and PostgreSQL's text -> numeric is exact.
+    return f"${n}::text[]::numeric[]" if kind == "numeric" else f"${n}::{kind}[]"
+
+
+# $1-$15 new sessions, $16-$30 the records, $31-$45 the sessions there already and $46 their ids.
+# Updates are by primary key, and touch no indexed column, so they stay HOT (no index writes)
+# where the page has room. Rollup rows are locked in one order: concurrent commits cannot deadlock.
+_WRITE = f"""
+    WITH fresh AS (
+        INSERT INTO radius_sessions ({_SESSION_FIELDS})
+        SELECT * FROM unnest({_params(1)})
+        RETURNING id, nas_id, session_key),
+    added AS (
+        INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier, authenticator,
+            status, session_key, in_octets, out_octets, session_time, session_id, customer_id, delta_in,
+            delta_out)
+        SELECT r.received_at, r.event_at, r.nas_id, r.source_port, r.identifier, r.authenticator, r.status,
+               r.session_key, r.in_octets, r.out_octets, r.session_time, coalesce(r.session_id, f.id),
+               r.customer_id, r.delta_in, r.delta_out
+        FROM unnest($16::timestamptz[], $17::timestamptz[], $18::text[], $19::int[], $20::smallint[],
+                    $21::bytea[], $22::text[], $23::text[], $24::text[]::numeric[], $25::text[]::numeric[],
+                    $26::bigint[], $27::bigint[], $28::text[], $29::text[]::numeric[], $30::text[]::numeric[])
+             AS r(received_at, event_at, nas_id, source_port, identifier, authenticator, status,
+                  session_key, in_octets, out_octets, session_time, session_id, customer_id, delta_in,
+                  delta_out)
+        LEFT JOIN fresh f ON r.session_id IS NULL AND f.nas_id = r.nas_id AND f.session_key = r.session_key
+        ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
+        RETURNING customer_id, event_at, delta_in, delta_out),
+    rolled AS (
+        INSERT INTO usage_rollups AS u (customer_id, step, start, bytes_in, bytes_out)
+        SELECT a.customer_id, s.step, date_trunc(s.step, a.event_at, coalesce(c.spec->>'timezone', 'UTC')),
+               sum(a.delta_in), sum(a.delta_out)
+        FROM added a LEFT JOIN customers c ON c.id = a.customer_id
+        CROSS JOIN (VALUES ('hour'), ('day'), ('month')) AS s(step)
+        WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0
+        GROUP BY 1, 2, 3
+        ORDER BY 1, 2, 3
+        ON CONFLICT (customer_id, step, start) DO UPDATE
+            SET bytes_in = u.bytes_in + excluded.bytes_in, bytes_out = u.bytes_out + excluded.bytes_out)
+    UPDATE radius_sessions s SET customer_id = u.customer_id, username = u.username,
+           framed_ip = u.framed_ip, calling_station = u.calling_station, started_at = u.started_at,
+           last_at = u.last_at, closed_at = u.closed_at, terminate_cause = u.terminate_cause,
+           in_octets = u.in_octets, out_octets = u.out_octets, session_time = u.session_time,
+           interim_interval = u.interim_interval, records = s.records + u.records
+    FROM unnest({_params(31)}, $46::bigint[]) AS u({_SESSION_FIELDS}, id)
+    WHERE s.id = u.id"""
 
 
 def _state(row: asyncpg.Record) -> SessionState:
@@ -65,25 +144,19 @@ class AccountingStore:
             keys = sorted(
                 {(i.nas_id, i.record.session_key) for i in items if i.record.status not in _NAS_WIDE}
             )
+            # One round trip: the sessions, locked, and which records are stored already (rows
+            # with `dup` set carry only that record's position in `items`).
             rows = await conn.fetch(
-                f"""SELECT {_SESSION_COLUMNS} FROM radius_sessions
-                    WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-                    ORDER BY nas_id, session_key FOR UPDATE""",
+                _LOCK_AND_SEEN,
                 [k[0] for k in keys],
                 [k[1] for k in keys],
-            )
-            stored = await conn.fetch(
-                """SELECT r.nas_id, r.source_port, r.identifier, r.authenticator FROM acct_records r
-                   JOIN unnest($1::text[], $2::int[], $3::smallint[], $4::bytea[]) AS u(n, p, i, a)
-                     ON r.nas_id = u.n AND r.source_port = u.p AND r.identifier = u.i AND r.authenticator = u.a""",
                 [i.nas_id for i in items],
                 [i.source_port for i in items],
                 [i.identifier for i in items],
                 [i.authenticator for i in items],
             )
-            seen = {
-                (r["nas_id"], r["source_port"], r["identifier"], bytes(r["authenticator"])) for r in stored
-            }
+            seen = {items[r["dup"] - 1].key for r in rows if r["dup"] is not None}
+            rows = [r for r in rows if r["dup"] is None]
             new = [i for i in items if i.key not in seen]
             if new:
                 await self._apply(conn, new, rows)
@@ -95,9 +168,13 @@ class AccountingStore:
                 # RFC 2866 5.1: the NAS (re)started or stops: every session it had open is over.
                 # Only those last heard of before it, so a Start after the On (same batch) stays open.
                 when = event_time(item.record, item.received_at)
+                # Locked in (nas_id, session_key) order, the order every commit locks its sessions
+                # in, so a commit on another lane (or agent) holding some of them cannot deadlock.
                 await conn.execute(
                     """UPDATE radius_sessions SET closed_at = $2, terminate_cause = $3
-                       WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2""",
+                       WHERE id IN (SELECT id FROM radius_sessions
+                                    WHERE nas_id = $1 AND closed_at IS NULL AND last_at <= $2
+                                    ORDER BY nas_id, session_key FOR UPDATE)""",
                     item.nas_id,
                     when,
                     "Accounting-On" if item.record.status == ACCOUNTING_ON else "Accounting-Off",
@@ -129,41 +206,15 @@ class AccountingStore:
             deltas.append((delta_in, delta_out))
         await self._attribute(conn, states, customers)
         fresh = [k for k in counts if k not in session_ids]
-        if fresh:
-            written = await conn.fetch(
-                """INSERT INTO radius_sessions (nas_id, session_key, customer_id, username, framed_ip,
-                       calling_station, started_at, last_at, closed_at, terminate_cause, in_octets, out_octets,
-                       session_time, interim_interval, records)
-                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
-                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
-                       $12::numeric[], $13::bigint[], $14::int[], $15::int[])
-                   RETURNING id, nas_id, session_key""",
-                *_session_arrays(fresh, states, customers, counts),
-            )
-            session_ids.update({(r["nas_id"], r["session_key"]): r["id"] for r in written})
-        # The records, and from the rows the INSERT actually added (a retransmission adds none)
-        # the customers' hourly, daily and monthly rollups, in their time zone: one statement,
-        # one transaction, so records and rollups are committed or lost together.
+        created = set(fresh)
+        existing = [k for k in counts if k not in created]
+        # One statement writes it all: new sessions, the records (a new session's id joined in
+        # from its INSERT), the rollups of the rows that INSERT actually added, and the sessions
+        # that were there. One round trip, and one transaction, so records and rollups are
+        # committed or lost together.
         await conn.execute(
-            """WITH added AS (
-                   INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier,
-                       authenticator, status, session_key, in_octets, out_octets, session_time, session_id,
-                       customer_id, delta_in, delta_out)
-                   SELECT * FROM unnest($1::timestamptz[], $2::timestamptz[], $3::text[], $4::int[],
-                       $5::smallint[], $6::bytea[], $7::text[], $8::text[], $9::numeric[], $10::numeric[],
-                       $11::bigint[], $12::bigint[], $13::text[], $14::numeric[], $15::numeric[])
-                   ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
-                   RETURNING customer_id, event_at, delta_in, delta_out)
-               INSERT INTO usage_rollups AS u (customer_id, step, start, bytes_in, bytes_out)
-               SELECT a.customer_id, s.step, date_trunc(s.step, a.event_at, coalesce(c.spec->>'timezone', 'UTC')),
-                      sum(a.delta_in), sum(a.delta_out)
-               FROM added a LEFT JOIN customers c ON c.id = a.customer_id
-               CROSS JOIN (VALUES ('hour'), ('day'), ('month')) AS s(step)
-               WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0
-               GROUP BY 1, 2, 3
-               ORDER BY 1, 2, 3  -- rows locked in one order: concurrent commits cannot deadlock
-               ON CONFLICT (customer_id, step, start) DO UPDATE
-                   SET bytes_in = u.bytes_in + excluded.bytes_in, bytes_out = u.bytes_out + excluded.bytes_out""",
+            _WRITE,
+            *_session_arrays(fresh, states, customers, counts),
             [i.received_at for i in new],
             [event_time(i.record, i.received_at) for i in new],
             [i.nas_id for i in new],
@@ -173,34 +224,16 @@ class AccountingStore:
             [i.authenticator for i in new],
             [STATUS_NAMES.get(i.record.status, str(i.record.status)) for i in new],
             [i.record.session_key or None for i in new],
-            [i.record.in_octets for i in new],
-            [i.record.out_octets for i in new],
+            [str(i.record.in_octets) for i in new],
+            [str(i.record.out_octets) for i in new],
             [i.record.session_time for i in new],
             [session_ids.get((i.nas_id, i.record.session_key)) for i in new],
             [customers.get((i.nas_id, i.record.session_key)) for i in new],
-            [d[0] for d in deltas],
-            [d[1] for d in deltas],
+            [str(d[0]) for d in deltas],
+            [str(d[1]) for d in deltas],
+            *_session_arrays(existing, states, customers, counts),
+            [session_ids[k] for k in existing],
         )
-        existing = [k for k in counts if k not in fresh]
-        if existing:
-            # By primary key, and with no index on the columns an interim changes, so the update
-            # is HOT (no index writes) where the page has room.
-            await conn.execute(
-                """UPDATE radius_sessions s SET customer_id = u.customer_id, username = u.username,
-                       framed_ip = u.framed_ip, calling_station = u.calling_station, started_at = u.started_at,
-                       last_at = u.last_at, closed_at = u.closed_at, terminate_cause = u.terminate_cause,
-                       in_octets = u.in_octets, out_octets = u.out_octets, session_time = u.session_time,
-                       interim_interval = u.interim_interval, records = s.records + u.records
-                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::inet[], $6::text[],
-                       $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::text[], $11::numeric[],
-                       $12::numeric[], $13::bigint[], $14::int[], $15::int[], $16::bigint[])
-                       AS u(nas_id, session_key, customer_id, username, framed_ip, calling_station, started_at,
-                            last_at, closed_at, terminate_cause, in_octets, out_octets, session_time,
-                            interim_interval, records, id)
-                   WHERE s.id = u.id""",
-                *_session_arrays(existing, states, customers, counts),
-                [session_ids[k] for k in existing],
-            )
 
     @staticmethod
     async def _attribute(
@@ -273,8 +306,8 @@ def _session_arrays(
         [states[k].last_at for k in keys],
         [states[k].closed_at for k in keys],
         [states[k].terminate_cause for k in keys],
-        [states[k].in_octets for k in keys],
-        [states[k].out_octets for k in keys],
+        [str(states[k].in_octets) for k in keys],
+        [str(states[k].out_octets) for k in keys],
         [states[k].session_time for k in keys],
         [states[k].interim_interval for k in keys],
         [counts[k] for k in keys],

@@ -63,6 +63,13 @@ def dictionary() -> Dictionary:
     return Dictionary(*paths)
 
 
+@cache
+def _terminate_causes() -> dict[int, str]:
+    """Acct-Terminate-Cause values by number (RFC 2866 5.10), from the shipped dictionary."""
+    names = dictionary().attributes["Acct-Terminate-Cause"].values.backward
+    return {int.from_bytes(raw, "big"): name for raw, name in names.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class AcctRecord:
     """The attributes of one Accounting-Request that sessions and usage are made of."""
@@ -152,28 +159,29 @@ def decode_request(data: bytes, secret: bytes) -> tuple[AcctPacket, AcctRecord]:
     if not verify_authenticator(data, secret):
         raise BadAuthenticator("request authenticator does not match the secret")
     try:
-        packet = AcctPacket(packet=data, dict=dictionary(), secret=secret)
+        # No dictionary: pyrad then keys attributes by code (its dictionary would only be asked,
+        # per attribute, whether it is a TLV, and the shipped dictionaries define none), which
+        # is a third of the decoding time. Names are looked up once, for what is used.
+        packet = AcctPacket(packet=data, secret=secret)
     except PacketError as exc:
         raise MalformedPacket(str(exc)) from None
     # By code, pyrad keeps the raw octets: the few attributes used are interpreted here, with
     # their sizes checked, so a malformed value is a counted drop and never a wrong figure.
     # Vendor-specific attributes are keyed (vendor, type): kept by pyrad, unused here.
     values: dict[int, list[bytes]] = {k: v for k, v in packet.items() if isinstance(k, int)}
-    for code in _INTEGER_CODES:
-        _integer(values, code)
-    status = _integer(values, STATUS_TYPE)
+    ints = {code: _integer(values, code) for code in _INTEGER_CODES if code in values}
+    status = ints.get(STATUS_TYPE)
     if status is None:
         raise MalformedPacket("no Acct-Status-Type")
     session_id = _text(values, SESSION_ID)
     if session_id is None and status in (START, STOP, INTERIM):
         raise MalformedPacket("no Acct-Session-Id")
-    in_octets = (_integer(values, IN_GIGAWORDS) or 0) * 2**32 + (_integer(values, IN_OCTETS) or 0)
-    out_octets = (_integer(values, OUT_GIGAWORDS) or 0) * 2**32 + (_integer(values, OUT_OCTETS) or 0)
-    cause = _integer(values, TERMINATE_CAUSE)
+    in_octets = (ints.get(IN_GIGAWORDS) or 0) * 2**32 + (ints.get(IN_OCTETS) or 0)
+    out_octets = (ints.get(OUT_GIGAWORDS) or 0) * 2**32 + (ints.get(OUT_OCTETS) or 0)
+    cause = ints.get(TERMINATE_CAUSE)
     cause_name = None
     if cause is not None:
-        names = dictionary().attributes["Acct-Terminate-Cause"].values.backward
-        cause_name = names.get(cause.to_bytes(4, "big"), str(cause))
+        cause_name = _terminate_causes().get(cause, str(cause))
     record = AcctRecord(
         status=status,
         session_id=session_id or "",
@@ -186,11 +194,11 @@ def decode_request(data: bytes, secret: bytes) -> tuple[AcctPacket, AcctRecord]:
         nas_identifier=_text(values, NAS_IDENTIFIER),
         calling_station=_text(values, CALLING_STATION),
         terminate_cause=cause_name,
-        interim_interval=_integer(values, INTERIM_INTERVAL),
-        session_time=_integer(values, SESSION_TIME),
+        interim_interval=ints.get(INTERIM_INTERVAL),
+        session_time=ints.get(SESSION_TIME),
         in_octets=in_octets,
         out_octets=out_octets,
-        delay_time=_integer(values, DELAY_TIME) or 0,
+        delay_time=ints.get(DELAY_TIME) or 0,
     )
     return packet, record
 
