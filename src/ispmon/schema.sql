@@ -687,5 +687,5 @@ DROP INDEX IF EXISTS acct_records_session;
 ALTER TABLE usage_rollups SET (fillfactor = 70);
 
 INSERT INTO schema_version (version, description)
-VALUES (10, 'usage: leaner accounting writes (no records-by-session index, HOT rollup updates)')
+VALUES (11, 'usage: leaner accounting writes (no records-by-session index, HOT rollup updates)')
 ON CONFLICT (version) DO NOTHING;
