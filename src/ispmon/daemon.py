@@ -380,6 +380,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 poller=network.poller,
                 nas_directory=accounting.directory,
                 flow_decoder=flows.decoder,
+                flow_collector=flows.collector,
             )
         )
         max_connections = api_connection_limit(settings, nofile.soft)

@@ -63,6 +63,23 @@ def _exporter() -> dict[str, Any]:
     return schema
 
 
+# `Collector.counters`: the listener's socket and flushes since the daemon started.
+COLLECTOR_STATS = obj(
+    {
+        "datagrams": {**_COUNT, "description": "Datagrams read from the socket (any source)"},
+        "kernel_drops": {
+            **_COUNT,
+            "description": "Datagrams the kernel dropped because the receive buffer was full (SO_RXQ_OVFL; "
+            "seen when the next datagram arrives)",
+        },
+        "receive_buffer": {**_COUNT, "description": "Bytes of receive buffer the kernel granted (FLOW_RCVBUF)"},
+        "batches": {**_COUNT, "description": "Aggregate batches written"},
+        "write_failures": {**_COUNT, "description": "Failed writes since the last one that succeeded"},
+    },
+    title="FlowCollectorStats",
+    additionalProperties=False,
+)
+
 FLOW_EXPORTERS = obj(
     {
         "items": {"type": "array", "items": _exporter()},
@@ -71,6 +88,7 @@ FLOW_EXPORTERS = obj(
             description="Packets from addresses no exporter is declared with (dropped)",
             additionalProperties=False,
         ),
+        "collector": nullable({**COLLECTOR_STATS, "description": "Null when no listener runs (FLOW_PORT=0)"}),
     },
     title="FlowExporters",
     additionalProperties=False,

@@ -58,7 +58,7 @@ class FlowCollection:
 
         flows.collector = Collector(decoder, aggregator, write)
         try:
-            await flows.collector.start(settings.flow_address, settings.flow_port)
+            await flows.collector.start(settings.flow_address, settings.flow_port, settings.flow_rcvbuf)
         except OSError as exc:
             raise StartupError(
                 f"FLOW_ADDRESS/FLOW_PORT: cannot listen on {settings.flow_address}:{settings.flow_port}: "

@@ -14,6 +14,7 @@ from ispmon.store.flows import TOP_BY, FlowStore
 from ispmon.validation import error_list
 
 if TYPE_CHECKING:
+    from ispmon.flows.collector import Collector
     from ispmon.store.database import Database
 
 TOP_KEYS = (*TOP_BY, "customer")
@@ -40,9 +41,12 @@ def window(since: datetime | None, until: datetime | None) -> tuple[datetime, da
 
 
 class FlowService:
-    def __init__(self, db: Database, decoder: FlowDecoder | None = None) -> None:
+    def __init__(
+        self, db: Database, decoder: FlowDecoder | None = None, collector: Collector | None = None
+    ) -> None:
         self.store = FlowStore(db.pool)
         self.decoder = decoder
+        self.collector = collector
 
     async def list_exporters(self) -> dict[str, Any]:
         rows = await self.store.exporters()
@@ -54,7 +58,8 @@ class FlowService:
             "packets": self.decoder.unknown_packets if self.decoder else 0,
             "sources": len(self.decoder.unknown_sources) if self.decoder else 0,
         }
-        return {"items": rows, "unknown_exporters": unknown}
+        collector = self.collector.counters() if self.collector is not None else None
+        return {"items": rows, "unknown_exporters": unknown, "collector": collector}
 
     async def add_exporter(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
