@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from ispmon.flows.aggregate import Aggregator, Bucket
 from ispmon.flows.decode import FlowDecoder
+from ispmon.flows.raw import RawKeeper
 from ispmon.flows.receiver import DEFAULT_RCVBUF, FlowReceiver
 
 log = structlog.get_logger("ispmon.flows")
@@ -34,6 +36,7 @@ class Collector:
     decoder: FlowDecoder
     aggregator: Aggregator
     write: Write
+    raw: RawKeeper | None = None  # FLOW_RAW_HOURS > 0: every record is also kept raw
     receiver: FlowReceiver | None = None
     port: int | None = None
     batches: int = 0
@@ -46,11 +49,16 @@ class Collector:
         self.receiver = FlowReceiver(self.received)
         self.port = self.receiver.open(host, port, rcvbuf)
         self._task = asyncio.create_task(self._run(), name="flow-flusher")
+        if self.raw is not None:
+            self.raw.start()
         return self.port
 
     def received(self, data: bytes, source: str) -> None:
         """One datagram: decoded and aggregated at once (nothing awaited per packet)."""
-        self.aggregator.add(self.decoder.decode(data, source))
+        records = self.decoder.decode(data, source)
+        self.aggregator.add(records)
+        if self.raw is not None and records:
+            self.raw.offer(records)
 
     async def flush(self, everything: bool = False, now: float | None = None) -> bool:
         """Write the closed buckets (all of them if `everything`); False if the write failed."""
@@ -87,10 +95,11 @@ class Collector:
             await asyncio.sleep(FLUSH_EVERY)
             await self.flush()
 
-    def counters(self) -> dict[str, int]:
+    def counters(self) -> dict[str, Any]:
         """The listener's own figures for GET /flows/exporters (the exporters' are the decoder's)."""
         out = self.receiver.counters() if self.receiver is not None else FlowReceiver.idle_counters()
-        return {**out, "batches": self.batches, "write_failures": self.write_failures}
+        raw = self.raw.counters() if self.raw is not None else None
+        return {**out, "batches": self.batches, "write_failures": self.write_failures, "raw": raw}
 
     async def close(self) -> None:
         """Stop receiving, write what is in memory (a few tries), stop the flusher."""
@@ -100,6 +109,8 @@ class Collector:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.raw is not None:
+            await self.raw.close()
         for _ in range(3):
             if await self.flush(everything=True):
                 return

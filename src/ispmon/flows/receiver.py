@@ -86,7 +86,9 @@ class FlowReceiver:
         if rcvbuf and self.receive_buffer < rcvbuf:
             # Linux grants twice what it was asked, up to twice net.core.rmem_max.
             fields["requested"] = rcvbuf
-            fields["hint"] = f"raise net.core.rmem_max to at least {rcvbuf} (sysctl -w net.core.rmem_max={rcvbuf})"
+            fields["hint"] = (
+                f"raise net.core.rmem_max to at least {rcvbuf} (sysctl -w net.core.rmem_max={rcvbuf})"
+            )
         log.info("flow_listener_started", **fields)
         return self.port
 
@@ -109,7 +111,9 @@ class FlowReceiver:
                 except Exception as exc:  # the daemon never dies on what a peer sends
                     self.handler_errors += 1
                     if self.handler_errors == 1 or self.handler_errors % 1000 == 0:
-                        log.warning("flow_datagram_failed", source=addr[0], error=repr(exc), count=self.handler_errors)
+                        log.warning(
+                            "flow_datagram_failed", source=addr[0], error=repr(exc), count=self.handler_errors
+                        )
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:  # e.g. ECONNREFUSED left by an ICMP error: the socket stays usable

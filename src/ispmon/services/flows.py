@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from ispmon.flows.decode import FlowDecoder
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.services.errors import InvalidInput, NotFoundError, ServiceError
+from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.flows import TOP_BY, FlowStore
 from ispmon.validation import error_list
 
@@ -45,6 +46,7 @@ class FlowService:
         self, db: Database, decoder: FlowDecoder | None = None, collector: Collector | None = None
     ) -> None:
         self.store = FlowStore(db.pool)
+        self.records = FlowRecordStore(db.pool)
         self.decoder = decoder
         self.collector = collector
 
@@ -125,3 +127,8 @@ class FlowService:
             raise NotFoundError("customer", customer_id)
         traffic = await self.store.customer_traffic(customer_id, since, until)
         return {"customer_id": customer_id, "since": since, "until": until, **traffic}
+
+    async def list_records(self, **query: Any) -> list[dict[str, Any]]:
+        """Raw flow records (kept only when FLOW_RAW_HOURS > 0), newest first; `query` by RECORD_LIST."""
+        rows = await self.records.list(**query)
+        return [{**r, "at": r["at"].isoformat()} for r in rows]
