@@ -143,23 +143,29 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
             if after <= set(stored):
                 break
             await asyncio.sleep(0.25)
+        # One more flush interval: what was written is not written again.
+        await asyncio.sleep(12)
+        again = {
+            r["src_prefix"]: int(r["bytes"])
+            for r in await conn.fetch("SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1")
+        }
+        assert again == stored
         rows = await conn.fetchval("SELECT count(*) FROM flow_aggregates")
         await conn.close()
         conn = None
-        assert daemon.terminate() == 0
+        assert set(stored) <= set(expected)
+        assert rows == len(stored), "one row per source /24 and minute: no batch was written twice"
+        # Never doubled, never partial.
+        assert {p: b for p, b in stored.items() if b != expected[p]} == {}
+        lost = {datagram_of[p] for p in expected if p not in stored}
+        # Lost: only datagrams the killed process had received since its last committed flush, a
+        # contiguous run ending with the last one sent before the kill; everything after is exact.
+        assert lost, "the kill came when nothing was in memory: no crash in the middle"
+        assert lost == set(range(min(lost), killed_at)), (sorted(lost), killed_at)
+        assert min(lost) > 0, "the first flush's datagrams are stored"
+        assert daemon.terminate() == 0  # and it stops cleanly
     finally:
         sender.close()
         if conn is not None:
             await conn.close()
         daemon.cleanup()
-
-    assert set(stored) <= set(expected)
-    assert rows == len(stored), "one row per source /24 and minute: no batch was written twice"
-    # Never doubled, never partial.
-    assert {p: b for p, b in stored.items() if b != expected[p]} == {}
-    lost = {datagram_of[p] for p in expected if p not in stored}
-    # Lost: only datagrams the killed process had received since its last committed flush, a
-    # contiguous run ending with the last one sent before the kill; everything after is exact.
-    assert lost, "the kill came when nothing was in memory: no crash in the middle"
-    assert lost == set(range(min(lost), killed_at)), (sorted(lost), killed_at)
-    assert min(lost) > 0, "the first flush's datagrams are stored"
