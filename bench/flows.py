@@ -4,18 +4,22 @@
    (goal 50,000/s), beside netflume's own decode alone (the ceiling the adapter sits on);
 2. memory of one minute holding 100,000 distinct aggregation keys;
 3. the same NetFlow v5 datagrams sent over UDP to our collector and, if Debian's nfdump is
-   installed (`apt-get install nfdump`), to `nfcapd` in the same run: CPU per record of each;
+   installed (`apt-get install nfdump`), to `nfcapd` in the same run: CPU per record of each, and
+   the datagrams the kernel dropped, once per FLOW_RCVBUF value given (`--rcvbuf`, default the
+   kernel's default then 8 MiB);
 4. the time from an export packet sent over UDP to its aggregate being queryable from PostgreSQL
    (embedded PostgreSQL in a temporary directory), with an explicit flush and with the
    collector's own flusher.
 
-    PYTHONPATH=src python3 bench/flows.py     # about 40 s
+    PYTHONPATH=src python3 bench/flows.py     # about 50 s
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
+import re
 import shutil
 import signal
 import socket
@@ -148,9 +152,20 @@ def nfcapd_flows(flowdir: Path) -> int | None:
     return None
 
 
+def socket_buffer(port: int) -> str:
+    """The receive buffer `ss` reports for a UDP socket bound to `port` (the kernel's figure)."""
+    out = subprocess.run(["ss", "-uanmp", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"rb(\d+)", out)
+    return f"{int(match[1]):,} B" if match else "?"
+
+
 async def udp_figures(datagrams: list[bytes], col: Collector, base: Path) -> None:
-    """Both receivers get the same datagrams at UDP_RATE; CPU per record received."""
-    assert col.protocol is not None and col.port is not None
+    """Both receivers get the same datagrams at UDP_RATE; CPU per record received, and what the
+    kernel dropped. Our side is read until its socket is empty (received + dropped = sent, or
+    nothing new for 2 s): a deep buffer may still hold datagrams when the sender ends."""
+    assert col.receiver is not None and col.port is not None
+    receiver = col.receiver
+    await asyncio.to_thread(base.mkdir)
     nf: asyncio.subprocess.Process | None = None
     nf_port, flowdir = free_udp_port(), base / "nfcapd"
     if shutil.which("nfcapd") and shutil.which("nfdump"):
@@ -165,26 +180,40 @@ async def udp_figures(datagrams: list[bytes], col: Collector, base: Path) -> Non
     ports = [str(col.port)] + ([str(nf_port)] if nf is not None else [])
     nf_proc = psutil.Process(nf.pid) if nf is not None else None
     nf_cpu0 = sum(nf_proc.cpu_times()[:2]) if nf_proc else 0.0
-    seen0, cpu0 = col.protocol.datagrams, time.process_time()
+    seen0, drops0, wakeups0, cpu0 = receiver.datagrams, receiver.kernel_drops, receiver.wakeups, time.process_time()
     sender = await asyncio.create_subprocess_exec(
         sys.executable, "-c", f"RATE = {UDP_RATE}\n" + SENDER, str(payload), *ports
     )
     await sender.wait()
-    await asyncio.sleep(0.5)  # the last datagrams are read
+    # One datagram more after the run, from an undeclared port: it carries the final drop count.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"\0\5", ("127.0.0.1", col.port))
+        last, still = -1, time.monotonic()
+        while receiver.datagrams - seen0 + receiver.kernel_drops - drops0 < len(datagrams) + 1:
+            if receiver.datagrams != last:
+                last, still = receiver.datagrams, time.monotonic()
+            elif time.monotonic() - still > 2:
+                break
+            await asyncio.sleep(0.05)
     cpu = time.process_time() - cpu0
-    got = col.protocol.datagrams - seen0
+    got = receiver.datagrams - seen0 - 1
+    dropped = receiver.kernel_drops - drops0
     ours = got * RECORDS
-    print(f"UDP at {UDP_RATE} datagrams/s: ispmon received {got}/{len(datagrams)} datagrams, "
+    print(f"UDP at {UDP_RATE} datagrams/s: ispmon received {got}/{len(datagrams)} datagrams, kernel dropped "
+          f"{dropped} (receive buffer {receiver.receive_buffer:,} B, FLOW_RCVBUF={receiver.requested_buffer}; "
+          f"{(receiver.datagrams - seen0) / max(receiver.wakeups - wakeups0, 1):.1f} datagrams/wakeup), "
           f"{cpu:.3f} s CPU, {cpu / max(ours, 1) * 1e6:.1f} us CPU/record")  # fmt: skip
     if nf is None or nf_proc is None:
         print("  nfcapd: not installed (apt-get install nfdump), not compared")
         return
+    nf_buffer = socket_buffer(nf_port)
     nf_cpu = sum(nf_proc.cpu_times()[:2]) - nf_cpu0
     nf.send_signal(signal.SIGTERM)
     await asyncio.wait_for(nf.wait(), 30)
     flows = nfcapd_flows(flowdir) or 0
     print(f"  nfcapd (nfdump {nfcapd_version()}): stored {flows}/{len(datagrams) * RECORDS} records, "
-          f"{nf_cpu:.3f} s CPU, {nf_cpu / max(flows, 1) * 1e6:.1f} us CPU/record")  # fmt: skip
+          f"{nf_cpu:.3f} s CPU, {nf_cpu / max(flows, 1) * 1e6:.1f} us CPU/record, "
+          f"receive buffer {nf_buffer}")  # fmt: skip
 
 
 def nfcapd_version() -> str:
@@ -199,7 +228,8 @@ async def visible(store: FlowStore, prefix: str) -> bool:
 async def latency_figures(col: Collector, store: FlowStore) -> None:
     """A one-record datagram whose flow ended in a closed minute (two minutes ago); a fresh source
     /24 each time so its row is recognisable."""
-    assert col.protocol is not None and col.port is not None
+    assert col.receiver is not None and col.port is not None
+    receiver = col.receiver
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     rng = random.Random(2)
     samples = []
@@ -211,9 +241,9 @@ async def latency_figures(col: Collector, store: FlowStore) -> None:
         return time.perf_counter(), f"{socket.inet_ntoa(struct.pack('!I', src))}/24"
 
     for i in range(LATENCY_SAMPLES):
-        seen = col.protocol.datagrams
+        seen = receiver.datagrams
         t0, prefix = await send(i)
-        while col.protocol.datagrams == seen:  # noqa: ASYNC110 (polled: the protocol has no event)
+        while receiver.datagrams == seen:  # noqa: ASYNC110 (polled: the protocol has no event)
             await asyncio.sleep(0.0002)
         await col.flush()
         while not await visible(store, prefix):  # noqa: ASYNC110 (polling PostgreSQL is the figure)
@@ -232,7 +262,7 @@ async def latency_figures(col: Collector, store: FlowStore) -> None:
     sock.close()
 
 
-async def database_figures(datagrams: list[bytes]) -> None:
+async def database_figures(datagrams: list[bytes], rcvbufs: list[int]) -> None:
     base = Path(tempfile.mkdtemp(prefix="ispmon-bench-flows-"))
     server = EmbeddedPostgres(base / "pg")
     dsn = await asyncio.to_thread(server.start)
@@ -240,15 +270,17 @@ async def database_figures(datagrams: list[bytes]) -> None:
     try:
         store = FlowStore(db.pool)
         await store.ensure_partitions(datetime.now(UTC).date())
-        decoder = FlowDecoder()
-        decoder.declare("r1", "127.0.0.1")
-        col = Collector(decoder, Aggregator(customers()), store.write)
-        await col.start("127.0.0.1", 0)
-        try:
-            await udp_figures(datagrams, col, base)
-            await latency_figures(col, store)
-        finally:
-            await col.close()
+        for i, rcvbuf in enumerate(rcvbufs):
+            decoder = FlowDecoder()
+            decoder.declare("r1", "127.0.0.1")
+            col = Collector(decoder, Aggregator(customers()), store.write)
+            await col.start("127.0.0.1", 0, rcvbuf=rcvbuf)
+            try:
+                await udp_figures(datagrams, col, base / f"udp{i}")
+                if i == len(rcvbufs) - 1:
+                    await latency_figures(col, store)
+            finally:
+                await col.close()
     finally:
         await db.close()
         await asyncio.to_thread(server.stop)
@@ -256,7 +288,16 @@ async def database_figures(datagrams: list[bytes]) -> None:
 
 
 def main() -> None:
+    from ispmon.cli_support import run_coro
     from ispmon.logging import configure_logging
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rcvbuf", default="0,8388608",
+                        help="FLOW_RCVBUF values to run the UDP comparison with, in turn (0: the kernel's default)")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="event loop (the daemon runs on uvloop)")
+    args = parser.parse_args()
+    rcvbufs = [int(v) for v in args.rcvbuf.split(",")]
 
     configure_logging("error", "console")  # the figures only
     rng = random.Random(1)
@@ -267,7 +308,14 @@ def main() -> None:
     # the UDP run gets its own datagrams: flows ending now, not when the script started
     now = int(time.time())
     udp = [v5_datagram(rng, i * RECORDS, now) for i in range(DATAGRAMS)]
-    asyncio.run(database_figures(udp))
+    async def figures() -> int:
+        await database_figures(udp, rcvbufs)
+        return 0
+
+    if args.loop == "uvloop":
+        run_coro(figures())
+    else:
+        asyncio.run(figures())
 
 
 if __name__ == "__main__":

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     # Keys per 1-minute bucket before the tail folds into "other" (bounded memory).
     flow_max_keys: int = Field(50_000, ge=100, le=10_000_000)
     flow_retention_days: int = Field(30, ge=1, le=3650)
+    # SO_RCVBUF of the collector's socket (0: the kernel's default); Linux caps it at net.core.rmem_max.
+    flow_rcvbuf: int = Field(8 << 20, ge=0, le=1 << 30)
+    # Raw flow records kept this many hours (0: not kept), queued up to flow_raw_max_queued.
+    flow_raw_hours: int = Field(0, ge=0, le=168)
+    flow_raw_max_queued: int = Field(100_000, ge=1000, le=10_000_000)
 
     @field_validator("ispmon_log_level")
     @classmethod

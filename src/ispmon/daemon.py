@@ -40,9 +40,10 @@ from ispmon.services.maintenance import MaintenanceService
 from ispmon.store.database import Database, DatabaseUnavailable, connect_with_retry
 from ispmon.store.db import ensure_partitions
 from ispmon.store.embedded import EmbeddedPostgres
+from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
-from ispmon.store.retention import drop_old_interface_metrics, drop_old_partitions
+from ispmon.store.retention import drop_old_flow_aggregates, drop_old_interface_metrics, drop_old_partitions
 from ispmon.store.writer import BatchWriter
 from ispmon.usage.wiring import Accounting
 from ispmon.validation import error_list, format_errors
@@ -226,13 +227,16 @@ def freeze_long_lived() -> None:
 
 
 async def housekeeping(db: Database, settings: Settings) -> None:
-    """Hourly: make tomorrow's partitions; drop those past CLEANUP_RETENTION_DAYS."""
+    """Hourly: make tomorrow's partitions; drop those past their retention (CLEANUP_RETENTION_DAYS,
+    INTERFACE_METRICS_RETENTION_DAYS, FLOW_RETENTION_DAYS, FLOW_RAW_HOURS)."""
     while True:
         try:
             async with db.pool.acquire() as conn:
                 await ensure_partitions(conn)
                 await drop_old_partitions(conn, settings.cleanup_retention_days)
                 await drop_old_interface_metrics(conn, settings.interface_metrics_retention_days)
+                await drop_old_flow_aggregates(conn, settings.flow_retention_days)
+            await FlowRecordStore(db.pool).drop_old(settings.flow_raw_hours)
         except Exception as exc:
             log.error("housekeeping_failed", error=str(exc))
         await asyncio.sleep(HOUSEKEEPING_INTERVAL)
@@ -380,6 +384,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 poller=network.poller,
                 nas_directory=accounting.directory,
                 flow_decoder=flows.decoder,
+                flow_collector=flows.collector,
             )
         )
         max_connections = api_connection_limit(settings, nofile.soft)

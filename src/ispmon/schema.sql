@@ -689,3 +689,53 @@ ALTER TABLE usage_rollups SET (fillfactor = 70);
 INSERT INTO schema_version (version, description)
 VALUES (11, 'usage: leaner accounting writes (no records-by-session index, HOT rollup updates)')
 ON CONFLICT (version) DO NOTHING;
+
+-- Raw flow records (issue 13 §2), kept only when FLOW_RAW_HOURS > 0, for troubleshooting: written
+-- in batches (COPY) recorded in flow_batches in the same transaction, like the aggregates, and
+-- kept in hourly partitions by the flow's end that are dropped whole once past FLOW_RAW_HOURS.
+CREATE SEQUENCE IF NOT EXISTS flow_records_id_seq;
+CREATE TABLE IF NOT EXISTS flow_records (
+    id           bigint NOT NULL DEFAULT nextval('flow_records_id_seq'),
+    at           timestamptz NOT NULL,
+    exporter_id  text NOT NULL,
+    in_if        integer NOT NULL,
+    out_if       integer NOT NULL,
+    src_addr     inet NOT NULL,
+    dst_addr     inet NOT NULL,
+    proto        smallint NOT NULL,
+    src_port     integer NOT NULL,
+    dst_port     integer NOT NULL,
+    bytes        bigint NOT NULL,
+    packets      bigint NOT NULL
+) PARTITION BY RANGE (at);
+CREATE INDEX IF NOT EXISTS flow_records_at ON flow_records (at, id);
+CREATE TABLE IF NOT EXISTS flow_records_default PARTITION OF flow_records DEFAULT;
+
+-- Hourly partitions tbl_YYYYMMDDHH (UTC) for `hours` hours from the hour of `from_at`; rows of
+-- those hours already in the default partition move into them. Returns how many it created.
+CREATE OR REPLACE FUNCTION ispmon_ensure_hourly_partitions(tbl text, col text, from_at timestamptz, hours integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    h timestamptz;
+    created integer := 0;
+    part text;
+BEGIN
+    FOR i IN 0 .. hours - 1 LOOP
+        h := date_trunc('hour', from_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + make_interval(hours => i);
+        part := tbl || '_' || to_char(h AT TIME ZONE 'UTC', 'YYYYMMDDHH24');
+        IF to_regclass(part) IS NULL THEN
+            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, tbl);
+            EXECUTE format(
+                'WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) INSERT INTO %I SELECT * FROM moved',
+                tbl || '_default', col, h, col, h + interval '1 hour', part);
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                tbl, part, h, h + interval '1 hour');
+            created := created + 1;
+        END IF;
+    END LOOP;
+    RETURN created;
+END $$;
+
+INSERT INTO schema_version (version, description)
+VALUES (12, 'flows: raw flow records kept for FLOW_RAW_HOURS (hourly partitions)')
+ON CONFLICT (version) DO NOTHING;

@@ -9,16 +9,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from ispmon.api.errors import json_response
+from ispmon.api.listing import list_page, list_params
 from ispmon.api.responses_flows import (
     CUSTOMER_TRAFFIC,
     DECLARED_EXPORTER,
     FLOW_EXPORTERS,
+    FLOW_RECORD,
     FLOW_SERIES,
     FLOW_TOP,
 )
 from ispmon.api.spec import Body, Call, Param, PathParam, Route
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.services.flows import SERIES_FILTERS, TOP_KEYS
+from ispmon.store.flow_records import RECORD_LIST
 
 TAG = "flows"
 EXPORTER_ID = PathParam("exporter_id", "slug", "Exporter id (a slug)")
@@ -59,6 +62,10 @@ async def series(call: Call) -> web.Response:
     return json_response(await call.services.flows.series(filters=filters, **query))
 
 
+async def list_records(call: Call) -> web.Response:
+    return await list_page(call, RECORD_LIST, call.services.flows.list_records)
+
+
 async def customer_traffic(call: Call) -> web.Response:
     return json_response(await call.services.flows.customer_traffic(call.path["customer_id"], **call.query))
 
@@ -82,6 +89,9 @@ ROUTES: tuple[Route, ...] = (
           query=(*WINDOW, Param("step", "integer", "Step in seconds (a multiple of 60)", default=60,
                                 minimum=60, maximum=86400), *FILTERS),
           response_schema=FLOW_SERIES),
+    Route("GET", "/flows/records", list_records, "listFlowRecords",
+          "Raw flow records, newest first (kept only for FLOW_RAW_HOURS; empty when that is 0)", TAG,
+          query=list_params(RECORD_LIST), response="page", response_schema=FLOW_RECORD),
     Route("GET", "/customers/{customer_id}/traffic", customer_traffic, "customerTraffic",
           "A customer's download and upload bytes and packets from flows, with protocol and peer mix", "customers",
           path_params=(CUSTOMER_ID,), query=WINDOW, response_schema=CUSTOMER_TRAFFIC),

@@ -8,6 +8,7 @@ declaration the SQL is built from. `list_page` answers ``{"items", "count", "lim
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -30,7 +31,16 @@ _PARAM_TYPE: dict[str, ParamType] = {
     "boolean": "boolean",
     "integer": "integer",
     "date-time": "date-time",
+    "inet": "string",
 }
+
+
+def parse_network(raw: str) -> str:
+    """An address or prefix (host bits allowed: 10.1.2.3/24 means 10.1.2.0/24), as PostgreSQL's inet."""
+    try:
+        return str(ipaddress.ip_network(raw.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"must be an IP address or prefix, got {raw[:64]!r}") from None
 
 ListFetch = Callable[..., Awaitable[Sequence[Any]]]
 
@@ -47,6 +57,7 @@ def filter_params(spec: ListSpec) -> tuple[Param, ...]:
             # Integer filters compare with bigint columns: a larger value would overflow the driver.
             maximum=BIGINT_MAX if f.type == "integer" else None,
             target=f.key if f.key != f.param else None,
+            parser=parse_network if f.type == "inet" else None,
         )
         for f in spec.filters
         if not f.path

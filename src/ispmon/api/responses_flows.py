@@ -15,6 +15,7 @@ from typing import Any
 from ispmon.api.responses import DATE_TIME, REF, nullable, obj
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.services.flows import TOP_KEYS
+from ispmon.store.flow_records import FIELDS as RECORD_FIELDS
 
 _COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
 _WINDOW = {"since": DATE_TIME, "until": DATE_TIME}
@@ -63,6 +64,40 @@ def _exporter() -> dict[str, Any]:
     return schema
 
 
+# `Collector.counters`: the listener's socket and flushes since the daemon started.
+COLLECTOR_STATS = obj(
+    {
+        "datagrams": {**_COUNT, "description": "Datagrams read from the socket (any source)"},
+        "kernel_drops": {
+            **_COUNT,
+            "description": "Datagrams the kernel dropped because the receive buffer was full (SO_RXQ_OVFL; "
+            "seen when the next datagram arrives)",
+        },
+        "receive_buffer": {
+            **_COUNT,
+            "description": "Bytes of receive buffer the kernel granted (FLOW_RCVBUF)",
+        },
+        "batches": {**_COUNT, "description": "Aggregate batches written"},
+        "write_failures": {**_COUNT, "description": "Failed writes since the last one that succeeded"},
+        "raw": nullable(
+            obj(
+                {
+                    "queued": {**_COUNT, "description": "Records waiting to be written"},
+                    "written": _COUNT,
+                    "dropped": {
+                        **_COUNT,
+                        "description": "Records not kept: the queue was full (FLOW_RAW_MAX_QUEUED)",
+                    },
+                },
+                description="Raw record keeping (`RawKeeper.counters`); null when FLOW_RAW_HOURS is 0",
+                additionalProperties=False,
+            )
+        ),
+    },
+    title="FlowCollectorStats",
+    additionalProperties=False,
+)
+
 FLOW_EXPORTERS = obj(
     {
         "items": {"type": "array", "items": _exporter()},
@@ -71,6 +106,7 @@ FLOW_EXPORTERS = obj(
             description="Packets from addresses no exporter is declared with (dropped)",
             additionalProperties=False,
         ),
+        "collector": nullable({**COLLECTOR_STATS, "description": "Null when no listener runs (FLOW_PORT=0)"}),
     },
     title="FlowExporters",
     additionalProperties=False,
@@ -143,3 +179,23 @@ CUSTOMER_TRAFFIC = obj(
     title="CustomerTraffic",
     additionalProperties=False,
 )
+
+
+# -- /flows/records: `FlowService.list_records` (flow_records rows, `RECORD_LIST`'s columns) -------
+_RECORD_TYPES: dict[str, dict[str, Any]] = {
+    "id": {"type": "integer", "minimum": 1},
+    "at": {**DATE_TIME, "description": "When the flow ended (its bucket time)"},
+    "exporter_id": {"type": "string"},
+    "in_if": _COUNT,
+    "out_if": _COUNT,
+    "src_addr": {"type": "string", "description": "An IPv4 or IPv6 address"},
+    "dst_addr": {"type": "string", "description": "An IPv4 or IPv6 address"},
+    "proto": {"type": "integer", "minimum": 0, "maximum": 255},
+    "src_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+    "dst_port": {"type": "integer", "minimum": 0, "maximum": 65535},
+    "bytes": {**_COUNT, "description": "Sampling applied"},
+    "packets": {**_COUNT, "description": "Sampling applied"},
+}
+if tuple(_RECORD_TYPES) != RECORD_FIELDS:
+    raise RuntimeError("flow_records' columns and their schema disagree")
+FLOW_RECORD = obj(_RECORD_TYPES, title="FlowRecord", additionalProperties=False)

@@ -1,4 +1,4 @@
-"""The flow collector: the UDP datagram protocol (decode and aggregate in the event loop, nothing
+"""The flow collector: datagrams from `FlowReceiver` decoded and aggregated in the event loop (nothing
 awaited per packet) and the flusher that writes closed 1-minute buckets in batches.
 
 A batch keeps its id until PostgreSQL has confirmed it: a flush retried after an error whose
@@ -14,11 +14,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from ispmon.flows.aggregate import Aggregator, Bucket
 from ispmon.flows.decode import FlowDecoder
+from ispmon.flows.raw import RawKeeper
+from ispmon.flows.receiver import DEFAULT_RCVBUF, FlowReceiver
 
 log = structlog.get_logger("ispmon.flows")
 
@@ -28,35 +31,13 @@ GRACE = 5.0  # a minute is flushed this long after it ends (late flows go into a
 Write = Callable[[uuid.UUID, Sequence[Bucket]], Awaitable[bool]]
 
 
-def _source(addr: tuple[str, int] | tuple[str, int, int, int]) -> str:
-    host = addr[0]
-    return host[7:] if host.startswith("::ffff:") else host
-
-
-class FlowProtocol(asyncio.DatagramProtocol):
-    def __init__(self, decoder: FlowDecoder, aggregator: Aggregator) -> None:
-        self.decoder = decoder
-        self.aggregator = aggregator
-        self.datagrams = 0
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
-        self.datagrams += 1
-        try:
-            self.aggregator.add(self.decoder.decode(data, _source(addr)))
-        except Exception as exc:  # the daemon never dies on what a peer sends
-            log.warning("flow_datagram_failed", source=addr[0], error=repr(exc))
-
-
 @dataclass
 class Collector:
     decoder: FlowDecoder
     aggregator: Aggregator
     write: Write
-    protocol: FlowProtocol | None = None
+    raw: RawKeeper | None = None  # FLOW_RAW_HOURS > 0: every record is also kept raw
+    receiver: FlowReceiver | None = None
     port: int | None = None
     batches: int = 0
     write_failures: int = 0
@@ -64,16 +45,20 @@ class Collector:
     _task: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def start(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: FlowProtocol(self.decoder, self.aggregator), local_addr=(host, port)
-        )
-        self.protocol = protocol
-        self.port = int(transport.get_extra_info("sockname")[1])
+    async def start(self, host: str, port: int, rcvbuf: int = DEFAULT_RCVBUF) -> int:
+        self.receiver = FlowReceiver(self.received)
+        self.port = self.receiver.open(host, port, rcvbuf)
         self._task = asyncio.create_task(self._run(), name="flow-flusher")
-        log.info("flow_listener_started", address=host, port=self.port)
+        if self.raw is not None:
+            self.raw.start()
         return self.port
+
+    def received(self, data: bytes, source: str) -> None:
+        """One datagram: decoded and aggregated at once (nothing awaited per packet)."""
+        records = self.decoder.decode(data, source)
+        self.aggregator.add(records)
+        if self.raw is not None and records:
+            self.raw.offer(records)
 
     async def flush(self, everything: bool = False, now: float | None = None) -> bool:
         """Write the closed buckets (all of them if `everything`); False if the write failed."""
@@ -110,14 +95,22 @@ class Collector:
             await asyncio.sleep(FLUSH_EVERY)
             await self.flush()
 
+    def counters(self) -> dict[str, Any]:
+        """The listener's own figures for GET /flows/exporters (the exporters' are the decoder's)."""
+        out = self.receiver.counters() if self.receiver is not None else FlowReceiver.idle_counters()
+        raw = self.raw.counters() if self.raw is not None else None
+        return {**out, "batches": self.batches, "write_failures": self.write_failures, "raw": raw}
+
     async def close(self) -> None:
         """Stop receiving, write what is in memory (a few tries), stop the flusher."""
-        if self.protocol is not None and self.protocol.transport is not None:
-            self.protocol.transport.close()
+        if self.receiver is not None:
+            self.receiver.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.raw is not None:
+            await self.raw.close()
         for _ in range(3):
             if await self.flush(everything=True):
                 return

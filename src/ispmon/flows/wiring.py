@@ -18,6 +18,8 @@ from ispmon.flows.aggregate import Aggregator
 from ispmon.flows.attribution import PrefixTable
 from ispmon.flows.collector import Collector
 from ispmon.flows.decode import FlowDecoder
+from ispmon.flows.raw import RawKeeper
+from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.flows import FlowStore
 
 if TYPE_CHECKING:
@@ -57,8 +59,17 @@ class FlowCollection:
             return await store.write(batch_id, buckets)
 
         flows.collector = Collector(decoder, aggregator, write)
+        if settings.flow_raw_hours:
+            records = FlowRecordStore(db.pool)
+            hours = settings.flow_raw_hours
+
+            async def upkeep() -> None:
+                await records.upkeep(hours)
+
+            flows.collector.raw = RawKeeper(records.write, settings.flow_raw_max_queued, upkeep)
+            log.info("flow_raw_keeping", hours=hours, max_queued=settings.flow_raw_max_queued)
         try:
-            await flows.collector.start(settings.flow_address, settings.flow_port)
+            await flows.collector.start(settings.flow_address, settings.flow_port, settings.flow_rcvbuf)
         except OSError as exc:
             raise StartupError(
                 f"FLOW_ADDRESS/FLOW_PORT: cannot listen on {settings.flow_address}:{settings.flow_port}: "

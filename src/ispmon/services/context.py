@@ -18,6 +18,7 @@ from ispmon.services.usage import UsageService
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
     from ispmon.config import Settings
+    from ispmon.flows.collector import Collector
     from ispmon.flows.decode import FlowDecoder
     from ispmon.network.poller import Poller
     from ispmon.store.database import Database
@@ -49,6 +50,7 @@ class AppServices:
         poller: Poller | None = None,
         nas_directory: NasDirectory | None = None,
         flow_decoder: FlowDecoder | None = None,
+        flow_collector: Collector | None = None,
     ) -> AppServices:
         return cls(
             db=db,
@@ -60,7 +62,7 @@ class AppServices:
             network=NetworkService(db, poller),
             customers=CustomerService(db),
             usage=UsageService(db, nas_directory),
-            flows=FlowService(db, flow_decoder),
+            flows=FlowService(db, flow_decoder, flow_collector),
             monitor=monitor,
             metrics=MetricsService(db),
         )

@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from ispmon.flows.decode import FlowDecoder
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.services.errors import InvalidInput, NotFoundError, ServiceError
+from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.flows import TOP_BY, FlowStore
 from ispmon.validation import error_list
 
 if TYPE_CHECKING:
+    from ispmon.flows.collector import Collector
     from ispmon.store.database import Database
 
 TOP_KEYS = (*TOP_BY, "customer")
@@ -40,9 +42,13 @@ def window(since: datetime | None, until: datetime | None) -> tuple[datetime, da
 
 
 class FlowService:
-    def __init__(self, db: Database, decoder: FlowDecoder | None = None) -> None:
+    def __init__(
+        self, db: Database, decoder: FlowDecoder | None = None, collector: Collector | None = None
+    ) -> None:
         self.store = FlowStore(db.pool)
+        self.records = FlowRecordStore(db.pool)
         self.decoder = decoder
+        self.collector = collector
 
     async def list_exporters(self) -> dict[str, Any]:
         rows = await self.store.exporters()
@@ -54,7 +60,8 @@ class FlowService:
             "packets": self.decoder.unknown_packets if self.decoder else 0,
             "sources": len(self.decoder.unknown_sources) if self.decoder else 0,
         }
-        return {"items": rows, "unknown_exporters": unknown}
+        collector = self.collector.counters() if self.collector is not None else None
+        return {"items": rows, "unknown_exporters": unknown, "collector": collector}
 
     async def add_exporter(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -120,3 +127,8 @@ class FlowService:
             raise NotFoundError("customer", customer_id)
         traffic = await self.store.customer_traffic(customer_id, since, until)
         return {"customer_id": customer_id, "since": since, "until": until, **traffic}
+
+    async def list_records(self, **query: Any) -> list[dict[str, Any]]:
+        """Raw flow records (kept only when FLOW_RAW_HOURS > 0), newest first; `query` by RECORD_LIST."""
+        rows = await self.records.list(**query)
+        return [{**r, "at": r["at"].isoformat()} for r in rows]

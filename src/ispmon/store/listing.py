@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-FilterType = Literal["text", "enum", "boolean", "integer", "date-time"]
+FilterType = Literal["text", "enum", "boolean", "integer", "date-time", "inet"]
 KeyType = Literal["text", "integer", "date-time"]
 # "any": the value is one element of an array column (tags); "is null": true -> IS NULL, false -> IS
-# NOT NULL (e.g. active outages are the unresolved ones).
-Operator = Literal["=", ">=", "<", "any", "is null"]
+# NOT NULL (e.g. active outages are the unresolved ones); "<<=": an inet column within an address
+# or prefix.
+Operator = Literal["=", ">=", "<", "any", "is null", "<<="]
 
 _CAST: dict[str, str] = {
     "text": "text",
@@ -45,6 +46,7 @@ _CAST: dict[str, str] = {
     "boolean": "boolean",
     "integer": "bigint",
     "date-time": "timestamptz",
+    "inet": "inet",
 }
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 MAX_CURSOR_CHARS = 1024
@@ -75,6 +77,8 @@ class Filter:
             raise ValueError(f"filter {self.param}: choices go with type 'enum', and only with it")
         if self.op == "is null" and self.type != "boolean":
             raise ValueError(f"filter {self.param}: 'is null' takes a boolean")
+        if (self.op == "<<=") != (self.type == "inet"):
+            raise ValueError(f"filter {self.param}: '<<=' goes with type 'inet', and only with it")
 
     def condition(self, value: Any, bind: _Binder) -> str:
         if self.op == "is null":

@@ -1,5 +1,6 @@
 """Retention: drop whole daily partitions older than their retention (status history:
-CLEANUP_RETENTION_DAYS; interface metrics: INTERFACE_METRICS_RETENTION_DAYS).
+CLEANUP_RETENTION_DAYS; interface metrics: INTERFACE_METRICS_RETENTION_DAYS; flow aggregates:
+FLOW_RETENTION_DAYS).
 
 Dropping a partition is instant and leaves no bloat, unlike DELETE of millions of rows.
 """
@@ -80,4 +81,25 @@ async def drop_old_partitions(
     )
     if dropped:
         log.info("status_partitions_dropped", partitions=dropped, retention_days=retention_days)
+    return dropped
+
+
+async def drop_old_flow_aggregates(
+    conn: asyncpg.Connection, retention_days: int, today: date | None = None
+) -> list[str]:
+    """Drop flow_aggregates partitions whose day is older than `retention_days` (and delete such
+    rows of the default partition); forget flushed batch ids older than a day (a retry of a batch
+    comes within seconds of its first try, from the same process)."""
+    today = today or datetime.now(UTC).date()
+    names = await _partitions(conn, "flow_aggregates")
+    dropped = partitions_to_drop(names, today, retention_days, "flow_aggregates")
+    for name in dropped:
+        await conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    await conn.execute(
+        "DELETE FROM flow_aggregates_default WHERE at < $1",
+        datetime.combine(today - timedelta(days=retention_days), datetime.min.time(), UTC),
+    )
+    await conn.execute("DELETE FROM flow_batches WHERE written_at < now() - interval '1 day'")
+    if dropped:
+        log.info("flow_partitions_dropped", partitions=dropped, retention_days=retention_days)
     return dropped

@@ -63,20 +63,23 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(db_dsn: str) -> AsyncIterator[Rig]:
+async def rig(db_dsn: str, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     db = await Database.connect(db_dsn, max_size=4)
     decoder = FlowDecoder()
-    client: Client = TestClient(TestServer(create_app(AppServices.build(db, Settings(), flow_decoder=decoder))))
-    await client.start_server()
     store = FlowStore(db.pool)
+    table = PrefixTable()
+    collector = Collector(decoder, Aggregator(table), store.write)
+    services = AppServices.build(db, Settings(), flow_decoder=decoder, flow_collector=collector)
+    client: Client = TestClient(TestServer(create_app(services)))
+    await client.start_server()
     try:
         for c in CUSTOMERS:
             assert (await client.post("/customers/", json=c)).status == 201
         resp = await client.post("/flows/exporters", json={"id": "r1", "address": "127.0.0.1", "name": "border"})
         assert resp.status == 201, await resp.text()
         assert (await assert_documented(client, "POST", "/flows/exporters", resp))["sampling"] is None
-        collector = Collector(decoder, Aggregator(PrefixTable(await store.customer_prefixes())), store.write)
-        await collector.start("127.0.0.1", 0)
+        table.load(await store.customer_prefixes())
+        await collector.start("127.0.0.1", 0, rcvbuf=request.param if hasattr(request, "param") else 8 << 20)
         yield Rig(db, client, collector, decoder)
         await collector.close()
     finally:

@@ -1,0 +1,3 @@
+"""Fixtures shared by the flow tests."""
+
+from tests.integration.flows.test_softflowd import rig  # noqa: F401  (re-exported fixture)
