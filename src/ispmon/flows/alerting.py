@@ -144,7 +144,9 @@ class FlowWatch:
                 # Every customer: those seen this minute, and those this rule is counting or
                 # firing for (they get their 0, so a stopped flood clears).
                 seen = {s for s in tally if s.startswith("customer:")}
-                seen.update(s for r, s in self.engine.thresholds if r == rule.id and s.startswith("customer:"))
+                seen.update(
+                    s for r, s in self.engine.thresholds if r == rule.id and s.startswith("customer:")
+                )
                 ids = sorted(seen)
             for subject_id in ids:
                 b_to, b_from, p_to, p_from = tally.get(subject_id) or _ZERO
@@ -169,7 +171,9 @@ class FlowWatch:
             return
         pps = (count - before) / (now - since)
         self._unknown_from = (now, count)
-        self.engine.feed(UNKNOWN_EXPORTERS, rules, datetime.fromtimestamp(now, UTC), {UNKNOWN_METRIC: pps}.get)
+        self.engine.feed(
+            UNKNOWN_EXPORTERS, rules, datetime.fromtimestamp(now, UTC), {UNKNOWN_METRIC: pps}.get
+        )
 
 
 def _subject(subject_id: str) -> FlowSubject:

@@ -1,6 +1,7 @@
 """Quota crossings and their enforcement, with the audit trail written before anything is sent.
 
-`Enforcer.check(customer_id)` computes the period's use from the rollups; each threshold reached
+`Enforcer.check(customer_id)` computes the period's use from the RADIUS rollups (or, for a customer
+with ``quota_source = "flow"``, from the flow aggregates); each threshold reached
 is inserted into quota_crossings (its primary key makes it once per customer, period and
 threshold) and, in the same transaction, at 100 % the policy's actions go into `enforcements` as
 `pending`: one per active session for `coa`/`disconnect`. `dispatch()` then sends what is pending
@@ -19,6 +20,7 @@ import aiohttp
 import asyncpg
 import structlog
 
+from ispmon.store.usage_flows import FlowUsageRepo
 from ispmon.usage.coa import send_request
 from ispmon.usage.periods import counted, period_at
 from ispmon.usage.webhook import post_webhook, webhook_body
@@ -54,14 +56,18 @@ class Enforcer:
         period = period_at(
             spec.get("period", "monthly"), spec.get("reset_day", 1), spec.get("timezone", "UTC"), now
         )
-        row = await self.pool.fetchrow(
-            """SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
-               WHERE customer_id = $1 AND step = 'day' AND start >= $2 AND start < $3""",
-            customer_id,
-            period.start,
-            period.end,
-        )
-        used = counted(spec.get("counts", "total"), int(row["i"]), int(row["o"]))
+        if spec.get("quota_source") == "flow":
+            used_in, used_out = await FlowUsageRepo(self.pool).used(customer_id, period.start, period.end)
+        else:
+            row = await self.pool.fetchrow(
+                """SELECT coalesce(sum(bytes_in), 0) AS i, coalesce(sum(bytes_out), 0) AS o FROM usage_rollups
+                   WHERE customer_id = $1 AND step = 'day' AND start >= $2 AND start < $3""",
+                customer_id,
+                period.start,
+                period.end,
+            )
+            used_in, used_out = int(row["i"]), int(row["o"])
+        used = counted(spec.get("counts", "total"), used_in, used_out)
         await self.plan_lifts(customer_id, spec, period.start)
         if self.observer is not None and quota > 0:
             # Every pass, also below every threshold: a new period's low figure clears the alert.

@@ -56,7 +56,9 @@ class Alerting:
         await self.sender.run_once()
 
     async def alerts(self) -> list[tuple[str, str, bool]]:
-        rows = await self.rig.db.pool.fetch("SELECT rule_id, endpoint_id, resolved_at FROM alerts ORDER BY id")
+        rows = await self.rig.db.pool.fetch(
+            "SELECT rule_id, endpoint_id, resolved_at FROM alerts ORDER BY id"
+        )
         return [(r["rule_id"], r["endpoint_id"], r["resolved_at"] is not None) for r in rows]
 
     def delivered(self) -> list[str]:
@@ -118,7 +120,9 @@ async def test_a_flood_towards_a_customer_opens_once_and_clears_once(
     titles = alerting.delivered()
     assert len(titles) == 2, titles
     assert all("to_bps" in t for t in titles) and any("customer c-c" in t for t in titles), titles
-    row = await alerting.rig.db.pool.fetchrow("SELECT started_at, details FROM alerts WHERE rule_id = 'ddos-customer'")
+    row = await alerting.rig.db.pool.fetchrow(
+        "SELECT started_at, details FROM alerts WHERE rule_id = 'ddos-customer'"
+    )
     assert row["started_at"] == datetime.fromtimestamp(a + 60, UTC)  # the first minute over, at its end
     details = json.loads(row["details"]) if isinstance(row["details"], str) else row["details"]
     assert details["checks"] == 2 and details["value"] > LIMIT
@@ -140,7 +144,13 @@ async def test_a_flood_towards_a_customer_opens_once_and_clears_once(
 
 
 async def test_undeclared_exporter_packets_over_a_rate_page_once(alerting: Alerting) -> None:
-    rule = {"id": "strangers", "kind": "flow", "metric": "unknown_exporter_pps", "above": 1, "channels": ["hook"]}
+    rule = {
+        "id": "strangers",
+        "kind": "flow",
+        "metric": "unknown_exporter_pps",
+        "above": 1,
+        "channels": ["hook"],
+    }
     alerting.engine.configure([AlertRule.model_validate(rule)], {})
     collector = alerting.rig.collector
     assert collector.port is not None
@@ -162,3 +172,28 @@ async def test_undeclared_exporter_packets_over_a_rate_page_once(alerting: Alert
     assert await alerting.alerts() == [("strangers", "flows:unknown-exporters", True)]
     titles = alerting.delivered()
     assert len(titles) == 2 and "unknown_exporter_pps 2" in titles[0] and "CLEARED" in titles[1], titles
+
+
+async def test_an_open_flow_alert_clears_once_after_a_restart(alerting: Alerting, tmp_path: Path) -> None:
+    a = time.time() // 60 * 60 - 600
+    await play(alerting, tmp_path, "flood", [(a, True), (a + 60, True)])
+    assert len(alerting.delivered()) == 2
+    # The daemon restarts: a new engine loads the open alerts and resumes them as firing.
+    await alerting.engine.close()
+    engine = AlertEngine(
+        pool=alerting.rig.db.pool, alerts=AlertRepo(alerting.rig.db.pool),
+        notifications=NotificationRepo(alerting.rig.db.pool),
+        channels=ChannelRegistry([parse_channel("hook", json_url(alerting.receiver.port))]),
+        default_channels=["hook"], link_base=None,
+    )  # fmt: skip
+    engine.configure([AlertRule.model_validate(r) for r in RULES], {})
+    await engine.load()
+    alerting.engine = engine
+    alerting.rig.collector.watch = FlowWatch(engine, alerting.rig.decoder, alerting.rig.collector.aggregator)
+    try:
+        await play(alerting, tmp_path, "calm", [(a + 120, False), (a + 180, False)])
+        assert [resolved for _r, _s, resolved in await alerting.alerts()] == [True, True]
+        titles = alerting.delivered()
+        assert len(titles) == 4 and all("CLEARED" in t for t in titles[2:]), titles
+    finally:
+        await engine.close()

@@ -14,7 +14,9 @@ BASE: dict[str, Any] = {"id": "f", "kind": "flow", "metric": "to_bps", "above": 
 
 
 def test_a_flow_rule_takes_customers_and_prefixes_in_canonical_form() -> None:
-    rule = AlertRule.model_validate({**BASE, "customers": ["c-a"], "prefixes": ["10.9.0.0/16", "2001:DB8::/48"]})
+    rule = AlertRule.model_validate(
+        {**BASE, "customers": ["c-a"], "prefixes": ["10.9.0.0/16", "2001:DB8::/48"]}
+    )
     assert rule.prefixes == ["10.9.0.0/16", "2001:db8::/48"]
     assert (rule.for_checks, rule.clear_checks, rule.below) == (1, 1, None)
     # Dumped by the API and read back, it is the same rule.
