@@ -29,8 +29,13 @@ def pmacctd(tmp: Path, pcap: Path, port: int, version: int) -> str:
         f"nfprobe_version: {version}\n"
     )
     done = subprocess.run(["pmacctd", "-f", str(conf)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr + done.stdout
-    return done.stderr + done.stdout
+    out = done.stderr + done.stdout
+    # At the end of the file the core tells the plugin to stop; the plugin exports what it holds
+    # and exits, and on a loaded machine the core may notice the closed pipe first, warn, and
+    # exit 1 although everything was exported (the figures below are exact or the test fails).
+    raced = "connection lost to 'default_nfprobe-nfprobe'" in out and "Shutting down on user request" in out
+    assert done.returncode == 0 or raced, out
+    return out
 
 
 async def export(rig: Rig, tmp: Path, t0: float, version: int) -> None:  # noqa: F811
