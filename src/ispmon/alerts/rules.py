@@ -140,9 +140,10 @@ class AlertRule(BaseModel):
                 self._check_quota()
             elif self.kind == "flow":
                 check_flow_rule(self)
-            elif self.customers or self.prefixes:
-                name = "customers" if self.customers else "prefixes"
-                raise ValueError(f"{name}: only applies to quota and flow rules")
+            elif self.customers:
+                raise ValueError("customers: only applies to quota and flow rules")
+            elif self.prefixes:
+                raise ValueError("prefixes: only applies to flow rules")
             for name in _OUTAGE_ONLY:
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to outage rules")
