@@ -374,7 +374,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         await alerting.start()
         network = await NetworkPolling.start(db, config, alerting.engine)
         accounting = await Accounting.start(db, config, alerting.engine)
-        flows = await FlowCollection.start(db, config)
+        flows = await FlowCollection.start(db, config, alerting.engine)
         app = create_app(
             AppServices.build(
                 db,

@@ -76,8 +76,9 @@ class Daemon:
             API_PORT=str(self.api_port),
             NOTIFY_SOCKET=str(self.notify_path),
             ISPMON_LOG_FORMAT="json",
-            # No accounting listener unless a test asks for one: the default 0.0.0.0:1813 would be
-            # shared by every daemon the suite (and other suites on the machine) starts.
+            # No accounting or flow listener unless a test asks for one: the defaults 0.0.0.0:1813
+            # and 0.0.0.0:2055 would be shared by every daemon the suite (and other suites on the
+            # machine) starts.
             **{"RADIUS_ACCT_PORT": "0", "FLOW_PORT": "0", **self.extra_env},
         )
         self.log_path = self.state_dir / f"daemon-{time.monotonic_ns()}.log"

@@ -154,7 +154,7 @@ class AlertEngine(Paging):
         self.open = {row["id"]: OpenAlert.from_row(row) for row in await self.alerts.open_alerts()}
         for alert in self.open.values():
             rule = self.rules.get(alert.rule_id)
-            if alert.kind == "threshold" and rule is not None and rule.kind in ("threshold", "quota"):
+            if alert.kind == "threshold" and rule is not None and rule.kind in ("threshold", "quota", "flow"):
                 # Resume "firing", so the first in-range values after a restart clear it.
                 self.thresholds[(rule.id, alert.endpoint_id)] = ThresholdState(
                     count=rule.for_checks or 1, since=alert.started_at, firing=True
@@ -205,7 +205,7 @@ class AlertEngine(Paging):
         if cached is None or cached[0] is not spec:
             cached = (spec, tuple(r for r in self._threshold_rules if r.matches(spec.id, spec.tags)))
             self._matching[spec.id] = cached
-        self._feed(spec, cached[1], now, lambda metric: metric_value(metric, result))
+        self.feed(spec, cached[1], now, lambda metric: metric_value(metric, result))
 
     def observe_network(self, subject: Any, now: datetime, values: dict[str, float | None]) -> None:
         """Figures of an SNMP device or interface from one poll (`subject`: an
@@ -221,7 +221,7 @@ class AlertEngine(Paging):
             )
             cached = (subject, matching)
             self._matching[subject.id] = cached
-        self._feed(subject, cached[1], now, values.get)
+        self.feed(subject, cached[1], now, values.get)
 
     @property
     def quota_rules(self) -> tuple[AlertRule, ...]:
@@ -236,16 +236,18 @@ class AlertEngine(Paging):
         if not self._quota_rules:
             return False
         rules = tuple(r for r in self._quota_rules if r.matches_customer(subject.customer_id))
-        self._feed(subject, rules, now, {QUOTA_METRIC: percent}.get)
+        self.feed(subject, rules, now, {QUOTA_METRIC: percent}.get)
         for rule in rules:
             state = self.thresholds.get((rule.id, subject.id))
             if state is not None and (not state.firing or state.clear_count):
                 return True
         return False
 
-    def _feed(
+    def feed(
         self, spec: Any, rules: tuple[AlertRule, ...], now: datetime, value_of: Callable[[str], float | None]
     ) -> None:
+        """One subject's figures through the threshold-like rules given (`ispmon.flows.alerting`
+        feeds flow rules this way); opening and clearing go through the outbox."""
         values: dict[str, float | None] = {}
         for rule in rules:
             metric = rule.metric or ""

@@ -4,7 +4,8 @@ An alert row names its subject in ``endpoint_id``: ``device:<device id>`` for a 
 figures (``device_unreachable``) and ``interface:<device id>:<ifName>`` for an interface's, so an
 alert follows the interface through an ifIndex renumbering, as its history does. `NetSubject`
 carries what the engine reads from a subject (id, name, tags; never a canary, no parent endpoint).
-A customer's quota alert names ``customer:<customer id>`` (`CustomerSubject`).
+A customer's quota alert names ``customer:<customer id>`` (`CustomerSubject`). Flow rules name
+``customer:<customer id>``, ``prefix:<prefix>`` or ``flows:unknown-exporters`` (`FlowSubject`).
 """
 
 from __future__ import annotations
@@ -43,3 +44,23 @@ class CustomerSubject:
 
 def customer_subject(customer_id: str, name: str) -> CustomerSubject:
     return CustomerSubject(f"customer:{customer_id}", name, customer_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSubject:
+    id: str
+    name: str
+    tags: tuple[str, ...] = ()
+    canary: bool = False
+    parent: str | None = None
+
+
+def flow_customer_subject(customer_id: str) -> FlowSubject:
+    return FlowSubject(f"customer:{customer_id}", f"customer {customer_id}")
+
+
+def flow_prefix_subject(prefix: str) -> FlowSubject:
+    return FlowSubject(f"prefix:{prefix}", f"prefix {prefix}")
+
+
+UNKNOWN_EXPORTERS = FlowSubject("flows:unknown-exporters", "undeclared flow exporters")

@@ -12,6 +12,9 @@ Three kinds of rule, declared in the config file or through the API:
 * ``quota`` rules are threshold rules on a customer's ``quota_percent`` (the usage domain's quota
   pass feeds it whenever the figure can have moved): one alert when a customer crosses ``above``
   per cent of the quota (default 100), cleared when a new period starts.
+* ``flow`` rules are threshold rules on the flow collector's minute figures: traffic to or from a
+  customer or a prefix in bit/s or packets/s, and packets/s from undeclared exporters
+  (`ispmon.alerts.flow_rules` says which metrics and selectors).
 
 Selectors: ``endpoints`` and ``tags`` are OR-ed like maintenance windows (the endpoint is listed,
 or has any of the tags); both empty means every endpoint. Threshold rules also watch SNMP devices
@@ -40,6 +43,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ispmon.alerts.flow_rules import check_flow_rule, check_prefix
 from ispmon.availability.endpoints import SLUG_RE, SLUG_SCHEMA
 from ispmon.availability.outage_events import Event
 from ispmon.models import SEVERITY_ORDER, ProbeResult, Severity
@@ -64,6 +68,7 @@ def _check_slug(value: str) -> str:
 Slug = Annotated[str, AfterValidator(_check_slug), Field(json_schema_extra=SLUG_SCHEMA)]
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Metric = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+FlowPrefix = Annotated[str, Field(min_length=1, max_length=50), AfterValidator(check_prefix)]
 
 QUOTA_METRIC = "quota_percent"
 
@@ -72,7 +77,9 @@ _THRESHOLD_ONLY = ("metric", "above", "below", "for_checks", "for_minutes")
 _OUTAGE_ONLY = ("min_severity",)
 # These have non-None defaults: only a value other than the default is an error, so that a rule
 # dumped by the API (every field present) validates again unchanged.
-_THRESHOLD_ONLY_DEFAULTED: dict[str, Any] = {"clear_checks": 1, "devices": [], "interfaces": [], "customers": []}
+_THRESHOLD_ONLY_DEFAULTED: dict[str, Any] = {
+    "clear_checks": 1, "devices": [], "interfaces": [], "customers": [], "prefixes": [],
+}  # fmt: skip
 _OUTAGE_ONLY_DEFAULTED = {"notify_escalated": True}
 
 
@@ -86,12 +93,14 @@ class AlertRule(BaseModel):
     )
     name: str | None = Field(default=None, min_length=1, max_length=200)
     enabled: bool = True
-    kind: Literal["outage", "threshold", "quota"]
+    kind: Literal["outage", "threshold", "quota", "flow"]
     endpoints: list[Slug] = Field(default_factory=list, max_length=10000)
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     devices: list[Slug] = Field(default_factory=list, max_length=10000)
-    # Quota rules: the customers watched (none: every customer with a quota).
+    # Quota and flow rules: the customers watched (none: every customer [with a quota]).
     customers: list[Slug] = Field(default_factory=list, max_length=100000)
+    # Flow rules: prefixes watched (traffic to or from any address in them).
+    prefixes: list[FlowPrefix] = Field(default_factory=list, max_length=1000)
     interfaces: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=100
     )
@@ -129,8 +138,12 @@ class AlertRule(BaseModel):
         else:
             if self.kind == "quota":
                 self._check_quota()
+            elif self.kind == "flow":
+                check_flow_rule(self)
             elif self.customers:
-                raise ValueError("customers: only applies to quota rules")
+                raise ValueError("customers: only applies to quota and flow rules")
+            elif self.prefixes:
+                raise ValueError("prefixes: only applies to flow rules")
             for name in _OUTAGE_ONLY:
                 if getattr(self, name) is not None:
                     raise ValueError(f"{name}: only applies to outage rules")
@@ -160,7 +173,7 @@ class AlertRule(BaseModel):
         """A quota rule is a threshold rule on the customer's `quota_percent` (this period's use
         as a percentage of the quota), above `above` (default 100): it fires once when a customer
         crosses it and clears when a new period starts."""
-        for name in ("endpoints", "tags", "devices", "interfaces"):
+        for name in ("endpoints", "tags", "devices", "interfaces", "prefixes"):
             if getattr(self, name):
                 raise ValueError(f"{name}: a quota rule selects customers (customers), not {name}")
         if self.metric not in (None, QUOTA_METRIC):

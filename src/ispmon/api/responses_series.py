@@ -15,6 +15,7 @@ from typing import Any, get_args
 
 from ispmon.api.responses import DATE_TIME, nullable, obj
 from ispmon.api.responses_views import SAMPLE
+from ispmon.services.usage_sources import SOURCES
 from ispmon.store import rollups
 from ispmon.store.usage_sessions import STEPS as USAGE_STEPS
 from ispmon.usage.customers import CustomerSpec, Period
@@ -89,7 +90,21 @@ INTERFACE_PERCENTILE = obj(
     additionalProperties=False,
 )
 
-# -- /customers/{id}/usage: `UsageService.customer_usage` (usage_rollups) ---------------------------
+# -- /customers/{id}/usage: `UsageService.customer_usage` (usage_rollups, flow_aggregates) ----------
+# `usage_sources.figures`: one source's download and upload, labelled; always both, in SOURCES order.
+_SOURCE_FIELDS: dict[str, Any] = {
+    "source": {"type": "string", "enum": list(SOURCES)},
+    "download_bytes": _COUNT,
+    "upload_bytes": _COUNT,
+    "total_bytes": _COUNT,
+}
+_SOURCES = {
+    "type": "array",
+    "description": "RADIUS accounting and flow figures side by side (radius first)",
+    "items": obj(_SOURCE_FIELDS, title="UsageBySource", additionalProperties=False),
+    "minItems": len(SOURCES),
+    "maxItems": len(SOURCES),
+}
 CUSTOMER_USAGE = obj(
     {
         "customer_id": {"type": "string"},
@@ -100,13 +115,20 @@ CUSTOMER_USAGE = obj(
         "items": {
             "type": "array",
             "items": obj(
-                {"start": DATE_TIME, "bytes_in": _COUNT, "bytes_out": _COUNT, "bytes_total": _COUNT},
+                {
+                    "start": DATE_TIME,
+                    "bytes_in": _COUNT,
+                    "bytes_out": _COUNT,
+                    "bytes_total": _COUNT,
+                    "sources": _SOURCES,
+                },
                 additionalProperties=False,
             ),
         },
-        "bytes_in": _COUNT,
-        "bytes_out": _COUNT,
+        "bytes_in": {**_COUNT, "description": "RADIUS Acct-Input-Octets (the customer's upload)"},
+        "bytes_out": {**_COUNT, "description": "RADIUS Acct-Output-Octets (the customer's download)"},
         "bytes_total": _COUNT,
+        "sources": _SOURCES,
     },
     title="CustomerUsage",
     additionalProperties=False,
@@ -122,6 +144,11 @@ USAGE_SUMMARY = obj(
             {"kind": {"type": "string", "enum": list(get_args(Period))}, **_SPAN}, additionalProperties=False
         ),
         "counts": {"type": "string", "enum": list(get_args(CustomerSpec.model_fields["counts"].annotation))},
+        "quota_source": {
+            "type": "string",
+            "enum": list(get_args(CustomerSpec.model_fields["quota_source"].annotation)),
+            "description": "What used_bytes, percent and the projection count (the customer's quota_source)",
+        },
         "used_bytes": _COUNT,
         "bytes_in": _COUNT,
         "bytes_out": _COUNT,
@@ -132,6 +159,13 @@ USAGE_SUMMARY = obj(
         "change_percent": nullable({"type": "number"}),
         "projected_bytes": _COUNT,
         "quota_reached_at": nullable(DATE_TIME),
+        "sources": {
+            **_SOURCES,
+            "description": "This period per source; used_bytes is what the quota would count from it",
+            "items": obj(
+                {**_SOURCE_FIELDS, "used_bytes": _COUNT}, title="PeriodUsageBySource", additionalProperties=False
+            ),
+        },
     },
     title="CustomerUsageSummary",
     additionalProperties=False,

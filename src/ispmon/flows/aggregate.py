@@ -1,6 +1,8 @@
 """In-memory 1-minute buckets of flow records, keyed by (exporter, interfaces, src/dst prefix,
 src/dst customer, protocol, port class). Each bucket holds at most `max_keys` keys; the tail
-folds into an "other" key (counted), so a flood of random sources cannot exhaust memory."""
+folds into an "other" key (counted), so a flood of random sources cannot exhaust memory. The
+folded key keeps the customers, and the /24 (/48) of an address inside a prefix that a flow alert
+rule watches (`watched`), so that per-customer figures and watched prefixes stay exact in a flood."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class Aggregator:
         self.buckets: dict[int, Bucket] = {}
         self.folded_total = 0
         self.namer = PrefixNamer()
+        self.watched: PrefixTable | None = None  # prefixes flow rules watch (`ispmon.flows.alerting`)
 
     def add(self, records: Iterable[FlowRecord]) -> None:
         # Each address is parsed to an int once and serves both the customer match and the /24.
@@ -70,8 +73,12 @@ class Aggregator:
             counts = bucket.counts.get(key)
             if counts is None:
                 if len(bucket.counts) >= self.max_keys:
-                    # Customers stay in the folded key so per-customer figures stay exact.
-                    key = (r.exporter_id, 0, 0, OTHER, OTHER, src_c, dst_c, 0, -1)
+                    # Customers stay in the folded key so per-customer figures stay exact, and
+                    # so do watched prefixes (bounded by the rules, not by what arrives).
+                    w = self.watched
+                    fold_src = src_p if w is not None and src is not None and w.lookup_int(*src) else OTHER
+                    fold_dst = dst_p if w is not None and dst is not None and w.lookup_int(*dst) else OTHER
+                    key = (r.exporter_id, 0, 0, fold_src, fold_dst, src_c, dst_c, 0, -1)
                     bucket.folded += 1
                     self.folded_total += 1
                     counts = bucket.counts.get(key)

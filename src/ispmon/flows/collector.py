@@ -29,6 +29,8 @@ FLUSH_EVERY = 10.0  # seconds between flushes
 GRACE = 5.0  # a minute is flushed this long after it ends (late flows go into a later batch)
 
 Write = Callable[[uuid.UUID, Sequence[Bucket]], Awaitable[bool]]
+# Sees each bucket once, as it is taken for writing, and the flush's time (flow alert rules).
+Watch = Callable[[Sequence[Bucket], float], None]
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Collector:
     port: int | None = None
     batches: int = 0
     write_failures: int = 0
+    watch: Watch | None = None
     _pending: tuple[uuid.UUID, list[Bucket]] | None = None
     _task: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -67,12 +70,13 @@ class Collector:
             self.decoder.expire(now)
             if self._pending is None:
                 buckets = self.aggregator.take(None if everything else now - GRACE)
+                self._watch(buckets, now)
                 if not buckets:
                     return True
                 self._pending = (uuid.uuid4(), buckets)
-            elif everything:
+            else:
                 # the failed batch is kept as it is (same id); the rest goes into the next one
-                pass
+                self._watch((), now)
             batch_id, buckets = self._pending
             try:
                 await self.write(batch_id, buckets)
@@ -89,6 +93,14 @@ class Collector:
         if everything and self.aggregator.buckets:
             return await self.flush(everything=True, now=now)
         return True
+
+    def _watch(self, buckets: Sequence[Bucket], now: float) -> None:
+        if self.watch is None:
+            return
+        try:
+            self.watch(buckets, now)
+        except Exception:  # alerting must never stop the aggregates being written
+            log.error("flow_watch_failed", exc_info=True)
 
     async def _run(self) -> None:
         while True:

@@ -1,7 +1,8 @@
 """`FlowCollection`: the flows domain in the daemon. At start the file's ``[[flow_exporters]]``
 replace their 'config' rows, every declared exporter and the customers' prefixes are loaded, and
 the collector binds (``FLOW_ADDRESS``:``FLOW_PORT``; port 0: no listener). `close` writes what is
-in memory and unbinds, before the pool closes."""
+in memory and unbinds, before the pool closes. With an alert engine, flow alert rules watch the
+buckets as they are flushed (`ispmon.flows.alerting`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import structlog
 
 from ispmon.errors import StartupError
 from ispmon.flows.aggregate import Aggregator
+from ispmon.flows.alerting import FlowWatch
 from ispmon.flows.attribution import PrefixTable
 from ispmon.flows.collector import Collector
 from ispmon.flows.decode import FlowDecoder
@@ -23,6 +25,7 @@ from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.flows import FlowStore
 
 if TYPE_CHECKING:
+    from ispmon.alerts.engine import AlertEngine
     from ispmon.config import LoadedConfig
     from ispmon.store.database import Database
 
@@ -38,7 +41,9 @@ class FlowCollection:
     refresher: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig) -> FlowCollection:
+    async def start(
+        cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None
+    ) -> FlowCollection:
         store = FlowStore(db.pool)
         settings = config.settings
         if config.path is not None:
@@ -68,6 +73,8 @@ class FlowCollection:
 
             flows.collector.raw = RawKeeper(records.write, settings.flow_raw_max_queued, upkeep)
             log.info("flow_raw_keeping", hours=hours, max_queued=settings.flow_raw_max_queued)
+        if alerts is not None:
+            flows.collector.watch = FlowWatch(alerts, decoder, aggregator)
         try:
             await flows.collector.start(settings.flow_address, settings.flow_port, settings.flow_rcvbuf)
         except OSError as exc:

@@ -14,8 +14,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, ServiceError, editable
+from ispmon.services.usage_sources import figures, merge_steps, totals
 from ispmon.store.usage_customers import CustomerRepo
 from ispmon.store.usage_enforcements import CUSTOMER_ENFORCEMENTS, ENFORCEMENTS
+from ispmon.store.usage_flows import FlowUsageRepo
 from ispmon.store.usage_nas import NasRepo
 from ispmon.store.usage_sessions import ACTIVE_SESSIONS, CUSTOMER_SESSIONS, STEPS, SessionRepo
 from ispmon.usage.nas import NasDirectory, NasSpec
@@ -77,6 +79,7 @@ class UsageService:
         self.nas = NasRepo(db.pool)
         self.sessions = SessionRepo(db.pool)
         self.customers = CustomerRepo(db.pool)
+        self.flows = FlowUsageRepo(db.pool)
 
     # -- NAS clients --------------------------------------------------------------------------------
     @staticmethod
@@ -195,15 +198,8 @@ class UsageService:
             )
         timezone = row["spec"].get("timezone", "UTC")
         points = await self.sessions.usage(customer_id, since, until, step, timezone)
-        items = [
-            {
-                "start": p["start"].isoformat(),
-                "bytes_in": int(p["bytes_in"]),
-                "bytes_out": int(p["bytes_out"]),
-                "bytes_total": int(p["bytes_in"]) + int(p["bytes_out"]),
-            }
-            for p in points
-        ]
+        flow = await self.flows.per_step(customer_id, since, until, step, timezone)
+        items = merge_steps(points, flow)
         return {
             "customer_id": customer_id,
             "since": since.isoformat(),
@@ -214,6 +210,7 @@ class UsageService:
             "bytes_in": sum(i["bytes_in"] for i in items),
             "bytes_out": sum(i["bytes_out"] for i in items),
             "bytes_total": sum(i["bytes_total"] for i in items),
+            "sources": totals(items),
         }
 
     async def usage_summary(self, customer_id: str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -228,11 +225,16 @@ class UsageService:
             spec.get("timezone", "UTC"),
         )
         counts, quota = spec.get("counts", "total"), spec.get("quota_bytes")
+        quota_source = spec.get("quota_source", "radius")
         period = period_at(kind, reset_day, zone, now)
         before = previous(kind, reset_day, zone, period)
-        used_in, used_out = await self.sessions.used_since(customer_id, period.start, period.end)
+        radius = await self.sessions.used_since(customer_id, period.start, period.end)
+        flow = await self.flows.used(customer_id, period.start, period.end)
+        # (in/upload, out/download) of the source the quota counts; the other is shown beside it.
+        used_in, used_out = flow if quota_source == "flow" else radius
         used = counted(counts, used_in, used_out)
-        prev = counted(counts, *await self.sessions.used_since(customer_id, before.start, before.end))
+        used_before = self.flows.used if quota_source == "flow" else self.sessions.used_since
+        prev = counted(counts, *await used_before(customer_id, before.start, before.end))
         projected, reach = projection(used, quota, period, now)
         if quota is not None and used >= quota:
             crossed = await self.sessions.crossed_at(customer_id, period.start, 100)
@@ -241,6 +243,7 @@ class UsageService:
             "customer_id": customer_id,
             "period": {"kind": kind, "start": period.start.isoformat(), "end": period.end.isoformat()},
             "counts": counts,
+            "quota_source": quota_source,
             "used_bytes": used,
             "bytes_in": used_in,
             "bytes_out": used_out,
@@ -257,6 +260,10 @@ class UsageService:
             "change_percent": round(100 * (projected - prev) / prev, 2) if prev else None,
             "projected_bytes": projected,
             "quota_reached_at": _iso(reach),
+            "sources": [
+                {**figures(name, down, up), "used_bytes": counted(counts, up, down)}
+                for name, (up, down) in (("radius", radius), ("flow", flow))
+            ],
         }
 
     async def enforcements(

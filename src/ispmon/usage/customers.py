@@ -62,6 +62,9 @@ class CustomerSpec(BaseModel):
     reset_day: int = Field(1, ge=1, le=28)  # monthly: the day of the month the period starts
     timezone: str = "UTC"
     counts: Literal["total", "download"] = "total"
+    # What the quota (enforcement, quota alerts, the summary's percent) counts: RADIUS accounting,
+    # or, opted in, the flow collector's figures for the customer's prefixes.
+    quota_source: Literal["radius", "flow"] = "radius"
     thresholds: list[int] = Field(default_factory=lambda: [80, 100], min_length=0, max_length=10)
     enforcement: Enforcement = Field(default_factory=Enforcement)
     usernames: list[str] = Field(default_factory=list, max_length=MAX_IDENTITIES)

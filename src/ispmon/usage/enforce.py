@@ -1,7 +1,8 @@
 """Quota crossings and their enforcement, with the audit trail written before anything is sent.
 
-`Enforcer.check_many(customer_ids)` computes the customers' period use from the daily rollups in a
-few statements for the whole batch (so a pass over tens of thousands costs a few queries per
+`Enforcer.check_many(customer_ids)` computes the customers' period use from the daily RADIUS
+rollups (or, for a customer with ``quota_source = "flow"``, from the flow aggregates) in a few
+statements for the whole batch (so a pass over tens of thousands costs a few queries per
 thousand, not a few per customer); each threshold reached is inserted into quota_crossings (its
 primary key makes it once per customer, period and threshold) and, in the same transaction, at
 100 % the policy's actions go into `enforcements` as `pending`: one per active session for
@@ -21,6 +22,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ispmon.store.usage_flows import FlowUsageRepo
 from ispmon.usage.dispatch import Dispatcher
 from ispmon.usage.periods import Period, counted, period_at
 
@@ -98,6 +100,10 @@ class Enforcer:
             ids, starts, [periods[i][2].end for i in ids],
         )  # fmt: skip
         used_of = {r["c"]: (int(r["i"]), int(r["o"])) for r in usage}
+        flows = FlowUsageRepo(self.pool)
+        for customer_id, (spec, _, period) in periods.items():
+            if spec.get("quota_source") == "flow":  # opted in: the flow aggregates count, not RADIUS
+                used_of[customer_id] = await flows.used(customer_id, period.start, period.end)
         known = await self.pool.fetch(
             """SELECT w.c AS customer_id, q.threshold FROM unnest($1::text[], $2::timestamptz[]) AS w(c, s)
                CROSS JOIN LATERAL (

@@ -119,6 +119,7 @@ class QuotaTracker:
                     | await self._from_sessions(sessions)
                     | await self._changed()
                     | self._period_ended(when)
+                    | await self._flow_sourced()
                 )
                 ids = sorted(due)
             stats = PassStats(full=full)
@@ -152,6 +153,15 @@ class QuotaTracker:
             [k[1] for k in keys],
         )
         return {r["customer_id"] for r in rows}
+
+    async def _flow_sourced(self) -> set[str]:
+        """Customers whose quota counts flows (`quota_source = "flow"`, an opt-in): their use grows
+        with the collector's flushes, which the accounting commit never sees, so every pass looks."""
+        rows = await self.pool.fetch(
+            """SELECT id FROM customers WHERE spec->>'quota_source' = 'flow'
+               AND spec ? 'quota_bytes' AND spec->'quota_bytes' <> 'null'"""
+        )
+        return {r["id"] for r in rows}
 
     async def _changed(self) -> set[str]:
         if self._since is None:

@@ -42,7 +42,7 @@ def outage_rule(**fields: Any) -> AlertRule:
     ("data", "field", "message"),
     [
         ({"id": "Bad Id", "kind": "outage"}, "id", SLUG),
-        ({"id": "o", "kind": "page"}, "kind", "Input should be 'outage', 'threshold' or 'quota'"),
+        ({"id": "o", "kind": "page"}, "kind", "Input should be 'outage', 'threshold', 'quota' or 'flow'"),
         ({"id": "o", "kind": "outage", "colour": "red"}, "colour", "unknown field"),
         ({"id": "o", "kind": "outage", "endpoints": ["ok", "Not OK"]}, "endpoints[1]", SLUG),
         ({"id": "o", "kind": "outage", "channels": ["mail", "SMS!"]}, "channels[1]", SLUG),
