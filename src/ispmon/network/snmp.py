@@ -265,23 +265,28 @@ class SnmpClient:
             binds = await self._next(device, [cursor[p] for p in active], max(1, MAX_VARBINDS // len(active)))
             if not binds:
                 break
+            # Row after row: column c's varbinds are every width-th from c.
+            width = len(active)
             done: set[str] = set()
-            for position, (text, value, end) in enumerate(binds):
-                prefix = active[position % len(active)]
-                if prefix in done:
-                    continue
-                suffix = text[len(prefix) + 1 :] if text.startswith(prefix + ".") else ""
-                if not suffix.isdigit() or end:
-                    done.add(prefix)
-                    continue
-                index = int(suffix)
-                if index <= last.get(prefix, -1):
-                    done.add(prefix)  # the agent did not move forward: stop instead of looping
-                    continue
-                last[prefix] = index
-                out[prefix][index] = value
-                cursor[prefix] = text
-                rows += 1
+            for column, prefix in enumerate(active):
+                head, cut, values = prefix + ".", len(prefix) + 1, out[prefix]
+                previous, reached = last.get(prefix, -1), None
+                for text, value, end in binds[column::width]:
+                    suffix = text[cut:] if text.startswith(head) else ""
+                    if end or not suffix.isdigit():
+                        done.add(prefix)
+                        break
+                    index = int(suffix)
+                    if index <= previous:
+                        done.add(prefix)  # the agent did not move forward: stop instead of looping
+                        break
+                    previous = index
+                    values[index] = value
+                    reached = text
+                    rows += 1
+                last[prefix] = previous
+                if reached is not None:
+                    cursor[prefix] = reached
             active = [p for p in active if p not in done]
         return out
 

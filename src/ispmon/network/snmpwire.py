@@ -109,7 +109,7 @@ def _int_at(data: bytes, i: int, limit: int) -> tuple[int, int]:
     return int.from_bytes(data[start:end], "big", signed=True), end
 
 
-def decode_oid(body: bytes) -> str:
+def _decode_arcs(body: bytes) -> str:
     parts: list[int] = []
     arc = 0
     for byte in body:
@@ -122,6 +122,32 @@ def decode_oid(body: bytes) -> str:
     first = parts[0]
     head = 2 if first >= 80 else first // 40
     return ".".join(map(str, (head, first - 40 * head, *parts[1:])))
+
+
+_HEADS: dict[bytes, str] = {}  # an OID's bytes but its last arc -> dotted text
+
+
+def decode_oid(body: bytes) -> str:
+    """Dotted text of an OID's BER body. Every varbind of a column walk repeats the column's OID
+    and differs in the index: the head is decoded once and cached, only the last arc each time."""
+    if not body or body[-1] & 0x80:
+        raise WireError("bad OID")
+    start = len(body) - 1
+    while start > 0 and body[start - 1] & 0x80:
+        start -= 1
+    if start == 0:
+        return _decode_arcs(body)
+    key = body[:start]
+    head = _HEADS.get(key)
+    if head is None:
+        head = _decode_arcs(key)
+        if len(_HEADS) >= 4096:  # an agent sending endless distinct OIDs cannot grow it
+            _HEADS.clear()
+        _HEADS[key] = head
+    arc = 0
+    for byte in body[start:]:
+        arc = (arc << 7) | (byte & 0x7F)
+    return f"{head}.{arc}"
 
 
 @dataclass(slots=True)
