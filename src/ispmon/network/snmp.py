@@ -130,7 +130,7 @@ class SnmpClient:
     def __init__(self) -> None:
         self.engine = SnmpEngine()
         self._targets: dict[tuple[Any, ...], Any] = {}
-        self._addresses: dict[tuple[str, int], tuple[int, tuple[str, int]]] = {}
+        self._addresses: dict[str, tuple[int, tuple[str, int]]] = {}
         self._wire: dict[int, wire.WireTransport] = {}
         self._wire_loop: asyncio.AbstractEventLoop | None = None
 
@@ -142,7 +142,8 @@ class SnmpClient:
 
     # -- v1/v2c: our codec, one socket per address family ------------------------------------------
     async def _resolve(self, device: DeviceSpec) -> tuple[int, tuple[str, int]]:
-        key = (device.host, device.port)
+        # Keyed by the address as written: DeviceSpec.host/port parse it on every access.
+        key = device.address
         found = self._addresses.get(key)
         if found is None:
             try:

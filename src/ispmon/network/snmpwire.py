@@ -49,20 +49,38 @@ def _integer(value: int) -> bytes:
     return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
 
 
-def encode_oid(oid: str) -> bytes:
-    """The BER body of a dotted OID (at least two arcs, the first 0-2)."""
-    parts = [int(p) for p in oid.strip(".").split(".")]
+def _arc(arc: int) -> bytes:
+    chunk = [arc & 0x7F]
+    arc >>= 7
+    while arc:
+        chunk.append(0x80 | (arc & 0x7F))
+        arc >>= 7
+    return bytes(reversed(chunk))
+
+
+def _encode_arcs(oid: str) -> bytes:
+    parts = [int(p) for p in oid.split(".")]
     if len(parts) < 2 or parts[0] > 2 or (parts[0] < 2 and parts[1] >= 40) or min(parts) < 0:
         raise ValueError(f"not an OID: {oid!r}")
-    out = bytearray()
-    for arc in (parts[0] * 40 + parts[1], *parts[2:]):
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return bytes(out)
+    return b"".join(_arc(a) for a in (parts[0] * 40 + parts[1], *parts[2:]))
+
+
+_ENCODED_HEADS: dict[str, bytes] = {}  # an OID but its last arc -> its BER body
+
+
+def encode_oid(oid: str) -> bytes:
+    """The BER body of a dotted OID (at least two arcs, the first 0-2). A walk's cursors share
+    their column's OID and differ in the index: the head is encoded once and cached."""
+    head, _, last = oid.strip(".").rpartition(".")
+    if head.count(".") < 1 or not last.isdigit():
+        return _encode_arcs(oid.strip("."))
+    body = _ENCODED_HEADS.get(head)
+    if body is None:
+        body = _encode_arcs(head)
+        if len(_ENCODED_HEADS) >= 4096:
+            _ENCODED_HEADS.clear()
+        _ENCODED_HEADS[head] = body
+    return body + _arc(int(last))
 
 
 def encode_request(

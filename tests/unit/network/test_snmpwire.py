@@ -108,6 +108,14 @@ def test_every_truncation_of_a_real_response_is_a_wire_error_not_another_excepti
 
 
 def test_bad_oids_are_refused_when_encoding() -> None:
-    for oid in ("1", "3.1.2", "1.40.1", "1.3.-6"):
+    for oid in ("1", "3.1.2", "1.40.1", "1.3.-6", "1.40", "1.3.6.x"):
         with pytest.raises(ValueError):
             wire.encode_oid(oid)
+
+
+@pytest.mark.parametrize("oid", ["1.3", "1.3.6", "2.999.16384", "1.3.6.1.2.1.31.1.1.1.6.4294967295",
+                                 "1.3.6.1.2.1.2.2.1.8.1", ".1.3.6.1.2.1.1.3.0"])
+def test_oids_encode_as_pysnmp_encodes_them_and_decode_back(oid: str) -> None:
+    reference = encoder.encode(rfc1902.ObjectName(oid.strip(".")))[2:]  # the body after tag and length
+    assert wire.encode_oid(oid) == reference and wire.encode_oid(oid) == reference  # again: from the cache
+    assert wire.decode_oid(reference) == oid.strip(".") and wire.decode_oid(reference) == oid.strip(".")
