@@ -136,7 +136,7 @@ def snmpd_namespace(tmp: Path, veths: int = 0, extra_conf: str = "", tag: str = 
             text=True,
             env=env,
         )
-        _wait_for_agent(address, PORT, proc, time.monotonic() + 15, log)
+        _wait_for_agent(address, PORT, proc, time.monotonic() + 15 + veths / 20, log)  # many: a slow start
         yield Agent(namespace=name, address=address, port=PORT)
     finally:
         if proc is not None:
