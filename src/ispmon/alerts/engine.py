@@ -87,6 +87,9 @@ class AlertEngine(Paging):
         self._threshold_rules: tuple[AlertRule, ...] = ()
         self._quota_rules: tuple[AlertRule, ...] = ()
         self._matching: dict[str, tuple[EndpointSpec, tuple[AlertRule, ...]]] = {}
+        # The latest of each SNMP device / interface subject: its `parent` endpoint is where the
+        # dependency walk starts for its alerts (they have no runtime in the monitor).
+        self._subjects: dict[str, Any] = {}
         self._retry: list[Callable[[], Awaitable[None]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -212,6 +215,7 @@ class AlertEngine(Paging):
         `ispmon.alerts.network.NetSubject`), through the threshold rules that watch it."""
         if not self._threshold_rules:
             return
+        self._subjects[subject.id] = subject
         cached = self._matching.get(subject.id)
         if cached is None or cached[0] != subject:
             matching = tuple(
@@ -429,7 +433,10 @@ class AlertEngine(Paging):
 
     def _parent_of(self, endpoint_id: str) -> str | None:
         runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
-        return runtime.spec.parent if runtime is not None else None
+        if runtime is not None:
+            return runtime.spec.parent
+        subject = self._subjects.get(endpoint_id)  # a device's or interface's alert
+        return subject.parent if subject is not None else None
 
     def _is_down(self, endpoint_id: str) -> bool:
         runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None

@@ -222,6 +222,7 @@ def threshold_message(
     link_base: str | None,
     step: int = 0,
     reminder: int = 0,
+    suppressed_note: str | None = None,
 ) -> Message:
     """The message for one threshold alert, e.g. "[MINOR] web-1: response_time_ms 812 > 500 for 3 checks"."""
     name = _one_line(endpoint_name) or endpoint_id
@@ -273,6 +274,8 @@ def threshold_message(
         f"Since: {_iso(since)}",
         f"Duration: {duration}",
     ]
+    if suppressed_note:  # paged late (a device behind a parent that was down): say why
+        lines.append(f"Note: {suppressed_note.strip()}")
     links = _links(link_base, None, alert_id)
     lines += [f"{label}: {url}" for label, url in links]
     short = _fit_short(prefix, name, f": {what}", [f" {url}" for _, url in links])

@@ -3,9 +3,12 @@
 An alert row names its subject in ``endpoint_id``: ``device:<device id>`` for a device's own
 figures (``device_unreachable``) and ``interface:<device id>:<ifName>`` for an interface's, so an
 alert follows the interface through an ifIndex renumbering, as its history does. `NetSubject`
-carries what the engine reads from a subject (id, name, tags; never a canary, no parent endpoint).
-A customer's quota alert names ``customer:<customer id>`` (`CustomerSubject`). Flow rules name
-``customer:<customer id>``, ``prefix:<prefix>`` or ``flows:unknown-exporters`` (`FlowSubject`).
+carries what the engine reads from a subject (id, name, tags, never a canary) and the device's
+`parent` endpoint: while that endpoint is down, the device's and its interfaces' alerts are
+recorded suppressed (``dependency:<endpoint id>``), as a dependent endpoint's are.
+A customer's quota alert names ``customer:<customer id>`` (`CustomerSubject`).
+Flow rules name ``customer:<customer id>``, ``prefix:<prefix>`` or ``flows:unknown-exporters``
+(`FlowSubject`).
 """
 
 from __future__ import annotations
@@ -24,12 +27,16 @@ class NetSubject:
     parent: str | None = None
 
 
-def device_subject(device_id: str, name: str, tags: tuple[str, ...]) -> NetSubject:
-    return NetSubject(f"device:{device_id}", name, tags, device_id)
+def device_subject(device_id: str, name: str, tags: tuple[str, ...], parent: str | None = None) -> NetSubject:
+    return NetSubject(f"device:{device_id}", name, tags, device_id, parent=parent)
 
 
-def interface_subject(device_id: str, device_name: str, tags: tuple[str, ...], interface: str) -> NetSubject:
-    return NetSubject(f"interface:{device_id}:{interface}", f"{device_name} {interface}", tags, device_id, interface)
+def interface_subject(
+    device_id: str, device_name: str, tags: tuple[str, ...], interface: str, parent: str | None = None
+) -> NetSubject:
+    return NetSubject(
+        f"interface:{device_id}:{interface}", f"{device_name} {interface}", tags, device_id, interface, parent=parent
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ def render(
         )
     # The formatter has no "acknowledged" wording for thresholds: its reminder text, retitled.
     acknowledged = event == "acknowledged"
+    held = alert.suppressed_by or d.get("held_by")
     message = threshold_message(
         "reminder" if acknowledged else event,  # type: ignore[arg-type]
         rule_id=alert.rule_id,
@@ -85,6 +86,7 @@ def render(
         link_base=link_base,
         step=step,
         reminder=reminder,
+        suppressed_note=_suppressed_note(held) if event in ("breached", "step") else None,
     )
     return _retitle_acknowledged(alert, message) if acknowledged else message
 

@@ -167,7 +167,7 @@ class Poller:
                 if len(self.stats.lateness) > 10_000:
                     del self.stats.lateness[:5_000]
                 try:
-                    await self.poll(state)
+                    await self.poll(state, report=False)
                 except Exception:  # a bug of ours: log it, keep polling this device and the others
                     log.exception("snmp_poll_crashed", device_id=state.spec.id)
             next_at += interval
@@ -188,11 +188,13 @@ class Poller:
                 self.devices[spec.id] = state
         return await self.poll(state)
 
-    async def poll(self, state: DeviceState) -> dict[str, Any]:
+    async def poll(self, state: DeviceState, report: bool = True) -> dict[str, Any]:
+        """One poll; with ``report`` the answer lists every interface (the API's), else the daemon's
+        loop, which reads nothing of it, is spared building it."""
         async with state.lock:
-            return await self._poll(state)
+            return await self._poll(state, report)
 
-    async def _poll(self, state: DeviceState) -> dict[str, Any]:
+    async def _poll(self, state: DeviceState, report: bool = True) -> dict[str, Any]:
         spec = state.spec
         self.stats.polls += 1
         if not state.loaded:
@@ -223,7 +225,7 @@ class Poller:
         state.uptime, state.uptime_at = reading.uptime, reading.at
         state.hc = reading.hc
         await self._reachable(state, reading.at)
-        return await self._record(state, reading, discovered is not None)
+        return await self._record(state, reading, discovered is not None, report)
 
     def _needs_discovery(self, state: DeviceState) -> bool:
         if state.discovered_at is None:
@@ -279,8 +281,10 @@ class Poller:
             state.spec.id, datetime.now(UTC), reachable=True, system=system
         )
 
-    async def _record(self, state: DeviceState, reading: Counters, discovered: bool) -> dict[str, Any]:
+    async def _record(self, state: DeviceState, reading: Counters, discovered: bool, report: bool) -> dict[str, Any]:
         items: list[dict[str, Any]] = []
+        at = datetime.fromtimestamp(reading.at, UTC)  # every sample of this poll has this time
+        at_iso = at.isoformat()
         rows: list[tuple[Any, ...]] = []
         events: list[NetEvent] = []
         updates: list[PollUpdate] = []
@@ -309,8 +313,8 @@ class Poller:
                 if result.sample is not None:
                     self.stats.samples += 1
                     self.stats.over_speed += len(result.sample.over_speed)
-                    sample_json = sample_dict(result.sample)
-                    row = metric_row(iface.id, result.sample)
+                    sample_json = sample_dict(result.sample, at_iso)
+                    row = metric_row(iface.id, result.sample, at)
                     if self.writer is None:
                         rows.append(row)
                     else:
@@ -335,6 +339,8 @@ class Poller:
             if figures:
                 self._observe(state.spec, iface.name, reading.at, figures)
             updates.append((iface.id, admin, oper, sample_json, _dt(iface.down_since)))
+            if not report:
+                continue
             items.append(
                 {
                     "id": iface.id,
@@ -354,7 +360,7 @@ class Poller:
         return {
             "device_id": state.spec.id,
             "reachable": True,
-            "polled_at": datetime.fromtimestamp(reading.at, UTC).isoformat(),
+            "polled_at": at_iso,
             "sys_uptime": reading.uptime,
             "counters": "64-bit" if reading.hc else "32-bit",
             "discovered": discovered,

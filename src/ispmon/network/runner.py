@@ -62,9 +62,9 @@ def alert_observer(engine: AlertEngine) -> Callable[[DeviceSpec, str | None, flo
     def observe(spec: DeviceSpec, interface: str | None, at: float, values: dict[str, float | None]) -> None:
         tags = tuple(spec.tags)
         subject = (
-            device_subject(spec.id, spec.name, tags)
+            device_subject(spec.id, spec.name, tags, spec.parent)
             if interface is None
-            else interface_subject(spec.id, spec.name, tags, interface)
+            else interface_subject(spec.id, spec.name, tags, interface, spec.parent)
         )
         engine.observe_network(subject, datetime.fromtimestamp(at, UTC), values)
 

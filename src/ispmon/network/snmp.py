@@ -1,6 +1,8 @@
-"""SNMP I/O with pysnmp 7 (asyncio): GET and multi-column table walks for one SnmpEngine.
+"""SNMP I/O: GET and multi-column table walks, v1/v2c on our own codec, v3 with pysnmp 7 (asyncio).
 
-One `SnmpClient` (one engine, one UDP dispatcher) serves every device; close it at shutdown.
+One `SnmpClient` (one pysnmp engine for v3, one UDP socket per address family for v1/v2c) serves
+every device; close it at shutdown. Community messages go through `ispmon.network.snmpwire`
+because pysnmp's pyasn1 decoding was 70 % of a poll's CPU (profiled); USM stays with pysnmp.
 Values come back as plain Python (int, str, or None for noSuchObject/noSuchInstance/endOfMibView),
 so nothing above this module sees pysnmp types. Failures raise `SnmpError` with a kind
 (``timeout``, ``auth``, ``agent``, ``error``); anything an agent sends that we cannot read is an
@@ -14,7 +16,9 @@ the CPU of a poll (profiled), and we use numeric OIDs only.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +49,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
 )
 from pysnmp.proto import rfc1902, rfc1905
 
+from ispmon.network import snmpwire as wire
 from ispmon.network.devices import DeviceSpec
 
 AUTH = {
@@ -70,6 +75,13 @@ _AUTH_ERRORS = ("WrongDigest", "UnknownUserName", "UnknownSecurityName", "Decryp
                 "UnsupportedSecLevel", "NotInTimeWindow", "UnknownEngineID", "AuthenticationError")
 
 
+# RFC 3416 error-status names, for the message of an agent's error.
+ERROR_STATUS = ("noError", "tooBig", "noSuchName", "badValue", "readOnly", "genErr", "noAccess", "wrongType",
+                "wrongLength", "wrongEncoding", "wrongValue", "noCreation", "inconsistentValue",
+                "resourceUnavailable", "commitFailed", "undoFailed", "authorizationError", "notWritable",
+                "inconsistentName")
+
+
 class SnmpError(Exception):
     """A failed request: ``kind`` is timeout, auth, agent or error; the message names no secret."""
 
@@ -89,7 +101,10 @@ def value_of(value: Any) -> int | str | None:
             return str(value.getOid()) if isinstance(value, ObjectIdentity) else str(value)
         except Exception:
             return None
-    if isinstance(value, rfc1902.OctetString | rfc1902.IpAddress | rfc1902.Opaque | rfc1902.Bits):
+    if isinstance(value, rfc1902.IpAddress):
+        raw = bytes(value)
+        return ".".join(map(str, raw)) if len(raw) == 4 else None
+    if isinstance(value, rfc1902.OctetString | rfc1902.Opaque | rfc1902.Bits):
         return bytes(value).decode("utf-8", "replace").replace("\x00", "")
     try:
         return int(value)
@@ -115,9 +130,65 @@ class SnmpClient:
     def __init__(self) -> None:
         self.engine = SnmpEngine()
         self._targets: dict[tuple[Any, ...], Any] = {}
+        self._addresses: dict[str, tuple[int, tuple[str, int]]] = {}
+        self._wire: dict[int, wire.WireTransport] = {}
+        self._wire_loop: asyncio.AbstractEventLoop | None = None
 
     def close(self) -> None:
         self.engine.close_dispatcher()
+        for transport in self._wire.values():
+            transport.close()
+        self._wire.clear()
+
+    # -- v1/v2c: our codec, one socket per address family ------------------------------------------
+    async def _resolve(self, device: DeviceSpec) -> tuple[int, tuple[str, int]]:
+        # Keyed by the address as written: DeviceSpec.host/port parse it on every access.
+        key = device.address
+        found = self._addresses.get(key)
+        if found is None:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(device.host, device.port, type=socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise SnmpError("error", f"{device.address}: cannot resolve ({exc})") from None
+            family, *_, sockaddr = infos[0]
+            found = (family, (sockaddr[0], sockaddr[1]))
+            if len(self._addresses) > 100_000:
+                self._addresses.clear()
+            self._addresses[key] = found
+        return found
+
+    async def _wire_request(self, device: DeviceSpec, pdu: int, oids: list[str], repetitions: int = 0) -> wire.Response:
+        family, address = await self._resolve(device)
+        loop = asyncio.get_running_loop()
+        if self._wire_loop is not loop:  # a transport belongs to the loop that made it
+            for old in self._wire.values():
+                old.close()
+            self._wire, self._wire_loop = {}, loop
+        transport = self._wire.get(family)
+        if transport is None:
+            opened = await wire.open_transport(family)
+            # Another request may have opened one meanwhile: keep one socket per family.
+            transport = self._wire.setdefault(family, opened)
+            if transport is not opened:
+                opened.close()
+        community = device.community or ""
+
+        def build(request_id: int) -> bytes:
+            return wire.encode_request(device.version, community, pdu, request_id, oids, max_repetitions=repetitions)
+
+        try:
+            data = await transport.request(address, build, device.timeout, device.retries)
+        except TimeoutError:
+            raise SnmpError("timeout", f"{device.id}: no SNMP response before the timeout") from None
+        try:
+            response = wire.decode_response(data)
+        except wire.WireError as exc:
+            raise SnmpError("agent", f"{device.id}: unreadable answer ({exc})") from None
+        if response.error_status and not (device.version == "1" and response.error_status == 2 and pdu == wire.GETNEXT):
+            status = response.error_status
+            name = ERROR_STATUS[status] if 0 <= status < len(ERROR_STATUS) else str(status)
+            raise SnmpError("agent", f"{device.id}: the agent answered {name} at {response.error_index}")
+        return response
 
     def _auth(self, device: DeviceSpec) -> CommunityData | UsmUserData:
         if device.version != "3":
@@ -155,6 +226,12 @@ class SnmpClient:
     async def get(self, device: DeviceSpec, oids: Iterable[str]) -> dict[str, int | str | None]:
         """GET these OIDs; each maps to its value, None when the agent has no such object."""
         names = list(oids)
+        if device.version != "3":
+            answer = await self._wire_request(device, wire.GET, names)
+            found = dict.fromkeys(names)
+            for oid, value, _ in answer.varbinds:
+                found[oid] = value
+            return found
         try:
             indication, status, index, binds = await get_cmd(
                 self.engine,
@@ -189,29 +266,38 @@ class SnmpClient:
             binds = await self._next(device, [cursor[p] for p in active], max(1, MAX_VARBINDS // len(active)))
             if not binds:
                 break
+            # Row after row: column c's varbinds are every width-th from c.
+            width = len(active)
             done: set[str] = set()
-            for position, (oid, value) in enumerate(binds):
-                prefix = active[position % len(active)]
-                if prefix in done:
-                    continue
-                text = str(oid)
-                suffix = text[len(prefix) + 1 :] if text.startswith(prefix + ".") else ""
-                if not suffix.isdigit() or _end(value):
-                    done.add(prefix)
-                    continue
-                index = int(suffix)
-                if index <= last.get(prefix, -1):
-                    done.add(prefix)  # the agent did not move forward: stop instead of looping
-                    continue
-                last[prefix] = index
-                out[prefix][index] = value_of(value)
-                cursor[prefix] = text
-                rows += 1
+            for column, prefix in enumerate(active):
+                head, cut, values = prefix + ".", len(prefix) + 1, out[prefix]
+                previous, reached = last.get(prefix, -1), None
+                for text, value, end in binds[column::width]:
+                    suffix = text[cut:] if text.startswith(head) else ""
+                    if end or not suffix.isdigit():
+                        done.add(prefix)
+                        break
+                    index = int(suffix)
+                    if index <= previous:
+                        done.add(prefix)  # the agent did not move forward: stop instead of looping
+                        break
+                    previous = index
+                    values[index] = value
+                    reached = text
+                    rows += 1
+                last[prefix] = previous
+                if reached is not None:
+                    cursor[prefix] = reached
             active = [p for p in active if p not in done]
         return out
 
-    async def _next(self, device: DeviceSpec, oids: list[str], repetitions: int) -> list[tuple[Any, Any]]:
-        """One GETBULK (GETNEXT for v1) from these OIDs; a flat list of (oid, value), row after row."""
+    async def _next(self, device: DeviceSpec, oids: list[str], repetitions: int) -> list[wire.Varbind]:
+        """One GETBULK (GETNEXT for v1) from these OIDs; a flat list of (oid, value, end), row after row."""
+        if device.version != "3":
+            if device.version == "1":
+                answer = await self._wire_request(device, wire.GETNEXT, oids)
+                return [] if answer.error_status == 2 else answer.varbinds  # noSuchName: past the MIB's end
+            return (await self._wire_request(device, wire.GETBULK, oids, repetitions)).varbinds
         auth, target, context = self._auth(device), await self._target(device), self._context(device)
         objects = [ObjectType(ObjectIdentity(o)) for o in oids]
         try:
@@ -230,7 +316,7 @@ class SnmpClient:
         if device.version == "1" and status and int(status) == 2:  # noSuchName: past the end of the MIB
             return []
         _raise_for(indication, status, index, device.id)
-        return [(b[0], b[1]) for b in binds]
+        return [(str(b[0]), value_of(b[1]), _end(b[1])) for b in binds]
 
 
 def _end(value: Any) -> bool:

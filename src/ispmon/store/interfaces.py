@@ -94,15 +94,17 @@ DEVICE_EVENT_LIST = ListSpec(
 )
 
 
-def metric_row(interface_id: int, sample: Sample) -> tuple[Any, ...]:
-    """The interface_metrics row of a sample (its ``at`` is Unix seconds), in METRIC_COLUMNS order."""
-    at = datetime.fromtimestamp(sample.at, UTC)
+def metric_row(interface_id: int, sample: Sample, at: datetime | None = None) -> tuple[Any, ...]:
+    """The interface_metrics row of a sample (its ``at`` is Unix seconds), in METRIC_COLUMNS order;
+    ``at``: the sample's time as a datetime, when the caller has it (one poll's samples share it)."""
+    at = at or datetime.fromtimestamp(sample.at, UTC)
     return (interface_id, at, sample.interval, *(getattr(sample, f) for f in METRIC_FIELDS))
 
 
-def sample_dict(sample: Sample) -> dict[str, Any]:
-    """A sample as JSON (the API's and interfaces.last_sample's shape)."""
-    out: dict[str, Any] = {"at": datetime.fromtimestamp(sample.at, UTC).isoformat(), "interval_s": sample.interval}
+def sample_dict(sample: Sample, at_iso: str | None = None) -> dict[str, Any]:
+    """A sample as JSON (the API's and interfaces.last_sample's shape); ``at_iso`` as for metric_row."""
+    out: dict[str, Any] = {"at": at_iso or datetime.fromtimestamp(sample.at, UTC).isoformat(),
+                           "interval_s": sample.interval}
     out.update({f: getattr(sample, f) for f in METRIC_FIELDS})
     return out
 

@@ -73,13 +73,13 @@ def _free_prefix() -> str:
     raise RuntimeError("no free 198.19.x.0/24 for the test namespace")
 
 
-def _wait_for_agent(address: str, port: int, proc: subprocess.Popen[str], deadline: float) -> None:
+def _wait_for_agent(address: str, port: int, proc: subprocess.Popen[str], deadline: float, log: Path) -> None:
     """snmpd answers Debian's snmpget for sysUpTime, or the deadline passes."""
     argv = ["snmpget", "-v2c", "-c", COMMUNITY, "-t", "0.3", "-r", "0", "-M", "/dev/null", "-On",
             f"{address}:{port}", "1.3.6.1.2.1.1.3.0"]
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"snmpd exited: {proc.communicate()[0]}")
+            raise RuntimeError(f"snmpd exited: {log.read_text(errors='replace')[-2000:] if log.exists() else ''}")
         if subprocess.run(argv, capture_output=True, env={**os.environ, "MIBS": ""}).returncode == 0:
             return
         time.sleep(0.1)
@@ -126,14 +126,17 @@ def snmpd_namespace(tmp: Path, veths: int = 0, extra_conf: str = "", tag: str = 
             subprocess.run(["ip", "-n", name, "-batch", "-"], input=batch, text=True, check=True,
                            capture_output=True)
         env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(tmp / "persist")}
+        # Logs to a file: snmpd writes a line per request ("Connection from UDP"), and a pipe nobody
+        # reads fills after ~900 requests and stalls the agent for good (it blocks on the write).
+        log = tmp / "snmpd.log"
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", name, "snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-M", "/dev/null"],
-            stdout=subprocess.PIPE,
+            ["ip", "netns", "exec", name, "snmpd", "-f", "-Lf", str(log), "-C", "-c", str(conf), "-M", "/dev/null"],
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
         )
-        _wait_for_agent(address, PORT, proc, time.monotonic() + 15)
+        _wait_for_agent(address, PORT, proc, time.monotonic() + 15 + veths / 20, log)  # many: a slow start
         yield Agent(namespace=name, address=address, port=PORT)
     finally:
         if proc is not None:

@@ -83,10 +83,13 @@ def crafted_agent(tmp: Path) -> Iterator[CraftedAgent]:
     )
     (tmp / "persist").mkdir(exist_ok=True)
     env = {**os.environ, "MIBS": "", "SNMP_PERSISTENT_DIR": str(tmp / "persist")}
+    # Logs to a file: snmpd writes a line per request, and a pipe nobody reads fills after ~900
+    # requests and stalls the agent (it blocks on the write).
+    logfile = tmp / "snmpd.log"
     proc = subprocess.Popen(
-        ["snmpd", "-f", "-Lo", "-C", "-c", str(conf), "-M", "/dev/null",
+        ["snmpd", "-f", "-Lf", str(logfile), "-C", "-c", str(conf), "-M", "/dev/null",
          "-I", "-interfaces,ifTable,ifXTable,system_mib,sysORTable,smux"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
         argv = ["snmpget", "-v2c", "-c", COMMUNITY, "-t", "0.5", "-r", "0", "-M", "/dev/null", "-On",
@@ -94,7 +97,8 @@ def crafted_agent(tmp: Path) -> Iterator[CraftedAgent]:
         deadline = time.monotonic() + 15
         while subprocess.run(argv, capture_output=True, env=env).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"crafted snmpd did not start: {proc.communicate()[0] if proc.poll() else ''}")
+                log = logfile.read_text(errors="replace") if logfile.exists() else ""
+                raise RuntimeError(f"crafted snmpd did not start: {log[-2000:]}")
             time.sleep(0.1)
         yield agent
     finally:
