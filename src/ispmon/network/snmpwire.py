@@ -2,8 +2,9 @@
 
 Why not pysnmp for community messages: pysnmp decodes every response through pyasn1, one Python
 object per tag, and the profile of a poll put 70 % of the poller's CPU there (about 230 µs per
-varbind; bench/snmp.py had us at 4x snmp_exporter's CPU per interface). A community message is a
-handful of TLVs: encoding and decoding them here costs a few µs per varbind. SNMPv3 (USM
+varbind; bench/snmp.py had us at 4x snmp_exporter's CPU per interface). The BER here is
+asn1crypto's (a well-kept codec whose parser returns plain bytes and ints, about 15 µs per varbind
+with the OID heads cached); this module only lays out the SNMP message around it. SNMPv3 (USM
 authentication, privacy, engine discovery) stays with pysnmp, in `ispmon.network.snmp`.
 
 Values come back as plain Python, as `snmp.value_of` gives them: int, str (OCTET STRING decoded as
@@ -21,6 +22,8 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from asn1crypto import core, parser
+
 GET, GETNEXT, RESPONSE, GETBULK = 0xA0, 0xA1, 0xA2, 0xA5
 _UNSIGNED = frozenset((0x41, 0x42, 0x43, 0x46, 0x47))  # Counter32, Gauge32, TimeTicks, Counter64, UInteger32
 _TEXT = frozenset((0x04, 0x44))  # OCTET STRING, Opaque
@@ -34,53 +37,29 @@ class WireError(Exception):
 
 
 # -- encoding ----------------------------------------------------------------------------------------
-def _length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes((0x80 | len(body),)) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + _length(len(body)) + body
+# BER is asn1crypto's (`parser.emit`, `core`): this module only lays out the SNMP message's
+# SEQUENCEs and PDU around it.
+_ENCODED: dict[str, bytes] = {}  # dotted OID -> its BER body (a walk sends the same cursors again)
 
 
 def _integer(value: int) -> bytes:
-    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
-
-
-def _arc(arc: int) -> bytes:
-    chunk = [arc & 0x7F]
-    arc >>= 7
-    while arc:
-        chunk.append(0x80 | (arc & 0x7F))
-        arc >>= 7
-    return bytes(reversed(chunk))
-
-
-def _encode_arcs(oid: str) -> bytes:
-    parts = [int(p) for p in oid.split(".")]
-    if len(parts) < 2 or parts[0] > 2 or (parts[0] < 2 and parts[1] >= 40) or min(parts) < 0:
-        raise ValueError(f"not an OID: {oid!r}")
-    return b"".join(_arc(a) for a in (parts[0] * 40 + parts[1], *parts[2:]))
-
-
-_ENCODED_HEADS: dict[str, bytes] = {}  # an OID but its last arc -> its BER body
+    return core.Integer(value).dump()
 
 
 def encode_oid(oid: str) -> bytes:
-    """The BER body of a dotted OID (at least two arcs, the first 0-2). A walk's cursors share
-    their column's OID and differ in the index: the head is encoded once and cached."""
-    head, _, last = oid.strip(".").rpartition(".")
-    if head.count(".") < 1 or not last.isdigit():
-        return _encode_arcs(oid.strip("."))
-    body = _ENCODED_HEADS.get(head)
+    """The BER body of a dotted OID (at least two arcs, the first 0-2, none negative)."""
+    text = oid.strip(".")
+    body = _ENCODED.get(text)
     if body is None:
-        body = _encode_arcs(head)
-        if len(_ENCODED_HEADS) >= 4096:
-            _ENCODED_HEADS.clear()
-        _ENCODED_HEADS[head] = body
-    return body + _arc(int(last))
+        parts = text.split(".")
+        # asn1crypto takes "1" and "1.3.-1" without complaint: refuse what is not an OID first.
+        if len(parts) < 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"not an OID: {oid!r}")
+        body = core.ObjectIdentifier(text).contents  # raises ValueError on a bad first/second arc
+        if len(_ENCODED) >= 4096:  # bounded: a BRAS's thousands of interfaces cannot grow it
+            _ENCODED.clear()
+        _ENCODED[text] = body
+    return body
 
 
 def encode_request(
@@ -88,84 +67,78 @@ def encode_request(
     non_repeaters: int = 0, max_repetitions: int = 0,
 ) -> bytes:
     """A GET / GETNEXT / GETBULK message; ``version`` is ``"1"`` or ``"2c"``."""
-    binds = b"".join(_tlv(0x30, _tlv(0x06, encode_oid(o)) + b"\x05\x00") for o in oids)
+    binds = b"".join(parser.emit(0, 1, 16, parser.emit(0, 0, 6, encode_oid(o)) + _NULL) for o in oids)
     second, third = (non_repeaters, max_repetitions) if pdu == GETBULK else (0, 0)
-    body = _integer(request_id) + _integer(second) + _integer(third) + _tlv(0x30, binds)
-    return _tlv(0x30, _integer(0 if version == "1" else 1) + _tlv(0x04, community.encode()) + _tlv(pdu, body))
+    body = _integer(request_id) + _integer(second) + _integer(third) + parser.emit(0, 1, 16, binds)
+    message = (
+        _integer(0 if version == "1" else 1)
+        + core.OctetString(community.encode()).dump()
+        + parser.emit(2, 1, pdu & 0x1F, body)
+    )
+    return parser.emit(0, 1, 16, message)
+
+
+_NULL = core.Null().dump()
 
 
 # -- decoding ----------------------------------------------------------------------------------------
-def _header(data: bytes, i: int, limit: int) -> tuple[int, int, int]:
-    """(tag, start of the value, end of the value) of the TLV at ``i``; never past ``limit``."""
-    if i + 2 > limit:
-        raise WireError("truncated")
-    tag, n = data[i], data[i + 1]
-    i += 2
-    if n & 0x80:
-        size = n & 0x7F
-        if size == 0 or size > 4 or i + size > limit:
-            raise WireError("bad length")
-        n = int.from_bytes(data[i : i + size], "big")
-        i += size
-    end = i + n
-    if end > limit:
-        raise WireError("truncated")
-    return tag, i, end
+def _children(contents: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(BER tag byte, header, contents) of each value inside a constructed value's contents."""
+    out = []
+    rest = contents
+    while rest:
+        size = parser.peek(rest)
+        cls, method, tag, header, body, _ = parser.parse(rest[:size], strict=True)
+        if tag > 30:
+            raise WireError("long tags have no place in SNMP")
+        out.append(((cls << 6) | (method << 5) | tag, header, body))
+        rest = rest[size:]
+    return out
 
 
-def _expect(data: bytes, i: int, limit: int, tag: int) -> tuple[int, int]:
-    got, start, end = _header(data, i, limit)
-    if got != tag:
-        raise WireError(f"tag 0x{got:02x} where 0x{tag:02x} was due")
-    return start, end
+def _parsed(data: bytes, tags: tuple[int, ...]) -> list[tuple[int, bytes, bytes]]:
+    """The children of a message whose outer SEQUENCE starts `data`, checked against `tags`."""
+    cls, method, tag, _, contents, _ = parser.parse(data, strict=True)
+    if (cls, method, tag) != (0, 1, 16):
+        raise WireError("not a SEQUENCE")
+    kids = _children(contents)
+    if len(kids) < len(tags) or any(kid[0] != want for kid, want in zip(kids, tags, strict=False)):
+        raise WireError("unexpected message layout")
+    return kids
 
 
-def _int_at(data: bytes, i: int, limit: int) -> tuple[int, int]:
-    start, end = _expect(data, i, limit, 0x02)
-    if start == end:
+def _int(contents: bytes) -> int:
+    if not contents:
         raise WireError("empty INTEGER")
-    return int.from_bytes(data[start:end], "big", signed=True), end
+    return int.from_bytes(contents, "big", signed=True)
 
 
-def _decode_arcs(body: bytes) -> str:
-    parts: list[int] = []
-    arc = 0
-    for byte in body:
-        arc = (arc << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            parts.append(arc)
-            arc = 0
-    if not parts or body[-1] & 0x80:
-        raise WireError("bad OID")
-    first = parts[0]
-    head = 2 if first >= 80 else first // 40
-    return ".".join(map(str, (head, first - 40 * head, *parts[1:])))
-
-
-_HEADS: dict[bytes, str] = {}  # an OID's bytes but its last arc -> dotted text
+_HEADS: dict[bytes, str] = {}  # an OID's BER body but its last arc -> dotted text
 
 
 def decode_oid(body: bytes) -> str:
     """Dotted text of an OID's BER body. Every varbind of a column walk repeats the column's OID
-    and differs in the index: the head is decoded once and cached, only the last arc each time."""
+    and differs in the index: asn1crypto decodes the head once (cached) and the last arc each time."""
     if not body or body[-1] & 0x80:
         raise WireError("bad OID")
     start = len(body) - 1
-    while start > 0 and body[start - 1] & 0x80:
+    while start > 0 and body[start - 1] & 0x80:  # the last arc's first byte: the one after a byte < 0x80
         start -= 1
-    if start == 0:
-        return _decode_arcs(body)
-    key = body[:start]
-    head = _HEADS.get(key)
-    if head is None:
-        head = _decode_arcs(key)
-        if len(_HEADS) >= 4096:  # an agent sending endless distinct OIDs cannot grow it
-            _HEADS.clear()
-        _HEADS[key] = head
-    arc = 0
-    for byte in body[start:]:
-        arc = (arc << 7) | (byte & 0x7F)
-    return f"{head}.{arc}"
+    try:
+        if start == 0:
+            return str(core.ObjectIdentifier.load(parser.emit(0, 0, 6, body)).dotted)
+        key = body[:start]
+        head = _HEADS.get(key)
+        if head is None:
+            head = str(core.ObjectIdentifier.load(parser.emit(0, 0, 6, key)).dotted)
+            if len(_HEADS) >= 4096:  # an agent sending endless distinct OIDs cannot grow it
+                _HEADS.clear()
+            _HEADS[key] = head
+        # The last arc alone, as the tail of "1.3.<arc>" (0x2b is 1.3).
+        last = core.ObjectIdentifier.load(parser.emit(0, 0, 6, b"\x2b" + body[start:])).dotted
+    except ValueError as exc:
+        raise WireError(f"bad OID: {exc}") from None
+    return f"{head}.{last[4:]}"
 
 
 @dataclass(slots=True)
@@ -178,40 +151,49 @@ class Response:
 
 def request_id_of(data: bytes) -> int:
     """The request id of a Response message, read before the rest (to match it to its request)."""
-    start, end = _expect(data, 0, len(data), 0x30)
-    _, i = _int_at(data, start, end)  # version
-    _, i = _expect(data, i, end, 0x04)  # community
-    start, end = _expect(data, i, end, RESPONSE)
-    return _int_at(data, start, end)[0]
+    try:
+        kids = _parsed(data, (0x02, 0x04, RESPONSE))
+        pdu = _children(kids[2][2])
+    except (ValueError, TypeError, IndexError) as exc:
+        raise WireError(str(exc)) from None
+    if not pdu or pdu[0][0] != 0x02:
+        raise WireError("no request id")
+    return _int(pdu[0][2])
 
 
 def decode_response(data: bytes) -> Response:
-    start, limit = _expect(data, 0, len(data), 0x30)
-    _, i = _int_at(data, start, limit)
-    _, i = _expect(data, i, limit, 0x04)
-    i, limit = _expect(data, i, limit, RESPONSE)
-    request_id, i = _int_at(data, i, limit)
-    status, i = _int_at(data, i, limit)
-    index, i = _int_at(data, i, limit)
-    i, limit = _expect(data, i, limit, 0x30)
-    out = Response(request_id, status, index)
+    try:
+        return _decode_response(data)
+    except (ValueError, TypeError, IndexError) as exc:  # asn1crypto's complaints about the bytes
+        raise WireError(str(exc)) from None
+
+
+def _decode_response(data: bytes) -> Response:
+    kids = _parsed(data, (0x02, 0x04, RESPONSE))
+    _int(kids[0][2])
+    pdu = _children(kids[2][2])
+    if len(pdu) != 4 or [k[0] for k in pdu] != [0x02, 0x02, 0x02, 0x30]:
+        raise WireError("unexpected PDU layout")
+    out = Response(_int(pdu[0][2]), _int(pdu[1][2]), _int(pdu[2][2]))
     append = out.varbinds.append
-    while i < limit:
-        i, bind_end = _expect(data, i, limit, 0x30)
-        start, end = _expect(data, i, bind_end, 0x06)
-        oid = decode_oid(data[start:end])
-        tag, start, end = _header(data, end, bind_end)
+    for tag, _, bind in _children(pdu[3][2]):
+        if tag != 0x30:
+            raise WireError(f"tag 0x{tag:02x} where a varbind was due")
+        pair = _children(bind)
+        if len(pair) != 2 or pair[0][0] != 0x06:
+            raise WireError("a varbind is an OID and a value")
+        oid = decode_oid(pair[0][2])
+        tag, _, body = pair[1]
         value: int | str | None = None
         if tag in _UNSIGNED or tag == 0x02:
-            value = int.from_bytes(data[start:end], "big", signed=tag == 0x02) if end > start else 0
+            value = int.from_bytes(body, "big", signed=tag == 0x02) if body else 0
         elif tag in _TEXT:
-            value = data[start:end].decode("utf-8", "replace").replace("\x00", "")
+            value = body.decode("utf-8", "replace").replace("\x00", "")
         elif tag == 0x06:
-            value = decode_oid(data[start:end])
-        elif tag == 0x40 and end - start == 4:
-            value = ".".join(map(str, data[start:end]))
+            value = decode_oid(body)
+        elif tag == 0x40 and len(body) == 4:
+            value = ".".join(map(str, body))
         append((oid, value, tag in _EXCEPTIONS))
-        i = bind_end
     return out
 
 

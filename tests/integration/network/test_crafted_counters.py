@@ -60,7 +60,7 @@ def by_name(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 async def test_wrap_reboot_renumbering_and_garbage(agent: CraftedAgent, network: NetworkService) -> None:
     await network.create_device({"id": "crafted", "name": "crafted", "address": f"127.0.0.1:{agent.port}",
-                                 "community": COMMUNITY, "timeout": 1, "retries": 0})
+                                 "community": COMMUNITY, "timeout": 3, "retries": 0})
     agent.serve(table(100_000, {7: {"name": "eth-a", "in": TOP32 - 600, "out": 0},
                                 8: {"name": "eth-b", "in": 10, "out": 0}}))
     first = await network.poll_device("crafted")
@@ -102,7 +102,7 @@ async def test_wrap_reboot_renumbering_and_garbage(agent: CraftedAgent, network:
 
 async def test_an_agent_without_interfaces_or_system_group(agent: CraftedAgent, network: NetworkService) -> None:
     await network.create_device({"id": "empty", "name": "empty", "address": f"127.0.0.1:{agent.port}",
-                                 "community": COMMUNITY, "timeout": 1, "retries": 0})
+                                 "community": COMMUNITY, "timeout": 3, "retries": 0})
     agent.serve({".1.3.6.1.2.1.1.3.0": ("timeticks", 5)})  # uptime only: noSuchObject for the rest
     result = await network.poll_device("empty")
     assert result["reachable"] is True and result["interfaces"] == []
@@ -116,7 +116,7 @@ async def test_interface_down_and_up_are_events_and_an_unreachable_device_is_one
     agent: CraftedAgent, network: NetworkService
 ) -> None:
     await network.create_device({"id": "flappy", "name": "flappy", "address": f"127.0.0.1:{agent.port}",
-                                 "community": COMMUNITY, "timeout": 0.5, "retries": 0})
+                                 "community": COMMUNITY, "timeout": 2, "retries": 0})
 
     def serve(uptime: int, oper_a: int, admin_b: int = 1, oper_b: int = 1) -> None:
         values = table(uptime, {1: {"name": "eth-a", "in": uptime, "out": 0, "oper": oper_a},

@@ -76,7 +76,7 @@ async def test_network_thresholds_page_and_resolve_once(
     poller = Poller(db, SnmpClient(), None, clock=clock)
     poller.observer = alert_observer(engine)
     spec = build_device({"id": "edge-1", "name": "Edge 1", "address": f"127.0.0.1:{agent.port}",
-                         "community": COMMUNITY, "timeout": 1, "retries": 0, "tags": ["edge"]})
+                         "community": COMMUNITY, "timeout": 3, "retries": 0, "tags": ["edge"]})
     await db.devices.insert(spec)
     octets = {"xe": 0, "mgmt": 0}
     uptime = [100_000]
