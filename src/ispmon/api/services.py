@@ -156,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(ENDPOINT_ID,),
         response_schema=CHECK_RESULT,
+        waits_on_target=True,
     ),
     Route(
         "GET",

@@ -46,9 +46,7 @@ class PublicJsonCache:
         self.hits = 0
         self.misses = 0
 
-    def item(
-        self, row: Any, status: Status | None, encode: Callable[[Any], dict[str, Any]]
-    ) -> bytes:
+    def item(self, row: Any, status: Status | None, encode: Callable[[Any], dict[str, Any]]) -> bytes:
         """The JSON of `row`'s endpoint with `status` as current_status (none when None); `encode`
         makes the public dict (without current_status) when the entry is missing or stale."""
         endpoint_id = row["id"]
