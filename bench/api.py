@@ -32,6 +32,7 @@ import pstats
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,11 @@ from ispmon.store.embedded import EmbeddedPostgres
 from throughput import OURS, THEIRS, Rig, cpu_seconds, make_endpoints, pin, targets
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+ROUTES = {
+    "list": ("GET /services/?limit=50", "/services/?limit=50"),
+    "livez": ("GET /livez", "/livez"),
+    "status": ("GET /services/{id}/status", "/services/api-tcp-7/status"),
+}
 
 
 def wrk_figures(out: str) -> dict[str, float]:
@@ -181,6 +187,13 @@ async def main() -> None:
         help="checks/s the monitor runs (endpoints, half HTTP and half TCP, every 1 s; at least 100); "
         "lower it when the machine is shared and the baseline is already late",
     )
+    parser.add_argument("--routes", default="list,livez,status", help="which of list, livez, status to load")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=1,
+        help="with --before: runs of each tree, alternated; medians are printed",
+    )
     parser.add_argument("--json", help=argparse.SUPPRESS)  # where a --before run's child writes its figures
     parser.add_argument(
         "--before",
@@ -241,11 +254,9 @@ async def main() -> None:
             baseline = await phase(rig, server, base, None, 0, args.duration)
             print(line("baseline", baseline, baseline), flush=True)
             results.append({"label": "baseline", **baseline, "api_us": float("nan")})
-            routes = (
-                ("GET /services/?limit=50", "/services/?limit=50"),
-                ("GET /livez", "/livez"),
-                ("GET /services/{id}/status", "/services/api-tcp-7/status"),
-            )
+            routes = [
+                (label, path) for name, (label, path) in ROUTES.items() if name in args.routes.split(",")
+            ]
             for label, path in routes:
                 for clients in (int(c) for c in args.clients.split(",")):
                     r = await phase(rig, server, base, path, clients, args.duration)
@@ -273,31 +284,40 @@ async def main() -> None:
 
 
 def compare(args: argparse.Namespace) -> None:
-    """Run this script on `args.before`'s src/, then on this tree's, and print both side by side."""
+    """Run this script on `args.before`'s src/ and on this tree's, alternately `args.reps` times
+    each, and print the medians of both side by side."""
     here = Path(__file__).resolve().parent
     passed = [f"--duration={args.duration:g}", f"--clients={args.clients}", f"--checks={args.checks}"]
-    passed += ["--api-only"] if args.api_only else []
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for tag, src in (("before", Path(args.before) / "src"), ("after", here.parent / "src")):
-        out = Path(tempfile.mkstemp(prefix=f"ispmon-bench-api-{tag}-", suffix=".json")[1])
-        print(f"== {tag}: {src}", flush=True)
-        env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{here}"}
-        subprocess.run([sys.executable, __file__, *passed, "--json", str(out)], env=env, check=True)
-        runs[tag] = json.loads(out.read_text())
-        out.unlink()
-    print()
+    passed += [f"--routes={args.routes}"] + (["--api-only"] if args.api_only else [])
+    runs: dict[str, list[list[dict[str, Any]]]] = {"before": [], "after": []}
+    for rep in range(args.reps):
+        for tag, src in (("before", Path(args.before) / "src"), ("after", here.parent / "src")):
+            out = Path(tempfile.mkstemp(prefix=f"ispmon-bench-api-{tag}-", suffix=".json")[1])
+            print(f"== {tag} ({rep + 1} of {args.reps}): {src}", flush=True)
+            env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{here}"}
+            subprocess.run([sys.executable, __file__, *passed, "--json", str(out)], env=env, check=True)
+            runs[tag].append(json.loads(out.read_text()))
+            out.unlink()
+
+    def med(tag: str, i: int, key: str) -> float:
+        values = [run[i].get(key, 0) for run in runs[tag]]
+        return float(statistics.median(values)) if values else float("nan")
+
+    print(f"\nmedians of {args.reps} run(s) of each tree, alternated")
     print(
         f"{'phase':32} {'req/s before':>12} {'after':>7} {'ratio':>6}  {'CPU µs/req before':>17} {'after':>6}  "
-        f"{'checks/s before':>15} {'after':>6}  {'lag p50/p99 ms before':>22} {'after':>13}  "
+        f"{'checks/s before':>15} {'after':>6}  {'lag p50/p99 ms before':>22} {'after':>14}  "
         f"{'non-2xx before':>14} {'after':>6}"
     )
-    for b, a in zip(runs["before"], runs["after"], strict=True):
-        ratio = a.get("rps", float("nan")) / b["rps"] if b.get("rps") else float("nan")
+    for i, phase_figures in enumerate(runs["before"][0]):
+        b = {k: med("before", i, k) for k in ("rps", "api_us", "checks", "lag_p50", "lag_p99", "errors")}
+        a = {k: med("after", i, k) for k in b}
+        ratio = a["rps"] / b["rps"] if b["rps"] else float("nan")
         print(
-            f"{b['label']:32} {b.get('rps', float('nan')):12.0f} {a.get('rps', float('nan')):7.0f} "
-            f"{ratio:6.2f}  {b['api_us']:17.0f} {a['api_us']:6.0f}  {b['checks']:15.0f} {a['checks']:6.0f}  "
-            f"{b['lag_p50']:10.1f} /{b['lag_p99']:7.1f}  {a['lag_p50']:5.1f} /{a['lag_p99']:6.1f}  "
-            f"{b.get('errors', 0):14} {a.get('errors', 0):6}"
+            f"{phase_figures['label']:32} {b['rps']:12.0f} {a['rps']:7.0f} {ratio:6.2f}  "
+            f"{b['api_us']:17.0f} {a['api_us']:6.0f}  {b['checks']:15.0f} {a['checks']:6.0f}  "
+            f"{b['lag_p50']:12.1f} /{b['lag_p99']:7.1f}  {a['lag_p50']:6.1f} /{a['lag_p99']:6.1f}  "
+            f"{b['errors']:14.0f} {a['errors']:6.0f}"
         )
 
 

@@ -62,3 +62,34 @@ async def test_a_cancelled_waiter_loses_no_place() -> None:
     assert admission.active == 1 and admission.queued == 0
     admission.release()
     assert admission.active == 0
+
+
+async def test_the_governor_shrinks_the_places_while_the_loop_is_late_and_grows_them_back() -> None:
+    admission = Admission(32, None)
+    admission.govern(0.050)
+    assert admission.limit == 21
+    for _ in range(20):
+        admission.govern(0.050)
+    assert admission.limit == 2  # the floor: the API still answers, slowly
+    holders = [await admission.acquire() for _ in range(2)]
+    assert holders == [True, True]
+    waiting = [asyncio.create_task(admission.acquire()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert admission.queued == 3
+    admission.govern(0.001)  # on time, every place taken: one more, given to the first waiter
+    assert admission.limit == 3 and admission.active == 3 and admission.queued == 2
+    await asyncio.sleep(0)
+    assert waiting[0].done() and await waiting[0]
+    admission.govern(0.050)  # late again: 3 -> 2; a place given back is dropped, not handed on
+    assert admission.limit == 2
+    admission.release()
+    assert admission.active == 2 and admission.queued == 2
+    admission.release()
+    await asyncio.sleep(0)
+    assert waiting[1].done() and admission.active == 2
+    for _ in range(40):
+        admission.govern(0.001)
+    assert admission.limit == 4  # grown only while every place was taken
+    admission.govern(0.007)  # between half the target and the target: unchanged
+    assert admission.limit == 4
+    await asyncio.gather(*waiting)

@@ -3,11 +3,18 @@
 The API shares its event loop with the scheduler and the probes. Every request in progress adds
 callbacks to each loop iteration, and 2,000 clients each with one request in progress made an
 iteration take hundreds of milliseconds: checks started late or were skipped, timers fired late
-and checks were failed by our own clock. Here at most ``limit`` requests are in a handler at once
-(API_MAX_CONCURRENT_REQUESTS); the rest wait, in order of arrival, costing no CPU while they wait,
-so an iteration carries at most ``limit`` requests' work beside the checks. Like haproxy's
-``maxconn`` with ``timeout queue``: a request that could not start within ``queue_timeout``
-seconds (API_QUEUE_TIMEOUT) is answered 503 with ``Retry-After`` in the API's error shape.
+and checks were failed by our own clock. Here at most ``limit`` requests are in a handler at once;
+the rest wait, in order of arrival, costing no CPU while they wait, so an iteration carries at
+most ``limit`` requests' work beside the checks. Like haproxy's ``maxconn`` with ``timeout
+queue``: a request that could not start within ``queue_timeout`` seconds (API_QUEUE_TIMEOUT) is
+answered 503 with ``Retry-After`` in the API's error shape.
+
+``limit`` follows the loop, because a fixed number of requests is not a fixed share of CPU (a
+request waiting on the database uses none, one encoding a page uses a lot): a governor samples
+how late a timer fires every 50 ms; above 10 ms the places shrink by a third, down to two, and
+while the loop is on time and every place is taken one more is allowed, up to
+API_MAX_CONCURRENT_REQUESTS. Probing comes first: when the machine is short of CPU the API
+answers more slowly, the checks stay on time.
 
 Health reads (``/livez``, ``/readyz``, ``/metrics``) have their own few places and are never
 refused: a supervisor or a scrape gets its answer however many other clients are queued, and a
@@ -21,8 +28,10 @@ Shedding is logged once when it starts and once when the queue drains, never per
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
@@ -38,6 +47,10 @@ PRIORITY_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 HEALTH_LIMIT = 2
+# The governor: the loop's lateness it aims at, how often it looks, and the fewest places it leaves.
+LAG_TARGET = 0.010
+LAG_SAMPLE = 0.050
+MIN_LIMIT = 2
 
 
 class Admission:
@@ -47,7 +60,8 @@ class Admission:
     def __init__(self, limit: int, queue_timeout: float | None) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        self.limit = limit
+        self.max_limit = limit
+        self.limit = limit  # what `govern` allows now, between min(MIN_LIMIT, limit) and max_limit
         self.queue_timeout = queue_timeout
         self.active = 0
         self.queued = 0  # waiting now
@@ -60,7 +74,8 @@ class Admission:
 
     def stats(self) -> dict[str, int | float | None]:
         return {
-            "max_concurrent_requests": self.limit,
+            "max_concurrent_requests": self.max_limit,
+            "limit": self.limit,
             "queue_timeout_s": self.queue_timeout,
             "in_progress": self.active,
             "queued": self.queued,
@@ -118,9 +133,29 @@ class Admission:
                 effect="API requests that waited longer than API_QUEUE_TIMEOUT are answered 503",
             )
 
+    def govern(self, lateness: float) -> None:
+        """Follow the event loop's `lateness` (seconds a timer fired late): above LAG_TARGET the
+        places shrink by a third (down to MIN_LIMIT), so probing gets the loop back within a few
+        samples; below half of it, while every place is taken, one more is allowed (up to the
+        setting). TCP's congestion control, with the loop's lateness as the loss signal."""
+        if lateness > LAG_TARGET:
+            self.limit = max(min(MIN_LIMIT, self.max_limit), int(self.limit * 2 / 3))
+        elif lateness < LAG_TARGET / 2 and self.active >= self.limit and self.limit < self.max_limit:
+            self.limit += 1
+            self._grant()
+
+    def _grant(self) -> None:
+        while self.active < self.limit and self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            self.queued -= 1
+            self.active += 1
+            waiter.set_result(True)
+
     def release(self) -> None:
-        """Hand the place to the next waiter, or free it."""
-        while self._waiters:
+        """Hand the place to the next waiter, or free it (or, over the limit now, drop it)."""
+        while self.active <= self.limit and self._waiters:
             waiter = self._waiters.popleft()
             if waiter.done():  # expired or cancelled: no longer counted in `queued`
                 continue
@@ -128,7 +163,7 @@ class Admission:
             waiter.set_result(True)
             return
         self.active -= 1
-        if self._shedding_since is not None:
+        if self._shedding_since is not None and not self.queued:
             log.info(
                 "api_requests_served_again",
                 shed=self.shed - self._shedding_since,
@@ -155,8 +190,27 @@ class Admissions:
     def stats(self) -> dict[str, int | float | None]:
         return self.requests.stats()
 
+    async def govern(self) -> None:
+        """Sample the event loop's lateness every LAG_SAMPLE seconds and let `requests` follow it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            await asyncio.sleep(LAG_SAMPLE)
+            self.requests.govern(loop.time() - started - LAG_SAMPLE)
+
 
 ADMISSION: web.AppKey[Admissions] = web.AppKey("ispmon_admission")
+
+
+async def governed(app: web.Application) -> AsyncIterator[None]:
+    """An `Application.cleanup_ctx` entry: the governor runs while the app serves."""
+    task = asyncio.create_task(app[ADMISSION].govern(), name="api_admission_governor")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _route_key(request: web.Request) -> tuple[str, str] | None:

@@ -28,7 +28,7 @@ from ispmon.api import (
     services,
     sessions,
 )
-from ispmon.api.admission import ADMISSION, Admissions, admission_middleware
+from ispmon.api.admission import ADMISSION, Admissions, admission_middleware, governed
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import Handler, error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
@@ -95,6 +95,7 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SERVICES] = services
     app[ADMISSION] = admission
+    app.cleanup_ctx.append(governed)
     app[ROUTE_TABLE] = routes
     app[OPENAPI_CACHE] = openapi.build_document(routes)
     for route in routes:

@@ -99,6 +99,7 @@ READYZ = obj(
         "api": obj(
             {
                 "max_concurrent_requests": {"type": "integer", "minimum": 1},
+                "limit": {"type": "integer", "minimum": 1, "description": "Places allowed now"},
                 "queue_timeout_s": {"type": "number", "exclusiveMinimum": 0},
                 **{
                     name: {"type": "integer", "minimum": 0}

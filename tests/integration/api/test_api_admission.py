@@ -112,4 +112,4 @@ async def test_the_settings_are_bounded_and_named() -> None:
         with pytest.raises(ValidationError) as exc:
             Settings(**bad)
         assert next(iter(bad)) in str(exc.value)
-    assert Settings().api_max_concurrent_requests == 8 and Settings().api_queue_timeout == 5.0
+    assert Settings().api_max_concurrent_requests == 32 and Settings().api_queue_timeout == 5.0
