@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ispmon.api.admission import Admission
+from ispmon.api.admission import MIN_LIMIT, Admission
 
 
 async def test_waiters_get_places_in_order_of_arrival() -> None:
@@ -70,26 +70,29 @@ async def test_the_governor_shrinks_the_places_while_the_loop_is_late_and_grows_
     assert admission.limit == 21
     for _ in range(20):
         admission.govern(0.050)
-    assert admission.limit == 2  # the floor: the API still answers, slowly
-    holders = [await admission.acquire() for _ in range(2)]
-    assert holders == [True, True]
+    assert admission.limit == MIN_LIMIT  # the floor: the API still answers, more slowly
+    holders = [await admission.acquire() for _ in range(MIN_LIMIT)]
+    assert all(holders)
     waiting = [asyncio.create_task(admission.acquire()) for _ in range(3)]
     await asyncio.sleep(0)
     assert admission.queued == 3
     admission.govern(0.001)  # on time, every place taken: one more, given to the first waiter
-    assert admission.limit == 3 and admission.active == 3 and admission.queued == 2
+    assert admission.limit == MIN_LIMIT + 1 and admission.active == MIN_LIMIT + 1 and admission.queued == 2
     await asyncio.sleep(0)
     assert waiting[0].done() and await waiting[0]
-    admission.govern(0.050)  # late again: 3 -> 2; a place given back is dropped, not handed on
-    assert admission.limit == 2
+    admission.govern(0.050)  # late again: back to the floor; a place given back is dropped
+    assert admission.limit == MIN_LIMIT
     admission.release()
-    assert admission.active == 2 and admission.queued == 2
+    assert admission.active == MIN_LIMIT and admission.queued == 2
     admission.release()
     await asyncio.sleep(0)
-    assert waiting[1].done() and admission.active == 2
+    assert waiting[1].done() and admission.active == MIN_LIMIT
     for _ in range(40):
         admission.govern(0.001)
-    assert admission.limit == 4  # grown only while every place was taken
+    assert admission.limit == MIN_LIMIT + 2  # grown only while every place was taken
     admission.govern(0.007)  # between half the target and the target: unchanged
-    assert admission.limit == 4
+    assert admission.limit == MIN_LIMIT + 2
     await asyncio.gather(*waiting)
+    small = Admission(1, None)
+    small.govern(0.050)
+    assert small.limit == 1  # never below one, nor above the setting

@@ -11,7 +11,7 @@ answered 503 with ``Retry-After`` in the API's error shape.
 
 ``limit`` follows the loop, because a fixed number of requests is not a fixed share of CPU (a
 request waiting on the database uses none, one encoding a page uses a lot): a governor samples
-how late a timer fires every 50 ms; above 10 ms the places shrink by a third, down to two, and
+how late a timer fires every 50 ms; above 10 ms the places shrink by a third, down to eight, and
 while the loop is on time and every place is taken one more is allowed, up to
 API_MAX_CONCURRENT_REQUESTS. Probing comes first: when the machine is short of CPU the API
 answers more slowly, the checks stay on time.
@@ -50,7 +50,7 @@ HEALTH_LIMIT = 2
 # The governor: the loop's lateness it aims at, how often it looks, and the fewest places it leaves.
 LAG_TARGET = 0.010
 LAG_SAMPLE = 0.050
-MIN_LIMIT = 2
+MIN_LIMIT = 8  # the database pool's size, less two: DB-bound routes keep its throughput
 
 
 class Admission:
