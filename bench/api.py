@@ -3,14 +3,19 @@
     apt-get install wrk                 # the load generator (Debian's wrk 4.1)
     python bench/api.py                 # about 2 minutes; embedded PostgreSQL in a temporary directory
     python bench/api.py --profile       # also prints where the list route's CPU goes (cProfile)
+    python bench/api.py --before /tmp/old   # the same phases on an older tree's src/ first, then
+                                            # this one's, and a table of both with the ratios
 
 ispmon (monitor + API, one process, uvloop) is pinned to CPU 0; wrk, the check targets
 (bench/targets.py) and PostgreSQL to CPU 1, so the CPU share printed is ispmon's alone. The
-monitor runs 1,000 endpoints (500 HTTP, 500 TCP, interval 1 s); the API lists the same 1,000
-endpoints from PostgreSQL. For `GET /services/?limit=50`, `/livez` and `/services/{id}/status`,
+monitor runs 1,000 endpoints (500 HTTP, 500 TCP, interval 1 s; --checks), and the API lists the
+same endpoints from PostgreSQL. For `GET /services/?limit=50`, `/livez` and `/services/{id}/status`,
 each with 100 and 2,000 concurrent keep-alive connections, it prints requests/s, latency p50/p99
 (wrk's), ispmon's CPU share, the checks/s done, and the scheduler's lag p50/p99 during that load
 (probing must not suffer), next to the same figures with no API load.
+
+With --before, each phase's figures are printed for both trees, one after the other in the same
+run (a shared machine's load changes by the minute: compare within a run, not across runs).
 
 Loopback only; every phase is bounded (--duration seconds).
 """
@@ -21,11 +26,13 @@ import argparse
 import asyncio
 import cProfile
 import io
+import json
 import os
 import pstats
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +54,11 @@ from ispmon.store.embedded import EmbeddedPostgres
 from throughput import OURS, THEIRS, Rig, cpu_seconds, make_endpoints, pin, targets
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+ROUTES = {
+    "list": ("GET /services/?limit=50", "/services/?limit=50"),
+    "livez": ("GET /livez", "/livez"),
+    "status": ("GET /services/{id}/status", "/services/api-tcp-7/status"),
+}
 
 
 def wrk_figures(out: str) -> dict[str, float]:
@@ -129,16 +141,21 @@ async def phase(
     }
 
 
+def api_cpu_us(r: dict[str, Any], baseline: dict[str, Any]) -> float:
+    """The API's own CPU per request served: the phase's, less what the checks done meanwhile cost
+    at baseline (on a shared machine the process gets less CPU under load, so a share of the time
+    would not do)."""
+    if baseline["checks"]:
+        per_check = baseline["cpu_s"] / (baseline["checks"] * baseline["seconds"])
+        monitor = per_check * r["checks"] * r["seconds"]
+    else:  # --api-only: what the idle process uses
+        monitor = baseline["cpu"] * r["seconds"]
+    return (r["cpu_s"] - monitor) / r["served"] * 1e6 if r["served"] else float("nan")
+
+
 def line(label: str, r: dict[str, Any], baseline: dict[str, Any]) -> str:
     if "rps" in r:
-        # The API's own CPU: the phase's, less what the checks done meanwhile cost at baseline (on a
-        # shared machine the process gets less CPU under load, so a share of the time would not do).
-        if baseline["checks"]:
-            per_check = baseline["cpu_s"] / (baseline["checks"] * baseline["seconds"])
-            monitor = per_check * r["checks"] * r["seconds"]
-        else:  # --api-only: what the idle process uses
-            monitor = baseline["cpu"] * r["seconds"]
-        api_us = (r["cpu_s"] - monitor) / r["served"] * 1e6 if r["served"] else float("nan")
+        api_us = api_cpu_us(r, baseline)
         load = (
             f"{r['rps']:6.0f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
             f"{api_us:5.0f} µs CPU/req  errors {r['errors']:<3}"
@@ -163,9 +180,32 @@ async def main() -> None:
         action="store_true",
         help="no checks run (endpoints loaded, scheduler stopped): CPU per request is the API's alone",
     )
+    parser.add_argument(
+        "--checks",
+        type=int,
+        default=1000,
+        help="checks/s the monitor runs (endpoints, half HTTP and half TCP, every 1 s; at least 100); "
+        "lower it when the machine is shared and the baseline is already late",
+    )
+    parser.add_argument("--routes", default="list,livez,status", help="which of list, livez, status to load")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=1,
+        help="with --before: runs of each tree, alternated; medians are printed",
+    )
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # where a --before run's child writes its figures
+    parser.add_argument(
+        "--before",
+        metavar="TREE",
+        help="first run the phases on TREE/src (e.g. `git archive main` unpacked), then on this tree",
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("bench/api.py needs wrk: apt-get install wrk")
+    if args.before:
+        compare(args)
+        return
     configure_logging("error", "console")
     # 2,000 clients and 1,000 checks in flight need more than a shell's 1,024 descriptors.
     resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
@@ -181,10 +221,11 @@ async def main() -> None:
                 pin(proc.pid, THEIRS)
     db = await Database.connect(dsn, max_size=10)  # the daemon's pool size
     rig = Rig(db, 500)
+    per_kind = args.checks // 2
     runner = None
     try:
         with targets(workdir) as ports:
-            specs = [s for kind in ("http", "tcp") for s in make_endpoints(kind, 500, 1.0, ports, "api")]
+            specs = [s for kind in ("http", "tcp") for s in make_endpoints(kind, per_kind, 1.0, ports, "api")]
             await db.endpoints.sync_config(specs)
             if not args.api_only:
                 await rig.start()
@@ -209,17 +250,20 @@ async def main() -> None:
                 f"{args.duration:g} s per phase; "
                 f"load average {os.getloadavg()[0]:.1f} (a shared machine inflates latencies, not CPU/req)"
             )
+            results: list[dict[str, Any]] = []
             baseline = await phase(rig, server, base, None, 0, args.duration)
-            print(line("baseline", baseline, baseline))
-            routes = (
-                ("GET /services/?limit=50", "/services/?limit=50"),
-                ("GET /livez", "/livez"),
-                ("GET /services/{id}/status", "/services/api-tcp-7/status"),
-            )
+            print(line("baseline", baseline, baseline), flush=True)
+            results.append({"label": "baseline", **baseline, "api_us": float("nan")})
+            routes = [
+                (label, path) for name, (label, path) in ROUTES.items() if name in args.routes.split(",")
+            ]
             for label, path in routes:
                 for clients in (int(c) for c in args.clients.split(",")):
                     r = await phase(rig, server, base, path, clients, args.duration)
-                    print(line(f"{label} x{clients}", r, baseline))
+                    print(line(f"{label} x{clients}", r, baseline), flush=True)
+                    results.append({"label": f"{label} x{clients}", **r, "api_us": api_cpu_us(r, baseline)})
+            if args.json:
+                await asyncio.to_thread(Path(args.json).write_text, json.dumps(results))
             if args.profile:
                 profiler = cProfile.Profile()
                 profiler.enable()
@@ -237,6 +281,44 @@ async def main() -> None:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Run this script on `args.before`'s src/ and on this tree's, alternately `args.reps` times
+    each, and print the medians of both side by side."""
+    here = Path(__file__).resolve().parent
+    passed = [f"--duration={args.duration:g}", f"--clients={args.clients}", f"--checks={args.checks}"]
+    passed += [f"--routes={args.routes}"] + (["--api-only"] if args.api_only else [])
+    runs: dict[str, list[list[dict[str, Any]]]] = {"before": [], "after": []}
+    for rep in range(args.reps):
+        for tag, src in (("before", Path(args.before) / "src"), ("after", here.parent / "src")):
+            out = Path(tempfile.mkstemp(prefix=f"ispmon-bench-api-{tag}-", suffix=".json")[1])
+            print(f"== {tag} ({rep + 1} of {args.reps}): {src}", flush=True)
+            env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{here}"}
+            subprocess.run([sys.executable, __file__, *passed, "--json", str(out)], env=env, check=True)
+            runs[tag].append(json.loads(out.read_text()))
+            out.unlink()
+
+    def med(tag: str, i: int, key: str) -> float:
+        values = [run[i].get(key, 0) for run in runs[tag]]
+        return float(statistics.median(values)) if values else float("nan")
+
+    print(f"\nmedians of {args.reps} run(s) of each tree, alternated")
+    print(
+        f"{'phase':32} {'req/s before':>12} {'after':>7} {'ratio':>6}  {'CPU µs/req before':>17} {'after':>6}  "
+        f"{'checks/s before':>15} {'after':>6}  {'lag p50/p99 ms before':>22} {'after':>14}  "
+        f"{'non-2xx before':>14} {'after':>6}"
+    )
+    for i, phase_figures in enumerate(runs["before"][0]):
+        b = {k: med("before", i, k) for k in ("rps", "api_us", "checks", "lag_p50", "lag_p99", "errors")}
+        a = {k: med("after", i, k) for k in b}
+        ratio = a["rps"] / b["rps"] if b["rps"] else float("nan")
+        print(
+            f"{phase_figures['label']:32} {b['rps']:12.0f} {a['rps']:7.0f} {ratio:6.2f}  "
+            f"{b['api_us']:17.0f} {a['api_us']:6.0f}  {b['checks']:15.0f} {a['checks']:6.0f}  "
+            f"{b['lag_p50']:12.1f} /{b['lag_p99']:7.1f}  {a['lag_p50']:6.1f} /{a['lag_p99']:6.1f}  "
+            f"{b['errors']:14.0f} {a['errors']:6.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     api_max_connections: int = Field(4096, ge=1, le=1_000_000)
     api_header_timeout: float = Field(10.0, gt=0, le=300)
     api_keepalive_timeout: float = Field(30.0, gt=0, le=3600)
+    # Requests in a handler at once (at most: fewer while the event loop runs late), and how long one
+    # more may wait (api/admission.py): the API shares the loop with probing, which comes first.
+    api_max_concurrent_requests: int = Field(32, ge=1, le=10_000)
+    api_queue_timeout: float = Field(5.0, gt=0, le=300)
     # Descriptors kept for probes and the database beyond one per in-flight check.
     ispmon_fd_reserve: int = Field(100, ge=0, le=100_000)
     # ispmon's own additions (same naming families).

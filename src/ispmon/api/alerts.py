@@ -246,6 +246,7 @@ ROUTES: tuple[Route, ...] = (
         "channels",
         path_params=(CHANNEL,),
         response_schema=CHANNEL_TEST,
+        waits_on_target=True,
     ),
     Route(
         "GET",

@@ -28,6 +28,7 @@ from ispmon.api import (
     services,
     sessions,
 )
+from ispmon.api.admission import ADMISSION, Admissions, admission_middleware, governed
 from ispmon.api.auth import auth_middleware
 from ispmon.api.errors import Handler, error_middleware
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE, ROUTE_TABLE, SERVICES
@@ -79,13 +80,22 @@ def _not_allowed(allowed: set[str]) -> Handler:
 
 
 def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware]
-    if services.settings.ispmon_api_token:
+    settings = services.settings
+    admission = Admissions.build(
+        settings.api_max_concurrent_requests,
+        settings.api_queue_timeout,
+        frozenset((r.method, p) for r in routes if r.waits_on_target for p in r.paths),
+    )
+    # Inside the error middleware (a 503 has the JSON error shape) and before authentication, so
+    # a flood of requests with a wrong token is bounded like any other.
+    middlewares: list[Middleware] = [error_middleware, admission_middleware(admission)]
+    if settings.ispmon_api_token:
         # Inside the error middleware, so a 401 has the same JSON shape as every other error.
-        settings = services.settings
         middlewares.append(auth_middleware(settings.ispmon_api_token, settings.ispmon_api_read_token))
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SERVICES] = services
+    app[ADMISSION] = admission
+    app.cleanup_ctx.append(governed)
     app[ROUTE_TABLE] = routes
     app[OPENAPI_CACHE] = openapi.build_document(routes)
     for route in routes:

@@ -123,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/devices/{device_id}/poll", poll_device, "pollDevice",
         "Poll the device now and return what was read", TAG, path_params=(DEVICE_ID,),
-        response_schema=DEVICE_POLL,
+        response_schema=DEVICE_POLL, waits_on_target=True,
     ),
     Route(
         "GET", "/devices/{device_id}/interfaces", device_interfaces, "deviceInterfaces",

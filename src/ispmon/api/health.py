@@ -6,10 +6,13 @@ check only means "do not send traffic now" — a database restart must not resta
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from aiohttp import web
 
 from ispmon import __version__
+from ispmon.api.admission import ADMISSION
 from ispmon.api.errors import json_response
 from ispmon.api.responses import LIVEZ, READYZ
 from ispmon.api.spec import Call, Route
@@ -31,7 +34,9 @@ async def readyz(call: Call) -> web.Response:
     # The monitor's own figures (scheduler lag, skipped checks, write backlog and drops): what an
     # operator needs to tell "the network is fine" from "the monitor is falling behind".
     monitor = call.services.monitor
-    extra = {"monitor": monitor.stats()} if monitor is not None else {}
+    extra: dict[str, Any] = {"monitor": monitor.stats()} if monitor is not None else {}
+    # The API's own load: requests in progress, waiting and shed (api/admission.py).
+    extra["api"] = call.request.app[ADMISSION].stats()
     checks = {"database": "ok" if ready else "failing"}
     if monitor is not None:
         # Reported, not failed on: checks that hit our own limits are UNKNOWN (counted under

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ispmon.api.errors import list_response
+from ispmon.api.errors import list_response, list_response_json
 from ispmon.api.problem import ApiError
 from ispmon.api.routing import check_time_range
 from ispmon.api.spec import BIGINT_MAX, Call, Param, ParamType
@@ -43,6 +43,8 @@ def parse_network(raw: str) -> str:
         raise ValueError(f"must be an IP address or prefix, got {raw[:64]!r}") from None
 
 ListFetch = Callable[..., Awaitable[Sequence[Any]]]
+# A fetch whose rows come encoded already: (the row's last keyset value, its JSON item).
+ListFetchJson = Callable[..., Awaitable[Sequence[tuple[Any, bytes]]]]
 
 
 def filter_params(spec: ListSpec) -> tuple[Param, ...]:
@@ -74,16 +76,33 @@ def list_params(spec: ListSpec) -> tuple[Param, ...]:
     )
 
 
-async def list_page(call: Call, spec: ListSpec, fetch: ListFetch) -> web.Response:
-    """Call `fetch` (a service's list method) with the checked query and answer one page."""
+def _page_query(call: Call) -> dict[str, Any]:
     query = call.query
     check_time_range(query)
     if query["after"] is not None and query["offset"]:
         # Both say where the page starts; silently preferring one would hide a client's bug.
         raise ApiError.on(400, "after", "cannot be combined with offset (use one way of paging)")
+    return query
+
+
+async def list_page(call: Call, spec: ListSpec, fetch: ListFetch) -> web.Response:
+    """Call `fetch` (a service's list method) with the checked query and answer one page."""
+    query = _page_query(call)
     limit = query["limit"]
     # One row more than asked says whether another page follows, so the last page has no next_after
     # and a client never fetches an empty page to find out.
     rows = await fetch(**{**query, "limit": limit + 1})
     items, next_after = spec.page(rows, limit)
     return list_response(items, limit=limit, offset=query["offset"], next_after=next_after)
+
+
+async def list_page_json(call: Call, spec: ListSpec, fetch: ListFetchJson) -> web.Response:
+    """`list_page` for a `spec` keyed by one column, whose `fetch` gives (key, item JSON) pairs:
+    the page is joined from the items' bytes, and is the body `list_page` would answer."""
+    (key,) = spec.keyset
+    query = _page_query(call)
+    limit = query["limit"]
+    rows = await fetch(**{**query, "limit": limit + 1})
+    next_after = spec.cursor({key.field: rows[limit - 1][0]}) if len(rows) > limit else None
+    items = [item for _, item in rows[:limit]]
+    return list_response_json(items, limit=limit, offset=query["offset"], next_after=next_after)

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from ispmon import __version__
+from ispmon.api.admission import PRIORITY_PATHS
 from ispmon.api.auth import is_public
 from ispmon.api.errors import json_response
 from ispmon.api.keys import MAX_BODY_BYTES, OPENAPI_CACHE
@@ -67,8 +68,13 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     422: "The body is not a valid definition (every invalid field is listed)",
     431: "Header section larger than the server accepts (errors[].field is headers)",
     500: "Internal error (details are in the ispmon log, never in the response)",
-    503: "Not ready (the reason is in the body)",
+    503: (
+        "Busy: API_MAX_CONCURRENT_REQUESTS requests were in progress and this one waited "
+        "API_QUEUE_TIMEOUT seconds for a place; retry after Retry-After seconds"
+    ),
 }
+# /readyz's own 503 is its readiness answer, not the error shape.
+NOT_READY = "Not ready (the reason is in the body)"
 
 
 def _param_schema(param: Param) -> dict[str, Any]:
@@ -107,6 +113,8 @@ def _body_schema(body: Body, schemas: dict[str, Any]) -> dict[str, Any]:
 def _error_codes(route: Route) -> list[int]:
     # 414 and 431 come from the HTTP parser (api.protocol), so any request can get them.
     codes = set(route.errors) | {414, 431, 500}
+    if route.path not in PRIORITY_PATHS and not route.waits_on_target:  # never shed (api/admission.py)
+        codes.add(503)
     if route.query or any(p.type == "integer" for p in route.path_params):
         codes.add(400)
     if route.path_params:
@@ -201,9 +209,9 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         }
     responses: dict[str, Any] = {str(route.status): _success(route, schemas)}
     for code in _error_codes(route):
-        if code == 503:
+        if code == 503 and route.path in PRIORITY_PATHS:
             responses["503"] = {
-                "description": ERROR_DESCRIPTIONS[503],
+                "description": NOT_READY,
                 "content": {"application/json": {"schema": {"type": "object"}}},
             }
         else:
@@ -227,7 +235,9 @@ def build_document(routes: tuple[Route, ...]) -> dict[str, Any]:
             "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
         }
         for code, text in ERROR_DESCRIPTIONS.items()
-        if code != 503
+    }
+    responses["E503"]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
     }
     responses["E401"]["headers"] = {
         "WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}

@@ -94,7 +94,22 @@ READYZ = obj(
             additionalProperties=False,
         ),
     },
-    {"monitor": {"type": "object", "description": "The monitor's figures (scheduler, writer, resources)"}},
+    {
+        "monitor": {"type": "object", "description": "The monitor's figures (scheduler, writer, resources)"},
+        "api": obj(
+            {
+                "max_concurrent_requests": {"type": "integer", "minimum": 1},
+                "limit": {"type": "integer", "minimum": 1, "description": "Places allowed now"},
+                "queue_timeout_s": {"type": "number", "exclusiveMinimum": 0},
+                **{
+                    name: {"type": "integer", "minimum": 0}
+                    for name in ("in_progress", "queued", "max_queued", "admitted", "waited", "shed")
+                },
+            },
+            description="The API's load: requests in a handler, waiting for a place, and shed with 503",
+            additionalProperties=False,
+        ),
+    },
     additionalProperties=False,
 )
 

@@ -5,12 +5,10 @@ Thin handlers over `AvailabilityService`; validation of definitions happens in `
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ispmon.api.errors import json_response
-from ispmon.api.listing import filter_params, list_page, list_params
+from ispmon.api.listing import filter_params, list_page_json, list_params
 from ispmon.api.responses import CHECK_RESULT, ENDPOINT, HISTORY, STATUS_SUMMARY
 from ispmon.api.responses_views import SERVICE_STATUS
 from ispmon.api.routing import check_time_range
@@ -32,10 +30,9 @@ ENDPOINT_UPDATE = Body("EndpointUpdate", EndpointSpec, partial=True)
 
 
 async def list_services(call: Call) -> web.Response:
-    async def endpoints(**query: Any) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in await call.services.availability.list_endpoints(**query)]
-
-    return await list_page(call, ENDPOINT_LIST, endpoints)
+    # Items come encoded from the service's cache (services/public_cache.py): a page is joined, not
+    # built and encoded row by row; the body is the one `list_page` would make from to_dict().
+    return await list_page_json(call, ENDPOINT_LIST, call.services.availability.list_endpoints_json)
 
 
 async def create_service(call: Call) -> web.Response:
@@ -159,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
         TAG,
         path_params=(ENDPOINT_ID,),
         response_schema=CHECK_RESULT,
+        waits_on_target=True,
     ),
     Route(
         "GET",

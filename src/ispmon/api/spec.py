@@ -217,6 +217,9 @@ class Route:
     response_schema: dict[str, Any] | None = None
     description: str = ""
     also_without_slash: bool = False
+    # The handler mostly waits for a target (a check, a poll, a test send): it holds no place of
+    # API_MAX_CONCURRENT_REQUESTS, which bounds the API's CPU on the event loop (api/admission.py).
+    waits_on_target: bool = False
 
     def __post_init__(self) -> None:
         names = re.findall(r"\{(\w+)\}", self.path)

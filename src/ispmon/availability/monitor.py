@@ -441,6 +441,12 @@ class Monitor:
         runtime.pending_update = None
 
     # -- introspection -----------------------------------------------------------------------------
+    def current_status(self, endpoint_id: str) -> Status:
+        """The endpoint's status as this monitor sees it; UNKNOWN when it does not run it. (What
+        `snapshot` says in "status", without building the rest: a list reads it for every row.)"""
+        runtime = self.runtimes.get(endpoint_id)
+        return runtime.state.status if runtime is not None else Status.UNKNOWN
+
     def snapshot(self, endpoint_id: str) -> dict[str, Any] | None:
         runtime = self.runtimes.get(endpoint_id)
         if runtime is None:

@@ -7,6 +7,7 @@ the state machine) or without one (a Python user or the CLI: checks run directly
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from ispmon.availability.redaction import public_check, public_text
 from ispmon.models import Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.services.errors import ConflictError, InvalidInput, NotFoundError, editable
+from ispmon.services.public_cache import PublicJsonCache
 from ispmon.services.spec_cache import SpecCache
 from ispmon.services.views import CheckResult, Endpoint
 from ispmon.store.history import HISTORY_COLUMNS, history_row
@@ -54,6 +56,7 @@ class AvailabilityService:
         self.monitor = monitor
         self.defaults = defaults or EndpointDefaults()
         self.specs = SpecCache()
+        self.public = PublicJsonCache()
 
     # -- endpoints ---------------------------------------------------------------------------------
     def _validate(self, data: Any) -> EndpointSpec:
@@ -112,6 +115,7 @@ class AvailabilityService:
             row = await self.db.endpoints.insert(spec, source="api")
         if row is None:
             raise ConflictError(f"an endpoint with id {spec.id!r} already exists", field="id")
+        self.public.discard(spec.id)
         if self.monitor is not None:
             self.monitor.upsert(spec)
         return self._view(row)
@@ -130,6 +134,43 @@ class AvailabilityService:
             protocol=protocol, tag=tag, active=active, limit=limit, offset=offset, after=after
         )
         return [self._view(r) for r in rows]
+
+    async def list_endpoints_json(
+        self,
+        *,
+        protocol: str | None = None,
+        tag: str | None = None,
+        active: bool | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+        after: Sequence[Any] | None = None,
+    ) -> list[tuple[str, bytes]]:
+        """`list_endpoints` as the API shows it: (id, the JSON of `Endpoint.to_dict()`) per row, the
+        same bytes `json.dumps` makes, taken from `self.public` while the row is unchanged."""
+        rows = await self.db.endpoints.list_text(
+            protocol=protocol, tag=tag, active=active, limit=limit, offset=offset, after=after
+        )
+        item, encode, monitor = self.public.item, self._public_dict, self.monitor
+        if monitor is None:
+            return [(r["id"], item(r, None, encode)) for r in rows]
+        status = monitor.current_status
+        return [(r["id"], item(r, status(r["id"]), encode)) for r in rows]
+
+    def _public_dict(self, row: asyncpg.Record) -> dict[str, Any]:
+        """`Endpoint.to_dict()` without current_status, from a row of `EndpointRepo.list_text`."""
+        spec, public = self.specs.get(
+            row["id"],
+            json.loads(row["spec_text"]),
+            lambda data: build_endpoint(data, self.defaults, stored=True),
+        )
+        view = Endpoint(
+            spec=spec,
+            public=public,
+            source=row["source"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+        return view.to_dict()
 
     async def get_endpoint(self, endpoint_id: str) -> Endpoint:
         row = await self.db.endpoints.get(endpoint_id)
@@ -156,6 +197,7 @@ class AvailabilityService:
         spec = self._validate({**current, **restore_redacted(changes, current), "id": endpoint_id})
         await self._check_parent(spec)
         row = await self.db.endpoints.upsert(spec, source="api")  # a new target closes the open outage
+        self.public.discard(endpoint_id)
         if self.monitor is not None:
             await self.monitor.replace(spec)  # ... and makes the status unknown
         return self._view(row)
@@ -164,6 +206,7 @@ class AvailabilityService:
         editable(await self.db.endpoints.get(endpoint_id), "endpoint", endpoint_id, "remove")
         await self.db.endpoints.delete(endpoint_id)
         self.specs.discard(endpoint_id)
+        self.public.discard(endpoint_id)
         if self.monitor is not None:
             self.monitor.remove(endpoint_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,13 @@ ENDPOINT_LIST = ListSpec(
         ),
     ),
     keyset=(Key("id", "text"),),
+)
+# The same list (filters, order, cursors) with the definition as jsonb's text, not decoded: the API's
+# cache of encoded endpoints (services/public_cache.py) compares it with the text its bytes were made
+# from, and decodes it only when they differ.
+ENDPOINT_LIST_TEXT = replace(
+    ENDPOINT_LIST,
+    select="SELECT id, spec::text AS spec_text, source, created_at, updated_at FROM endpoints",
 )
 
 
@@ -103,6 +111,13 @@ class EndpointRepo:
     ) -> list[asyncpg.Record]:
         """By id; `filters` by ENDPOINT_LIST's keys (protocol, tag, active), `after` the last id seen."""
         sql, args = ENDPOINT_LIST.query(filters, limit=limit, offset=offset, after=after)
+        return await self.pool.fetch(sql, *args)
+
+    async def list_text(
+        self, *, limit: int = 1000, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
+    ) -> list[asyncpg.Record]:
+        """`list`, with `spec_text` (the stored definition as text) in place of the decoded `spec`."""
+        sql, args = ENDPOINT_LIST_TEXT.query(filters, limit=limit, offset=offset, after=after)
         return await self.pool.fetch(sql, *args)
 
     async def count(self) -> int:
