@@ -137,9 +137,9 @@ class ProbeContext:
         if self._http is None:
             import aiohttp
 
-            from ispmon.probes.httpclient import ProbeRequest
+            from ispmon.probes.httpclient import ProbeConnector, ProbeRequest
 
-            connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
+            connector = ProbeConnector(force_close=True, limit=0, ttl_dns_cache=60)
             self._http = aiohttp.ClientSession(
                 connector=connector,
                 request_class=ProbeRequest,
