@@ -74,7 +74,9 @@ def run_child(src: str, kind: str, url: str, n: int, concurrency: int) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--old", required=True, help="the old tree's src directory")
     parser.add_argument("--new", default=str(HERE.parent / "src"))
     parser.add_argument("--kinds", default="http,tcp")
@@ -95,7 +97,10 @@ def main() -> None:
                 for label, src in trees.items():
                     r = run_child(src, kind, url, args.n, args.concurrency)
                     figures.setdefault((kind, label), []).append(r["us"])
-                    print(f"  rep {rep + 1} {kind:4} {label}: {r['us']:6.0f} µs/check ({r['down']} not up)", flush=True)
+                    print(
+                        f"  rep {rep + 1} {kind:4} {label}: {r['us']:6.0f} µs/check ({r['down']} not up)",
+                        flush=True,
+                    )
     print(f"\n== CPU µs per check, median of {args.reps}, {args.concurrency} in flight, CPU 0")
     print("protocol     old     new  new/old")
     for kind in args.kinds.split(","):
