@@ -427,6 +427,9 @@ def enter_maintenance(state: EndpointState, now: datetime) -> tuple[EndpointStat
     return step.finish()
 
 
+_FRESH = {status: EndpointState(status=status) for status in Status}
+
+
 def restore(
     open_outage: OpenOutage | None, last_status: Status | None, policy: OutagePolicy
 ) -> EndpointState:
@@ -439,7 +442,9 @@ def restore(
     outage's end if the run completes); without one, counting starts at the next check.
     """
     if open_outage is None:
-        return EndpointState(status=Status(last_status) if last_status else Status.UNKNOWN)
+        # States are frozen: every endpoint without an outage starts from one shared object per
+        # status (176 bytes each otherwise; the first check replaces it).
+        return _FRESH[Status(last_status) if last_status else Status.UNKNOWN]
     recovering = open_outage.recovering_since if open_outage.recovery_checks > 0 else None
     return EndpointState(
         status=Status(last_status) if last_status else open_outage.status,

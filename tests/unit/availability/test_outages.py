@@ -560,3 +560,10 @@ def test_the_fast_state_update_equals_dataclasses_replace() -> None:
     for upd in ({}, {"consecutive_successes": 3}, every):
         assert _updated(base, upd) == dataclasses.replace(base, **upd)
     assert _updated(base, {}) is not base
+
+
+def test_restored_states_without_an_outage_are_shared() -> None:
+    policy = OutagePolicy()
+    assert restore(None, None, policy) is restore(None, None, policy)
+    assert restore(None, Status.DOWN, policy) is restore(None, Status.DOWN, policy)
+    assert restore(None, Status.DOWN, policy).status is Status.DOWN
