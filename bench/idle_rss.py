@@ -35,7 +35,6 @@ from compare import free_port, ispmon_block, readyz, rss  # noqa: E402
 from ispmon.store.embedded import EmbeddedPostgres  # noqa: E402
 from throughput import THEIRS, pin  # noqa: E402
 
-
 # ispmon_block formats every kind's url; idle endpoints point at port 9 and use none of these.
 _NO_PORTS = {"http": 0, "tcp": 0, "dns": 0}
 
