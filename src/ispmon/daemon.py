@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import os
 import signal
@@ -224,19 +223,6 @@ def freeze_long_lived() -> None:
     run took 9-27 ms. Frozen objects are still freed by reference counting."""
     gc.collect()
     gc.freeze()
-    release_free_heap()
-
-
-def release_free_heap() -> None:
-    """Give the pages start-up freed back to the system (glibc's malloc_trim). Loading thousands
-    of endpoints builds and drops a copy of every definition and every database row; the holes
-    they leave in the C heap otherwise stay in RSS for the daemon's life."""
-    try:
-        libc = ctypes.CDLL(None)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
-        return
-    trim(0)
 
 
 async def housekeeping(db: Database, settings: Settings) -> None:
