@@ -10,6 +10,8 @@ Run:
 
     python bench/compare.py                       # about 15 minutes: the full table
     python bench/compare.py --kinds tcp --reps 1 --rates 1000 --duration 5 --no-extras   # a quick look
+    git archive main | tar -x -C /tmp/old && python bench/compare.py --old /tmp/old/src ...
+                                                  # also the old tree's daemon, same run: new/old
 
 What it does. The targets (bench/targets.py for HTTP and TCP, dnsmasq for DNS, the kernel's echo
 for ICMP to 127.0.0.1), the embedded PostgreSQL, this script and its load loop run on CPU 1. The
@@ -164,8 +166,9 @@ class Rig:
         return urllib.parse.urlunsplit(url._replace(path="/" + name))
 
     @contextmanager
-    def daemon(self, blocks: list[str], dsn: str) -> Iterator[tuple[int, int]]:
-        """`ispmon run` on CORE with these endpoints; yields (pid, API port) once ready."""
+    def daemon(self, blocks: list[str], dsn: str, src: str | None = None) -> Iterator[tuple[int, int]]:
+        """`ispmon run` on CORE with these endpoints (from the tree `src`, default: the one this
+        script imports); yields (pid, API port) once ready."""
         state = Path(tempfile.mkdtemp(prefix="phase-", dir=self.workdir))
         config = state / "ispmon.toml"
         config.write_text("\n".join(blocks))
@@ -181,6 +184,8 @@ class Rig:
             "RADIUS_ACCT_PORT": "0",
             "ISPMON_MAX_CONCURRENCY": "2000",
         }
+        if src is not None:
+            env["PYTHONPATH"] = src
         log = (state / "daemon.log").open("wb")
         proc = subprocess.Popen(
             ["taskset", "-c", CORE, sys.executable, "-m", "ispmon", "run"], env=env, stdout=log, stderr=log
@@ -207,10 +212,12 @@ class Rig:
                 proc.kill()
             log.close()
 
-    async def ispmon(self, kind: str, rate: int, warmup: float, duration: float) -> float:
+    async def ispmon(
+        self, kind: str, rate: int, warmup: float, duration: float, src: str | None = None
+    ) -> float:
         blocks = [ispmon_block(kind, i, 1.0, self.ports, "c") for i in range(rate)]
         dsn = await self.new_database()
-        with self.daemon(blocks, dsn) as (pid, port):
+        with self.daemon(blocks, dsn, src) as (pid, port):
             await asyncio.sleep(warmup)
             c0, cpu0 = sched(port)["completed"], cpu_ticks(pid)
             await asyncio.sleep(duration)
@@ -326,6 +333,9 @@ async def main() -> None:
     parser.add_argument("--mixed-duration", type=float, default=60.0)
     parser.add_argument("--idle", type=int, default=10000, help="idle endpoints for the RSS figure")
     parser.add_argument("--no-extras", action="store_true", help="only the CPU table")
+    parser.add_argument(
+        "--old", help="also run the daemon from this src tree (e.g. git archive main) in each repetition"
+    )
     args = parser.parse_args()
     pin(0, THEIRS)
     workdir = Path(tempfile.mkdtemp(prefix="ispmon-compare-"))
@@ -343,22 +353,26 @@ async def main() -> None:
             rig = Rig(workdir, dsn, ports)
             try:
                 print(f"measured process on CPU {CORE}; targets, PostgreSQL and load loop on CPU 1")
-                results: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+                results: dict[tuple[str, int], tuple[list[float], list[float], list[float]]] = {}
                 for rate in rates:
                     for rep in range(args.reps):
                         for kind in kinds:
                             ours = await rig.ispmon(kind, rate, args.warmup, args.duration)
+                            old = float("nan")
+                            if args.old:
+                                old = await rig.ispmon(kind, rate, args.warmup, args.duration, args.old)
                             theirs = await rig.blackbox(kind, rate, args.warmup, args.duration)
-                            a, b = results.setdefault((kind, rate), ([], []))
+                            a, b, c = results.setdefault((kind, rate), ([], [], []))
                             a.append(ours)
                             b.append(theirs)
+                            c.append(old)
                             print(f"  rep {rep + 1} {kind:4} {rate}/s: ispmon {ours:5.0f} µs, "
-                                  f"blackbox {theirs:5.0f} µs", flush=True)  # fmt: skip
+                                  f"ispmon --old {old:5.0f} µs, blackbox {theirs:5.0f} µs", flush=True)  # fmt: skip
                 print(f"\n== CPU µs per check, median of {args.reps} (ispmon daemon vs blackbox_exporter 0.23)")
-                print("protocol  rate/s   ispmon  blackbox  ratio")
-                for (kind, rate), (a, b) in results.items():
-                    ma, mb = statistics.median(a), statistics.median(b)
-                    print(f"{kind:8} {rate:7} {ma:8.0f} {mb:9.0f}  {ma / mb:5.2f}")
+                print("protocol  rate/s   ispmon  blackbox  ratio   ispmon --old  new/old")
+                for (kind, rate), (a, b, c) in results.items():
+                    ma, mb, mc = statistics.median(a), statistics.median(b), statistics.median(c)
+                    print(f"{kind:8} {rate:7} {ma:8.0f} {mb:9.0f}  {ma / mb:5.2f}   {mc:12.0f}  {ma / mc:7.2f}")
                 if not args.no_extras:
                     print(f"\n== ispmon, mixed load ({args.mixed_duration:g} s measured each)")
                     for rate in (int(r) for r in args.mixed_rates.split(",")):

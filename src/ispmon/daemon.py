@@ -366,6 +366,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     flows: FlowCollection | None = None
     try:
         retargeted = await sync_config(db, config)
+        # The file's endpoints are rows now, and the monitor is loaded from the rows: this copy of
+        # every definition (~2 KB each) would otherwise live as long as the daemon. A reload reads
+        # the file again.
+        config.endpoints = []
         await restore_monitor(db, monitor, settings, retargeted)
         alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()

@@ -187,6 +187,28 @@ def infer_protocol(url: str) -> Protocol | None:
     return None
 
 
+class _SharedFieldsSet(set[str]):
+    """A `__pydantic_fields_set__` shared by every definition built with the same fields. A set
+    (pydantic-core's dumps want one), but any change raises: it belongs to many models."""
+
+    def _shared(self, *_: Any, **__: Any) -> None:
+        raise TypeError("this fields set is shared between endpoint definitions")
+
+    add = discard = remove = pop = clear = update = _shared  # type: ignore[assignment]
+    difference_update = intersection_update = symmetric_difference_update = _shared  # type: ignore[assignment]
+    __ior__ = __iand__ = __isub__ = __ixor__ = _shared  # type: ignore[assignment]
+
+    def __copy__(self) -> set[str]:
+        return set(self)  # a copy (pydantic's model_copy) is a plain set its new owner may change
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self))
+
+
+# Interned `__pydantic_fields_set__` values of EndpointSpec (a handful of distinct ones in practice).
+_FIELDS_SETS: dict[frozenset[str], _SharedFieldsSet] = {}
+
+
 class EndpointDefaults(BaseModel):
     """Settings-derived defaults, passed as validation context so the model stays free of globals."""
 
@@ -385,6 +407,14 @@ class EndpointSpec(BaseModel):
                 self._pattern = regex.compile(self.expected_response_pattern.encode())
             except regex.error as exc:
                 raise ValueError(f"expected_response_pattern: invalid regular expression: {exc}") from None
+        # Which fields were given is a set of a few names per definition, ~730 bytes each, and
+        # definitions built alike give the same set: share one (the model is frozen, so pydantic
+        # never adds to it; the shared set makes any attempt fail loudly).
+        key = frozenset(self.__pydantic_fields_set__)
+        shared = _FIELDS_SETS.get(key)
+        if shared is None:
+            shared = _FIELDS_SETS[key] = _SharedFieldsSet(key)
+        object.__setattr__(self, "__pydantic_fields_set__", shared)
         return self
 
     def _check_one_credential(self) -> None:

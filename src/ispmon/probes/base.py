@@ -19,6 +19,7 @@ import structlog
 
 from ispmon.models import ErrorKind, ProbeResult, Protocol, Status
 from ispmon.probes import patterns
+from ispmon.probes.coarse_timer import HardTimeout
 from ispmon.probes.icmpmux import SharedIcmpSocket
 from ispmon.probes.oserrors import resource_errno
 from ispmon.probes.patterns import CheckBudget, PatternOutcome, PatternWorkers, check_budget, current_budget
@@ -137,9 +138,9 @@ class ProbeContext:
         if self._http is None:
             import aiohttp
 
-            from ispmon.probes.httpclient import ProbeRequest
+            from ispmon.probes.httpclient import ProbeConnector, ProbeRequest
 
-            connector = aiohttp.TCPConnector(force_close=True, limit=0, ttl_dns_cache=60)
+            connector = ProbeConnector(force_close=True, limit=0, ttl_dns_cache=60)
             self._http = aiohttp.ClientSession(
                 connector=connector,
                 request_class=ProbeRequest,
@@ -266,18 +267,24 @@ async def _attempt(
     hard_limit = timeout + HARD_LIMIT_SLACK
     if endpoint.pattern is not None:
         hard_limit += ctx.pattern_wait + ctx.pattern_timeout
+    limit: HardTimeout | None = None
     try:
         fn = PROBES[endpoint.protocol]  # (the first use imports the module: that can fail too)
         # The clocks start with the probe, after the import: importing dnspython on the first DNS
         # check blocks for 70-350 ms before the probe's own timer is even set, and counting it
         # made a target's on-time timeout look like a starved loop (a false UNKNOWN).
         started = loop.time()
-        async with asyncio.timeout(hard_limit):
+        # A shared coarse timer (ispmon.probes.coarse_timer): one asyncio.timeout per attempt was
+        # the costliest line of the per-check bookkeeping, for a limit that almost never fires.
+        limit = HardTimeout(started + hard_limit)
+        async with limit:
             result = await fn(endpoint, timeout, ctx)
     except TimeoutError:
         # Ours either way. Late, the loop was starved: the probe's own timer, due 0.25 s earlier,
-        # could not run either. On time, the probe overran its own timer: a bug.
-        late = loop.time() - started - hard_limit
+        # could not run either. On time, the probe overran its own timer: a bug. The limit's
+        # granule fired when it did, up to GRANULE after the limit itself: late is counted from it.
+        due = limit.fires_at if limit is not None and limit.expired() else started + hard_limit
+        late = loop.time() - due
         if late > HARD_LIMIT_LATE:
             _new_bug(ctx, endpoint, None)
             return resource_failure(

@@ -124,3 +124,18 @@ def test_secrets_are_redacted_in_api_output_and_restored_on_write_back() -> None
 def test_redact_url_leaves_urls_without_password_alone() -> None:
     assert redact_url("http://user@h/") == "http://user@h/"
     assert redact_url("dns://192.0.2.53/a.example?type=A") == "dns://192.0.2.53/a.example?type=A"
+
+
+def test_definitions_built_alike_share_one_frozen_fields_set() -> None:
+    # Memory per idle endpoint (issue 10): the set of given field names is shared, not per copy.
+    a = build_endpoint({"name": "a", "url": "http://127.0.0.1/a", "timeout": 2})
+    b = build_endpoint({"name": "b", "url": "http://127.0.0.1/b", "timeout": 3})
+    assert a.model_fields_set is b.model_fields_set
+    assert a.model_fields_set == {"id", "name", "url", "protocol", "timeout", "check_interval", "retries"}
+    assert a.model_dump(exclude_unset=True)["timeout"] == 2
+    assert "port" not in a.model_dump(exclude_unset=True)
+    with pytest.raises(TypeError):
+        a.model_fields_set.add("port")
+    copied = a.model_copy(update={"name": "c"})
+    assert copied.model_fields_set is not a.model_fields_set
+    assert "port" not in b.model_fields_set

@@ -539,3 +539,31 @@ def test_policy_from_settings() -> None:
         2,
     )
     assert (policy.flap_threshold, policy.flap_window) == (12, 25)
+
+
+def test_the_fast_state_update_equals_dataclasses_replace() -> None:
+    import dataclasses
+
+    from ispmon.availability.outages import _updated
+
+    base = EndpointState(status=Status.DOWN, consecutive_failures=2, last_error="x", flap_bits=5)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    every = {
+        f.name: value
+        for f, value in zip(
+            dataclasses.fields(EndpointState),
+            (Status.UP, Phase.OUTAGE, 7, 8, 1, now, 42, now, Status.DOWN, Severity.MAJOR, "timeout",
+             "err", 3, 4, True, now, Status.DEGRADED, now),
+            strict=True,
+        )
+    }
+    for upd in ({}, {"consecutive_successes": 3}, every):
+        assert _updated(base, upd) == dataclasses.replace(base, **upd)
+    assert _updated(base, {}) is not base
+
+
+def test_restored_states_without_an_outage_are_shared() -> None:
+    policy = OutagePolicy()
+    assert restore(None, None, policy) is restore(None, None, policy)
+    assert restore(None, Status.DOWN, policy) is restore(None, Status.DOWN, policy)
+    assert restore(None, Status.DOWN, policy).status is Status.DOWN
