@@ -5,7 +5,8 @@ every check result (threshold rules, canaries), acknowledgements (API), and a cl
 Outputs: rows in ``alerts`` and ``notifications``, always written in one transaction, so an alert
 never exists without its notifications nor the other way round. The sender delivers the outbox.
 
-Paging (what an alert sends, and when) is in `ispmon.alerts.paging`. Every open alert is also
+Paging (what an alert sends, and when) is in `ispmon.alerts.paging`; the threshold-like inputs from
+the other domains (SNMP polls, quota passes, flow minutes) in `ispmon.alerts.inputs`. Every open alert is also
 held in memory (`OpenAlert`), so a tick does no database work unless something is due. A database
 error is logged and the operation retried at the next tick; on start `reconcile` repairs what a
 crash between an outage row and its alert could have left behind.
@@ -21,18 +22,16 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.alerts.escalation import EscalationPolicy, simple_policy
+from ispmon.alerts.inputs import ThresholdInputs
 from ispmon.alerts.paging import Paging
 from ispmon.alerts.reconcile import reconcile
 from ispmon.alerts.render import render
 from ispmon.alerts.rules import (
     DEFAULT_RULE_ID,
-    QUOTA_METRIC,
     AlertRule,
     ThresholdBreached,
     ThresholdState,
-    breaches,
     default_route,
-    evaluate_threshold,
     metric_value,
 )
 from ispmon.alerts.state import OpenAlert, now_utc, outage_details
@@ -52,10 +51,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("ispmon.alerts")
 
 TICK_INTERVAL = 5.0
-IDLE = ThresholdState()
 
 
-class AlertEngine(Paging):
+class AlertEngine(ThresholdInputs, Paging):
     def __init__(
         self,
         *,
@@ -209,77 +207,6 @@ class AlertEngine(Paging):
             cached = (spec, tuple(r for r in self._threshold_rules if r.matches(spec.id, spec.tags)))
             self._matching[spec.id] = cached
         self.feed(spec, cached[1], now, lambda metric: metric_value(metric, result))
-
-    def observe_network(self, subject: Any, now: datetime, values: dict[str, float | None]) -> None:
-        """Figures of an SNMP device or interface from one poll (`subject`: an
-        `ispmon.alerts.network.NetSubject`), through the threshold rules that watch it."""
-        if not self._threshold_rules:
-            return
-        self._subjects[subject.id] = subject
-        cached = self._matching.get(subject.id)
-        if cached is None or cached[0] != subject:
-            matching = tuple(
-                r
-                for r in self._threshold_rules
-                if r.matches_network(subject.device_id, subject.tags, subject.interface)
-            )
-            cached = (subject, matching)
-            self._matching[subject.id] = cached
-        self.feed(subject, cached[1], now, values.get)
-
-    @property
-    def quota_rules(self) -> tuple[AlertRule, ...]:
-        """The enabled quota rules; a new tuple each time the rules are configured."""
-        return self._quota_rules
-
-    def observe_quota(self, subject: Any, now: datetime, percent: float) -> bool:
-        """A customer's use this period as a percentage of its quota (`subject`: an
-        `ispmon.alerts.network.CustomerSubject`), through the quota rules that watch it. True when
-        a rule is part-way (a breach not firing yet, a clear not complete): the quota pass then
-        feeds this customer again although its use did not change."""
-        if not self._quota_rules:
-            return False
-        rules = tuple(r for r in self._quota_rules if r.matches_customer(subject.customer_id))
-        self.feed(subject, rules, now, {QUOTA_METRIC: percent}.get)
-        for rule in rules:
-            state = self.thresholds.get((rule.id, subject.id))
-            if state is not None and (not state.firing or state.clear_count):
-                return True
-        return False
-
-    def feed(
-        self, spec: Any, rules: tuple[AlertRule, ...], now: datetime, value_of: Callable[[str], float | None]
-    ) -> None:
-        """One subject's figures through the threshold-like rules given (`ispmon.flows.alerting`
-        feeds flow rules this way); opening and clearing go through the outbox."""
-        values: dict[str, float | None] = {}
-        for rule in rules:
-            metric = rule.metric or ""
-            if metric not in values:
-                values[metric] = value_of(metric)
-            value = values[metric]
-            key = (rule.id, spec.id)
-            state = self.thresholds.get(key)
-            if state is None:
-                # Idle and in range (the common case): nothing to evaluate, nothing to keep.
-                if value is None or not breaches(rule, value):
-                    continue
-                state = IDLE
-            new_state, event = evaluate_threshold(rule, state, value, now)
-            if new_state == IDLE:
-                self.thresholds.pop(key, None)
-            else:
-                self.thresholds[key] = new_state
-            if event is None:
-                continue
-            if isinstance(event, ThresholdBreached):
-                self._spawn(
-                    self._guarded("threshold_breached", lambda r=rule, e=event: self._breached(spec, r, e))
-                )
-            else:
-                self._spawn(
-                    self._guarded("threshold_cleared", lambda r=rule, e=event: self._cleared(spec, r, e))
-                )
 
     def target_changed(self, endpoint_id: str) -> None:
         """The endpoint probes another target now: counts towards a threshold breach start again.
