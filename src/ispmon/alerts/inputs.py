@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ispmon.alerts.rules import (
     QUOTA_METRIC,
@@ -30,17 +30,16 @@ class ThresholdInputs:
     _subjects: dict[str, Any]
     _matching: dict[str, tuple[Any, tuple[AlertRule, ...]]]
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by AlertEngine; declared for type checkers only, so nothing here
+        # can shadow the engine's own methods in the MRO at run time
 
-    async def _guarded(self, what: str, op: Callable[[], Awaitable[None]]) -> None:
-        raise NotImplementedError
+        def _spawn(self, coro: Awaitable[None]) -> None: ...
 
-    async def _breached(self, spec: Any, rule: AlertRule, event: ThresholdBreached) -> None:
-        raise NotImplementedError
+        async def _guarded(self, what: str, op: Callable[[], Awaitable[None]]) -> None: ...
 
-    async def _cleared(self, spec: Any, rule: AlertRule, event: Any) -> None:
-        raise NotImplementedError
+        async def _breached(self, spec: Any, rule: AlertRule, event: ThresholdBreached) -> None: ...
+
+        async def _cleared(self, spec: Any, rule: AlertRule, event: Any) -> None: ...
 
     def observe_network(self, subject: Any, now: datetime, values: dict[str, float | None]) -> None:
         """Figures of an SNMP device or interface from one poll (`subject`: an
