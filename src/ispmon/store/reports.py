@@ -1,0 +1,19 @@
+"""Reading a report's rows: a server-side cursor in a read-only transaction, so a report of a
+year of outages streams in batches instead of sitting in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+PREFETCH = 1000
+
+
+async def cursor_rows(
+    pool: asyncpg.Pool, sql: str, args: list[Any], prefetch: int = PREFETCH
+) -> AsyncIterator[asyncpg.Record]:
+    async with pool.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        async for record in conn.cursor(sql, *args, prefetch=prefetch):
+            yield record
