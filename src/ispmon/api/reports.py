@@ -15,7 +15,7 @@ from ispmon.reports.kinds import KINDS
 from ispmon.services.reports import ReportService
 
 TAG = "reports"
-KIND = PathParam("kind", "slug", f"Report kind: {', '.join(KINDS)}", pattern=f"^({'|'.join(KINDS)})$")
+KIND = PathParam("kind", "slug", f"Report kind: {', '.join(KINDS)}")
 _FILTER_TEXT = {
     "tag": "Only endpoints with this tag",
     "endpoint": "Only this endpoint id",
