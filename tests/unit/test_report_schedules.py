@@ -24,7 +24,10 @@ INVALID = {
         OK + 'cron = "61 * * * *"\nperiod = "day"\n',
         "report_schedules[0].cron: '61 * * * *' is not a cron expression of 5 fields (minute hour day month weekday)",
     ),
-    "cron_no_period": (OK + 'cron = "0 6 * * *"\n', "report_schedules[0].period: required with cron (day, week or month)"),
+    "cron_no_period": (
+        OK + 'cron = "0 6 * * *"\n',
+        "report_schedules[0].period: required with cron (day, week or month)",
+    ),
     "bad_kind": (
         'kind = "sales"\nmonthly = 1\nchannels = ["mgmt"]\n',
         "report_schedules[0].kind: no report kind 'sales' (kinds: availability, outages)",
@@ -38,7 +41,10 @@ INVALID = {
         "report_schedules[0].timezone: unknown time zone 'Mars/Olympus' (an IANA name, e.g. Europe/Berlin)",
     ),
     "bad_at": (OK + 'weekly = "mon"\nat = "25:00"\n', "report_schedules[0].at: must be HH:MM (24-hour), e.g. 06:00"),
-    "bad_format": (OK + 'monthly = 1\nformat = "xls"\n', "report_schedules[0].format: Input should be 'json', 'csv' or 'pdf'"),
+    "bad_format": (
+        OK + 'monthly = 1\nformat = "xls"\n',
+        "report_schedules[0].format: Input should be 'json', 'csv' or 'pdf'",
+    ),
     "duplicate": (
         OK + 'monthly = 1\n[[report_schedules]]\nid = "sla"\nkind = "outages"\nweekly = "mon"\nchannels = ["mgmt"]\n',
         "report_schedules[1].id: duplicate id 'sla' (also report_schedules[0])",
@@ -61,7 +67,8 @@ def test_a_good_schedule_loads(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text(BASE + OK + 'monthly = 1\nat = "07:30"\ntag = "edge"\n')
     (schedule,) = load_config(path).report_schedules
-    assert (schedule.period, schedule.cron_expr(), schedule.format, schedule.tag) == ("month", "30 7 1 * *", "pdf", "edge")
+    got = (schedule.period, schedule.cron_expr(), schedule.format, schedule.tag)
+    assert got == ("month", "30 7 1 * *", "pdf", "edge")
 
 
 def _s(**kw: object) -> ReportSchedule:

@@ -47,10 +47,10 @@ async def record(
         rows = await conn.fetch(
             """INSERT INTO notifications (idempotency_key, event, channel, title, body, short_body,
                                           report_schedule, report_period)
-               SELECT 'report:' || $1 || ':' || $2::text || ':' || c, 'report', c, $3, $4, $3, $1, $2
+               SELECT $6 || c, 'report', c, $3, $4, $3, $1, $2::timestamptz
                FROM unnest($5::text[]) AS c
                ON CONFLICT (idempotency_key) DO NOTHING RETURNING id""",
-            schedule_id, period_start, title, body, list(channels),
+            schedule_id, period_start, title, body, list(channels), f"report:{schedule_id}:{period_start.isoformat()}:",
         )  # fmt: skip
     return sorted(r["id"] for r in rows)
 

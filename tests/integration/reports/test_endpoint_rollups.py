@@ -14,7 +14,15 @@ from ispmon.reports.histogram import HALF_WIDTH
 from ispmon.store import endpoint_rollups
 from ispmon.store.database import Database
 from ispmon.store.history import HISTORY_COLUMNS, history_row
-from tests.integration.reports.timeline import DAY, DOWNTIME, MAINTENANCE_S, START, H, nearest_rank, script_day
+from tests.integration.reports.timeline import (
+    DAY,
+    DOWNTIME,
+    MAINTENANCE_S,
+    START,
+    H,
+    nearest_rank,
+    script_day,
+)
 
 NOW = START + 2 * DAY
 

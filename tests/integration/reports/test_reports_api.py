@@ -17,7 +17,16 @@ from ispmon.store import endpoint_rollups
 from ispmon.store.database import Database
 from tests.integration.api.documented import assert_documented
 from tests.integration.reports.conftest import Client
-from tests.integration.reports.timeline import DAY, DOWNTIME, MAINTENANCE_S, SLA_DAY, START, H, nearest_rank, script_day
+from tests.integration.reports.timeline import (
+    DAY,
+    DOWNTIME,
+    MAINTENANCE_S,
+    SLA_DAY,
+    START,
+    H,
+    nearest_rank,
+    script_day,
+)
 
 PERIOD = {"since": START.isoformat(), "until": (START + DAY).isoformat()}
 

@@ -55,7 +55,8 @@ async def script_day(db: Database, *, days: int = 1) -> list[float]:
         await db.pool.execute(
             """INSERT INTO outages (endpoint_id, started_at, declared_at, resolved_at, duration_seconds, status,
                                     severity, resolution, resolution_notes)
-               VALUES ('web', $1, $1::timestamptz + interval '3 minutes', $2, $3, 'down', 'high', 'manual', 'fibre cut, spliced')""",
+               VALUES ('web', $1, $1::timestamptz + interval '3 minutes', $2, $3, 'down', 'high', 'manual',
+                       'fibre cut, spliced')""",
             started,
             resolved,
             (resolved - started).total_seconds(),
