@@ -100,3 +100,15 @@ def test_cron_with_a_daily_period() -> None:
         datetime(2026, 12, 1, tzinfo=UTC),
         datetime(2026, 12, 2, tzinfo=UTC),
     )
+
+
+def test_the_readme_schedule_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Reports\n") :]
+    start = section.index("```toml\n") + len("```toml\n")
+    path = tmp_path / "reports.toml"
+    path.write_text(section[start : section.index("```", start)], encoding="utf-8")
+    (schedule,) = load_config(path).report_schedules
+    assert (schedule.id, schedule.period, schedule.cron_expr(), schedule.timezone) == (
+        "monthly-sla", "month", "0 6 1 * *", "Europe/Berlin"
+    )
