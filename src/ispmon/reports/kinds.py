@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ispmon.reports import availability, outages
+from ispmon.reports import alerts, availability, network, outages, usage
 from ispmon.reports.base import ReportKind
 
-KINDS: dict[str, ReportKind] = {k.name: k for k in (availability.KIND, outages.KIND)}
+KINDS: dict[str, ReportKind] = {
+    k.name: k
+    for k in (
+        availability.KIND,
+        outages.KIND,
+        network.KIND,
+        usage.KIND,
+        alerts.KIND,
+    )
+}
