@@ -72,3 +72,31 @@ async def test_a_crash_before_the_commit_sends_the_period_later(db: Database) ->
     await db.pool.execute("DROP TRIGGER crash ON notifications")
     assert await runner.send_due(db, [schedule], FIRED + timedelta(minutes=1)) == [("w", START)]
     assert await db.pool.fetchval("SELECT count(*) FROM notifications") == 1
+
+
+async def test_the_daemons_report_loop_rolls_up_prunes_and_queues(db: Database) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    await script_day(db)  # March 2026: older than a retention of 200 days, newer than 400
+    now = datetime.now(UTC)
+    schedule = ReportSchedule(id="d", kind="outages", cron="* * * * *", period="day", format="json", channels=["c"])
+    woken = asyncio.Event()
+    task = asyncio.create_task(runner.report_loop(db, 400, [schedule], woken.set, interval=0.2))
+    try:
+        await asyncio.wait_for(woken.wait(), 60)
+        assert await db.pool.fetchval("SELECT count(*) FROM endpoint_rollups WHERE step_s = 86400") == 2
+        row = await db.pool.fetchrow("SELECT report_schedule, report_period FROM notifications")
+        assert row["report_schedule"] == "d"
+        assert row["report_period"] == now.replace(hour=0, minute=0, second=0, microsecond=0) - DAY
+    finally:
+        task.cancel()
+    task2 = asyncio.create_task(runner.report_loop(db, 200, [], None, interval=0.2))
+    try:
+        for _ in range(300):
+            if await db.pool.fetchval("SELECT count(*) FROM endpoint_rollups") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await db.pool.fetchval("SELECT count(*) FROM endpoint_rollups") == 0  # ROLLUP_RETENTION_DAYS
+    finally:
+        task2.cancel()
