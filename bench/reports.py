@@ -2,13 +2,13 @@
 
     python bench/reports.py          # a few minutes; embedded PostgreSQL in a temporary directory
 
-History is generated straight into the rollups with COPY (bounded: 90 daily rows and the last
-168 hourly rows per endpoint, each with a response-time histogram of ~20 bins, and 20 outages
+History is generated straight into the rollups with COPY (bounded: 13 weekly rows, 90 daily rows
+and the last 168 hourly rows per endpoint, each with a response-time histogram of ~20 bins, and 20 outages
 per endpoint), as the rollup loop would have left it. Figures printed, per format (median of
 REPEAT runs): wall seconds, CPU seconds of this process and of the PostgreSQL backend, and the
 peak of Python allocations (tracemalloc, a separate run) beside the output's size. Anchor in the
 same run: the same report read from the 1-hour rollups only for the last 7 days (what the daily
-rows spare), and the load average, since the machine is shared.
+and weekly rows spare), and the load average, since the machine is shared.
 """
 
 from __future__ import annotations
@@ -78,14 +78,17 @@ async def _generate(db: Database, now: datetime) -> None:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     days = [today - timedelta(days=d) for d in range(DAYS, 0, -1)]
     hours = [now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=h) for h in range(7 * 24, 0, -1)]
-    for step, starts in ((86400, days), (3600, hours)):
+    monday = today - timedelta(days=today.weekday())
+    weeks = [monday - timedelta(weeks=w) for w in range(DAYS // 7 + 1, 0, -1)]
+    for step, starts in ((604800, weeks), (86400, days), (3600, hours)):
         for i in range(0, len(starts), 10):  # bounded batches
             batch = _rows(step, starts[i : i + 10], rng)
             await db.pool.copy_records_to_table("endpoint_rollups", records=batch, columns=COLUMNS)
     await db.pool.execute(
-        "INSERT INTO endpoint_rollup_progress (step_s, done_until) VALUES (86400, $1), (3600, $2)",
+        "INSERT INTO endpoint_rollup_progress (step_s, done_until) VALUES (604800, $3), (86400, $1), (3600, $2)",
         today,
         hours[-1] + timedelta(hours=1),
+        monday,
     )
     outages = [
         (f"ep-{e:04d}", start, start + timedelta(minutes=3), start + timedelta(minutes=10), "down", "high")
@@ -156,13 +159,18 @@ async def main() -> None:
             return len((await service.document(kind, week))["rows"])
 
         async def week_from_hours() -> int:
-            await db.pool.execute("UPDATE endpoint_rollup_progress SET done_until = '2000-01-01' WHERE step_s = 86400")
+            await db.pool.execute(
+                "UPDATE endpoint_rollup_progress SET done_until = '2000-01-01' WHERE step_s IN (86400, 604800)"
+            )
             try:
                 return len((await service.document(kind, week))["rows"])
             finally:
+                today = now.replace(hour=0, minute=0, second=0, microsecond=0)
                 await db.pool.execute(
-                    "UPDATE endpoint_rollup_progress SET done_until = $1 WHERE step_s = 86400",
-                    now.replace(hour=0, minute=0, second=0, microsecond=0),
+                    "UPDATE endpoint_rollup_progress SET done_until = CASE step_s WHEN 86400 THEN $1 ELSE $2 END"
+                    " WHERE step_s IN (86400, 604800)",
+                    today,
+                    today - timedelta(days=today.weekday()),
                 )
 
         await as_json()  # warm the pages

@@ -741,7 +741,7 @@ VALUES (12, 'flows: raw flow records kept for FLOW_RAW_HOURS (hourly partitions)
 ON CONFLICT (version) DO NOTHING;
 
 -- ===== Endpoint rollups, reports and scheduled reports (issue 15 §1-3) =====
--- Status history per endpoint in 1-hour and 1-day buckets (UTC), kept ROLLUP_RETENTION_DAYS while
+-- Status history per endpoint in 1-hour, 1-day and 1-week (from Monday) buckets (UTC), kept ROLLUP_RETENTION_DAYS while
 -- raw history keeps CLEANUP_RETENTION_DAYS. Checks by status; downtime_s: seconds of the bucket
 -- inside an outage of the endpoint and outside its maintenance; maintenance_s: seconds inside a
 -- maintenance window that applies to it; outages: outages that started in the bucket. Response
@@ -750,7 +750,7 @@ ON CONFLICT (version) DO NOTHING;
 -- the bin width. Written by ispmon.store.endpoint_rollups in the same transaction that moves
 -- endpoint_rollup_progress: a bucket is replaced, never added to twice.
 CREATE TABLE IF NOT EXISTS endpoint_rollups (
-    step_s         integer NOT NULL CHECK (step_s IN (3600, 86400)),
+    step_s         integer NOT NULL CHECK (step_s IN (3600, 86400, 604800)),
     endpoint_id    text NOT NULL,
     bucket         timestamptz NOT NULL,
     checks         integer NOT NULL DEFAULT 0,
@@ -769,8 +769,8 @@ CREATE TABLE IF NOT EXISTS endpoint_rollups (
     PRIMARY KEY (step_s, endpoint_id, bucket)
 );
 CREATE INDEX IF NOT EXISTS endpoint_rollups_bucket ON endpoint_rollups (step_s, bucket);
--- done_until: every bucket before it is final. dirty_from (days only): the earliest hour an hourly
--- run rewrote since the last daily run, so the days above late rows are rolled up again.
+-- done_until: every bucket before it is final. dirty_from (days, weeks): the earliest finer bucket
+-- rewritten since this step's last run, so the days and weeks above late rows are rolled up again.
 CREATE TABLE IF NOT EXISTS endpoint_rollup_progress (
     step_s      integer PRIMARY KEY,
     done_until  timestamptz NOT NULL,
@@ -798,5 +798,5 @@ ALTER TABLE notifications ADD COLUMN IF NOT EXISTS report_schedule text;
 ALTER TABLE notifications ADD COLUMN IF NOT EXISTS report_period timestamptz;
 
 INSERT INTO schema_version (version, description)
-VALUES (14, 'reports: endpoint rollups (1 hour, 1 day) and their progress, scheduled report runs')
+VALUES (14, 'reports: endpoint rollups (1 hour, 1 day, 1 week) and their progress, scheduled report runs')
 ON CONFLICT (version) DO NOTHING;

@@ -7,8 +7,9 @@
     MTTR        = downtime / outages started in the period
     MTBF        = (period - maintenance - downtime) / outages started in the period
 
-Whole days come from the 1-day rollups, the hours at either end from the 1-hour ones (the report
-has hour resolution: since and until are taken to the hour). Percentiles are nearest-rank over the
+Whole weeks come from the 1-week rollups, the other whole days from the 1-day ones, the hours at
+either end from the 1-hour ones (the report has hour resolution: since and until are taken to the
+hour). Percentiles are nearest-rank over the
 merged response-time histograms (`ispmon.reports.histogram`: within 4.9 % of the raw figure).
 """
 
@@ -48,15 +49,34 @@ def _pct(name: str) -> str:
     return f"{LOW_MS} * power({RATIO}::float8, f.{name} + 0.5)"
 
 
+def week_range(since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """The whole weeks (Monday 00:00 UTC) inside [since, until) (an empty range when there is none)."""
+    w0 = _day_floor(since) - timedelta(days=since.weekday())
+    if w0 < since:
+        w0 += 7 * DAY
+    w1 = max(w0, _day_floor(until) - timedelta(days=until.weekday()))
+    return w0, w1
+
+
 def sql(query: ReportQuery) -> tuple[str, list[Any]]:
     d0, d1 = day_range(query.since, query.until)
-    args: list[Any] = [query.since, query.until, d0, d1]
+    w0, w1 = week_range(query.since, query.until)
+    args: list[Any] = [query.since, query.until, d0, d1, w0, w1]
     where = filters_clause(query, args)
+    # Weeks [w0, w1) from week rows, days [d0, w0) and [w1, d1) from day rows, the hours before d0
+    # and from d1 from hour rows, each as far as that step is rolled up.
     text = f"""
-WITH lim AS (
+WITH l0 AS (
     SELECT $3::timestamptz AS d0,
            greatest($3::timestamptz, least($4::timestamptz, coalesce(
-               (SELECT done_until FROM endpoint_rollup_progress WHERE step_s = 86400), $3::timestamptz))) AS d1),
+               (SELECT done_until FROM endpoint_rollup_progress WHERE step_s = 86400), $3::timestamptz))) AS d1,
+           $5::timestamptz AS w0,
+           least($6::timestamptz, coalesce(
+               (SELECT done_until FROM endpoint_rollup_progress WHERE step_s = 604800), $5::timestamptz)) AS w1),
+lim AS (
+    SELECT d0, d1, CASE WHEN w1 > w0 AND w1 <= d1 THEN w0 ELSE d0 END AS w0,
+           CASE WHEN w1 > w0 AND w1 <= d1 THEN w1 ELSE d0 END AS w1
+    FROM l0),
 e AS (
     SELECT e.id, e.name, e.protocol, e.criticality, array_to_string(e.tags, ';') AS tags,
            greatest(0, extract(epoch FROM $2::timestamptz - greatest($1::timestamptz, e.created_at)))::float8
@@ -64,7 +84,11 @@ e AS (
     FROM endpoints e WHERE true{where}),
 src AS (
     SELECT {_SRC} FROM endpoint_rollups r, lim
-    WHERE r.step_s = 86400 AND r.bucket >= lim.d0 AND r.bucket < lim.d1 AND r.endpoint_id IN (SELECT id FROM e)
+    WHERE r.step_s = 604800 AND r.bucket >= lim.w0 AND r.bucket < lim.w1 AND r.endpoint_id IN (SELECT id FROM e)
+    UNION ALL
+    SELECT {_SRC} FROM endpoint_rollups r, lim
+    WHERE r.step_s = 86400 AND r.bucket >= lim.d0 AND r.bucket < lim.d1 AND (r.bucket < lim.w0 OR r.bucket >= lim.w1)
+      AND r.endpoint_id IN (SELECT id FROM e)
     UNION ALL
     SELECT {_SRC} FROM endpoint_rollups r, lim
     WHERE r.step_s = 3600 AND r.bucket >= $1 AND r.bucket < $2 AND (r.bucket < lim.d0 OR r.bucket >= lim.d1)

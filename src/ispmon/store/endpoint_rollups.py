@@ -1,11 +1,12 @@
-"""Endpoint rollups: status history, outages and maintenance per endpoint in 1-hour and 1-day
-buckets (UTC), and their retention.
+"""Endpoint rollups: status history, outages and maintenance per endpoint in 1-hour, 1-day and
+1-week buckets (UTC; weeks from Monday), and their retention.
 
 * 1 hour from the raw rows: checks by status and the response-time histogram (UP and DEGRADED
   checks: a failed check's time says nothing about the service's speed) from status_history;
   downtime and maintenance seconds from the outages table and the maintenance windows
   (`ispmon.reports.timeline`); outages that started in the hour.
-* 1 day from the hours (sums; histograms added bin by bin).
+* 1 day from the hours, 1 week from the days (sums; histograms added bin by bin): a long report
+  reads few rows per endpoint.
 
 Incremental and idempotent like `ispmon.store.rollups`: ``endpoint_rollup_progress`` says, per
 step, up to where buckets are final. One run replaces the buckets of [done_until - reroll, end)
@@ -30,11 +31,16 @@ from ispmon.reports.timeline import Interval, occurrences, per_bucket, subtract,
 
 log = structlog.get_logger(__name__)
 
-HOUR, DAY = 3600, 86400
+HOUR, DAY, WEEK = 3600, 86400, 604800
+STEPS = (HOUR, DAY, WEEK)
+FINER = {DAY: HOUR, WEEK: DAY}
 ORIGIN = "'2000-01-01 00:00:00+00'::timestamptz"
+# Weeks start on Mondays (2000-01-03; 1970-01-05 is 4 days after the epoch).
+ORIGINS = {HOUR: ORIGIN, DAY: ORIGIN, WEEK: "'2000-01-03 00:00:00+00'::timestamptz"}
+_OFFSET = {WEEK: 4 * 86400}
 SETTLE_S = 120  # an hour is rolled up once it ended this long ago
-REROLL_S = {HOUR: 7200, DAY: DAY}
-SPAN_S = {HOUR: DAY, DAY: 60 * DAY}  # at most this much source time per transaction
+REROLL_S = {HOUR: 7200, DAY: DAY, WEEK: WEEK}
+SPAN_S = {HOUR: DAY, DAY: 60 * DAY, WEEK: 52 * WEEK}  # at most this much source time per transaction
 COLUMNS = (
     "step_s", "endpoint_id", "bucket", "checks", "up", "degraded", "down", "maintenance", "unknown",
     "downtime_s", "maintenance_s", "outages", "rt_count", "rt_sum_ms", "rt_bins", "rt_counts",
@@ -64,29 +70,36 @@ SELECT c.*, coalesce(ra.rt_count, 0) AS rt_count, coalesce(ra.rt_sum, 0) AS rt_s
        coalesce(ra.bins, '{{}}') AS bins, coalesce(ra.counts, '{{}}') AS counts
 FROM c LEFT JOIN ra USING (endpoint_id, b)"""
 
-_DAILY_SQL = f"""
+def _merge_sql(step: int, finer: int) -> str:
+    """The `step` buckets of [$1, $2) from the `finer` ones: sums, histograms added bin by bin."""
+    b = f"date_bin('{step} seconds', bucket, {ORIGINS[step]})"
+    return f"""
 INSERT INTO endpoint_rollups ({", ".join(COLUMNS)})
 WITH d AS (
-    SELECT endpoint_id, date_bin('86400 seconds', bucket, {ORIGIN}) AS b,
-           {", ".join(f"sum({c})::int AS {c}" for c in _COUNTS)},
+    SELECT endpoint_id, {b} AS b, {", ".join(f"sum({c})::int AS {c}" for c in _COUNTS)},
            sum(downtime_s) AS downtime_s, sum(maintenance_s) AS maintenance_s, sum(outages)::int AS outages,
            sum(rt_count)::int AS rt_count, sum(rt_sum_ms) AS rt_sum_ms
-    FROM endpoint_rollups WHERE step_s = 3600 AND bucket >= $1 AND bucket < $2 GROUP BY 1, 2),
+    FROM endpoint_rollups WHERE step_s = {finer} AND bucket >= $1 AND bucket < $2 GROUP BY 1, 2),
 hb AS (
-    SELECT r.endpoint_id, date_bin('86400 seconds', r.bucket, {ORIGIN}) AS b, u.bin, sum(u.n)::int AS n
-    FROM endpoint_rollups r, unnest(r.rt_bins, r.rt_counts) AS u(bin, n)
-    WHERE r.step_s = 3600 AND r.bucket >= $1 AND r.bucket < $2 GROUP BY 1, 2, 3),
+    SELECT endpoint_id, b, bin, sum(n)::int AS n
+    FROM (SELECT endpoint_id, {b} AS b, unnest(rt_bins) AS bin, unnest(rt_counts) AS n FROM endpoint_rollups
+          WHERE step_s = {finer} AND bucket >= $1 AND bucket < $2) AS u
+    GROUP BY 1, 2, 3),
 ha AS (
     SELECT endpoint_id, b, array_agg(bin ORDER BY bin) AS bins, array_agg(n ORDER BY bin) AS counts
     FROM hb GROUP BY 1, 2)
-SELECT 86400, d.endpoint_id, d.b, {", ".join(f"d.{c}" for c in _COUNTS)}, d.downtime_s, d.maintenance_s,
+SELECT {step}, d.endpoint_id, d.b, {", ".join(f"d.{c}" for c in _COUNTS)}, d.downtime_s, d.maintenance_s,
        d.outages, d.rt_count, d.rt_sum_ms, coalesce(ha.bins, '{{}}'), coalesce(ha.counts, '{{}}')
 FROM d LEFT JOIN ha USING (endpoint_id, b)"""
 
 
+_MERGE_SQL = {DAY: _merge_sql(DAY, HOUR), WEEK: _merge_sql(WEEK, DAY)}
+
+
 def floor_to(at: datetime, step: int) -> datetime:
+    """The start of `at`'s bucket (hours and days from UTC midnight, weeks from Monday)."""
     epoch = int(at.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % step, UTC)
+    return datetime.fromtimestamp(epoch - (epoch - _OFFSET.get(step, 0)) % step, UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,22 +199,22 @@ async def rollup_once(conn: asyncpg.Connection, step: int, now: datetime) -> Rol
                 first = await conn.fetchval("SELECT min(checked_at) FROM status_history")
                 done = floor_to(first, HOUR) if first is not None else None
         else:
-            finer = await _done_until(conn, HOUR)
-            limit = floor_to(finer, DAY) if finer is not None else None
+            finer = await _done_until(conn, FINER[step])
+            limit = floor_to(finer, step) if finer is not None else None
             if done is None:
-                first = await conn.fetchval("SELECT min(bucket) FROM endpoint_rollups WHERE step_s = 3600")
-                done = floor_to(first, DAY) if first is not None else None
+                first = await conn.fetchval("SELECT min(bucket) FROM endpoint_rollups WHERE step_s = $1", FINER[step])
+                done = floor_to(first, step) if first is not None else None
         if done is None or limit is None:
             return None
         if limit > done:
             end = min(limit, done + timedelta(seconds=SPAN_S[step]))
             start = done - timedelta(seconds=REROLL_S[step])
-        elif dirty is not None and floor_to(dirty, DAY) < done:
+        elif dirty is not None and floor_to(dirty, step) < done:
             end = done
         else:
             return None
         if dirty is not None:
-            start = min(start, floor_to(dirty, DAY)) if limit > done else floor_to(dirty, DAY)
+            start = min(start, floor_to(dirty, step)) if limit > done else floor_to(dirty, step)
         await conn.execute(
             "DELETE FROM endpoint_rollups WHERE step_s = $1 AND bucket >= $2 AND bucket < $3", step, start, end
         )
@@ -210,14 +223,17 @@ async def rollup_once(conn: asyncpg.Connection, step: int, now: datetime) -> Rol
             if records:
                 await conn.copy_records_to_table("endpoint_rollups", records=records, columns=COLUMNS)
             count = len(records)
+        else:
+            status = await conn.execute(_MERGE_SQL[step], start, end)
+            count = int(status.split()[-1])
+        coarser = {HOUR: DAY, DAY: WEEK}.get(step)
+        if coarser is not None:  # the buckets above the ones rewritten must be made again
             await conn.execute(
-                """UPDATE endpoint_rollup_progress SET dirty_from = least(coalesce(dirty_from, $1), $1)
-                   WHERE step_s = 86400""",
+                """UPDATE endpoint_rollup_progress SET dirty_from = least(coalesce(dirty_from, $2), $2)
+                   WHERE step_s = $1""",
+                coarser,
                 start,
             )
-        else:
-            status = await conn.execute(_DAILY_SQL, start, end)
-            count = int(status.split()[-1])
         await conn.execute(
             """INSERT INTO endpoint_rollup_progress (step_s, done_until) VALUES ($1, $2)
                ON CONFLICT (step_s) DO UPDATE SET done_until = EXCLUDED.done_until, dirty_from = NULL,
@@ -229,11 +245,11 @@ async def rollup_once(conn: asyncpg.Connection, step: int, now: datetime) -> Rol
 
 
 async def rollup(pool: asyncpg.Pool, now: datetime | None = None, max_runs: int = 100) -> list[RollupRun]:
-    """Catch both steps up to `now` (hours first: days are made from them)."""
+    """Catch every step up to `now` (hours first: days are made from them, weeks from days)."""
     now = now or datetime.now(UTC)
     runs: list[RollupRun] = []
     async with pool.acquire() as conn:
-        for step in (HOUR, DAY):
+        for step in STEPS:
             for _ in range(max_runs):
                 run = await rollup_once(conn, step, now)
                 if run is None:

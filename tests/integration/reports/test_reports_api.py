@@ -133,3 +133,31 @@ async def test_bad_input_is_a_4xx_naming_the_field(
     assert resp.status == status, await resp.text()
     body = await resp.json()
     assert body["errors"][0]["field"] == field, body
+
+
+async def test_whole_weeks_come_from_week_rows_with_the_same_figures(db: Database, client: Client) -> None:
+    await script_day(db, days=15)  # START is a Monday: two whole weeks and a day
+    await endpoint_rollups.rollup(db.pool, START + 16 * DAY)
+    weeks = await db.pool.fetch(
+        "SELECT bucket, downtime_s, checks FROM endpoint_rollups WHERE step_s = 604800 AND endpoint_id = 'web'"
+        " ORDER BY bucket"
+    )
+    assert [(r["bucket"], r["downtime_s"], r["checks"]) for r in weeks] == [
+        (START, DOWNTIME, 7 * 1440),
+        (START + 7 * DAY, 0.0, 7 * 1440),
+    ]
+    params = {"since": (START + 5 * H).isoformat(), "until": (START + 15 * DAY).isoformat()}
+    from_weeks = (await (await client.get("/reports/availability", params=params)).json())["rows"]
+    # The week row is what the report reads for the second week: a change to it shows.
+    await db.pool.execute(
+        "UPDATE endpoint_rollups SET checks = checks + 1 WHERE step_s = 604800 AND bucket = $1", START + 7 * DAY
+    )
+    marked = (await (await client.get("/reports/availability", params=params)).json())["rows"]
+    assert _by_id({"rows": marked})["web"]["checks"] == _by_id({"rows": from_weeks})["web"]["checks"] + 1
+    await db.pool.execute("DELETE FROM endpoint_rollup_progress WHERE step_s = 604800")  # days and hours only
+    from_days = (await (await client.get("/reports/availability", params=params)).json())["rows"]
+    assert from_weeks == from_days
+    web = _by_id({"rows": from_weeks})["web"]
+    # From 05:00 on day 1: 900 s of outage B (04:00-04:15) is before the period, maintenance too.
+    assert (web["downtime_seconds"], web["maintenance_seconds"]) == (0.0, 0.0)
+    assert web["checks"] == 15 * 1440 - 5 * 60
