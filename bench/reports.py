@@ -167,7 +167,8 @@ async def main() -> None:
             finally:
                 today = now.replace(hour=0, minute=0, second=0, microsecond=0)
                 await db.pool.execute(
-                    "UPDATE endpoint_rollup_progress SET done_until = CASE step_s WHEN 86400 THEN $1 ELSE $2 END"
+                    "UPDATE endpoint_rollup_progress SET done_until ="
+                    " CASE step_s WHEN 86400 THEN $1::timestamptz ELSE $2::timestamptz END"
                     " WHERE step_s IN (86400, 604800)",
                     today,
                     today - timedelta(days=today.weekday()),
