@@ -30,7 +30,7 @@ INVALID = {
     ),
     "bad_kind": (
         'kind = "sales"\nmonthly = 1\nchannels = ["mgmt"]\n',
-        "report_schedules[0].kind: no report kind 'sales' (kinds: availability, outages)",
+        "report_schedules[0].kind: no report kind 'sales' (kinds: availability, outages, network, usage, alerts)",
     ),
     "bad_channel": (
         'kind = "availability"\nmonthly = 1\nchannels = ["boss"]\n',
