@@ -1,4 +1,4 @@
-"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | snmp-walk | version.
+"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | snmp-walk | report | version.
 
 Exit codes of `ispmon check` follow the Nagios plugin convention that ISP tooling already speaks:
 0 UP, 1 DEGRADED, 2 DOWN (CRITICAL), 3 UNKNOWN (or MAINTENANCE) -- and 3 for anything that keeps
@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from ispmon import __version__
 from ispmon.availability.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
 from ispmon.cli_db import cmd_db_url, cmd_migrate
+from ispmon.cli_report import add_report
 from ispmon.cli_snmp import add_snmp_walk
 from ispmon.cli_support import EXIT_CODES, EXIT_CONFIG, EXIT_UNKNOWN, Parser
 from ispmon.cli_support import load as _load
@@ -315,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
     ).set_defaults(func=cmd_db_url)
     add_snmp_walk(sub, with_config)
+    add_report(sub, with_config)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

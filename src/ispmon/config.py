@@ -23,6 +23,7 @@ from ispmon.availability.maintenance import validate_config_windows
 from ispmon.errors import ConfigError
 from ispmon.flows.exporters import ExporterSpec
 from ispmon.network.devices import DeviceSpec, load_config_devices
+from ispmon.reports.schedules import ReportSchedule, schedule_channel_errors
 from ispmon.settings import Settings, check_database_url, default_state_dir
 from ispmon.usage.customers import CustomerSpec
 from ispmon.usage.nas import NasSpec
@@ -46,6 +47,7 @@ class FileConfig(BaseModel):
     customers: list[dict[str, Any]] = Field(default_factory=list)
     radius_clients: list[dict[str, Any]] = Field(default_factory=list)
     flow_exporters: list[dict[str, Any]] = Field(default_factory=list)
+    report_schedules: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class LoadedConfig(BaseModel):
@@ -61,6 +63,7 @@ class LoadedConfig(BaseModel):
     customers: list[CustomerSpec] = Field(default_factory=list)
     radius_clients: list[NasSpec] = Field(default_factory=list)
     flow_exporters: list[ExporterSpec] = Field(default_factory=list)
+    report_schedules: list[ReportSchedule] = Field(default_factory=list)
     path: Path | None = None
 
 
@@ -153,7 +156,8 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         for err in error_list(exc):
             hint = (
                 " (expected [settings], [[endpoints]], [[maintenance]], [channels], [[alert_rules]],"
-                " [[escalation_policies]], [[devices]], [[customers]], [[radius_clients]] or [[flow_exporters]])"
+                " [[escalation_policies]], [[devices]], [[customers]], [[radius_clients]], [[flow_exporters]]"
+                " or [[report_schedules]])"
                 if err["message"] == "unknown field"
                 else ""
             )
@@ -211,6 +215,8 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
     flow_exporters = _load_table(shape.flow_exporters, "flow_exporters", ExporterSpec, where, errors)
     errors.extend(_identity_errors(customers, where))
     errors.extend(_exporter_errors(flow_exporters, where))
+    report_schedules = _load_table(shape.report_schedules, "report_schedules", ReportSchedule, where, errors)
+    errors.extend(schedule_channel_errors(report_schedules, set(shape.channels), where))
     if errors or settings is None:
         raise ConfigError(errors)
     return LoadedConfig(
@@ -222,6 +228,7 @@ def load_config(path: Path | str | None = None) -> LoadedConfig:
         customers=[c for _, c in customers],
         radius_clients=[n for _, n in radius_clients],
         flow_exporters=[e for _, e in flow_exporters],
+        report_schedules=[r for _, r in report_schedules],
         path=path,
     )
 

@@ -34,6 +34,7 @@ from ispmon.models import Status
 from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
+from ispmon.reports import runner as report_runner
 from ispmon.services.context import AppServices
 from ispmon.services.errors import ServiceError
 from ispmon.services.maintenance import MaintenanceService
@@ -412,6 +413,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
         tasks.append(asyncio.create_task(record_system_metrics(db.pool, settings), name="system_metrics"))
+        tasks.append(report_runner.start(db, settings, config.report_schedules, alerting.sender.wake))
         database_died = asyncio.Event()
         if embedded is not None:
             tasks.append(

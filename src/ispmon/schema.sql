@@ -739,3 +739,64 @@ END $$;
 INSERT INTO schema_version (version, description)
 VALUES (12, 'flows: raw flow records kept for FLOW_RAW_HOURS (hourly partitions)')
 ON CONFLICT (version) DO NOTHING;
+
+-- ===== Endpoint rollups, reports and scheduled reports (issue 15 §1-3) =====
+-- Status history per endpoint in 1-hour, 1-day and 1-week (from Monday) buckets (UTC), kept ROLLUP_RETENTION_DAYS while
+-- raw history keeps CLEANUP_RETENTION_DAYS. Checks by status; downtime_s: seconds of the bucket
+-- inside an outage of the endpoint and outside its maintenance; maintenance_s: seconds inside a
+-- maintenance window that applies to it; outages: outages that started in the bucket. Response
+-- times as a histogram (rt_bins: log-spaced bin numbers, ascending; rt_counts: checks per bin; see
+-- ispmon.reports.histogram) so the p50/p95/p99 of a day or a year merge from the hours exactly up to
+-- the bin width. Written by ispmon.store.endpoint_rollups in the same transaction that moves
+-- endpoint_rollup_progress: a bucket is replaced, never added to twice.
+CREATE TABLE IF NOT EXISTS endpoint_rollups (
+    step_s         integer NOT NULL CHECK (step_s IN (3600, 86400, 604800)),
+    endpoint_id    text NOT NULL,
+    bucket         timestamptz NOT NULL,
+    checks         integer NOT NULL DEFAULT 0,
+    up             integer NOT NULL DEFAULT 0,
+    degraded       integer NOT NULL DEFAULT 0,
+    down           integer NOT NULL DEFAULT 0,
+    maintenance    integer NOT NULL DEFAULT 0,
+    unknown        integer NOT NULL DEFAULT 0,
+    downtime_s     double precision NOT NULL DEFAULT 0,
+    maintenance_s  double precision NOT NULL DEFAULT 0,
+    outages        integer NOT NULL DEFAULT 0,
+    rt_count       integer NOT NULL DEFAULT 0,
+    rt_sum_ms      double precision NOT NULL DEFAULT 0,
+    rt_bins        smallint[] NOT NULL DEFAULT '{}',
+    rt_counts      integer[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (step_s, endpoint_id, bucket)
+);
+CREATE INDEX IF NOT EXISTS endpoint_rollups_bucket ON endpoint_rollups (step_s, bucket);
+-- done_until: every bucket before it is final. dirty_from (days, weeks): the earliest finer bucket
+-- rewritten since this step's last run, so the days and weeks above late rows are rolled up again.
+CREATE TABLE IF NOT EXISTS endpoint_rollup_progress (
+    step_s      integer PRIMARY KEY,
+    done_until  timestamptz NOT NULL,
+    dirty_from  timestamptz,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- A scheduled report's periods: one row per (schedule, period start), written in the same
+-- transaction as its notifications, so a period is sent once even across restarts and by one of
+-- several agents. The report itself is kept here for the outbox to attach (pruned with the rows).
+CREATE TABLE IF NOT EXISTS report_runs (
+    schedule_id   text NOT NULL,
+    period_start  timestamptz NOT NULL,
+    period_end    timestamptz NOT NULL,
+    kind          text NOT NULL,
+    format        text NOT NULL,
+    file_name     text NOT NULL,
+    media_type    text NOT NULL,
+    content       bytea NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (schedule_id, period_start)
+);
+-- A notification carrying a report: the sender attaches report_runs' content.
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS report_schedule text;
+ALTER TABLE notifications ADD COLUMN IF NOT EXISTS report_period timestamptz;
+
+INSERT INTO schema_version (version, description)
+VALUES (14, 'reports: endpoint rollups (1 hour, 1 day, 1 week) and their progress, scheduled report runs')
+ON CONFLICT (version) DO NOTHING;

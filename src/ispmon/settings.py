@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     interface_rollup_5m_retention_days: int = Field(90, ge=2, le=3650)
     interface_rollup_1h_retention_days: int = Field(730, ge=1, le=3650)
     interface_rollup_1d_retention_days: int = Field(3650, ge=1, le=36500)
+    # Endpoint rollups (hours and days of status history, the reports' source); raw history keeps
+    # CLEANUP_RETENTION_DAYS.
+    rollup_retention_days: int = Field(400, ge=1, le=36500)
     snmp_max_concurrency: int = Field(100, ge=1, le=10000)
     # RADIUS accounting (the usage domain); port 0 disables the listener.
     radius_acct_address: str = "0.0.0.0"

@@ -20,8 +20,8 @@ INVALID: dict[str, tuple[str, str | list[str]]] = {
     "unknown_table": (
         "[settngs]\nservice_check_interval = 5\n",
         "settngs: unknown field (expected [settings], [[endpoints]], [[maintenance]], [channels], "
-        "[[alert_rules]], [[escalation_policies]], [[devices]], [[customers]], [[radius_clients]] "
-        "or [[flow_exporters]])",
+        "[[alert_rules]], [[escalation_policies]], [[devices]], [[customers]], [[radius_clients]], "
+        "[[flow_exporters]] or [[report_schedules]])",
     ),
     "unknown_setting": (
         "[settings]\nservice_check_intervall = 5\n",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import apprise
+from apprise.attachment.memory import AttachMemory
 from apprise.plugins.custom_form import NotifyForm
 from apprise.plugins.custom_json import NotifyJSON
 from apprise.plugins.custom_xml import NotifyXML
@@ -31,12 +32,18 @@ KEY_HEADER = "Idempotency-Key"
 KEY_FIELD = "idempotency_key"
 
 
+# A file sent with a message (a scheduled report): (file name, media type, content).
+Attachment = tuple[str, str, bytes]
+
+
 class Notifier(Protocol):
     async def send(
         self, target: ChannelTarget, title: str, body: str, *, key: str | None = None
     ) -> str | None:
         """None when the target accepted the message, else a redacted error text. `key`: the
-        notification's idempotency key, carried to the receiver where the channel allows it."""
+        notification's idempotency key, carried to the receiver where the channel allows it.
+        A notifier that can send files also takes ``attachment=`` (an `Attachment`); the sender
+        passes it only for notifications that carry one."""
         ...
 
 
@@ -76,16 +83,24 @@ class AppriseNotifier:
         self._asset = apprise.AppriseAsset(storage_mode="memory")
 
     async def send(
-        self, target: ChannelTarget, title: str, body: str, *, key: str | None = None
+        self,
+        target: ChannelTarget,
+        title: str,
+        body: str,
+        *,
+        key: str | None = None,
+        attachment: Attachment | None = None,
     ) -> str | None:
         try:
-            return await asyncio.wait_for(self._send(target, title, body, key), self.timeout + 5)
+            return await asyncio.wait_for(self._send(target, title, body, key, attachment), self.timeout + 5)
         except TimeoutError:
             return f"no answer within {self.timeout:g} s"
         except Exception as exc:  # a plugin bug is a failed delivery, not a dead sender
             return _clip(redact_secrets_in(f"{type(exc).__name__}: {exc}", [target]))
 
-    async def _send(self, target: ChannelTarget, title: str, body: str, key: str | None) -> str | None:
+    async def _send(
+        self, target: ChannelTarget, title: str, body: str, key: str | None, attachment: Attachment | None
+    ) -> str | None:
         plugin = apprise.Apprise.instantiate(target.url, asset=self._asset)
         if plugin is None:
             return f"not a valid apprise URL ({target.redacted})"
@@ -101,7 +116,13 @@ class AppriseNotifier:
         # apprise reports failure only as False plus log records. Its result object collects the
         # records of this call (a contextvar-scoped capture, so concurrent sends in one event loop
         # keep their own texts); the call-level `timeout` stops waiting for a stuck send.
-        result = await sender.async_notify(body=body, title=title, timeout=self.timeout)
+        attach = None
+        if attachment is not None:
+            name, media_type, content = attachment
+            # From memory: the report never touches the disk (apprise would otherwise read a path).
+            attach = apprise.AppriseAttachment(asset=self._asset)
+            attach.add(AttachMemory(content=content, name=name, mimetype=media_type.split(";")[0]))
+        result = await sender.async_notify(body=body, title=title, attach=attach, timeout=self.timeout)
         try:
             if result:
                 return None

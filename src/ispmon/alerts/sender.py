@@ -21,7 +21,8 @@ from typing import Any
 import structlog
 
 from ispmon.alerts.channels import ChannelRegistry, ChannelTarget, redact_secrets_in
-from ispmon.alerts.notifier import Notifier
+from ispmon.alerts.notifier import Attachment, Notifier
+from ispmon.store import report_runs
 from ispmon.store.notifications import NotificationRepo
 
 log = structlog.get_logger("ispmon.alerts.sender")
@@ -185,13 +186,18 @@ class Sender:
         channel = self.registry.get(channel_name)
         if channel is None:
             return await self._dead(row, f"channel '{channel_name}' is not defined", attempts)
+        attachment = None
+        if row.get("report_schedule") is not None:
+            attachment = await report_runs.attachment(self.repo.pool, row["report_schedule"], row["report_period"])
+            if attachment is None:
+                return await self._dead(row, "the scheduled report's file is gone (pruned)", attempts)
         delivered = set(row["delivered_targets"] or ())
         errors: list[str] = []
         count = len(channel.targets)
         for number, target in enumerate(channel.targets, 1):
             if target.fingerprint in delivered:
                 continue
-            error = await self._send_one(target, row)
+            error = await self._send_one(target, row, attachment)
             if error is None:
                 # At once, not at the end: a crash or a later target's failure must not make a retry
                 # send this target a second copy.
@@ -225,13 +231,14 @@ class Sender:
         )
         return 0
 
-    async def _send_one(self, target: ChannelTarget, row: Any) -> str | None:
+    async def _send_one(self, target: ChannelTarget, row: Any, attachment: Attachment | None = None) -> str | None:
         # An SMS-sized target gets the short text alone; apprise would otherwise glue title and
         # body together and cut the result at 160 characters.
         title, body = ("", row["short_body"]) if target.short else (row["title"], row["body"])
         try:
             # The same key on every attempt, so a receiver can drop the copy a crash mid-send repeats.
-            error = await self.notifier.send(target, title, body, key=row["idempotency_key"])
+            extra = {"attachment": attachment} if attachment is not None else {}
+            error = await self.notifier.send(target, title, body, key=row["idempotency_key"], **extra)
         except Exception as exc:  # a notifier bug counts as a failed attempt, never kills the loop
             error = f"{type(exc).__name__}: {exc}"
         return None if error is None else redact_secrets_in(error, [target])

@@ -162,6 +162,7 @@ def _success(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     else:
         schema = declared
     out: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    out["content"].update({media: {"schema": other} for media, other in route.media_types})
     if route.status == 201:
         out["description"] = "Created"
         out["headers"] = {

@@ -220,6 +220,8 @@ class Route:
     # The handler mostly waits for a target (a check, a poll, a test send): it holds no place of
     # API_MAX_CONCURRENT_REQUESTS, which bounds the API's CPU on the event loop (api/admission.py).
     waits_on_target: bool = False
+    # Other media types the success answer may have (a report's CSV or PDF), with their schemas.
+    media_types: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def __post_init__(self) -> None:
         names = re.findall(r"\{(\w+)\}", self.path)
