@@ -278,7 +278,7 @@ async def main(args: argparse.Namespace) -> None:
         async with pool.acquire() as conn:
             await migrate(conn)
         # Every session's User-Name belongs to a customer, so each commit also rolls usage up
-        # (hour, day, month), as in production; --customers 0 leaves sessions unattributed.
+        # (hour and day), as in production; --customers 0 leaves sessions unattributed.
         if args.customers:
             await pool.execute(
                 """INSERT INTO customers (id, name, spec)
