@@ -6,7 +6,8 @@ The listener (uvloop, group commit into the embedded PostgreSQL) runs in this pr
 core 0; a load generator process pinned to core 1 sends Interim-Updates for N sessions from
 several source ports (one NAS) at a fixed rate and times each Accounting-Response. Printed per
 rate: packets/s answered, p50/p99 time to the response, listener CPU per packet (this process's
-user+system time, which includes the asyncpg client side of the commits), and the listener's
+user+system time, which includes the asyncpg client side of the commits), PostgreSQL's CPU per
+packet (the postmaster and its children), the 1-minute load average, and the listener's
 memory per active session (its RSS growth over the run divided by the sessions: the sessions
 themselves live in PostgreSQL). PostgreSQL runs unpinned. Loopback only; every loop is bounded.
 
@@ -190,13 +191,31 @@ def _drive(port: int, sessions: int, rate: int, seconds: float, ports: int) -> d
     return result
 
 
-def _row(name: str, rate: int, result: dict, cpu: float, handled: int, extra: str) -> str:
+def _row(
+    name: str, rate: int, result: dict, cpu: float, handled: int, extra: str, server_cpu: float | None = None
+) -> str:
     lat = result["latencies"]
+    server = "-" if server_cpu is None else f"{server_cpu / max(handled, 1) * 1e6:.1f}"
     return (
         f"{name:>10} {rate:>10} {result['answered'] / result['elapsed']:>11.0f} {result['skipped']:>8} "
         f"{result['lost']:>8} "
-        f"{_pct(lat, 0.5):>8.2f} {_pct(lat, 0.99):>8.2f} {cpu / max(handled, 1) * 1e6:>11.1f} {extra:>8}"
+        f"{_pct(lat, 0.5):>8.2f} {_pct(lat, 0.99):>8.2f} {cpu / max(handled, 1) * 1e6:>11.1f} {server:>11} "
+        f"{extra:>8} {os.getloadavg()[0]:>5.1f}"
     )
+
+
+def _postgres_cpu(pgdata: Path) -> float:
+    """CPU seconds of the PostgreSQL server so far: the postmaster and all its children (the
+    backends serving the listener's commits, the WAL writer, the checkpointer)."""
+    postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+    total = 0.0
+    for proc in [postmaster, *postmaster.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += t.user + t.system
+    return total
 
 
 def freeradius(args: argparse.Namespace) -> None:
@@ -259,7 +278,7 @@ async def main(args: argparse.Namespace) -> None:
         async with pool.acquire() as conn:
             await migrate(conn)
         # Every session's User-Name belongs to a customer, so each commit also rolls usage up
-        # (hour, day, month), as in production; --customers 0 leaves sessions unattributed.
+        # (hour and day), as in production; --customers 0 leaves sessions unattributed.
         if args.customers:
             await pool.execute(
                 """INSERT INTO customers (id, name, spec)
@@ -313,20 +332,24 @@ async def main(args: argparse.Namespace) -> None:
             "p50 ms",
             "p99 ms",
             "CPU us/pkt",
+            "PG us/pkt",
             "batches",
+            "load",
         )
         print(" ".join(f"{h:>11}" if i else f"{h:>10}" for i, h in enumerate(header)))
         for rate in args.rates:
             before = resource.getrusage(resource.RUSAGE_SELF)
+            pg0 = _postgres_cpu(server.pgdata)
             stats0 = dict(protocol.stats.as_dict())
             drops0 = _udp_receive_errors()
             result = await asyncio.to_thread(_drive, port, args.sessions, rate, args.seconds, args.ports)
             result["drops"] = _udp_receive_errors() - drops0
             after = resource.getrusage(resource.RUSAGE_SELF)
+            pg = _postgres_cpu(server.pgdata) - pg0
             stats = protocol.stats.as_dict()
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             handled = stats["answered"] - stats0["answered"]
-            print(_row("ispmon", rate, result, cpu, handled, str(stats["batches"] - stats0["batches"])))
+            print(_row("ispmon", rate, result, cpu, handled, str(stats["batches"] - stats0["batches"]), pg))
             if result["drops"]:
                 print(f"{'':>10} UDP receive-buffer drops on this machine during that run: {result['drops']}")
         await protocol.close()

@@ -5,7 +5,7 @@ only after it returns. In the transaction: records are inserted with RFC 5080's 
 ON CONFLICT DO NOTHING (a retransmission, also one that arrives after a restart, adds no row);
 Accounting-On/Off close their NAS's open sessions; the sessions the new records touch are locked,
 advanced by `ispmon.usage.accounting.apply_record` and written back; each new record gets the
-octets it added. Statements are per batch (UNNEST arrays), never per packet.
+octets it added. Statements are per batch (UNNEST of arrays of rows), never per packet.
 """
 
 from __future__ import annotations
@@ -35,16 +35,20 @@ _SESSION_COLUMNS = (
 )
 
 
+# Parameters are arrays of rows (the composite types of schema 16), not one array per column:
+# asyncpg inspects every element of an array parameter (is it a nested array?) with several
+# isinstance calls, and with one array per column that was a third of the client's CPU per record.
 _LOCK_AND_SEEN = f"""
     WITH locked AS (
         SELECT {_SESSION_COLUMNS} FROM radius_sessions
-        WHERE (nas_id, session_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+        WHERE (nas_id, session_key) IN (SELECT k.nas_id, k.session_key FROM unnest($1::acct_commit_key[]) AS k)
         ORDER BY nas_id, session_key FOR UPDATE),
     seen AS (
-        SELECT u.ord::int AS dup FROM unnest($3::text[], $4::int[], $5::smallint[], $6::bytea[])
-            WITH ORDINALITY AS u(n, p, i, a, ord)
-        JOIN acct_records r ON r.nas_id = u.n AND r.source_port = u.p AND r.identifier = u.i
-                           AND r.authenticator = u.a)
+        SELECT u.ord::int AS dup
+        FROM unnest($2::acct_commit_key[])
+             WITH ORDINALITY AS u(nas_id, session_key, source_port, identifier, authenticator, ord)
+        JOIN acct_records r ON r.nas_id = u.nas_id AND r.source_port = u.source_port
+                           AND r.identifier = u.identifier AND r.authenticator = u.authenticator)
     SELECT seen.dup, locked.* FROM locked FULL JOIN seen ON false"""
 
 
@@ -52,44 +56,28 @@ _SESSION_FIELDS = (
     "nas_id, session_key, customer_id, username, framed_ip, calling_station, started_at, last_at, closed_at,"
     " terminate_cause, in_octets, out_octets, session_time, interim_interval, records"
 )
-_SESSION_TYPES = (
-    "text", "text", "text", "text", "inet", "text", "timestamptz", "timestamptz", "timestamptz", "text",
-    "numeric", "numeric", "bigint", "int", "int",
-)  # fmt: skip
+# Counters go as text: asyncpg encodes a Python int as numeric three times slower than it formats
+# and sends the string, and PostgreSQL's text -> numeric is exact.
+_SESSION_VALUES = _SESSION_FIELDS.replace("in_octets, out_octets", "in_octets::numeric, out_octets::numeric")
 
 
-def _params(first: int) -> str:
-    """Placeholders for the 15 session arrays (`_session_arrays`), from $first."""
-    return ", ".join(_placeholder(first + n, kind) for n, kind in enumerate(_SESSION_TYPES))
-
-
-def _placeholder(n: int, kind: str) -> str:
-    # Counters go as text: asyncpg encodes a Python int as numeric three times slower than it
-    # formats and sends the string, and PostgreSQL's text -> numeric is exact.
-    return f"${n}::text[]::numeric[]" if kind == "numeric" else f"${n}::{kind}[]"
-
-
-# $1-$15 new sessions, $16-$30 the records, $31-$45 the sessions there already and $46 their ids.
+# $1 new sessions, $2 the records, $3 the sessions there already (with their ids).
 # Updates are by primary key, and touch no indexed column, so they stay HOT (no index writes)
 # where the page has room. Rollup rows are locked in one order: concurrent commits cannot deadlock.
+# Rollups are hourly and daily; a month is read as the sum of its days (schema 16).
 _WRITE = f"""
     WITH fresh AS (
         INSERT INTO radius_sessions ({_SESSION_FIELDS})
-        SELECT * FROM unnest({_params(1)})
+        SELECT {_SESSION_VALUES} FROM unnest($1::acct_commit_session[])
         RETURNING id, nas_id, session_key),
     added AS (
         INSERT INTO acct_records (received_at, event_at, nas_id, source_port, identifier, authenticator,
             status, session_key, in_octets, out_octets, session_time, session_id, customer_id, delta_in,
             delta_out)
         SELECT r.received_at, r.event_at, r.nas_id, r.source_port, r.identifier, r.authenticator, r.status,
-               r.session_key, r.in_octets, r.out_octets, r.session_time, coalesce(r.session_id, f.id),
-               r.customer_id, r.delta_in, r.delta_out
-        FROM unnest($16::timestamptz[], $17::timestamptz[], $18::text[], $19::int[], $20::smallint[],
-                    $21::bytea[], $22::text[], $23::text[], $24::text[]::numeric[], $25::text[]::numeric[],
-                    $26::bigint[], $27::bigint[], $28::text[], $29::text[]::numeric[], $30::text[]::numeric[])
-             AS r(received_at, event_at, nas_id, source_port, identifier, authenticator, status,
-                  session_key, in_octets, out_octets, session_time, session_id, customer_id, delta_in,
-                  delta_out)
+               r.session_key, r.in_octets::numeric, r.out_octets::numeric, r.session_time,
+               coalesce(r.session_id, f.id), r.customer_id, r.delta_in::numeric, r.delta_out::numeric
+        FROM unnest($2::acct_commit_record[]) AS r
         LEFT JOIN fresh f ON r.session_id IS NULL AND f.nas_id = r.nas_id AND f.session_key = r.session_key
         ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
         RETURNING customer_id, event_at, delta_in, delta_out),
@@ -98,7 +86,7 @@ _WRITE = f"""
         SELECT a.customer_id, s.step, date_trunc(s.step, a.event_at, coalesce(c.spec->>'timezone', 'UTC')),
                sum(a.delta_in), sum(a.delta_out)
         FROM added a LEFT JOIN customers c ON c.id = a.customer_id
-        CROSS JOIN (VALUES ('hour'), ('day'), ('month')) AS s(step)
+        CROSS JOIN (VALUES ('hour'), ('day')) AS s(step)
         WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
@@ -107,9 +95,9 @@ _WRITE = f"""
     UPDATE radius_sessions s SET customer_id = u.customer_id, username = u.username,
            framed_ip = u.framed_ip, calling_station = u.calling_station, started_at = u.started_at,
            last_at = u.last_at, closed_at = u.closed_at, terminate_cause = u.terminate_cause,
-           in_octets = u.in_octets, out_octets = u.out_octets, session_time = u.session_time,
+           in_octets = u.in_octets::numeric, out_octets = u.out_octets::numeric, session_time = u.session_time,
            interim_interval = u.interim_interval, records = s.records + u.records
-    FROM unnest({_params(31)}, $46::bigint[]) AS u({_SESSION_FIELDS}, id)
+    FROM unnest($3::acct_commit_session[]) AS u
     WHERE s.id = u.id"""
 
 
@@ -148,12 +136,8 @@ class AccountingStore:
             # with `dup` set carry only that record's position in `items`).
             rows = await conn.fetch(
                 _LOCK_AND_SEEN,
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [i.nas_id for i in items],
-                [i.source_port for i in items],
-                [i.identifier for i in items],
-                [i.authenticator for i in items],
+                [(k[0], k[1], None, None, None) for k in keys],
+                [(i.nas_id, None, i.source_port, i.identifier, i.authenticator) for i in items],
             )
             seen = {items[r["dup"] - 1].key for r in rows if r["dup"] is not None}
             rows = [r for r in rows if r["dup"] is None]
@@ -214,25 +198,29 @@ class AccountingStore:
         # committed or lost together.
         await conn.execute(
             _WRITE,
-            *_session_arrays(fresh, states, customers, counts),
-            [i.received_at for i in new],
-            [event_time(i.record, i.received_at) for i in new],
-            [i.nas_id for i in new],
-            [i.source_port for i in new],
-            # smallint is signed; the Identifier is an octet, so 0..255 fits as is.
-            [i.identifier for i in new],
-            [i.authenticator for i in new],
-            [STATUS_NAMES.get(i.record.status, str(i.record.status)) for i in new],
-            [i.record.session_key or None for i in new],
-            [str(i.record.in_octets) for i in new],
-            [str(i.record.out_octets) for i in new],
-            [i.record.session_time for i in new],
-            [session_ids.get((i.nas_id, i.record.session_key)) for i in new],
-            [customers.get((i.nas_id, i.record.session_key)) for i in new],
-            [str(d[0]) for d in deltas],
-            [str(d[1]) for d in deltas],
-            *_session_arrays(existing, states, customers, counts),
-            [session_ids[k] for k in existing],
+            _session_rows(fresh, states, customers, counts, session_ids),
+            [
+                (
+                    i.received_at,
+                    event_time(i.record, i.received_at),
+                    i.nas_id,
+                    i.source_port,
+                    # smallint is signed; the Identifier is an octet, so 0..255 fits as is.
+                    i.identifier,
+                    i.authenticator,
+                    STATUS_NAMES.get(i.record.status, str(i.record.status)),
+                    i.record.session_key or None,
+                    str(i.record.in_octets),
+                    str(i.record.out_octets),
+                    i.record.session_time,
+                    session_ids.get((i.nas_id, i.record.session_key)),
+                    customers.get((i.nas_id, i.record.session_key)),
+                    str(d[0]),
+                    str(d[1]),
+                )
+                for i, d in zip(new, deltas, strict=True)
+            ],
+            _session_rows(existing, states, customers, counts, session_ids),
         )
 
     @staticmethod
@@ -288,30 +276,38 @@ async def close_lost(pool: asyncpg.Pool, default_interval: int, now: datetime) -
     return int(result.split()[-1])
 
 
-def _session_arrays(
+def _session_rows(
     keys: list[tuple[str, str]],
     states: dict[tuple[str, str], SessionState],
     customers: dict[tuple[str, str], str | None],
     counts: dict[tuple[str, str], int],
-) -> list[list[Any]]:
-    """The sessions' columns as arrays, for UNNEST."""
-    return [
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-        [customers.get(k) for k in keys],
-        [states[k].username for k in keys],
-        [states[k].framed_ip for k in keys],
-        [states[k].calling_station for k in keys],
-        [states[k].started_at for k in keys],
-        [states[k].last_at for k in keys],
-        [states[k].closed_at for k in keys],
-        [states[k].terminate_cause for k in keys],
-        [str(states[k].in_octets) for k in keys],
-        [str(states[k].out_octets) for k in keys],
-        [states[k].session_time for k in keys],
-        [states[k].interim_interval for k in keys],
-        [counts[k] for k in keys],
-    ]
+    ids: dict[tuple[str, str], int],
+) -> list[tuple[Any, ...]]:
+    """The sessions as `acct_commit_session` rows (id None for a session not stored yet)."""
+    rows = []
+    for k in keys:
+        state = states[k]
+        rows.append(
+            (
+                k[0],
+                k[1],
+                customers.get(k),
+                state.username,
+                state.framed_ip,
+                state.calling_station,
+                state.started_at,
+                state.last_at,
+                state.closed_at,
+                state.terminate_cause,
+                str(state.in_octets),
+                str(state.out_octets),
+                state.session_time,
+                state.interim_interval,
+                counts[k],
+                ids.get(k),
+            )
+        )
+    return rows
 
 
 def as_int(value: Any) -> int:

@@ -77,7 +77,23 @@ class SessionRepo:
         self, customer_id: str, since: datetime, until: datetime, step: str, timezone: str
     ) -> list[asyncpg.Record]:
         """Octets per step, from the rollups (their steps start in the customer's time zone).
-        A step is included when it starts in [since, until)."""
+        A step is included when it starts in [since, until). Months are not stored (schema 16):
+        a month is the sum of the daily rows that start in it."""
+        if step == "month":
+            # Every day of a month that starts before `until`, also those after `until` (as a
+            # stored month row held them); months are at most 31 days, the bound keeps the
+            # primary key's range scan.
+            return await self.pool.fetch(
+                """SELECT date_trunc('month', start, $4) AS start, sum(bytes_in) AS bytes_in,
+                          sum(bytes_out) AS bytes_out FROM usage_rollups
+                   WHERE customer_id = $1 AND step = 'day' AND start >= date_trunc('month', $2::timestamptz, $4)
+                     AND start < $3::timestamptz + interval '32 days'
+                   GROUP BY 1 HAVING date_trunc('month', min(start), $4) < $3 ORDER BY 1""",
+                customer_id,
+                since,
+                until,
+                timezone,
+            )
         return await self.pool.fetch(
             """SELECT start, bytes_in, bytes_out FROM usage_rollups
                WHERE customer_id = $1 AND step = $4 AND start >= date_trunc($4, $2::timestamptz, $5)

@@ -12,6 +12,7 @@ import pytest
 from ispmon.services.customers import CustomerService
 from ispmon.services.usage import UsageService
 from ispmon.store.database import Database
+from ispmon.store.db import migrate
 from ispmon.store.usage_accounting import AccountingStore
 from ispmon.usage.accounting import Received
 from ispmon.usage.radius import INTERIM, AcctRecord
@@ -63,9 +64,13 @@ async def test_radclient_usage_rolls_up_byte_exact_and_retransmissions_add_nothi
         code, out = await radclient(port, packets[1:])
         assert code == 0, out
     want_in, want_out = 30, 2**32 + 5
-    for step in ("hour", "day", "month"):
+    for step in ("hour", "day"):
         got = await rollups(db.pool, step)
         assert [(i, o) for _, i, o in got] == [(want_in, want_out)], step
+    # Months are not stored (schema 16): a commit upserts two rows, and a month is read as its days.
+    assert await rollups(db.pool, "month") == []
+    month = await UsageService(db).customer_usage("carol", step="month")
+    assert (month["bytes_in"], month["bytes_out"]) == (want_in, want_out)
     usage = await UsageService(db).customer_usage("carol", step="hour")
     assert (usage["bytes_in"], usage["bytes_out"]) == (want_in, want_out)
 
@@ -94,12 +99,53 @@ async def test_a_retransmitted_record_and_a_failed_commit_count_nothing_twice(db
     assert (await store.commit([second])).stored == 0
     local_day = datetime(2026, 3, 31, 18, 30, tzinfo=UTC)  # Kolkata's midnight
     assert await rollups(db.pool, "day") == [(local_day, 150, 1500)]
-    assert await rollups(db.pool, "month") == [(local_day, 150, 1500)]
+    assert await rollups(db.pool, "month") == []  # derived from the days (schema 16)
     assert await rollups(db.pool, "hour") == [(local_day, 150, 1500)]
+    by_month = await UsageService(db).customer_usage(
+        "carol", since=at - timedelta(days=2), until=at + timedelta(days=2), step="month"
+    )
+    # April in Kolkata starts at its midnight, 18:30 UTC the day before.
+    assert [(i["start"], i["bytes_in"], i["bytes_out"]) for i in by_month["items"]] == [
+        (local_day.isoformat(), 150, 1500)
+    ]
     by_day = await UsageService(db).customer_usage(
         "carol", since=at - timedelta(days=2), until=at + timedelta(days=2), step="day"
     )
     assert [(i["start"], i["bytes_total"]) for i in by_day["items"]] == [(local_day.isoformat(), 1650)]
+
+
+async def test_schema_16_drops_stored_months_and_a_month_still_reads_as_its_days(db: Database) -> None:
+    await CustomerService(db).create_customer(
+        {"id": "carol", "name": "Carol", "usernames": ["carol"], "timezone": "Asia/Kolkata"}
+    )
+    store = AccountingStore(db.pool)
+    at = datetime(2026, 3, 31, 18, 45, tzinfo=UTC)  # April 1st in Kolkata
+    await store.commit([interim("K-2", 100, 1000, 1, at)])
+    await store.commit([interim("K-2", 300, 1700, 2, at + timedelta(days=3))])
+    await store.commit([interim("K-2", 305, 1800, 3, at + timedelta(days=30))])  # May 1st there
+    # A database from before schema 16: its commits also wrote a row per month.
+    await db.pool.execute(
+        """INSERT INTO usage_rollups (customer_id, step, start, bytes_in, bytes_out)
+           VALUES ('carol', 'month', '2026-03-31T18:30Z', 300, 1700), ('carol', 'month', '2026-04-30T18:30Z', 5, 100)"""
+    )
+    await db.pool.execute("DELETE FROM schema_version WHERE version = 16")
+    async with db.pool.acquire() as conn:
+        assert await migrate(conn) >= 16
+        await migrate(conn)  # idempotent
+    assert await rollups(db.pool, "month") == []
+    assert len(await rollups(db.pool, "day")) == 3
+    usage = await UsageService(db).customer_usage(
+        "carol", since=at - timedelta(days=1), until=at + timedelta(days=40), step="month"
+    )
+    assert [(i["start"], i["bytes_in"], i["bytes_out"]) for i in usage["items"]] == [
+        ("2026-03-31T18:30:00+00:00", 300, 1700),
+        ("2026-04-30T18:30:00+00:00", 5, 100),
+    ]
+    # A month is in the window when it starts in it, with all its days (as a stored row was).
+    april = await UsageService(db).customer_usage(
+        "carol", since=at - timedelta(days=1), until=at + timedelta(days=1), step="month"
+    )
+    assert [(i["bytes_in"], i["bytes_out"]) for i in april["items"]] == [(300, 1700)]
 
 
 async def test_summary_against_quota_previous_period_and_projection(db: Database) -> None:
