@@ -799,6 +799,8 @@ ALTER TABLE notifications ADD COLUMN IF NOT EXISTS report_period timestamptz;
 
 INSERT INTO schema_version (version, description)
 VALUES (14, 'reports: endpoint rollups (1 hour, 1 day, 1 week) and their progress, scheduled report runs')
+ON CONFLICT (version) DO NOTHING;
+
 -- Cheaper accounting commits (issue 12, speed). The commit hands PostgreSQL its sessions and
 -- records as one array of a composite type per kind instead of one array per column: asyncpg
 -- checks every element of every array parameter for nesting (several isinstance calls each),
