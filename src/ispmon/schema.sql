@@ -739,3 +739,18 @@ END $$;
 INSERT INTO schema_version (version, description)
 VALUES (12, 'flows: raw flow records kept for FLOW_RAW_HOURS (hourly partitions)')
 ON CONFLICT (version) DO NOTHING;
+
+-- Dashboard views (web/views.py): charts an operator composed and saved, shared by everyone who
+-- opens the dashboard. `spec` is the validated ViewSpec (series, filters, step, kind) as JSON.
+CREATE TABLE IF NOT EXISTS dashboard_views (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    pinned      boolean NOT NULL DEFAULT false,
+    spec        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (15, 'web: dashboard views (custom visualisations)')
+ON CONFLICT (version) DO NOTHING;

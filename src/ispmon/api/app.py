@@ -39,6 +39,7 @@ from ispmon.api.spec import Route
 from ispmon.errors import StartupError
 from ispmon.services.context import AppServices
 from ispmon.validation import is_loopback
+from ispmon.web import routes as web_routes
 
 ROUTES: tuple[Route, ...] = (
     *health.ROUTES,
@@ -53,6 +54,7 @@ ROUTES: tuple[Route, ...] = (
     *sessions.ROUTES,
     *metrics.ROUTES,
     *openapi.ROUTES,
+    *web_routes.ROUTES,
 )
 
 
@@ -110,6 +112,7 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     # answer for a window called "active"; the path is the list's, so other methods are a 405.
     for path, allowed in _shadowed_static_paths(routes).items():
         app.router.add_route(hdrs.METH_ANY, path, _not_allowed(allowed))
+    web_routes.register(app)  # the dashboard's pages, static files and live updates (not JSON routes)
     return app
 
 
