@@ -86,7 +86,7 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     admission = Admissions.build(
         settings.api_max_concurrent_requests,
         settings.api_queue_timeout,
-        frozenset((r.method, p) for r in routes if r.waits_on_target for p in r.paths),
+        frozenset((r.method, p) for r in routes if r.waits_on_target for p in r.paths) | web_routes.UNBOUNDED,
     )
     # Inside the error middleware (a 503 has the JSON error shape) and before authentication, so
     # a flood of requests with a wrong token is bounded like any other.

@@ -5,12 +5,28 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ispmon.api.keys import SERVICES
 from ispmon.api.spec import Route
-from ispmon.web import api_views, status
+from ispmon.web import api_dashboard, api_views, pages, status, stream
+from ispmon.web.hub import EventHub
 
-ROUTES: tuple[Route, ...] = (*api_views.ROUTES,)
+ROUTES: tuple[Route, ...] = (*api_dashboard.ROUTES, *api_views.ROUTES)
+# Routes that hold no admission place (api/admission.py): the event stream waits on the hub for hours.
+UNBOUNDED = frozenset({("GET", stream.PATH)})
 
 
 def register(app: web.Application) -> None:
     """Pages and streams that are not JSON routes (they have no place in the OpenAPI document)."""
     status.register(app)
+    pages.register(app)
+    hub = EventHub()
+    monitor = app[SERVICES].monitor
+    if monitor is not None:
+        monitor.watchers.append(hub.observe)
+
+        async def unwatch(_: web.Application) -> None:
+            if hub.observe in monitor.watchers:
+                monitor.watchers.remove(hub.observe)
+
+        app.on_cleanup.append(unwatch)
+    stream.register(app, hub)
