@@ -111,6 +111,14 @@ async function loadGrid() {
   }
 }
 
+function renderGroupCounts() {
+  for (const group of $("grid").querySelectorAll(".group")) {
+    const cells = group.querySelectorAll(".cell");
+    const bad = group.querySelectorAll('.cell:not([data-status="up"])').length;
+    group.querySelector("h3 span").textContent = `${cells.length} · ${bad} not up`;
+  }
+}
+
 function applyChanges(changes) {
   let regroup = false;
   for (const c of changes) {
@@ -127,7 +135,7 @@ function applyChanges(changes) {
     if (state.selected === c.id) loadDetail(c.id);
   }
   if (regroup) loadGrid().catch(() => {});
-  else renderCounts();
+  else { renderCounts(); renderGroupCounts(); }
 }
 
 // -- one endpoint: response times, status timeline, latency and loss ---------------------------------
@@ -379,6 +387,7 @@ function handleMessage(block) {
   } else if (event === "outages") {
     loadOutages().catch(() => {});
     loadAlerts().catch(() => {});
+    loadTrends().catch(() => {});
   }
 }
 
