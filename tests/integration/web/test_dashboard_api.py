@@ -132,7 +132,8 @@ async def test_with_a_token_the_page_is_open_and_its_data_and_stream_are_not(
         for resp in streams:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "text/event-stream"
-            assert await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5) == b"retry: 2000\nevent: hello\ndata: {}\n\n"
+            hello = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 5)
+            assert hello == b"retry: 2000\nevent: hello\ndata: {}\n\n"
         hub = client.app[HUB]
         assert hub.stats.clients == 12
         assert (await client.get("/views/", headers=read)).status == 200
