@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,45 +19,63 @@ STEP_SECONDS = {"raw": 60, "5m": 300, "1h": 3600, "1d": 86400}
 MAX_BUCKETS = 10_000
 
 
-async def grid(pool: asyncpg.Pool, monitor: Monitor | None) -> list[dict[str, Any]]:
-    """Every active endpoint, by id: what the grid draws. The status is the monitor's; outside the
-    daemon, the newest check of the last day."""
-    rows = await pool.fetch(
-        "SELECT id, name, protocol, tags, criticality FROM endpoints WHERE is_active ORDER BY id"
-    )
-    last: dict[str, tuple[str, float | None, datetime]] = {}
-    if monitor is None:
-        for r in await pool.fetch(
-            """SELECT DISTINCT ON (endpoint_id) endpoint_id, status, response_time_ms, checked_at
-               FROM status_history WHERE checked_at > now() - interval '1 day'
-               ORDER BY endpoint_id, checked_at DESC"""
-        ):
-            last[r["endpoint_id"]] = (r["status"], r["response_time_ms"], r["checked_at"])
-    out: list[dict[str, Any]] = []
-    for r in rows:
-        status, rtt, at = Status.UNKNOWN.value, None, None
-        if monitor is not None:
-            runtime = monitor.runtimes.get(r["id"])
-            if runtime is not None:
-                status = runtime.state.status.value
-                if runtime.last is not None:
-                    at, result = runtime.last
-                    rtt = result.response_time_ms
-        elif r["id"] in last:
-            status, rtt, at = last[r["id"]]
-        out.append(
-            {
-                "id": r["id"],
-                "name": r["name"],
-                "protocol": r["protocol"],
-                "tags": list(r["tags"]),
-                "criticality": r["criticality"],
-                "status": status,
-                "response_time_ms": rtt,
-                "checked_at": at.isoformat() if at is not None else None,
-            }
+def _fixed_part(row: asyncpg.Record) -> str:
+    fields = (json.dumps(row[k]) for k in ("id", "name", "protocol"))
+    return '{{"id":{},"name":{},"protocol":{},"tags":{},'.format(*fields, json.dumps(list(row["tags"])))
+
+
+class GridCache:
+    """The health grid's JSON, made cheap for thousands of endpoints: each endpoint's fixed part
+    (``{"id":..,"name":..,"protocol":..,"tags":[..],``) is encoded once and kept until the
+    endpoints table changes (a fingerprint of every active row's id, name, protocol and tags,
+    computed by the database in one aggregate), and only the status part is encoded per request.
+    For 5,000 endpoints that is one small query and 5,000 short joins instead of 5,000 dicts
+    through json.dumps (bench/dashboard.py)."""
+
+    def __init__(self) -> None:
+        self._fingerprint: Any = None
+        self._rows: list[tuple[str, str]] = []  # (id, fixed JSON part), by id
+
+    async def _refresh(self, pool: asyncpg.Pool) -> None:
+        fingerprint = await pool.fetchrow(
+            """SELECT count(*) AS n, sum(hashtextextended(id || name || protocol || tags::text, 0)) AS h
+               FROM endpoints WHERE is_active"""
         )
-    return out
+        key = (fingerprint["n"], fingerprint["h"])
+        if key == self._fingerprint:
+            return
+        rows = await pool.fetch("SELECT id, name, protocol, tags FROM endpoints WHERE is_active ORDER BY id")
+        self._rows = [(r["id"], _fixed_part(r)) for r in rows]
+        self._fingerprint = key
+
+    async def endpoints_json(self, pool: asyncpg.Pool, monitor: Monitor | None) -> tuple[int, str]:
+        """(how many, the JSON array of every active endpoint with its status), by id. The status is
+        the monitor's; outside the daemon, the newest check of the last day."""
+        await self._refresh(pool)
+        last: dict[str, tuple[str, float | None]] = {}
+        if monitor is None:
+            for r in await pool.fetch(
+                """SELECT DISTINCT ON (endpoint_id) endpoint_id, status, response_time_ms
+                   FROM status_history WHERE checked_at > now() - interval '1 day'
+                   ORDER BY endpoint_id, checked_at DESC"""
+            ):
+                last[r["endpoint_id"]] = (r["status"], r["response_time_ms"])
+        parts: list[str] = []
+        unknown = (Status.UNKNOWN.value, None)
+        for endpoint_id, fixed in self._rows:
+            if monitor is not None:
+                runtime = monitor.runtimes.get(endpoint_id)
+                if runtime is None:
+                    status, rtt = unknown
+                else:
+                    status = runtime.state.status.value
+                    rtt = runtime.last[1].response_time_ms if runtime.last is not None else None
+            else:
+                status, rtt = last.get(endpoint_id, unknown)
+            # Statuses are enum values (no escaping); a response time is a finite float or null.
+            number = repr(float(rtt)) if rtt is not None and math.isfinite(rtt) else "null"
+            parts.append(f'{fixed}"status":"{status}","response_time_ms":{number}}}')
+        return len(parts), "[" + ",".join(parts) + "]"
 
 
 async def checks_by_status(

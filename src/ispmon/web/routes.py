@@ -8,6 +8,7 @@ from aiohttp import web
 from ispmon.api.keys import SERVICES
 from ispmon.api.spec import Route
 from ispmon.web import api_dashboard, api_views, pages, status, stream
+from ispmon.web.dashboard_data import GridCache
 from ispmon.web.hub import EventHub
 
 ROUTES: tuple[Route, ...] = (*api_dashboard.ROUTES, *api_views.ROUTES)
@@ -19,6 +20,7 @@ def register(app: web.Application) -> None:
     """Pages and streams that are not JSON routes (they have no place in the OpenAPI document)."""
     status.register(app)
     pages.register(app)
+    app[api_dashboard.GRID_CACHE] = GridCache()
     hub = EventHub()
     monitor = app[SERVICES].monitor
     if monitor is not None:

@@ -49,7 +49,11 @@ async def test_the_grid_lists_active_endpoints_with_their_last_status(client: Cl
     assert body["count"] == 2
     by_id = {e["id"]: e for e in body["endpoints"]}
     assert by_id["web"]["status"] == "down" and by_id["web"]["tags"] == ["core", "http"]
-    assert by_id["dns"]["status"] == "unknown" and by_id["dns"]["checked_at"] is None
+    assert by_id["dns"]["status"] == "unknown" and by_id["dns"]["response_time_ms"] is None
+    # The fixed part is cached until the endpoints change: a rename shows on the next read.
+    assert (await client.put("/services/dns", json={"name": "Resolver"})).status == 200
+    resp = await client.get("/dashboard/grid")
+    assert {e["id"]: e["name"] for e in (await resp.json())["endpoints"]} == {"web": "Web", "dns": "Resolver"}
 
 
 async def test_checks_by_status_per_step_and_filter(client: Client, services: AppServices) -> None:
