@@ -12,6 +12,11 @@ from ispmon.web.dashboard_data import GridCache
 from ispmon.web.hub import EventHub
 
 ROUTES: tuple[Route, ...] = (*api_dashboard.ROUTES, *api_views.ROUTES)
+# What `register` adds beside the JSON routes: pages and a stream, not in the OpenAPI document
+# (it describes the JSON API; these answer HTML, files and text/event-stream).
+PAGES = frozenset(
+    {("GET", "/"), ("GET", "/static/{path}"), ("GET", "/status"), ("GET", "/status/{group}"), ("GET", stream.PATH)}
+)
 # Routes that hold no admission place (api/admission.py): the event stream waits on the hub for hours.
 UNBOUNDED = frozenset({("GET", stream.PATH)})
 
