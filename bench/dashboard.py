@@ -259,6 +259,7 @@ async def fan_out(app: web.Application, base: str, pages: int, events: int, rate
         hub.observe(one, StatusChanged(old=Status.UP, new=Status.DOWN, at=burst_at), ProbeResult(Status.DOWN, None))
     await asyncio.sleep(hub.flush_interval * 4)
     burst_cpu = cpu_s() - start
+    await asyncio.sleep(10)  # the child parses 50 copies of a ~600 KB message: give it time
     child.stdin.write(b"\n")
     await child.stdin.drain()
     raw = (await child.stdout.read()).decode()

@@ -89,7 +89,8 @@ function renderGrid() {
     const bad = list.filter((e) => e.status !== "up").length;
     parts.push(`<div class="group" data-group="${esc(g)}"><h3>${esc(g)} <span>${list.length} · ${bad} not up</span></h3><div class="cells">`);
     for (const e of list) {
-      parts.push(`<div class="cell s-${e.status}" data-id="${esc(e.id)}" data-status="${e.status}" title="${esc(cellTitle(e))}">${esc(e.name)}</div>`);
+      // No title here: it is set when the pointer comes (5,000 fewer attributes to build and parse).
+      parts.push(`<div class="cell s-${e.status}" data-id="${esc(e.id)}" data-status="${e.status}">${esc(e.name)}</div>`);
     }
     parts.push("</div></div>");
   }
@@ -134,7 +135,7 @@ function applyChanges(changes) {
     if (el) {
       el.className = `cell s-${c.status}` + (state.selected === c.id ? " sel" : "");
       el.dataset.status = c.status;
-      el.title = cellTitle(e);
+      if (el.title) el.title = cellTitle(e);
     }
     if (state.selected === c.id) loadDetail(c.id);
   }
@@ -441,6 +442,11 @@ document.addEventListener("DOMContentLoaded", () => {
     safe(() => loadDetail(cell.dataset.id));
   });
   $("grid-filter").addEventListener("input", renderGrid);
+  $("grid").addEventListener("mouseover", (ev) => {
+    const cell = ev.target.closest(".cell");
+    const e = cell && state.endpoints.get(cell.dataset.id);
+    if (e) cell.title = cellTitle(e);
+  });
   $("token-button").addEventListener("click", () => { $("token-box").hidden = !$("token-box").hidden; });
   $("token-save").addEventListener("click", () => {
     sessionStorage.setItem("ispmon-token", $("token").value.trim());
