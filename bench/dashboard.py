@@ -163,6 +163,15 @@ async def first_load(base: str, runs: int, expected: int) -> None:
                     kib = transferred.total / 1024
                     print(f"  reload with the cache: grid at {warm:.0f} ms, {kib:.0f} KiB transferred")
                 await context.close()
+            # The anchor, same browser and run: the status page (one small HTML document, no script).
+            floor = []
+            for _ in range(runs):
+                context = await browser.new_context()
+                page = await context.new_page()
+                await page.goto(base + "/status")
+                floor.append(await page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
+                await context.close()
+            print(f"  anchor: /status (no script) loaded in {statistics.median(floor):.0f} ms in a fresh context")
             print(
                 f"  first load, {expected} endpoints: grid at {statistics.median(grid_ms):.0f} ms "
                 f"(median of {runs}; min {min(grid_ms):.0f}, max {max(grid_ms):.0f}), "

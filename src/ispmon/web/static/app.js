@@ -144,7 +144,23 @@ function applyChanges(changes) {
 }
 
 // -- one endpoint: response times, status timeline, latency and loss ---------------------------------
-function chart(el, title, labels, xs, ys, kind) {
+// uPlot is loaded on the first chart: the grid, which most loads are for, needs none.
+let uplotLoading = null;
+function loadUPlot() {
+  if (!uplotLoading) {
+    uplotLoading = new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = "/static/vendor/uplot/uPlot.iife.min.js";
+      script.onload = resolve;
+      script.onerror = reject;
+      document.head.appendChild(script);
+    });
+  }
+  return uplotLoading;
+}
+
+async function chart(el, title, labels, xs, ys, kind) {
+  await loadUPlot();
   const width = Math.max(300, el.clientWidth || 600);
   const series = [{}].concat(labels.map((label, i) => {
     const colour = COLOURS[label] || ["#1c7ed6", "#e8590c", "#2b8a3e", "#862e9c", "#c2255c"][i % 5];
@@ -170,13 +186,13 @@ async function loadDetail(id) {
     `<i class="s-${h.status}" title="${esc(h.checked_at)} ${h.status}"></i>`).join("");
   const box = $("detail-chart");
   box.innerHTML = "";
-  chart(box, "Response time (ms), last 24 h", ["response ms"],
+  await chart(box, "Response time (ms), last 24 h", ["response ms"],
     items.map((h) => Date.parse(h.checked_at) / 1000), [items.map((h) => h.response_time_ms)], "line");
   const lat = $("detail-latency");
   lat.innerHTML = "";
   if (e.protocol === "icmp") {
     const l = await api(`/network/latency/${encodeURIComponent(id)}?since=${iso(hoursAgo(24))}&step=300`);
-    chart(lat, "Latency (median ms) and loss (%)", ["median ms", "loss %"],
+    await chart(lat, "Latency (median ms) and loss (%)", ["median ms", "loss %"],
       l.steps.map((s) => Date.parse(s.start) / 1000),
       [l.steps.map((s) => s.median_ms ?? null), l.steps.map((s) => s.loss_percent ?? null)], "line");
   }
@@ -337,7 +353,7 @@ async function drawView(view, el) {
   }
   const box = document.createElement("div");
   el.appendChild(box);
-  chart(box, "", all.map((s) => s.label), xs, ys, view.kind);
+  await chart(box, "", all.map((s) => s.label), xs, ys, view.kind);
 }
 
 async function loadViews() {
