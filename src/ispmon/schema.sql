@@ -839,3 +839,18 @@ DELETE FROM usage_rollups WHERE step = 'month' AND NOT EXISTS (SELECT 1 FROM sch
 INSERT INTO schema_version (version, description)
 VALUES (16, 'usage: accounting commits pass rows (composite types); months derived from the daily rollups')
 ON CONFLICT (version) DO NOTHING;
+
+-- Dashboard views (web/views.py): charts an operator composed and saved, shared by everyone who
+-- opens the dashboard. `spec` is the validated ViewSpec (series, filters, step, kind) as JSON.
+CREATE TABLE IF NOT EXISTS dashboard_views (
+    id          text PRIMARY KEY,
+    name        text NOT NULL,
+    pinned      boolean NOT NULL DEFAULT false,
+    spec        jsonb NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (15, 'web: dashboard views (custom visualisations)')
+ON CONFLICT (version) DO NOTHING;

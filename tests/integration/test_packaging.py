@@ -37,6 +37,10 @@ def test_the_wheel_carries_the_schema_and_the_console_script(tmp_path: Path) -> 
         # The RADIUS dictionaries the accounting codec loads at start, with their attribution.
         shipped = {n for n in names if n.startswith("ispmon/usage/dictionary/")}
         assert {"ispmon/usage/dictionary/README", "ispmon/usage/dictionary/dictionary.rfc2866"} <= shipped
+        # The dashboard's files, served from the package (web/pages.py), uPlot with its license.
+        static = ROOT / "src" / "ispmon" / "web" / "static"
+        for name in ("index.html", "app.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/LICENSE"):
+            assert zf.read(f"ispmon/web/static/{name}") == (static / name).read_bytes(), name
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "ispmon = ispmon.cli:main" in zf.read(entry_points).decode()
     # The top-level schema.sql the issue asks for is the packaged one, not a copy that could drift.

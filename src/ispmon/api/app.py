@@ -40,6 +40,7 @@ from ispmon.api.spec import Route
 from ispmon.errors import StartupError
 from ispmon.services.context import AppServices
 from ispmon.validation import is_loopback
+from ispmon.web import routes as web_routes
 
 ROUTES: tuple[Route, ...] = (
     *health.ROUTES,
@@ -55,6 +56,7 @@ ROUTES: tuple[Route, ...] = (
     *metrics.ROUTES,
     *reports.ROUTES,
     *openapi.ROUTES,
+    *web_routes.ROUTES,
 )
 
 
@@ -86,7 +88,7 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     admission = Admissions.build(
         settings.api_max_concurrent_requests,
         settings.api_queue_timeout,
-        frozenset((r.method, p) for r in routes if r.waits_on_target for p in r.paths),
+        frozenset((r.method, p) for r in routes if r.waits_on_target for p in r.paths) | web_routes.UNBOUNDED,
     )
     # Inside the error middleware (a 503 has the JSON error shape) and before authentication, so
     # a flood of requests with a wrong token is bounded like any other.
@@ -112,6 +114,7 @@ def create_app(services: AppServices, routes: tuple[Route, ...] = ROUTES) -> web
     # answer for a window called "active"; the path is the list's, so other methods are a 405.
     for path, allowed in _shadowed_static_paths(routes).items():
         app.router.add_route(hdrs.METH_ANY, path, _not_allowed(allowed))
+    web_routes.register(app)  # the dashboard's pages, static files and live updates (not JSON routes)
     return app
 
 

@@ -250,6 +250,17 @@ class EndpointSpec(BaseModel):
     degraded_response_time_ms: float | None = Field(
         default=None, gt=0, description="DEGRADED when the response time (ICMP: average RTT) is above this"
     )
+    # The public status page (/status, web/status.py) shows only endpoints marked public, under
+    # public_name when given, in public_group; never their id, URL, tags or error texts.
+    public: bool = Field(default=False, description="Shown on the public status page (/status)")
+    public_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Its name on the status page (default: name)"
+    )
+    public_group: str | None = Field(
+        default=None,
+        description="Its group on the status page, /status/{group} (a slug; default 'services')",
+        json_schema_extra=SLUG_SCHEMA,
+    )
     # http / https
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict, max_length=50)
@@ -331,6 +342,13 @@ class EndpointSpec(BaseModel):
             raise ValueError("must be the id (a slug) of another endpoint")
         if value == info.data.get("id"):
             raise ValueError("an endpoint cannot be its own parent")
+        return value
+
+    @field_validator("public_group")
+    @classmethod
+    def _check_public_group(cls, value: str | None) -> str | None:
+        if value is not None and not SLUG_RE.match(value):
+            raise ValueError("must be a slug (1-64 lowercase letters, digits, '-' or '_'): it is a URL path")
         return value
 
     @field_validator("headers")

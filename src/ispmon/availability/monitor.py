@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +93,8 @@ class Monitor:
         self._locks: dict[str, asyncio.Lock] = {}
         # The alert engine (ispmon.alerts.engine.AlertEngine), when alerting is wired in.
         self.alerts: Any = None
+        # Called with (spec, event, result) for each event (never per check): the dashboard's hub.
+        self.watchers: list[Callable[[EndpointSpec, Event, ProbeResult], None]] = []
 
     # -- registry ----------------------------------------------------------------------------------
     def load(
@@ -296,6 +298,8 @@ class Monitor:
         self, runtime: EndpointRuntime, event: Event, result: ProbeResult, previous_outage_id: int | None
     ) -> None:
         spec = runtime.spec
+        for watch in self.watchers:
+            watch(spec, event, result)
         outage_id = runtime.state.outage_id or previous_outage_id
         if isinstance(event, StatusChanged):
             log.info(
