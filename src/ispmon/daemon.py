@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
 from ispmon.alerts.wiring import Alerting
-from ispmon.availability.endpoints import EndpointSpec, build_endpoint, redact_url
+from ispmon.availability.compact import CompactSpec
+from ispmon.availability.endpoints import build_endpoint, redact_url
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
@@ -115,11 +116,13 @@ async def sync_config(db: Database, config: LoadedConfig) -> set[str]:
     return set(result["retargeted"])
 
 
-async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
-    specs: list[EndpointSpec] = []
+async def load_specs(db: Database, settings: Settings) -> list[CompactSpec]:
+    specs: list[CompactSpec] = []
     for row in await db.endpoints.all():
         try:
-            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True))
+            # Compacted one at a time: 10,000 validated models alive at once would raise the
+            # process's RSS for good (freed pymalloc memory is rarely given back to the system).
+            specs.append(CompactSpec(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True)))
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
             # Not str(exc): pydantic quotes the input there, headers and body included.
