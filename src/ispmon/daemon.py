@@ -31,6 +31,7 @@ from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.fdlimit import api_connection_cap, open_descriptors, raise_nofile_limit
 from ispmon.flows.wiring import FlowCollection
+from ispmon.memory import release_free_memory
 from ispmon.models import Status
 from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
@@ -227,6 +228,7 @@ def freeze_long_lived() -> None:
     run took 9-27 ms. Frozen objects are still freed by reference counting."""
     gc.collect()
     gc.freeze()
+    release_free_memory()  # what the load freed goes back to the system, not just to malloc
 
 
 async def housekeeping(db: Database, settings: Settings) -> None:
