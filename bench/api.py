@@ -41,7 +41,6 @@ from inspect import signature
 from pathlib import Path
 from typing import Any
 
-import psutil
 from aiohttp import web
 
 from ispmon.api.app import create_app, start_api
@@ -51,7 +50,7 @@ from ispmon.logging import configure_logging
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
 from ispmon.store.embedded import EmbeddedPostgres
-from throughput import OURS, THEIRS, Rig, cpu_seconds, make_endpoints, pin, targets
+from throughput import OURS, THEIRS, Rig, cpu_seconds, make_endpoints, pin, pin_postgres, targets
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 ROUTES = {
@@ -216,9 +215,7 @@ async def main() -> None:
     if not dsn:
         embedded = EmbeddedPostgres(workdir)
         dsn = await asyncio.to_thread(embedded.start)
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] == "postgres":
-                pin(proc.pid, THEIRS)
+        pin_postgres(embedded.pgdata, THEIRS)
     db = await Database.connect(dsn, max_size=10)  # the daemon's pool size
     rig = Rig(db, 500)
     per_kind = args.checks // 2

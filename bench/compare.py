@@ -58,7 +58,7 @@ import asyncpg
 import psutil
 
 from ispmon.store.embedded import EmbeddedPostgres
-from throughput import THEIRS, pin, targets
+from throughput import THEIRS, pin, pin_postgres, targets
 
 CORE = "0"
 KINDS = ("http", "tcp", "dns", "icmp")
@@ -344,9 +344,7 @@ async def main() -> None:
     if not dsn:
         embedded = EmbeddedPostgres(workdir / "pg")
         dsn = await asyncio.to_thread(embedded.start)
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] == "postgres":
-                pin(proc.pid, THEIRS)
+        pin_postgres(embedded.pgdata, THEIRS)
     kinds, rates = args.kinds.split(","), [int(r) for r in args.rates.split(",")]
     try:
         with targets(workdir) as ports:

@@ -26,14 +26,13 @@ import urllib.parse
 from pathlib import Path
 
 import asyncpg
-import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare import free_port, ispmon_block, readyz, rss  # noqa: E402
 from ispmon.store.embedded import EmbeddedPostgres  # noqa: E402
-from throughput import THEIRS, pin  # noqa: E402
+from throughput import THEIRS, pin, pin_postgres  # noqa: E402
 
 # ispmon_block formats every kind's url; idle endpoints point at port 9 and use none of these.
 _NO_PORTS = {"http": 0, "tcp": 0, "dns": 0}
@@ -114,9 +113,7 @@ async def measure(trees: dict[str, str], idle: int, reps: int) -> None:
     if not dsn:
         embedded = EmbeddedPostgres(workdir / "pg")
         dsn = await asyncio.to_thread(embedded.start)
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] == "postgres":
-                pin(proc.pid, THEIRS)
+        pin_postgres(embedded.pgdata, THEIRS)
     per: dict[str, list[float]] = {}
     phase = 0
     try:

@@ -67,6 +67,18 @@ def pin(pid: int, cpus: set[int]) -> None:
         os.sched_setaffinity(pid, cpus)
 
 
+def pin_postgres(pgdata: Path, cpus: set[int]) -> None:
+    """Pin the server on `pgdata` (its postmaster and the processes it has forked; backends forked
+    later inherit the mask) -- only this bench's own server, not every postgres on a shared host."""
+    try:
+        postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
+        procs = [postmaster, *postmaster.children(recursive=True)]
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return
+    for proc in procs:
+        pin(proc.pid, cpus)
+
+
 @contextmanager
 def targets(workdir: Path) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(
@@ -230,9 +242,7 @@ async def main() -> None:
     if not dsn:
         embedded = EmbeddedPostgres(workdir)
         dsn = await asyncio.to_thread(embedded.start)
-        for proc in psutil.process_iter(["name"]):
-            if proc.info["name"] == "postgres":
-                pin(proc.pid, THEIRS)
+        pin_postgres(embedded.pgdata, THEIRS)
     db = await Database.connect(dsn, max_size=4)
     rig = Rig(db, args.max_concurrency)
     try:

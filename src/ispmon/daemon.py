@@ -23,13 +23,15 @@ from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
 from ispmon.alerts.wiring import Alerting
-from ispmon.availability.endpoints import EndpointSpec, build_endpoint, redact_url
+from ispmon.availability.compact import CompactSpec
+from ispmon.availability.endpoints import build_endpoint, redact_url
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OpenOutage, OutagePolicy
 from ispmon.config import LoadedConfig, Settings, load_config
 from ispmon.errors import ConfigError, StartupError
 from ispmon.fdlimit import api_connection_cap, open_descriptors, raise_nofile_limit
 from ispmon.flows.wiring import FlowCollection
+from ispmon.memory import release_free_memory
 from ispmon.models import Status
 from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
@@ -116,11 +118,13 @@ async def sync_config(db: Database, config: LoadedConfig) -> set[str]:
     return set(result["retargeted"])
 
 
-async def load_specs(db: Database, settings: Settings) -> list[EndpointSpec]:
-    specs: list[EndpointSpec] = []
+async def load_specs(db: Database, settings: Settings) -> list[CompactSpec]:
+    specs: list[CompactSpec] = []
     for row in await db.endpoints.all():
         try:
-            specs.append(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True))
+            # Compacted one at a time: 10,000 validated models alive at once would raise the
+            # process's RSS for good (freed pymalloc memory is rarely given back to the system).
+            specs.append(CompactSpec(build_endpoint(row["spec"], settings.endpoint_defaults, stored=True)))
         except ValidationError as exc:
             # A row written by an older version that no longer validates: keep running the others.
             # Not str(exc): pydantic quotes the input there, headers and body included.
@@ -225,6 +229,7 @@ def freeze_long_lived() -> None:
     run took 9-27 ms. Frozen objects are still freed by reference counting."""
     gc.collect()
     gc.freeze()
+    release_free_memory()  # what the load freed goes back to the system, not just to malloc
 
 
 async def housekeeping(db: Database, settings: Settings) -> None:

@@ -525,9 +525,10 @@ def build_endpoint(
 TARGET_FIELDS = ("protocol", "url", "port")
 
 
-def target_key(definition: EndpointSpec | dict[str, Any]) -> tuple[str | None, ...]:
-    """The target of a definition (an EndpointSpec, or its stored form), comparable across both."""
-    data = definition.stored_dict() if isinstance(definition, EndpointSpec) else definition
+def target_key(definition: Any) -> tuple[str | None, ...]:
+    """The target of a definition (an EndpointSpec, the monitor's CompactSpec, or a stored form),
+    comparable across all three."""
+    data = definition if isinstance(definition, dict) else definition.stored_dict()
     return tuple(
         None if data.get(f) is None else str(data[f]).lower() if f == "protocol" else str(data[f])
         for f in TARGET_FIELDS

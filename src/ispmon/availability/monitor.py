@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from ispmon.availability.compact import CompactSpec, compact
 from ispmon.availability.endpoints import EndpointSpec, public_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
 from ispmon.availability.outages import (
@@ -54,8 +55,9 @@ class EndpointRuntime:
 
     __slots__ = ("last", "pending_declare", "pending_resolve", "pending_update", "spec", "state")
 
-    def __init__(self, spec: EndpointSpec, state: EndpointState) -> None:
-        self.spec = spec
+    def __init__(self, spec: EndpointSpec | CompactSpec, state: EndpointState) -> None:
+        # The compact form, not the pydantic model: about a kilobyte less per endpoint (compact.py).
+        self.spec = compact(spec)
         self.state = state
         # (checked_at, ProbeResult) of the newest check, for the status API.
         self.last: tuple[datetime, ProbeResult] | None = None
@@ -98,7 +100,10 @@ class Monitor:
 
     # -- registry ----------------------------------------------------------------------------------
     def load(
-        self, specs: Iterable[EndpointSpec], open_outages: dict[str, OpenOutage], last: dict[str, Status]
+        self,
+        specs: Iterable[EndpointSpec | CompactSpec],
+        open_outages: dict[str, OpenOutage],
+        last: dict[str, Status],
     ) -> None:
         """Initial load after start or restart: resume open outages without opening them again."""
         for spec in specs:
@@ -107,8 +112,9 @@ class Monitor:
             if spec.is_active:
                 self.scheduler.add(spec.id, spec.check_interval)
 
-    def upsert(self, spec: EndpointSpec) -> None:
+    def upsert(self, definition: EndpointSpec | CompactSpec) -> None:
         """An endpoint created or changed (API, config): takes effect without a restart."""
+        spec = compact(definition)
         runtime = self.runtimes.get(spec.id)
         was_canary = runtime is not None and runtime.spec.canary
         # Keep the endpoint's place on its cadence unless the schedule itself changed (a rename or a
@@ -129,7 +135,7 @@ class Monitor:
         if self.alerts is not None and (spec.canary or was_canary):
             self.alerts.endpoints_changed()
 
-    async def replace(self, spec: EndpointSpec) -> None:
+    async def replace(self, spec: EndpointSpec | CompactSpec) -> None:
         """An endpoint created or changed (API PUT, config reload), as `upsert`; and when its target
         (protocol, url, port) changed, what was known about the old target is dropped: the status
         is unknown again and failures are counted afresh against the new one.
