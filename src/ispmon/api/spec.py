@@ -220,6 +220,9 @@ class Route:
     # The handler mostly waits for a target (a check, a poll, a test send): it holds no place of
     # API_MAX_CONCURRENT_REQUESTS, which bounds the API's CPU on the event loop (api/admission.py).
     waits_on_target: bool = False
+    # The success body's media types when it is not JSON (the Prometheus exposition formats):
+    # `response_schema` then describes it as a string.
+    media_types: tuple[str, ...] = ("application/json",)
 
     def __post_init__(self) -> None:
         names = re.findall(r"\{(\w+)\}", self.path)
