@@ -1,25 +1,22 @@
-"""The Prometheus families made from live state (api/prometheus_figures.py), read back through
-prometheus-client's own exposition and parser: names, types, units, labels and values."""
+"""The Prometheus families made from live state (api/prometheus_figures.py through
+prometheus-client's exposition, api/prometheus_text.py written directly), read back with
+prometheus-client's parser: names, types, units, labels and values."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from ispmon.api.prometheus import vars_of
-from ispmon.api.prometheus_figures import (
-    counter_families,
-    endpoint_families,
-    interface_families,
-    metric_part,
-    readiness_families,
-)
+from ispmon.api.prometheus import splice, vars_of
+from ispmon.api.prometheus_figures import counter_families, metric_part, readiness_families
+from ispmon.api.prometheus_text import Snapshot, endpoint_text, escape, interface_text, render
 from ispmon.availability.endpoints import build_endpoint
 from ispmon.availability.monitor import EndpointRuntime
 from ispmon.availability.outages import EndpointState
@@ -63,6 +60,10 @@ def scrape(families: list[Metric]) -> tuple[str, dict[str, Any]]:
     registry.register(Families(families))
     text = generate_latest(registry).decode()
     return text, {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def parse(text: str) -> dict[str, Any]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
 
 
 def values(family: Any) -> dict[tuple[tuple[str, str], ...], float]:
@@ -139,7 +140,7 @@ def test_endpoint_families() -> None:
         runtime("new", "http://127.0.0.1/", Status.UNKNOWN, None),
         runtime("ours", "http://127.0.0.1/x", Status.UP, ProbeResult(Status.UNKNOWN, error="no fd")),
     ]  # fmt: skip
-    _, parsed = scrape(endpoint_families(runtimes))
+    parsed = parse(endpoint_text(runtimes))
     assert values(parsed["ispmon_endpoint_up"]) == {
         (("endpoint", "web"), ("protocol", "https")): 1.0,
         (("endpoint", "dns-1"), ("protocol", "dns")): 0.0,
@@ -152,11 +153,14 @@ def test_endpoint_families() -> None:
     assert values(parsed["ispmon_endpoint_certificate_expiry_timestamp_seconds"]) == {
         (("endpoint", "web"), ("protocol", "https")): expiry.timestamp()
     }
-    status = values(parsed["ispmon_endpoint_status"])
-    assert len(status) == 5 * 5
-    assert status[(("endpoint", "dns-1"), ("protocol", "dns"), ("status", "down"))] == 1.0
-    assert status[(("endpoint", "dns-1"), ("protocol", "dns"), ("status", "up"))] == 0.0
-    assert sum(status.values()) == 5
+    # One series per endpoint, labelled with its current status.
+    assert values(parsed["ispmon_endpoint_status"]) == {
+        (("endpoint", "web"), ("protocol", "https"), ("status", "up")): 1.0,
+        (("endpoint", "dns-1"), ("protocol", "dns"), ("status", "down")): 1.0,
+        (("endpoint", "slow"), ("protocol", "tcp"), ("status", "degraded")): 1.0,
+        (("endpoint", "new"), ("protocol", "http"), ("status", "unknown")): 1.0,
+        (("endpoint", "ours"), ("protocol", "http"), ("status", "up")): 1.0,
+    }
     checked = values(parsed["ispmon_endpoint_last_check_timestamp_seconds"])
     assert checked[(("endpoint", "web"), ("protocol", "https"))] == datetime(2026, 12, 2, 4, tzinfo=UTC).timestamp()
 
@@ -182,7 +186,8 @@ def test_interface_families() -> None:
         device("edge-1", False, [iface(4, "ge-0/0/0", sample=sample)]),
         device("new", None, []),
     ]  # fmt: skip
-    _, parsed = scrape(interface_families(devices))
+    poller = SimpleNamespace(devices={d.spec.id: d for d in devices})
+    parsed = parse(interface_text(Snapshot.take(None, poller).devices))
     assert values(parsed["ispmon_device_up"]) == {(("device", "core-1"),): 1.0, (("device", "edge-1"),): 0.0}
     eth0 = (("device", "core-1"), ("interface", "eth0"), ("interface_id", "1"))
     assert values(parsed["ispmon_interface_down"]) == {
@@ -216,3 +221,53 @@ def test_counter_families_and_stats_fields() -> None:
     assert "no_sample" not in text  # a dict is not a number
     assert parsed["ispmon_flow_listener_receive_buffer"].type == "gauge"
     assert "ispmon_flow_listener_datagrams_total 3.0" in text
+
+
+def test_written_text_is_what_prometheus_client_writes_for_the_same_gauges() -> None:
+    """Labels that need escaping, large and small floats: byte for byte the library's output."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    odd = 'ge-0/0/1 "uplink" \\ to\nisp'
+    sample = Sample(at=1.0, interval=60.0, in_bps=8.0e10, out_bps=1.0e-3, in_util_pct=100.0)
+    devices = [("core-1", True, [iface(7, odd, sample=sample)])]
+    ours = interface_text(devices)
+    expected: list[Metric] = []
+    labels = ["device", "interface_id", "interface"]
+    up = GaugeMetricFamily("ispmon_device_up", "1 when the device answered its last SNMP poll, 0 when not",
+                           labels=["device"])  # fmt: skip
+    up.add_metric(["core-1"], 1.0)
+    down = GaugeMetricFamily("ispmon_interface_down", "1 when the interface is admin up and oper not up", labels=labels)
+    down.add_metric(["core-1", "7", odd], 0.0)
+    expected += [up, down]
+    from ispmon.api.prometheus_text import INTERFACE_RATES
+
+    for suffix, help_text, attr_in, attr_out, factor in INTERFACE_RATES:
+        family = GaugeMetricFamily(f"ispmon_interface_{suffix}", help_text, labels=[*labels, "direction"])
+        for direction, attr in (("in", attr_in), ("out", attr_out)):
+            value = getattr(sample, attr)
+            if value is not None:
+                family.add_metric(["core-1", "7", odd, direction], value * factor)
+        expected.append(family)
+    library, _ = scrape(expected)
+    assert ours == library
+    assert escape(odd) in ours and "\n" not in escape(odd)  # no raw newline inside a label
+
+
+def test_splice_keeps_openmetrics_eof_last() -> None:
+    assert splice(b"# HELP a x\n# EOF\n", b"b 1.0\n") == b"# HELP a x\nb 1.0\n# EOF\n"
+    assert splice(b"a 1.0\n", b"b 1.0\n") == b"a 1.0\nb 1.0\n"
+
+
+def test_snapshot_of_nothing_renders_empty_families() -> None:
+    parsed = parse(render(Snapshot.take(None, None)))
+    assert parsed["ispmon_endpoint_up"].samples == [] and parsed["ispmon_interface_down"].samples == []
+
+
+def test_go_float_is_the_library_float_format() -> None:
+    from prometheus_client.utils import floatToGoString
+
+    from ispmon.api.prometheus_text import go_float
+
+    for value in (0.0, -0.0, 1.0, 0.0125, 1e-7, 999_999.9, 1e6, 1.5e6, 123456789.125, 1e16, 3.4e38, -2.5, -1e7,
+                  float("inf"), float("-inf"), float("nan"), 7):  # fmt: skip
+        assert go_float(value) == floatToGoString(value), value

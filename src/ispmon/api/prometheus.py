@@ -1,36 +1,39 @@
 """``GET /metrics``: the daemon's own figures and its targets' state for Prometheus.
 
-A custom collector over a `CollectorRegistry` of our own, built per scrape (never the library's
-global registry, which would also carry whatever another library registered): the families are
-made from the live state at scrape time (`ispmon.api.prometheus_figures`), so checks, polls and
-packets pay nothing for the scrape. Everything ``/readyz`` reports is included as it is, by
-calling that handler: a figure added there appears here with no code. The exposition itself is
-prometheus-client's (text 0.0.4, or OpenMetrics when the scraper asks for it; gzip when accepted).
-Reads follow the API's rules: with ``ISPMON_API_TOKEN`` set, a scraper sends a token (the
-read-only one will do).
+Everything is read from the live state at scrape time, so checks, polls and packets pay nothing
+for the scrape. The daemon's own figures come from a custom collector over a `CollectorRegistry`
+of our own, built per scrape (never the library's global registry, which would also carry whatever
+another library registered): everything ``/readyz`` reports, by calling that handler, so a figure
+added there appears here with no code (`ispmon.api.prometheus_figures`), plus the outbox backlog
+and the SNMP, RADIUS and flow counters. prometheus-client picks the format from the Accept header
+(text 0.0.4, or OpenMetrics as Prometheus asks for) and encodes that registry; the per-endpoint
+and per-interface families, nearly all of the samples, are written by `ispmon.api.prometheus_text`
+in a worker thread (a 10,000-endpoint scrape must not hold the event loop) and spliced in.
+Compressed when the scraper accepts gzip. Reads follow the API's rules: with ``ISPMON_API_TOKEN``
+set, a scraper sends a token (the read-only one will do).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CollectorRegistry
-from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 from ispmon.api import health
 from ispmon.api.prometheus_figures import (
     PREFIX,
     counter_families,
-    endpoint_families,
     flow_totals,
-    interface_families,
     readiness_families,
 )
+from ispmon.api.prometheus_text import Snapshot, render
 from ispmon.api.spec import Call, Route
 from ispmon.services.context import AppServices
 from ispmon.store.outbox_figures import outbox_backlog
@@ -40,6 +43,7 @@ TAG = "health"
 # one: set by `expose_radius`, since the listener is not one of the API's services.
 RADIUS_STATS = web.AppKey("radius_stats", object)
 MEDIA_TYPES = ("text/plain", "application/openmetrics-text")
+EOF = b"# EOF\n"
 
 
 def expose_radius(app: web.Application, protocol: Any) -> None:
@@ -49,8 +53,8 @@ def expose_radius(app: web.Application, protocol: Any) -> None:
 
 
 class Scrape:
-    """One scrape's families: the /readyz figures and outbox backlog fetched before, the rest read
-    from memory while prometheus-client encodes (no await in between)."""
+    """One scrape's own figures: the /readyz answer and outbox backlog fetched before, the
+    counters read from memory while prometheus-client encodes (no await in between)."""
 
     def __init__(
         self, services: AppServices, readiness: dict[str, Any], outbox: tuple[int, float] | None, radius: Any
@@ -71,12 +75,8 @@ class Scrape:
             )
             oldest.add_metric([], self.outbox[1])
             yield from (pending, oldest)
-        monitor = self.services.monitor
-        if monitor is not None:
-            yield from endpoint_families(monitor.runtimes.values())
         poller = self.services.network.poller
         if poller is not None:
-            yield from interface_families(poller.devices.values())
             yield from counter_families(
                 "snmp", {k: v for k, v in vars_of(poller.stats).items() if k != "lateness"}
             )
@@ -110,7 +110,19 @@ async def metrics(call: Call) -> web.StreamResponse:
     outbox = await outbox_backlog(call.services.db.pool)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Scrape(call.services, readiness, outbox, call.request.app.get(RADIUS_STATS)))
-    return await make_aiohttp_handler(registry)(call.request)
+    encoder, content_type = choose_encoder(",".join(call.request.headers.getall(hdrs.ACCEPT, [])))
+    snapshot = Snapshot.take(call.services.monitor, call.services.network.poller)
+    body = splice(encoder(registry), (await asyncio.to_thread(render, snapshot)).encode())
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()
+    return response
+
+
+def splice(encoded: bytes, families: bytes) -> bytes:
+    """`families` added to prometheus-client's output: before OpenMetrics' closing ``# EOF``."""
+    if encoded.endswith(EOF):
+        return encoded[: -len(EOF)] + families + EOF
+    return encoded + families
 
 
 ROUTES: tuple[Route, ...] = (

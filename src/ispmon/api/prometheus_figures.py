@@ -5,20 +5,15 @@ number becomes a gauge named after its path (``monitor.writer.backlog`` ->
 ``ispmon_monitor_writer_backlog``), so a figure another module adds to ``/readyz`` is scraped with
 no code here. Units follow the leaf's suffix (``_ms`` -> seconds, ``_s`` -> seconds); a figure that
 only grows is a counter when its name ends in ``_total`` or is one of `COUNTERS`; a ``by_<label>``
-object of numbers becomes one family with that label. `endpoint_families`, `interface_families`
-and `listener_families` read the monitor's, the poller's and the listeners' in-memory state as it
-is at scrape time: nothing is updated per check or per packet on the hot path.
-
-Label sets stay bounded: endpoint id and protocol; device id, interface id and name; never a URL
-or anything a target sends.
+object of numbers becomes one family with that label. `counter_families` and `flow_totals` read
+the poller's and the listeners' counters as they are at scrape time. (The per-endpoint and
+per-interface families, tens of thousands of samples, are rendered by `ispmon.api.prometheus_text`.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -47,7 +42,6 @@ UNITS: tuple[tuple[str, str, float], ...] = (
 # Suffixes promtool reserves for histograms and summaries.
 _RESERVED = ("_count", "_sum", "_bucket")
 _NOT_NAME = re.compile(r"[^a-z0-9_]+")
-STATUSES = ("up", "degraded", "down", "maintenance", "unknown")
 
 
 def metric_part(text: str) -> str:
@@ -142,107 +136,6 @@ def _labelled(path: list[str], part: str, values: Mapping[str, Any], out: dict[s
     for key, value in values.items():
         family.add_metric([str(key)], (_number(value) or 0.0) * factor)
     out[family.name] = family
-
-
-def endpoint_families(runtimes: Iterable[Any]) -> list[Metric]:
-    """Per endpoint: the last check's up, response time and certificate expiry, and the status.
-
-    `runtimes` are `EndpointRuntime`s (``spec``, ``state``, ``last``). ``up`` is the last check
-    (1 UP or DEGRADED, 0 DOWN; absent before the first check or when it was UNKNOWN: our own
-    resources failed, the target said nothing); ``status`` is the endpoint's status after the
-    outage policy (thresholds, maintenance), one series per status with 1 on the current one.
-    """
-    labels = ["endpoint", "protocol"]
-    up = GaugeMetricFamily(
-        f"{PREFIX}_endpoint_up", "1 when the endpoint's last check was up or degraded, 0 when down", labels=labels
-    )
-    status = GaugeMetricFamily(
-        f"{PREFIX}_endpoint_status",
-        "1 for the endpoint's current status (after thresholds and maintenance), 0 for the others",
-        labels=[*labels, "status"],
-    )
-    rtt = GaugeMetricFamily(
-        f"{PREFIX}_endpoint_response_time_seconds", "Response time of the endpoint's last check", labels=labels
-    )
-    checked = GaugeMetricFamily(
-        f"{PREFIX}_endpoint_last_check_timestamp_seconds",
-        "When the endpoint was last checked (Unix time)",
-        labels=labels,
-    )
-    cert = GaugeMetricFamily(
-        f"{PREFIX}_endpoint_certificate_expiry_timestamp_seconds",
-        "When the certificate of the endpoint's last HTTPS check expires (Unix time)",
-        labels=labels,
-    )
-    for runtime in runtimes:
-        spec = runtime.spec
-        values = [spec.id, spec.protocol.value]
-        current = runtime.state.status.value
-        for name in STATUSES:
-            status.add_metric([*values, name], 1.0 if name == current else 0.0)
-        if runtime.last is None:
-            continue
-        at, result = runtime.last
-        checked.add_metric(values, at.timestamp())
-        code = result.status.value
-        if code in ("up", "degraded"):
-            up.add_metric(values, 1.0)
-        elif code == "down":
-            up.add_metric(values, 0.0)
-        if result.response_time_ms is not None:
-            rtt.add_metric(values, result.response_time_ms / 1000.0)
-        not_after = result.details.get("cert_not_after") if result.details else None
-        if isinstance(not_after, str):
-            with contextlib.suppress(ValueError):  # a detail we did not write: no series
-                cert.add_metric(values, datetime.fromisoformat(not_after).timestamp())
-    return [up, status, rtt, checked, cert]
-
-
-# (family suffix, help, Sample attribute for in, for out, factor): bits -> bytes, percent -> ratio.
-_INTERFACE_RATES = (
-    ("traffic_bytes_per_second", "Traffic over the last poll interval", "in_bps", "out_bps", 1 / 8),
-    ("packets_per_second", "Unicast+multicast+broadcast packets per second", "in_pps", "out_pps", 1.0),
-    ("utilisation_ratio", "Traffic over the interface speed (0-1)", "in_util_pct", "out_util_pct", 0.01),
-    ("errors_per_second", "Errored packets per second", "in_errors_ps", "out_errors_ps", 1.0),
-    ("discards_per_second", "Discarded packets per second", "in_discards_ps", "out_discards_ps", 1.0),
-)
-
-
-def interface_families(devices: Iterable[Any]) -> list[Metric]:
-    """Per device reachability; per selected interface the last poll's rates, utilisation and
-    whether it is down (admin up, oper not up). `devices` are the poller's `DeviceState`s; the
-    rates of a device that stopped answering are left out rather than shown stale."""
-    device_up = GaugeMetricFamily(
-        f"{PREFIX}_device_up", "1 when the device answered its last SNMP poll, 0 when not", labels=["device"]
-    )
-    labels = ["device", "interface_id", "interface"]
-    down = GaugeMetricFamily(
-        f"{PREFIX}_interface_down", "1 when the interface is admin up and oper not up", labels=labels
-    )
-    rates = [
-        GaugeMetricFamily(f"{PREFIX}_interface_{suffix}", help_text, labels=[*labels, "direction"])
-        for suffix, help_text, _, _, _ in _INTERFACE_RATES
-    ]
-    for state in devices:
-        device_id = state.spec.id
-        if state.reachable is not None:
-            device_up.add_metric([device_id], 1.0 if state.reachable else 0.0)
-        for iface in state.by_index.values():
-            if not iface.selected:
-                continue
-            values = [device_id, str(iface.id), iface.name]
-            down.add_metric(values, 1.0 if iface.down_since is not None else 0.0)
-            sample = iface.sample
-            if sample is None or state.reachable is False:
-                continue
-            for family, (_, _, attr_in, attr_out, factor) in zip(rates, _INTERFACE_RATES, strict=True):
-                value = getattr(sample, attr_in)
-                if value is not None:
-                    family.add_metric([*values, "in"], value * factor)
-                value = getattr(sample, attr_out)
-                if value is not None:
-                    family.add_metric([*values, "out"], value * factor)
-    return [device_up, down, *rates]
 
 
 def counter_families(area: str, counters: Mapping[str, Any], gauges: Iterable[str] = ()) -> Iterator[Metric]:
