@@ -271,3 +271,15 @@ def test_go_float_is_the_library_float_format() -> None:
     for value in (0.0, -0.0, 1.0, 0.0125, 1e-7, 999_999.9, 1e6, 1.5e6, 123456789.125, 1e16, 3.4e38, -2.5, -1e7,
                   float("inf"), float("-inf"), float("nan"), 7):  # fmt: skip
         assert go_float(value) == floatToGoString(value), value
+
+
+def test_readme_lists_exactly_the_per_target_families() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Prometheus") :]
+    table = section[section.index("| metric |") : section.index("\n\n", section.index("| metric |"))]
+    documented = set(re.findall(r"`(ispmon_[a-z_]+)`", table))
+    rendered = set(parse(render(Snapshot.take(None, None))))
+    assert documented == rendered

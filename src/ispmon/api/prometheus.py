@@ -84,11 +84,9 @@ class Scrape:
             yield from counter_families("radius", self.radius.as_dict())
         flows = self.services.flows
         if flows.collector is not None:
-            yield from counter_families(
-                "flow_listener",
-                {k: v for k, v in flows.collector.counters().items() if k != "raw"},
-                gauges=("receive_buffer",),
-            )
+            counters = {k: v for k, v in flows.collector.counters().items() if k != "raw"}
+            counters["receive_buffer_bytes"] = counters.pop("receive_buffer", None)  # SO_RCVBUF
+            yield from counter_families("flow_listener", counters, gauges=("receive_buffer_bytes",))
         if flows.decoder is not None:
             decoder = flows.decoder
             exporters = GaugeMetricFamily(f"{PREFIX}_flow_exporters", "Flow exporters the decoder knows")

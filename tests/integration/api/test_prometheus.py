@@ -262,3 +262,57 @@ async def test_prometheus_scrapes_our_series(daemon: Daemon, target: Target, pro
         await target.stop()
         await wait_for(session, prometheus, 'ispmon_endpoint_up{endpoint="web"}', "0")
         await wait_for(session, prometheus, 'ispmon_endpoint_status{endpoint="web",status="down"}', "1")
+
+
+async def test_promtool_on_every_source() -> None:
+    """Every family the scrape can hold (SNMP devices and interfaces, RADIUS, flows, a /readyz with
+    a section nobody here knows), through the handler's own pieces: promtool finds no problem."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ispmon.api.prometheus import Scrape, splice
+    from ispmon.api.prometheus_text import Snapshot, render
+    from ispmon.flows.decode import FlowDecoder
+    from ispmon.network.counters import Sample
+    from ispmon.network.devices import DeviceSpec
+    from ispmon.network.poller import DeviceState, Iface, PollerStats
+    from ispmon.usage.listener import ListenerStats
+
+    spec = DeviceSpec(id="core-1", name="core 1", address="127.0.0.1", community="public")
+    sample = Sample(
+        at=1.0, interval=60.0, in_bps=2e9, out_bps=1e3, in_pps=5.0, out_pps=6.0, in_util_pct=20.0,
+        out_util_pct=0.0, in_errors_ps=0.0, out_errors_ps=0.0, in_discards_ps=0.0, out_discards_ps=0.0,
+    )  # fmt: skip
+    iface = Iface(1, "k", 'eth "0"', 6, 10**9, 1000, True, None, sample)
+    device = DeviceState(spec=spec, reachable=True, by_index={1: iface})
+    decoder = FlowDecoder()
+    decoder.declare("edge", "127.0.0.1")
+    flows = SimpleNamespace(
+        collector=SimpleNamespace(counters=lambda: {"datagrams": 1, "kernel_drops": 0, "receive_buffer": 4096,
+                                                    "batches": 2, "write_failures": 0, "raw": None}),
+        decoder=decoder,
+    )  # fmt: skip
+    poller = SimpleNamespace(devices={"core-1": device}, stats=PollerStats(polls=3, no_sample={"first": 1}))
+    services: Any = SimpleNamespace(monitor=None, network=SimpleNamespace(poller=poller), flows=flows)
+    readiness = {
+        "status": "not_ready",
+        "reason": "database check failed",
+        "checks": {"database": "failing"},
+        "search": {"lag_s": 4.0, "documents_total": 10, "state": "behind", "by_index": {"status": 3}},
+    }
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Scrape(services, readiness, (0, 0.0), ListenerStats(received=5)))
+    text = splice(generate_latest(registry), render(Snapshot.take(None, poller)).encode())
+    expected = (
+        "ispmon_radius_received_total 5.0", "ispmon_flow_decoder_packets_total", "ispmon_search_lag_seconds 4.0",
+        "ispmon_interface_utilisation_ratio", "ispmon_flow_listener_receive_buffer_bytes 4096.0",
+    )  # fmt: skip
+    for name in expected:
+        assert name.encode() in text, name
+    promtool = await asyncio.create_subprocess_exec(
+        PROMTOOL, "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(promtool.communicate(text), 30)
+    assert promtool.returncode == 0, out.decode() + err.decode()
+    assert out.decode().strip() == "" and err.decode().strip() == ""
