@@ -26,6 +26,7 @@ import pytest
 from aiohttp import web
 
 from ispmon.api.app import create_app, start_api
+from ispmon.api.prometheus import expose_radius
 from ispmon.availability.endpoints import build_endpoint
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OutagePolicy
@@ -36,6 +37,8 @@ from ispmon.store.database import Database
 from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.writer import BatchWriter
+from ispmon.usage.listener import start_listener
+from ispmon.usage.nas import NasDirectory
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,6 +96,8 @@ class Daemon:
             outages=db.outages,
         )
         self.base = ""
+        self.radius: Any = None
+        self.radius_port = 0
         self._runner: web.AppRunner | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -107,6 +112,10 @@ class Daemon:
         self.events.start()
         settings = Settings(ispmon_api_token=TOKEN, ispmon_api_read_token=READ_TOKEN)
         app = create_app(AppServices.build(self.db, settings, self.monitor))
+        # A real RADIUS accounting listener (no NAS known: every packet is an unknown_nas drop),
+        # handed to the app as the daemon hands its own.
+        self.radius, self.radius_port = await start_listener("127.0.0.1", 0, NasDirectory(), _no_commit)
+        expose_radius(app, self.radius)
         self._runner, host, port = await start_api(app, "127.0.0.1", 0, TOKEN)
         self.base = f"http://{host}:{port}"
         self._task = asyncio.create_task(self.monitor.run())
@@ -118,10 +127,16 @@ class Daemon:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.radius is not None:
+            await self.radius.close()
         await self.monitor.close()
         await self.history.close()
         await self.events.close()
         await self.ctx.close()
+
+
+async def _no_commit(records: Any) -> None:
+    raise AssertionError("no NAS is known: nothing may be committed")
 
 
 @pytest.fixture
@@ -316,3 +331,21 @@ async def test_promtool_on_every_source() -> None:
     out, err = await asyncio.wait_for(promtool.communicate(text), 30)
     assert promtool.returncode == 0, out.decode() + err.decode()
     assert out.decode().strip() == "" and err.decode().strip() == ""
+
+
+async def test_radius_listener_counters_are_scraped(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", daemon.radius_port)
+    )
+    try:
+        transport.sendto(b"\x04\x01\x00\x14" + bytes(16))  # an Accounting-Request header from nobody we know
+        deadline = time.monotonic() + 5
+        while daemon.radius.stats.received < 1:
+            assert time.monotonic() < deadline, "the listener never saw the datagram"
+            await asyncio.sleep(0.02)
+    finally:
+        transport.close()
+    _, _, text = await scrape(daemon)
+    assert "ispmon_radius_received_total 1.0" in text
+    assert "ispmon_radius_unknown_nas_total 1.0" in text
