@@ -181,6 +181,11 @@ async def test_metrics_need_a_token_like_every_read(daemon: Daemon) -> None:
     assert status == 401
     status, content_type, _ = await scrape(daemon, token=TOKEN)
     assert status == 200 and content_type.startswith("text/plain")
+    # The document says so: both exposition formats, a 401, the bearer scheme.
+    async with aiohttp.ClientSession() as session, session.get(f"{daemon.base}/openapi.json") as resp:
+        operation = (await resp.json())["paths"]["/metrics"]["get"]
+    assert set(operation["responses"]["200"]["content"]) == {"text/plain", "application/openmetrics-text"}
+    assert "401" in operation["responses"] and operation["security"] == [{"bearerAuth": []}]
 
 
 async def test_promtool_finds_no_problem(daemon: Daemon, db: Database) -> None:
