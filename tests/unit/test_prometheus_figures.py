@@ -254,8 +254,8 @@ def test_written_text_is_what_prometheus_client_writes_for_the_same_gauges() -> 
 
 
 def test_splice_keeps_openmetrics_eof_last() -> None:
-    assert splice(b"# HELP a x\n# EOF\n", b"b 1.0\n") == b"# HELP a x\nb 1.0\n# EOF\n"
-    assert splice(b"a 1.0\n", b"b 1.0\n") == b"a 1.0\nb 1.0\n"
+    assert splice(b"# HELP a x\n# EOF\n", [b"b 1.0\n", b"c 2.0\n"]) == b"# HELP a x\nb 1.0\nc 2.0\n# EOF\n"
+    assert splice(b"a 1.0\n", [b"b 1.0\n"]) == b"a 1.0\nb 1.0\n"
 
 
 def test_snapshot_of_nothing_renders_empty_families() -> None:

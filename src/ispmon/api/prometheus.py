@@ -8,9 +8,10 @@ added there appears here with no code (`ispmon.api.prometheus_figures`), plus th
 and the SNMP, RADIUS and flow counters. prometheus-client picks the format from the Accept header
 (text 0.0.4, or OpenMetrics as Prometheus asks for) and encodes that registry; the per-endpoint
 and per-interface families, nearly all of the samples, are written by `ispmon.api.prometheus_text`
-in a worker thread (a 10,000-endpoint scrape must not hold the event loop) and spliced in.
-Compressed when the scraper accepts gzip. Reads follow the API's rules: with ``ISPMON_API_TOKEN``
-set, a scraper sends a token (the read-only one will do).
+in steps of a few ms, letting due checks run between them (a 10,000-endpoint scrape must not hold
+the event loop), and streamed after it in chunks. Compressed when the scraper accepts gzip.
+Reads follow the API's rules: with ``ISPMON_API_TOKEN`` set, a scraper sends a token (the
+read-only one will do).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from ispmon.api.prometheus_figures import (
     flow_totals,
     readiness_families,
 )
-from ispmon.api.prometheus_text import Snapshot, render
+from ispmon.api.prometheus_text import Snapshot, render_steps
 from ispmon.api.spec import Call, Route
 from ispmon.services.context import AppServices
 from ispmon.store.outbox_figures import outbox_backlog
@@ -110,17 +111,36 @@ async def metrics(call: Call) -> web.StreamResponse:
     registry.register(Scrape(call.services, readiness, outbox, call.request.app.get(RADIUS_STATS)))
     encoder, content_type = choose_encoder(",".join(call.request.headers.getall(hdrs.ACCEPT, [])))
     snapshot = Snapshot.take(call.services.monitor, call.services.network.poller)
-    body = splice(encoder(registry), (await asyncio.to_thread(render, snapshot)).encode())
-    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    steps = render_steps(snapshot)
+    while True:  # a few ms of CPU per step; due checks run in between
+        try:
+            next(steps)
+        except StopIteration as stop:
+            chunks: list[bytes] = stop.value
+            break
+        await asyncio.sleep(0)
+    # Streamed a chunk at a time (each write lets the loop run; aiohttp compresses chunks off the
+    # loop): joining 16 MB into one body cost 20 ms of CPU and 80 ms of page faults in one go.
+    response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: content_type})
     response.enable_compression()
+    await response.prepare(call.request)
+    for part in parts(encoder(registry), chunks):
+        await response.write(part)
+    await response.write_eof()
     return response
 
 
-def splice(encoded: bytes, families: bytes) -> bytes:
-    """`families` added to prometheus-client's output: before OpenMetrics' closing ``# EOF``."""
+def parts(encoded: bytes, chunks: list[bytes]) -> list[bytes]:
+    """The body in order: prometheus-client's output with `chunks` before OpenMetrics' closing
+    ``# EOF``."""
     if encoded.endswith(EOF):
-        return encoded[: -len(EOF)] + families + EOF
-    return encoded + families
+        return [encoded[: -len(EOF)], *chunks, EOF]
+    return [encoded, *chunks]
+
+
+def splice(encoded: bytes, chunks: list[bytes]) -> bytes:
+    """`parts` as one body."""
+    return b"".join(parts(encoded, chunks))
 
 
 ROUTES: tuple[Route, ...] = (

@@ -10,7 +10,10 @@ sample lines are the same in the text 0.0.4 and OpenMetrics formats, so `ispmon.
 splices this text into either.
 
 Input is a `Snapshot` taken on the event loop (lists, so the monitor and the poller may change
-their dicts meanwhile); `render` runs in a worker thread. Labels stay bounded: endpoint id and
+their dicts meanwhile). The renderers are generators that yield every `STEP` targets: the handler
+runs them on the event loop and lets due checks run at each step (a worker thread would not do:
+while it holds the GIL on a busy machine the loop waits for it, 100+ ms at a time); `render` runs
+one to the end at once. Labels stay bounded: endpoint id and
 protocol; device id, interface id and name; never a URL or anything a target sends.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +63,21 @@ class Gauge:
         return "".join(self.lines)
 
 
+# Lines joined per chunk: one join of a whole 16 MB scrape held the loop for ~100 ms here.
+CHUNK_LINES = 2000
+
+
+def chunked(families: list[Gauge], out: list[bytes]) -> Steps:
+    """Append each family's lines to `out` as bytes, CHUNK_LINES at a time, a step per chunk."""
+    for family in families:
+        lines = family.lines
+        for start in range(0, len(lines), CHUNK_LINES):
+            out.append("".join(lines[start : start + CHUNK_LINES]).encode())
+            yield
+        family.lines = []  # freed as it goes
+    return ""
+
+
 @dataclass
 class Snapshot:
     """What a scrape reads, copied out of the live dicts on the event loop."""
@@ -78,11 +97,43 @@ class Snapshot:
         return cls(runtimes, devices)
 
 
+# Steps: a renderer yields after this many endpoints or interfaces (a few ms of CPU), so a caller
+# on the event loop can let due checks run between steps (`ispmon.api.prometheus.metrics`).
+STEP = 200
+
+Steps = Generator[None, None, Any]
+
+
+def finish(steps: Steps) -> Any:
+    """Run `steps` to the end at once; what they return."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
+
+
+def render_steps(snapshot: Snapshot) -> Generator[None, None, list[bytes]]:
+    """The exposition of every per-target family, as chunks of bytes, in steps."""
+    out: list[bytes] = []
+    yield from chunked((yield from endpoint_steps(snapshot.runtimes)), out)
+    yield from chunked((yield from interface_steps(snapshot.devices)), out)
+    return out
+
+
 def render(snapshot: Snapshot) -> str:
-    return endpoint_text(snapshot.runtimes) + interface_text(snapshot.devices)
+    return b"".join(finish(render_steps(snapshot))).decode()
 
 
 def endpoint_text(runtimes: list[Any]) -> str:
+    return "".join(family.text() for family in finish(endpoint_steps(runtimes)))
+
+
+def interface_text(devices: list[tuple[str, bool | None, list[Any]]]) -> str:
+    return "".join(family.text() for family in finish(interface_steps(devices)))
+
+
+def endpoint_steps(runtimes: list[Any]) -> Steps:
     """Per endpoint: the last check's up, response time, time and certificate expiry; the status.
 
     ``up`` is the last check (1 UP or DEGRADED, 0 DOWN; absent before the first check and after one
@@ -102,7 +153,9 @@ def endpoint_text(runtimes: list[Any]) -> str:
         f"{PREFIX}_endpoint_certificate_expiry_timestamp_seconds",
         "When the certificate of the endpoint's last HTTPS check expires (Unix time)",
     )
-    for runtime in runtimes:
+    for n, runtime in enumerate(runtimes, 1):
+        if n % STEP == 0:
+            yield
         spec = runtime.spec
         labels = f'endpoint="{escape(spec.id)}",protocol="{spec.protocol.value}"'
         status.add(f'{labels},status="{runtime.state.status.value}"', 1.0)
@@ -122,7 +175,7 @@ def endpoint_text(runtimes: list[Any]) -> str:
         if isinstance(not_after, str):
             with contextlib.suppress(ValueError):  # a detail we did not write: no series
                 cert.add(labels, datetime.fromisoformat(not_after).timestamp())
-    return "".join(family.text() for family in (up, status, rtt, checked, cert))
+    return [up, status, rtt, checked, cert]
 
 
 # (family suffix, help, Sample attribute for in, for out, factor): bits -> bytes, percent -> ratio.
@@ -135,7 +188,7 @@ INTERFACE_RATES = (
 )
 
 
-def interface_text(devices: list[tuple[str, bool | None, list[Any]]]) -> str:
+def interface_steps(devices: list[tuple[str, bool | None, list[Any]]]) -> Steps:
     """Per device reachability; per selected interface the last poll's rates, utilisation and
     whether it is down (admin up, oper not up). The rates of a device that stopped answering are
     left out rather than shown stale."""
@@ -145,11 +198,15 @@ def interface_text(devices: list[tuple[str, bool | None, list[Any]]]) -> str:
         (Gauge(f"{PREFIX}_interface_{suffix}", help_text), attr_in, attr_out, factor)
         for suffix, help_text, attr_in, attr_out, factor in INTERFACE_RATES
     ]
+    n = 0
     for device_id, reachable, interfaces in devices:
         device = escape(device_id)
         if reachable is not None:
             device_up.add(f'device="{device}"', 1.0 if reachable else 0.0)
         for iface in interfaces:
+            n += 1
+            if n % STEP == 0:
+                yield
             if not iface.selected:
                 continue
             # Label names in sorted order, as prometheus-client writes them.
@@ -167,4 +224,4 @@ def interface_text(devices: list[tuple[str, bool | None, list[Any]]]) -> str:
                 value = getattr(sample, attr_out)
                 if value is not None:
                     family.add(labels_out, value * factor)
-    return device_up.text() + down.text() + "".join(family.text() for family, _, _, _ in rates)
+    return [device_up, down, *(family for family, _, _, _ in rates)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import os
 import shutil
 import socket
@@ -181,6 +182,14 @@ async def test_metrics_need_a_token_like_every_read(daemon: Daemon) -> None:
     assert status == 401
     status, content_type, _ = await scrape(daemon, token=TOKEN)
     assert status == 200 and content_type.startswith("text/plain")
+    # Streamed: gzip when accepted (Prometheus asks for it), and HEAD answers without a body.
+    auth = {"Authorization": f"Bearer {READ_TOKEN}"}
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(f"{daemon.base}/metrics", headers={**auth, "Accept-Encoding": "gzip"}) as resp:
+            assert resp.status == 200 and resp.headers["Content-Encoding"] == "gzip"
+            assert b"ispmon_ready" in gzip.decompress(await resp.read())
+        async with session.head(f"{daemon.base}/metrics", headers=auth) as resp:
+            assert resp.status == 200 and await resp.read() == b""
     # The document says so: both exposition formats, a 401, the bearer scheme.
     async with aiohttp.ClientSession() as session, session.get(f"{daemon.base}/openapi.json") as resp:
         operation = (await resp.json())["paths"]["/metrics"]["get"]
@@ -323,7 +332,7 @@ async def test_promtool_on_every_source() -> None:
     }
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Scrape(services, readiness, (0, 0.0), ListenerStats(received=5)))
-    text = splice(generate_latest(registry), render(Snapshot.take(None, poller)).encode())
+    text = splice(generate_latest(registry), [render(Snapshot.take(None, poller)).encode()])
     expected = (
         "ispmon_radius_received_total 5.0", "ispmon_flow_decoder_packets_total", "ispmon_search_lag_seconds 4.0",
         "ispmon_interface_utilisation_ratio", "ispmon_flow_listener_receive_buffer_bytes 4096.0",
