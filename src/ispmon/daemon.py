@@ -333,6 +333,7 @@ def api_connection_limit(settings: Settings, soft_limit: int) -> int:
 async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
     from ispmon.api.app import create_app, start_api
+    from ispmon.api.prometheus import expose_radius
 
     settings = config.settings
     stop = stop or asyncio.Event()
@@ -397,6 +398,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 flow_collector=flows.collector,
             )
         )
+        expose_radius(app, accounting.protocol)
         max_connections = api_connection_limit(settings, nofile.soft)
         try:
             runner, host, port = await start_api(

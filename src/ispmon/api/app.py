@@ -25,6 +25,7 @@ from ispmon.api import (
     nas,
     openapi,
     outages,
+    prometheus,
     reports,
     services,
     sessions,
@@ -55,6 +56,7 @@ ROUTES: tuple[Route, ...] = (
     *sessions.ROUTES,
     *metrics.ROUTES,
     *reports.ROUTES,
+    *prometheus.ROUTES,
     *openapi.ROUTES,
     *web_routes.ROUTES,
 )

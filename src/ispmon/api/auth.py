@@ -3,10 +3,12 @@
 With ``ISPMON_API_TOKEN`` set, every request needs ``Authorization: Bearer <token>``: the write
 token may do anything, the optional read-only ``ISPMON_API_READ_TOKEN`` (for dashboards) may GET
 and HEAD, and anything else with it is a 403 naming its scope. `PUBLIC_PATHS` stay open: health
-checks, the Prometheus scrape, the OpenAPI description, the public status page and the dashboard's
-own files (`/`, `/static/`: no data; the page asks for a token to read any), none of which
-holds a secret. What any read returns has its secrets redacted anyway (`EndpointSpec.public_dict`),
-so a dashboard token shows no more than the definitions' shape. Comparisons are constant-time and
+checks, the OpenAPI description, the public status page and the dashboard's own files (`/`,
+`/static/`: no data; the page asks for a token to read any), none of which holds a secret. The
+Prometheus scrape (``/metrics``) is a read like any other: it names every endpoint, device and
+interface, which ``GET /endpoints`` only shows with a token, so a scraper sends the read token.
+What any read returns has its secrets redacted anyway (`EndpointSpec.public_dict`), so a
+dashboard token shows no more than the definitions' shape. Comparisons are constant-time and
 no token is ever logged. Without ``ISPMON_API_TOKEN`` this middleware is not installed and the
 API only listens on loopback (`start_api`).
 """
@@ -22,8 +24,8 @@ from ispmon.api.errors import Handler
 from ispmon.api.problem import ApiError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Open without a token: probes of the monitor itself, scrapers and the status page.
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/openapi.json", "/status", "/"})
+# Open without a token: probes of the monitor itself, the status page and the dashboard's files.
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/openapi.json", "/status", "/"})
 # /static/: the dashboard's JS and CSS (no data; the page asks for a token to read any).
 PUBLIC_PREFIXES = ("/status/", "/static/")
 

@@ -161,7 +161,8 @@ def _success(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
             schema["properties"] |= PAGE_PROPERTIES
     else:
         schema = declared
-    out: dict[str, Any] = {"description": "OK", "content": {"application/json": {"schema": schema}}}
+    content = {"application/json": {"schema": schema}} if route.json_body else {}
+    out: dict[str, Any] = {"description": "OK", "content": content}
     out["content"].update({media: {"schema": other} for media, other in route.media_types})
     if route.status == 201:
         out["description"] = "Created"
@@ -218,7 +219,7 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
         else:
             responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     op["responses"] = responses
-    # Only health, scrape, this document and the status page stay open with a token configured.
+    # Only health, this document and the status page stay open with a token configured.
     op["security"] = [] if is_public(route.path) else [{"bearerAuth": []}]
     if route.also_without_slash:
         op["x-also-served-at"] = [p for p in route.paths if p != route.path]
@@ -250,7 +251,7 @@ def build_document(routes: tuple[Route, ...]) -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Availability monitoring for ISPs. When ISPMON_API_TOKEN is set, every request but "
-                "/livez, /readyz, /metrics, /openapi.json and the status page needs 'Authorization: "
+                "/livez, /readyz, /openapi.json and the status page needs 'Authorization: "
                 "Bearer <token>': that token, or the read-only ISPMON_API_READ_TOKEN for GET/HEAD "
                 "(a write with it is a 403). Every GET also answers HEAD. Date-times are ISO 8601; "
                 "a value without an offset is UTC."

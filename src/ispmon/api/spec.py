@@ -222,6 +222,8 @@ class Route:
     waits_on_target: bool = False
     # Other media types the success answer may have (a report's CSV or PDF), with their schemas.
     media_types: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # False: the success body is not JSON (the Prometheus exposition formats), only `media_types`.
+    json_body: bool = True
 
     def __post_init__(self) -> None:
         names = re.findall(r"\{(\w+)\}", self.path)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ispmon.network.counters import Reading, rates, rebooted
+from ispmon.network.counters import Reading, Sample, rates, rebooted
 from ispmon.network.devices import DeviceSpec
 from ispmon.network.discovery import Counters, Discovered, discover, read_counters
 from ispmon.network.events import NetEvent, device_transition, interface_transition
@@ -49,6 +49,8 @@ class Iface:
     high_speed_mbps: int | None
     selected: bool
     down_since: float | None = None
+    # The newest poll's rates (None when that poll made none): read by the Prometheus scrape.
+    sample: Sample | None = None
 
 
 @dataclass(slots=True)
@@ -322,6 +324,7 @@ class Poller:
                 else:
                     reason = str(result.reason)
                     self.stats.no_sample[reason] = self.stats.no_sample.get(reason, 0) + 1
+            iface.sample = result.sample if sample_json is not None else None
             if current is not None:
                 state.readings[iface.id] = current
             admin, oper = reading.admin.get(index), reading.oper.get(index)

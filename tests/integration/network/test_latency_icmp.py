@@ -1,18 +1,14 @@
 """The latency view end to end: real ICMP checks of addresses in a network namespace, stored in
 PostgreSQL, read back through ``GET /network/latency/{id}``.
 
-The namespace ignores echo requests in the kernel and a userspace responder (the one of the ICMP
-probe tests) answers them after a known delay, or answers only the even sequence numbers: the
-median must be the delay within 1 ms and the loss exactly the dropped share of a known number of
-packets. Needs root (namespaces, raw sockets): without it these tests fail, never skip.
+The namespace ignores echo requests in the kernel and a userspace responder
+(tests/integration/probes/icmp_support.py) answers them after a known delay, or answers only the
+even sequence numbers: the median must be the delay within 1 ms and the loss exactly the dropped
+share of a known number of packets. Needs root (namespaces, raw sockets): without it these tests fail, never skip.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,38 +21,26 @@ from ispmon.api.app import create_app
 from ispmon.config import Settings
 from ispmon.services.context import AppServices
 from ispmon.store.database import Database
-from tests.integration.probes.test_probe_icmp import _free_prefix, _require_root, _run, _wait_ready
+from tests.integration.probes.icmp_support import free_prefix, namespace, require_root, responder
 
 Client = TestClient[web.Request, web.Application]
 DELAY = 0.03  # seconds before the responder answers
 PACKETS = 20  # per check: Smokeping's default, the most a check may send
 CHECKS = 3
 
-# Runs inside the namespace. argv: "<address>,<delay>,<mode>" rules, mode echo or drop-odd. Unlike
-# the probe tests' responder (asyncio call_later, whose epoll timeouts round up to the next
-# millisecond), a sender thread sleeps to just before each reply's due time and spins the rest, so
-# the added delay is the stated one to a few microseconds: the test can hold the view to 1 ms.
+# Runs inside the namespace, after icmp_support.RESPONDER_PRELUDE. argv: "<address>,<delay>,<mode>"
+# rules, mode echo or drop-odd. Unlike the probe tests' responder (asyncio call_later, whose epoll
+# timeouts round up to the next millisecond), a sender thread sleeps to just before each reply's
+# due time and spins the rest, so the added delay is the stated one to a few microseconds: the test
+# can hold the view to 1 ms.
 RESPONDER = r"""
-import heapq, socket, struct, sys, threading, time
+import heapq, threading, time
 
 rules = {}
 for arg in sys.argv[1:]:
     address, delay, mode = arg.split(",")
     rules[address] = (float(delay), mode)
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-def with_checksum(header, offset):
-    return header[:offset] + struct.pack("!H", checksum(header)) + header[offset + 2:]
-
-receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 due = []
 ready = threading.Condition()
 
@@ -90,11 +74,10 @@ while True:
     delay, mode = rule
     if mode == "drop-odd" and struct.unpack("!H", icmp[6:8])[0] % 2:
         continue
-    body = with_checksum(struct.pack("!BBH", 0, 0, 0) + icmp[4:], 2)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 1, 0, dst, src)
     n += 1
+    reply = ip_packet(dst, src, echo_reply(icmp[4:]))
     with ready:
-        heapq.heappush(due, (received + delay, n, with_checksum(ip, 10) + body, (socket.inet_ntoa(src), 0)))
+        heapq.heappush(due, (received + delay, n, reply, (socket.inet_ntoa(src), 0)))
         ready.notify()
 """
 
@@ -102,45 +85,17 @@ while True:
 @pytest.fixture(scope="module")
 def addresses() -> Iterator[tuple[str, str, str]]:
     """(prompt, delayed, half-dropped): answered at once; after DELAY; after DELAY, even sequences only."""
-    _require_root()
-    if shutil.which("ip") is None:
-        pytest.fail("the latency tests need iproute2's `ip` command")
-    pid = os.getpid()
-    name, host_if, ns_if = f"ispmon-lat-{pid}", f"lat{pid}h", f"lat{pid}n"
-    prefix = _free_prefix()
+    require_root()
+    prefix = free_prefix()
     prompt, delayed, lossy = f"{prefix}2", f"{prefix}3", f"{prefix}4"
-    responder: subprocess.Popen[str] | None = None
-    _run("ip", "netns", "add", name)
-    try:
-        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
-        _run("ip", "addr", "add", f"{prefix}1/24", "dev", host_if)
-        _run("ip", "link", "set", host_if, "up")
-        inside = ("ip", "netns", "exec", name)
-        _run(*inside, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
-        for address in (prompt, delayed, lossy):
-            _run(*inside, "ip", "addr", "add", f"{address}/24", "dev", ns_if)
-        _run(*inside, "ip", "link", "set", ns_if, "up")
-        rules = [f"{prompt},0,echo", f"{delayed},{DELAY},echo", f"{lossy},{DELAY},drop-odd"]
-        responder = subprocess.Popen(
-            # Real-time priority: on a loaded machine its timers would otherwise fire late, and
-            # the delay the test knows would not be the delay the probe sees.
-            [*inside, "chrt", "--fifo", "10", sys.executable, "-c", RESPONDER, *rules],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_ready(responder)
+    rules = [f"{prompt},0,echo", f"{delayed},{DELAY},echo", f"{lossy},{DELAY},drop-odd"]
+    # Real-time priority: on a loaded machine its timers would otherwise fire late, and the delay
+    # the test knows would not be the delay the probe sees.
+    with (
+        namespace("lat", f"{prefix}1", (prompt, delayed, lossy)) as inside,
+        responder([*inside, "chrt", "--fifo", "10"], RESPONDER, rules),
+    ):
         yield prompt, delayed, lossy
-    finally:
-        if responder is not None:
-            responder.terminate()
-            try:
-                responder.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                responder.kill()
-                responder.communicate()
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
 
 
 @pytest.fixture

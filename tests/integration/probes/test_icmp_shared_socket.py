@@ -20,37 +20,21 @@ from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Status
 from ispmon.probes.base import ProbeContext
 from ispmon.probes.icmp import probe
-from tests.integration.probes.test_probe_icmp import _free_prefix, _require_root, _run, _wait_ready
+from tests.integration.probes.icmp_support import free_prefix, namespace, require_root, responder, run
 
 LATE = 0.4  # the "late" host answers after this, beyond the first probe's timeout
 
-# argv: "<address>,<mode>"; modes: shuffle (random delay 0-100 ms), late, dup, otherid, foreign
-# (answer from the address named FOREIGN, which nobody pings).
+# After icmp_support.RESPONDER_PRELUDE. argv: "<address>,<mode>"; modes: shuffle (random delay
+# 0-100 ms), late, dup, otherid, foreign (answer from the address named FOREIGN, which nobody pings).
 RESPONDER = r"""
-import asyncio, random, socket, struct, sys
+import asyncio, random
 
 rules = dict(arg.split(",") for arg in sys.argv[2:])
 foreign = socket.inet_aton(sys.argv[1])
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-def with_checksum(header, offset):
-    return header[:offset] + struct.pack("!H", checksum(header)) + header[offset + 2:]
-
-receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 receiver.setblocking(False)
-sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 
 def reply(src, dst, rest):
-    body = with_checksum(struct.pack("!BBH", 0, 0, 0) + rest, 2)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 1, 0, dst, src)
-    sender.sendto(with_checksum(ip, 10) + body, (socket.inet_ntoa(src), 0))
+    sender.sendto(ip_packet(dst, src, echo_reply(rest)), (socket.inet_ntoa(src), 0))
 
 def on_readable():
     while True:
@@ -90,51 +74,21 @@ MODES = ("shuffle", "late", "dup", "otherid", "foreign")
 
 @pytest.fixture(autouse=True)
 def _root() -> None:
-    _require_root()
+    require_root()
 
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[dict[str, str]]:
-    _require_root()
-    pid = os.getpid()
-    name, host_if, ns_if = f"ispmon-mux-{pid}", f"mux{pid}h", f"mux{pid}n"
-    prefix = _free_prefix()
+    require_root()
+    prefix = free_prefix()
     spec = {mode: f"{prefix}{i + 2}" for i, mode in enumerate(MODES)}
     foreign = f"{prefix}100"
-    responder: subprocess.Popen[str] | None = None
-    _run("ip", "netns", "add", name)
-    try:
-        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
-        _run("ip", "addr", "add", f"{prefix}1/24", "dev", host_if)
-        _run("ip", "link", "set", host_if, "up")
-        inside = ("ip", "netns", "exec", name)
-        _run(*inside, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
-        for address in [*spec.values(), foreign]:
-            _run(*inside, "ip", "addr", "add", f"{address}/24", "dev", ns_if)
-        _run(*inside, "ip", "link", "set", ns_if, "up")
-        responder = subprocess.Popen(
-            [
-                *inside,
-                "env",
-                f"LATE={LATE}",
-                sys.executable,
-                "-c",
-                RESPONDER,
-                foreign,
-                *(f"{address},{mode}" for mode, address in spec.items()),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_ready(responder)
+    rules = [foreign, *(f"{address},{mode}" for mode, address in spec.items())]
+    with (
+        namespace("mux", f"{prefix}1", [*spec.values(), foreign]) as inside,
+        responder([*inside, "env", f"LATE={LATE}"], RESPONDER, rules),
+    ):
         yield spec
-    finally:
-        if responder is not None:
-            responder.terminate()
-            responder.communicate(timeout=5)
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
 
 
 @pytest.fixture
@@ -246,11 +200,11 @@ def test_datagram_sockets_are_shared_too_where_ping_group_range_allows() -> None
         "    await ctx.close()\n"
         "asyncio.run(main())\n"
     )
-    _run("ip", "netns", "add", name)
+    run("ip", "netns", "add", name)
     try:
-        _run("ip", "-n", name, "link", "set", "lo", "up")
-        _run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
-        out = _run("ip", "netns", "exec", name, sys.executable, "-c", script)
+        run("ip", "-n", name, "link", "set", "lo", "up")
+        run("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
+        out = run("ip", "netns", "exec", name, sys.executable, "-c", script)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
     assert out.split() == ["[('up',", "5)]", "1"], out

@@ -6,8 +6,6 @@ ping_group_range excludes us. Needs root: without it these tests fail with a mes
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,41 +15,18 @@ from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Status
 from ispmon.probes.base import ProbeContext
 from ispmon.probes.icmp import probe
+from tests.integration.probes.icmp_support import free_prefix6, namespace, require_root
 from tests.integration.probes.netutil import ipv6_available
-from tests.integration.probes.test_probe_icmp import _require_root, _run
-
-
-def _free_prefix6() -> str:
-    """An fd18:... /64 (unique local) that no address or route on this machine uses yet."""
-    used = _run("ip", "-6", "-o", "addr") + _run("ip", "-6", "route")
-    for i in range(1000):
-        prefix = f"fd18:{(os.getpid() + i) % 0xFFFF:x}::"
-        if prefix not in used:
-            return prefix
-    raise RuntimeError("no free fd18:x::/64 for the test namespace")
 
 
 @pytest.fixture(scope="module")
 def hosts6() -> Iterator[dict[str, str]]:
-    _require_root()
+    require_root()
     if not ipv6_available():
         pytest.fail("no IPv6 on this machine (::1 cannot be bound): the ICMPv6 path cannot be tested")
-    pid = os.getpid()
-    name, host_if, ns_if = f"ispmon-v6-{pid}", f"v6{pid}h", f"v6{pid}n"
-    prefix = _free_prefix6()
-    _run("ip", "netns", "add", name)
-    try:
-        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
-        # nodad: usable at once, not after duplicate address detection's second or so.
-        _run("ip", "-6", "addr", "add", f"{prefix}1/64", "dev", host_if, "nodad")
-        _run("ip", "link", "set", host_if, "up")
-        inside = ("ip", "netns", "exec", name)
-        _run(*inside, "ip", "-6", "addr", "add", f"{prefix}2/64", "dev", ns_if, "nodad")
-        _run(*inside, "ip", "link", "set", ns_if, "up")
+    prefix = free_prefix6()
+    with namespace("v6", f"{prefix}1", [f"{prefix}2"], ipv6=True):  # its kernel answers
         yield {"answers": f"{prefix}2", "nobody": f"{prefix}99"}
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
 
 
 @pytest.fixture

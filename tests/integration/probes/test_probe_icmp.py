@@ -1,9 +1,9 @@
 """The ICMP probe against loopback and against addresses in a network namespace made for the test.
 
-netem is not available on these machines, so latency and loss come from a userspace responder:
-the namespace ignores echo requests in the kernel (net.ipv4.icmp_echo_ignore_all=1) and a small
-raw-socket script run with `ip netns exec` answers them, per destination address, after a known
-delay, or drops the odd sequence numbers, or answers "host unreachable", or stays silent.
+netem is not available on these machines, so latency and loss come from a userspace responder
+(tests/integration/probes/icmp_support.py): the namespace ignores echo requests in the kernel and
+a small raw-socket script answers them, per destination address, after a known delay, or drops the
+odd sequence numbers, or answers "host unreachable", or stays silent.
 
 Needs root (namespaces, raw sockets): without it these tests fail with a message, never skip.
 Addresses are 198.18.x.0/24 (RFC 2544 benchmarking) and exist only on the veth pair made here.
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import select
-import shutil
 import subprocess
 import sys
 import time
@@ -28,34 +26,22 @@ from ispmon.availability.endpoints import EndpointSpec, build_endpoint
 from ispmon.models import ErrorKind, Protocol, Status
 from ispmon.probes.base import PROBES, ProbeContext, run_attempt
 from ispmon.probes.icmp import probe
+from tests.integration.probes.icmp_support import free_prefix, namespace, require_root, responder, run
 
 DELAY = 0.08  # seconds the responder waits before answering the "slow" address
 
-# Runs inside the namespace. argv: "<address>,<delay>,<mode>" rules; mode is echo, drop-odd or
-# unreach. Requests to addresses without a rule go unanswered.
+# Runs inside the namespace, after icmp_support.RESPONDER_PRELUDE. argv: "<address>,<delay>,<mode>"
+# rules; mode is echo, drop-odd or unreach. Requests to addresses without a rule go unanswered.
 RESPONDER = r"""
-import asyncio, socket, struct, sys
+import asyncio
 
 rules = {}
 for arg in sys.argv[1:]:
     address, delay, mode = arg.split(",")
     rules[address] = (float(delay), mode)
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-def with_checksum(header, offset):
-    return header[:offset] + struct.pack("!H", checksum(header)) + header[offset + 2:]
-
 seen = {}
-receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
 receiver.setblocking(False)
-sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # we write the IP header
 
 def on_readable():
     while True:
@@ -76,13 +62,10 @@ def on_readable():
         if mode == "drop-odd" and seen[dst] % 2 == 0:
             continue
         if mode == "unreach":
-            body = struct.pack("!BBHI", 3, 1, 0, 0) + packet[: ihl + 8]
+            body = with_checksum(struct.pack("!BBHI", 3, 1, 0, 0) + packet[: ihl + 8], 2)
         else:
-            body = struct.pack("!BBH", 0, 0, 0) + icmp[4:]
-        body = with_checksum(body, 2)
-        # Reply from the address that was pinged, not the interface's primary address.
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 0, 0, 64, 1, 0, dst, src)
-        loop.call_later(delay, sender.sendto, with_checksum(ip, 10) + body, (socket.inet_ntoa(src), 0))
+            body = echo_reply(icmp[4:])
+        loop.call_later(delay, sender.sendto, ip_packet(dst, src, body), (socket.inet_ntoa(src), 0))
 
 loop = asyncio.new_event_loop()
 loop.add_reader(receiver.fileno(), on_readable)
@@ -99,84 +82,20 @@ class Netns:
     unreachable: str  # answered with ICMP "host unreachable"
 
 
-def _run(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
-
-
-def _free_prefix() -> str:
-    """A 198.18.x. /24 that no address or route on this machine uses yet."""
-    used = _run("ip", "-4", "-o", "addr") + _run("ip", "-4", "route")
-    for i in range(254):
-        prefix = f"198.18.{(os.getpid() + i) % 254 + 1}."
-        if prefix not in used:
-            return prefix
-    raise RuntimeError("no free 198.18.x.0/24 for the test namespace")
-
-
-def _wait_ready(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 10)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"ICMP responder did not start: {line!r} {err}")
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.fail("the ICMP tests need root (network namespaces, raw sockets); run them as root as CI does")
-
-
 @pytest.fixture(autouse=True)
 def _root() -> None:
-    _require_root()
+    require_root()
 
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[Netns]:
-    _require_root()  # module fixtures are set up before the autouse check runs
-    if shutil.which("ip") is None:
-        pytest.fail("the ICMP tests need iproute2's `ip` command")
-    pid = os.getpid()
-    name, host_if, ns_if = f"ispmon-icmp-{pid}", f"isp{pid}h", f"isp{pid}n"
-    prefix = _free_prefix()
+    require_root()  # module fixtures are set up before the autouse check runs
+    prefix = free_prefix()
     spec = Netns(slow=f"{prefix}2", lossy=f"{prefix}3", silent=f"{prefix}4", unreachable=f"{prefix}5")
-    responder: subprocess.Popen[str] | None = None
-    _run("ip", "netns", "add", name)
-    try:
-        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if, "netns", name)
-        _run("ip", "addr", "add", f"{prefix}1/24", "dev", host_if)
-        _run("ip", "link", "set", host_if, "up")
-        inside = ("ip", "netns", "exec", name)
-        _run(*inside, "sysctl", "-qw", "net.ipv4.icmp_echo_ignore_all=1")
-        for address in (spec.slow, spec.lossy, spec.silent, spec.unreachable):
-            _run(*inside, "ip", "addr", "add", f"{address}/24", "dev", ns_if)
-        _run(*inside, "ip", "link", "set", ns_if, "up")
-        _run(*inside, "ip", "link", "set", "lo", "up")
-        rules = [f"{spec.slow},{DELAY},echo", f"{spec.lossy},0,drop-odd", f"{spec.unreachable},0,unreach"]
-        responder = subprocess.Popen(
-            [*inside, sys.executable, "-c", RESPONDER, *rules],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        _wait_ready(responder)
+    addresses = (spec.slow, spec.lossy, spec.silent, spec.unreachable)
+    rules = [f"{spec.slow},{DELAY},echo", f"{spec.lossy},0,drop-odd", f"{spec.unreachable},0,unreach"]
+    with namespace("icmp", f"{prefix}1", addresses, loopback_up=True) as inside, responder(inside, RESPONDER, rules):
         yield spec
-    finally:
-        if responder is not None:
-            responder.terminate()
-            try:
-                responder.communicate(timeout=5)
-            except subprocess.TimeoutExpired:
-                responder.kill()
-                responder.communicate()
-        # Deleting the namespace deletes its veth end, and with it the host end.
-        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "del", host_if], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -330,9 +249,9 @@ def test_no_route_is_down_unreachable() -> None:
         "r = asyncio.run(probe(ep, 1.0, ProbeContext()))\n"
         "print(r.status.value, r.error_kind.value, r.details['packets_sent'], r.error)\n"
     )
-    _run("ip", "netns", "add", name)
+    run("ip", "netns", "add", name)
     try:
-        out = _run("ip", "netns", "exec", name, sys.executable, "-c", script)
+        out = run("ip", "netns", "exec", name, sys.executable, "-c", script)
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
     assert out.startswith("down unreachable 0 cannot send to 198.18.0.1:"), out
