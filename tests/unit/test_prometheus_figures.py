@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ispmon.api.prometheus import splice, vars_of
 from ispmon.api.prometheus_figures import counter_families, metric_part, readiness_families
-from ispmon.api.prometheus_text import Snapshot, endpoint_text, escape, interface_text, render
+from ispmon.api.prometheus_text import ENCODE_SAMPLES, Snapshot, endpoint_text, interface_text, render
 from ispmon.availability.endpoints import build_endpoint
 from ispmon.availability.monitor import EndpointRuntime
 from ispmon.availability.outages import EndpointState
@@ -250,7 +250,7 @@ def test_written_text_is_what_prometheus_client_writes_for_the_same_gauges() -> 
         expected.append(family)
     library, _ = scrape(expected)
     assert ours == library
-    assert escape(odd) in ours and "\n" not in escape(odd)  # no raw newline inside a label
+    assert 'interface="ge-0/0/1 \\"uplink\\" \\\\ to\\nisp"' in ours  # escaped, no raw newline in a label
 
 
 def test_splice_keeps_openmetrics_eof_last() -> None:
@@ -263,14 +263,33 @@ def test_snapshot_of_nothing_renders_empty_families() -> None:
     assert parsed["ispmon_endpoint_up"].samples == [] and parsed["ispmon_interface_down"].samples == []
 
 
-def test_go_float_is_the_library_float_format() -> None:
-    from prometheus_client.utils import floatToGoString
+def test_a_family_encoded_in_slices_is_the_library_output_for_the_whole_family() -> None:
+    """More endpoints than one encoder slice holds: one HELP/TYPE per family, every sample once,
+    the same text the library writes for the whole family at once (text and OpenMetrics)."""
+    from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
 
-    from ispmon.api.prometheus_text import go_float
+    from ispmon.api.prometheus_text import endpoint_families, finish, render_steps
 
-    for value in (0.0, -0.0, 1.0, 0.0125, 1e-7, 999_999.9, 1e6, 1.5e6, 123456789.125, 1e16, 3.4e38, -2.5, -1e7,
-                  float("inf"), float("-inf"), float("nan"), 7):  # fmt: skip
-        assert go_float(value) == floatToGoString(value), value
+    count = ENCODE_SAMPLES * 2 + 7
+    specs = [build_endpoint({"id": f"e{n}", "name": f"e{n}", "protocol": "tcp", "url": "tcp://127.0.0.1:1"})
+             for n in range(count)]  # fmt: skip
+    runtimes = [EndpointRuntime(spec, EndpointState()) for spec in specs]
+    for encoder in (generate_latest, openmetrics):
+        chunks = finish(render_steps(Snapshot(runtimes=runtimes), encoder))
+        whole: list[Metric] = []
+        for name, help_text, rows in endpoint_families(runtimes):  # each family built at once
+            whole.append(Metric(name, help_text, "gauge"))
+            for labels, value in rows:
+                whole[-1].add_sample(name, labels, value)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Families(whole))
+        expected = encoder(registry)
+        if expected.endswith(b"# EOF\n"):
+            expected = expected[: -len(b"# EOF\n")]
+        text = b"".join(chunks)
+        assert text.startswith(expected)  # the endpoint families come first, then the interfaces'
+        assert text.count(b"# TYPE ispmon_endpoint_status ") == 1
+        assert text.count(b"\nispmon_endpoint_status{") == count
 
 
 def test_readme_lists_exactly_the_per_target_families() -> None:

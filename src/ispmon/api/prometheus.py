@@ -7,10 +7,11 @@ another library registered): everything ``/readyz`` reports, by calling that han
 added there appears here with no code (`ispmon.api.prometheus_figures`), plus the outbox backlog
 and the SNMP, RADIUS and flow counters. prometheus-client picks the format from the Accept header
 (text 0.0.4, or OpenMetrics as Prometheus asks for) and encodes that registry; the per-endpoint
-and per-interface families, nearly all of the samples, are written by `ispmon.api.prometheus_text`
-in steps of a few ms, letting due checks run between them (a 10,000-endpoint scrape must not hold
-the event loop), and streamed after it in chunks. Compressed when the scraper accepts gzip.
-Reads follow the API's rules: with ``ISPMON_API_TOKEN`` set, a scraper sends a token (the
+and per-interface families, nearly all of the samples, are encoded by the library too, a slice at
+a time (`ispmon.api.prometheus_text`), in steps of a few ms, letting due checks run between them
+(a 10,000-endpoint scrape must not hold the event loop), and streamed after it in chunks.
+Compressed when the scraper accepts gzip. Reads follow the API's rules: with ``ISPMON_API_TOKEN``
+set, a scraper sends a token (the
 read-only one will do).
 """
 
@@ -112,7 +113,7 @@ async def metrics(call: Call) -> web.StreamResponse:
     registry.register(Scrape(call.services, readiness, outbox, call.request.app.get(RADIUS_STATS)))
     encoder, content_type = choose_encoder(",".join(call.request.headers.getall(hdrs.ACCEPT, [])))
     snapshot = Snapshot.take(call.services.monitor, call.services.network.poller)
-    steps = render_steps(snapshot)
+    steps = render_steps(snapshot, encoder)
     while True:  # a few ms of CPU per step; due checks run in between
         try:
             next(steps)

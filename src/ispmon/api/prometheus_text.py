@@ -1,81 +1,78 @@
-"""The per-endpoint and per-interface families of ``/metrics``, written as exposition text directly.
+"""The per-endpoint and per-interface families of ``/metrics``, encoded by prometheus-client in steps.
 
 These are nearly all of a scrape's samples (10,000 endpoints and 10,000 interfaces make ~150,000),
-and prometheus-client's families cost ~10-18 us per sample to build and encode on this machine
-(bench/metrics_scrape.py): seconds of CPU per scrape. Here each target's label string is escaped
-once and reused by all of its families (label names in sorted order, as the library writes them),
-and a sample is one f-string with the library's own float
-format (`floatToGoString`, see `go_float`), so the text is what the library would write for the same gauges. Gauge
-sample lines are the same in the text 0.0.4 and OpenMetrics formats, so `ispmon.api.prometheus`
-splices this text into either.
+and prometheus-client costs ~10-20 us per sample to build and encode here (bench/metrics_scrape.py):
+seconds of CPU per scrape, which in one go would hold the event loop the monitor shares. So each
+family is handed to the library's encoder a slice of samples at a time (`ENCODE_SAMPLES`), with a
+step after each slice in which the caller lets due checks run; the HELP/TYPE header of every slice
+after a family's first, and OpenMetrics' closing ``# EOF`` of each slice, are dropped, so the
+chunks joined are the library's output for the whole family. Every sample line is written by
+prometheus-client (its escaping, its float format, its label order): none is written here.
 
 Input is a `Snapshot` taken on the event loop (lists, so the monitor and the poller may change
-their dicts meanwhile). The renderers are generators that yield every `STEP` targets: the handler
-runs them on the event loop and lets due checks run at each step (a worker thread would not do:
-while it holds the GIL on a busy machine the loop waits for it, 100+ ms at a time); `render` runs
-one to the end at once. Labels stay bounded: endpoint id and
-protocol; device id, interface id and name; never a URL or anything a target sends.
+their dicts meanwhile). Labels stay bounded: endpoint id and protocol; device id, interface id and
+name; never a URL or anything a target sends.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from prometheus_client.utils import floatToGoString
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
 
 PREFIX = "ispmon"
+Encoder = Callable[[CollectorRegistry], bytes]
+# Samples per call of the encoder: ~5 ms of CPU, the longest the loop is held by a scrape step.
+ENCODE_SAMPLES = 250
+EOF = b"# EOF\n"
 
 
-def escape(value: str) -> str:
-    """A label value as the exposition formats quote it."""
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return value
+class _One:
+    """A collector of one metric, for the encoder (which takes a registry)."""
+
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.metric
 
 
-def go_float(value: float) -> str:
-    """`floatToGoString`, with its common case inline: below 1e6 (and finite) it is Python's repr,
-    and the call it saves was half of a sample's cost."""
-    value = float(value)
-    if -math.inf < value < 1e6:
-        return repr(value)
-    return floatToGoString(value)
+def _encode(metric: Metric, samples: list[Any], encoder: Encoder, header: bool) -> bytes:
+    part = Metric(metric.name, metric.documentation, metric.type)
+    part.samples = samples
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_One(part))
+    text = encoder(registry)
+    if text.endswith(EOF):
+        text = text[: -len(EOF)]
+    if not header:
+        while text.startswith(b"# "):  # HELP, TYPE (and UNIT): the family's first slice has them
+            text = text[text.index(b"\n") + 1 :]
+    return text
 
 
-class Gauge:
-    """One gauge family's text: HELP and TYPE, then a line per sample."""
-
-    __slots__ = ("lines", "name")
-
-    def __init__(self, name: str, help_text: str) -> None:
-        self.name = name
-        self.lines = [f"# HELP {name} {help_text}\n# TYPE {name} gauge\n"]
-
-    def add(self, labels: str, value: float) -> None:
-        self.lines.append(f"{self.name}{{{labels}}} {go_float(value)}\n")
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
-# Lines joined per chunk: one join of a whole 16 MB scrape held the loop for ~100 ms here.
-CHUNK_LINES = 2000
-
-
-def chunked(families: list[Gauge], out: list[bytes]) -> Steps:
-    """Append each family's lines to `out` as bytes, CHUNK_LINES at a time, a step per chunk."""
-    for family in families:
-        lines = family.lines
-        for start in range(0, len(lines), CHUNK_LINES):
-            out.append("".join(lines[start : start + CHUNK_LINES]).encode())
+def family_steps(name: str, help_text: str, rows: Iterable[tuple[dict[str, str], float]], out: list[bytes],
+                 encoder: Encoder) -> Steps:  # fmt: skip
+    """Encode one gauge family into `out` as its rows come, ENCODE_SAMPLES at a time, a step per
+    slice: only one slice of samples is alive at once (150,000 live samples made the collector's
+    full passes hold the loop for hundreds of ms)."""
+    metric = Metric(name, help_text, "gauge")
+    header = True
+    for labels, value in rows:
+        metric.add_sample(name, labels, float(value))
+        if len(metric.samples) >= ENCODE_SAMPLES:
+            out.append(_encode(metric, metric.samples, encoder, header))
+            header, metric.samples = False, []
             yield
-        family.lines = []  # freed as it goes
-    return ""
+    if metric.samples or header:  # a family with no sample still says HELP and TYPE
+        out.append(_encode(metric, metric.samples, encoder, header))
+    yield
+    return None
 
 
 @dataclass
@@ -97,11 +94,8 @@ class Snapshot:
         return cls(runtimes, devices)
 
 
-# Steps: a renderer yields after this many endpoints or interfaces (a few ms of CPU), so a caller
-# on the event loop can let due checks run between steps (`ispmon.api.prometheus.metrics`).
-STEP = 200
-
 Steps = Generator[None, None, Any]
+Rows = Iterator[tuple[dict[str, str], float]]
 
 
 def finish(steps: Steps) -> Any:
@@ -113,27 +107,77 @@ def finish(steps: Steps) -> Any:
             return stop.value
 
 
-def render_steps(snapshot: Snapshot) -> Generator[None, None, list[bytes]]:
+def families(snapshot: Snapshot) -> list[tuple[str, str, Rows]]:
+    """Every per-target family: (name, help, its rows made lazily from the snapshot)."""
+    return [*endpoint_families(snapshot.runtimes), *interface_families(snapshot.devices)]
+
+
+def render_steps(snapshot: Snapshot, encoder: Encoder = generate_latest) -> Generator[None, None, list[bytes]]:
     """The exposition of every per-target family, as chunks of bytes, in steps."""
+    return (yield from _steps(families(snapshot), encoder))
+
+
+def _steps(of: list[tuple[str, str, Rows]], encoder: Encoder) -> Generator[None, None, list[bytes]]:
     out: list[bytes] = []
-    yield from chunked((yield from endpoint_steps(snapshot.runtimes)), out)
-    yield from chunked((yield from interface_steps(snapshot.devices)), out)
+    for name, help_text, rows in of:
+        yield from family_steps(name, help_text, rows, out, encoder)
     return out
 
 
-def render(snapshot: Snapshot) -> str:
-    return b"".join(finish(render_steps(snapshot))).decode()
+def render(snapshot: Snapshot, encoder: Encoder = generate_latest) -> str:
+    return b"".join(finish(render_steps(snapshot, encoder))).decode()
 
 
 def endpoint_text(runtimes: list[Any]) -> str:
-    return "".join(family.text() for family in finish(endpoint_steps(runtimes)))
+    return b"".join(finish(_steps(endpoint_families(runtimes), generate_latest))).decode()
 
 
 def interface_text(devices: list[tuple[str, bool | None, list[Any]]]) -> str:
-    return "".join(family.text() for family in finish(interface_steps(devices)))
+    return b"".join(finish(_steps(interface_families(devices), generate_latest))).decode()
 
 
-def endpoint_steps(runtimes: list[Any]) -> Steps:
+def _endpoint_labels(runtime: Any) -> dict[str, str]:
+    return {"endpoint": runtime.spec.id, "protocol": runtime.spec.protocol.value}
+
+
+def _up(runtimes: list[Any]) -> Rows:
+    for runtime in runtimes:
+        if runtime.last is not None:
+            code = runtime.last[1].status.value
+            if code == "up" or code == "degraded":
+                yield _endpoint_labels(runtime), 1.0
+            elif code == "down":
+                yield _endpoint_labels(runtime), 0.0
+
+
+def _status(runtimes: list[Any]) -> Rows:
+    for runtime in runtimes:
+        yield {**_endpoint_labels(runtime), "status": runtime.state.status.value}, 1.0
+
+
+def _response_time(runtimes: list[Any]) -> Rows:
+    for runtime in runtimes:
+        if runtime.last is not None and runtime.last[1].response_time_ms is not None:
+            yield _endpoint_labels(runtime), runtime.last[1].response_time_ms / 1000.0
+
+
+def _checked(runtimes: list[Any]) -> Rows:
+    for runtime in runtimes:
+        if runtime.last is not None:
+            yield _endpoint_labels(runtime), runtime.last[0].timestamp()
+
+
+def _cert(runtimes: list[Any]) -> Rows:
+    for runtime in runtimes:
+        if runtime.last is None or not runtime.last[1].details:
+            continue
+        not_after = runtime.last[1].details.get("cert_not_after")
+        if isinstance(not_after, str):
+            with contextlib.suppress(ValueError):  # a detail we did not write: no series
+                yield _endpoint_labels(runtime), datetime.fromisoformat(not_after).timestamp()
+
+
+def endpoint_families(runtimes: list[Any]) -> list[tuple[str, str, Rows]]:
     """Per endpoint: the last check's up, response time, time and certificate expiry; the status.
 
     ``up`` is the last check (1 UP or DEGRADED, 0 DOWN; absent before the first check and after one
@@ -142,40 +186,17 @@ def endpoint_steps(runtimes: list[Any]) -> Steps:
     the current status as its label (the previous one goes stale when it changes), so 10,000
     endpoints cost 10,000 samples, not 50,000.
     """
-    up = Gauge(f"{PREFIX}_endpoint_up", "1 when the endpoint's last check was up or degraded, 0 when down")
-    status = Gauge(
-        f"{PREFIX}_endpoint_status",
-        "1, labelled with the endpoint's current status (after thresholds and maintenance)",
-    )
-    rtt = Gauge(f"{PREFIX}_endpoint_response_time_seconds", "Response time of the endpoint's last check")
-    checked = Gauge(f"{PREFIX}_endpoint_last_check_timestamp_seconds", "When the endpoint was last checked (Unix time)")
-    cert = Gauge(
-        f"{PREFIX}_endpoint_certificate_expiry_timestamp_seconds",
-        "When the certificate of the endpoint's last HTTPS check expires (Unix time)",
-    )
-    for n, runtime in enumerate(runtimes, 1):
-        if n % STEP == 0:
-            yield
-        spec = runtime.spec
-        labels = f'endpoint="{escape(spec.id)}",protocol="{spec.protocol.value}"'
-        status.add(f'{labels},status="{runtime.state.status.value}"', 1.0)
-        last = runtime.last
-        if last is None:
-            continue
-        at, result = last
-        checked.add(labels, at.timestamp())
-        code = result.status.value
-        if code == "up" or code == "degraded":
-            up.add(labels, 1.0)
-        elif code == "down":
-            up.add(labels, 0.0)
-        if result.response_time_ms is not None:
-            rtt.add(labels, result.response_time_ms / 1000.0)
-        not_after = result.details.get("cert_not_after") if result.details else None
-        if isinstance(not_after, str):
-            with contextlib.suppress(ValueError):  # a detail we did not write: no series
-                cert.add(labels, datetime.fromisoformat(not_after).timestamp())
-    return [up, status, rtt, checked, cert]
+    return [
+        (f"{PREFIX}_endpoint_up", "1 when the endpoint's last check was up or degraded, 0 when down", _up(runtimes)),
+        (f"{PREFIX}_endpoint_status",
+         "1, labelled with the endpoint's current status (after thresholds and maintenance)", _status(runtimes)),
+        (f"{PREFIX}_endpoint_response_time_seconds", "Response time of the endpoint's last check",
+         _response_time(runtimes)),
+        (f"{PREFIX}_endpoint_last_check_timestamp_seconds", "When the endpoint was last checked (Unix time)",
+         _checked(runtimes)),
+        (f"{PREFIX}_endpoint_certificate_expiry_timestamp_seconds",
+         "When the certificate of the endpoint's last HTTPS check expires (Unix time)", _cert(runtimes)),
+    ]  # fmt: skip
 
 
 # (family suffix, help, Sample attribute for in, for out, factor): bits -> bytes, percent -> ratio.
@@ -186,42 +207,45 @@ INTERFACE_RATES = (
     ("errors_per_second", "Errored packets per second", "in_errors_ps", "out_errors_ps", 1.0),
     ("discards_per_second", "Discarded packets per second", "in_discards_ps", "out_discards_ps", 1.0),
 )
+Devices = list[tuple[str, bool | None, list[Any]]]
 
 
-def interface_steps(devices: list[tuple[str, bool | None, list[Any]]]) -> Steps:
-    """Per device reachability; per selected interface the last poll's rates, utilisation and
-    whether it is down (admin up, oper not up). The rates of a device that stopped answering are
-    left out rather than shown stale."""
-    device_up = Gauge(f"{PREFIX}_device_up", "1 when the device answered its last SNMP poll, 0 when not")
-    down = Gauge(f"{PREFIX}_interface_down", "1 when the interface is admin up and oper not up")
-    rates = [
-        (Gauge(f"{PREFIX}_interface_{suffix}", help_text), attr_in, attr_out, factor)
-        for suffix, help_text, attr_in, attr_out, factor in INTERFACE_RATES
-    ]
-    n = 0
-    for device_id, reachable, interfaces in devices:
-        device = escape(device_id)
+def _device_up(devices: Devices) -> Rows:
+    for device_id, reachable, _ in devices:
         if reachable is not None:
-            device_up.add(f'device="{device}"', 1.0 if reachable else 0.0)
+            yield {"device": device_id}, 1.0 if reachable else 0.0
+
+
+def _selected(devices: Devices) -> Iterator[tuple[dict[str, str], bool | None, Any]]:
+    for device_id, reachable, interfaces in devices:
         for iface in interfaces:
-            n += 1
-            if n % STEP == 0:
-                yield
-            if not iface.selected:
-                continue
-            # Label names in sorted order, as prometheus-client writes them.
-            rest = f'interface="{escape(iface.name)}",interface_id="{iface.id}"'
-            down.add(f'device="{device}",{rest}', 1.0 if iface.down_since is not None else 0.0)
-            sample = iface.sample
-            if sample is None or reachable is False:
-                continue
-            labels_in = f'device="{device}",direction="in",{rest}'
-            labels_out = f'device="{device}",direction="out",{rest}'
-            for family, attr_in, attr_out, factor in rates:
-                value = getattr(sample, attr_in)
-                if value is not None:
-                    family.add(labels_in, value * factor)
-                value = getattr(sample, attr_out)
-                if value is not None:
-                    family.add(labels_out, value * factor)
-    return [device_up, down, *(family for family, _, _, _ in rates)]
+            if iface.selected:
+                yield {"device": device_id, "interface": iface.name, "interface_id": str(iface.id)}, reachable, iface
+
+
+def _down(devices: Devices) -> Rows:
+    for labels, _, iface in _selected(devices):
+        yield labels, 1.0 if iface.down_since is not None else 0.0
+
+
+def _rates(devices: Devices, attr_in: str, attr_out: str, factor: float) -> Rows:
+    """The rates of a device that stopped answering are left out rather than shown stale."""
+    for labels, reachable, iface in _selected(devices):
+        sample = iface.sample
+        if sample is None or reachable is False:
+            continue
+        for direction, attr in (("in", attr_in), ("out", attr_out)):
+            value = getattr(sample, attr)
+            if value is not None:
+                yield {**labels, "direction": direction}, value * factor
+
+
+def interface_families(devices: Devices) -> list[tuple[str, str, Rows]]:
+    """Per device reachability; per selected interface the last poll's rates, utilisation and
+    whether it is down (admin up, oper not up)."""
+    return [
+        (f"{PREFIX}_device_up", "1 when the device answered its last SNMP poll, 0 when not", _device_up(devices)),
+        (f"{PREFIX}_interface_down", "1 when the interface is admin up and oper not up", _down(devices)),
+        *((f"{PREFIX}_interface_{suffix}", help_text, _rates(devices, attr_in, attr_out, factor))
+          for suffix, help_text, attr_in, attr_out, factor in INTERFACE_RATES),
+    ]  # fmt: skip
