@@ -67,7 +67,9 @@ def test_mapping_nests_dotted_paths() -> None:
 def test_daily_index_is_the_documents_own_utc_day() -> None:
     late = datetime(2026, 12, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
     assert t.index_name("isp", "service_status", late) == "isp-service-status-2026.12.02"
-    assert t.index_name("acme", "system_logs", datetime(2026, 1, 2, tzinfo=UTC)) == "acme-system-logs-2026.01.02"
+    assert (
+        t.index_name("acme", "system_logs", datetime(2026, 1, 2, tzinfo=UTC)) == "acme-system-logs-2026.01.02"
+    )
     assert t.index_name("isp", "maintenance_windows", late) == "isp-maintenance-windows"
     assert t.index_pattern("isp", "service_outage") == "isp-service-outage-*"
 
