@@ -25,6 +25,7 @@ from ispmon.api import (
     nas,
     openapi,
     outages,
+    search,
     services,
     sessions,
 )
@@ -52,6 +53,7 @@ ROUTES: tuple[Route, ...] = (
     *nas.ROUTES,
     *sessions.ROUTES,
     *metrics.ROUTES,
+    *search.ROUTES,
     *openapi.ROUTES,
 )
 

@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
+from aiohttp import web
 
 from ispmon.search.bulk import Deliverer, Unavailable
 from ispmon.search.client import ClientConfig, bulk_sender, classify, make_client
 from ispmon.search.documents import Observer
+from ispmon.search.logs import LogCapture, LogWriter, install, uninstall
 from ispmon.search.setup import es_setup
 from ispmon.search.sync import SearchSync
 
@@ -40,12 +42,15 @@ def client_config(settings: Settings) -> ClientConfig:
 class SearchFeed:
     """The client, the sync and its task."""
 
-    def __init__(self, client: AsyncElasticsearch, sync: SearchSync, settings: Settings) -> None:
+    def __init__(
+        self, client: AsyncElasticsearch, sync: SearchSync, settings: Settings, logs: LogWriter | None = None
+    ) -> None:
         self.client = client
         self.sync = sync
         self.settings = settings
+        self.logs = logs
         self.setup_done = False
-        self.task: asyncio.Task[None] | None = None
+        self.tasks: list[asyncio.Task[None]] = []
 
     @classmethod
     def build(cls, pool: asyncpg.Pool, settings: Settings) -> SearchFeed:
@@ -60,7 +65,9 @@ class SearchFeed:
             interval=settings.elasticsearch_sync_interval,
             batch_size=settings.elasticsearch_batch_size,
         )
-        return cls(client, sync, settings)
+        capture: LogCapture = install(settings.elasticsearch_log_queue)
+        logs = LogWriter(pool, capture, settings.cleanup_retention_days)
+        return cls(client, sync, settings, logs)
 
     async def setup(self) -> bool:
         try:
@@ -94,21 +101,36 @@ class SearchFeed:
             delay *= 2
         await self.sync.run()
 
+    def attach(self, app: web.Application) -> None:
+        """Make the feed reachable by the API's /search routes and /readyz (before the app starts)."""
+        app[SEARCH_FEED] = self
+
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="search_sync")
+        self.tasks.append(asyncio.create_task(self._run(), name="search_sync"))
+        if self.logs is not None:
+            self.tasks.append(asyncio.create_task(self.logs.run(), name="search_logs"))
 
     def status(self) -> dict[str, Any]:
         out = self.sync.status()
         out["server_version"] = self.sync.server_version
         out["setup_done"] = self.setup_done
+        out["logs"] = self.logs.stats() if self.logs is not None else None
         return out
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
+                await task
+        if self.logs is not None:
+            uninstall(self.logs.capture)
+            with contextlib.suppress(Exception):
+                await self.logs.flush()  # the last lines (ispmon_stopping) reach the table
         await self.client.close()
 
 
-__all__ = ["SearchFeed", "Unavailable", "client_config"]
+# Where the API finds the feed (set by the daemon when ELASTICSEARCH_URL is set; absent otherwise).
+SEARCH_FEED: web.AppKey[SearchFeed] = web.AppKey("ispmon_search_feed")
+
+__all__ = ["SEARCH_FEED", "SearchFeed", "Unavailable", "client_config"]
