@@ -75,3 +75,23 @@ async def add_endpoint(pool: asyncpg.Pool, endpoint: str = "web-1") -> None:
 
 def hour_ago() -> datetime:
     return datetime.now(UTC) - timedelta(hours=1)
+
+
+@pytest.fixture
+async def client(db_dsn: str) -> AsyncIterator[Any]:
+    """The real app without ELASTICSEARCH_URL (as tests/integration/api's client)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from ispmon.api.app import create_app
+    from ispmon.config import Settings
+    from ispmon.services.context import AppServices
+    from ispmon.store.database import Database
+
+    db = await Database.connect(db_dsn, max_size=4)
+    c: Any = TestClient(TestServer(create_app(AppServices.build(db, Settings()))))
+    await c.start_server()
+    try:
+        yield c
+    finally:
+        await c.close()
+        await db.close()
