@@ -177,6 +177,7 @@ class Faults:
     reject_status: int = 429
     max_body_bytes: int | None = None  # 413 above this
     reject_ids: set[str] = field(default_factory=set)  # per-item 429 for these ids
+    bulk_delay: float = 0.0  # seconds each _bulk takes (a kill can land mid-request)
 
 
 class EsServer:
@@ -200,6 +201,7 @@ class EsServer:
         self.requests: list[tuple[str, str]] = []
         self.bulk_requests = 0
         self.bulk_items = 0
+        self.bulk_inflight = 0
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -431,6 +433,15 @@ class EsServer:
     async def _bulk(self, request: web.Request) -> web.Response:
         raw = await request.read()
         self.bulk_requests += 1
+        self.bulk_inflight += 1
+        try:
+            if self.faults.bulk_delay:
+                await asyncio.sleep(self.faults.bulk_delay)
+            return self._bulk_body(raw)
+        finally:
+            self.bulk_inflight -= 1
+
+    def _bulk_body(self, raw: bytes) -> web.Response:
         if not raw.endswith(b"\n"):
             return _error(
                 400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
