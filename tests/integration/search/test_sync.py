@@ -264,3 +264,16 @@ async def test_timeout_is_retried_and_nothing_lost(pool: asyncpg.Pool, es: EsSer
     await asyncio.sleep(0)
     await sync.sync_once()
     assert sorted(int(i) for i in es.ids("isp-service-status-*")) == sorted(ids)
+
+
+async def test_413_splits_the_batch_through_the_real_client(
+    pool: asyncpg.Pool, es: EsServer, make_sync
+) -> None:
+    await add_endpoint(pool)
+    ids = await insert_history(pool, "web-1", 60)
+    sync: SearchSync = await make_sync(batch_size=60)
+    es.faults.max_body_bytes = 12_000  # about 12 documents per request
+    await sync.sync_once()
+    assert sync.failing is None
+    assert sorted(int(i) for i in es.ids("isp-service-status-*")) == sorted(ids)
+    assert es.bulk_requests >= 6 and es.max_version("isp-service-status-*") == 1
