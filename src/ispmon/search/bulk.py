@@ -13,11 +13,12 @@ purpose (a resend after a crash overwrites the same id).
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ class Item:
 
     @classmethod
     def make(cls, index: str, doc_id: str, source: dict[str, Any]) -> Item:
-        action = json.dumps({"index": {"_index": index, "_id": doc_id}}, separators=(",", ":"))
-        body = json.dumps(source, separators=(",", ":"), ensure_ascii=False, default=str)
-        return cls(index, doc_id, source, f"{action}\n{body}\n".encode())
+        action = orjson.dumps({"index": {"_index": index, "_id": doc_id}})
+        body = orjson.dumps(source, default=str)
+        return cls(index, doc_id, source, b"".join((action, b"\n", body, b"\n")))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ beside ECS); a value absent from the row is left out rather than sent as null.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ class Observer:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
+    if value is None:
+        return None
+    # asyncpg hands timestamptz back in UTC already; converting is for other callers.
+    return value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()
 
 
 def _common(family: str, row_id: str, observer: Observer, tags: list[str] | None = None) -> dict[str, Any]:
@@ -81,50 +85,59 @@ def _ip_or_none(value: str | None) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=65536)
+def _endpoint_parts(
+    endpoint_id: str, name: str | None, protocol: str | None, url: str | None, criticality: str | None
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """What every check of one endpoint shares (parsed once: URL parts and the target's address)."""
+    host_ip = _ip_or_none(urlsplit(url).hostname if url and "://" in url else None)
+    return name or endpoint_id, (_url_parts(url) if url else None), host_ip
+
+
 def status_doc(row: Mapping[str, Any], observer: Observer) -> Doc:
     """A status_history row joined to its endpoint (name, protocol, url, criticality, tags)."""
     at: datetime = row["checked_at"]
     status = row["status"]
     rt = row["response_time_ms"]
-    name = row["name"] or row["endpoint_id"]
+    endpoint_id = row["endpoint_id"]
+    name, url_doc, host_ip = _endpoint_parts(
+        endpoint_id, row["name"], row["protocol"], row["url"], row["criticality"]
+    )
+    when = _iso(at)
     doc = _common("service_status", str(row["id"]), observer, row["tags"])
     up = 1 if _UPTIME_STATUS.get(status) == "up" else 0
     monitor: dict[str, Any] = {
-        "id": row["endpoint_id"],
+        "id": endpoint_id,
         "name": name,
         "type": row["protocol"],
         "status": _UPTIME_STATUS.get(status, status),
         # One check is one Heartbeat "check group"; the row id is unique and stable.
-        "check_group": f"{row['endpoint_id']}-{row['id']}",
-        "timespan": {"gte": _iso(at), "lt": _iso(at)},
+        "check_group": f"{endpoint_id}-{row['id']}",
+        "timespan": {"gte": when, "lt": when},
     }
     if rt is not None:
         monitor["duration"] = {"us": int(rt * 1000)}
-    url = row["url"]
-    host_ip = _ip_or_none(urlsplit(url).hostname if url and "://" in url else None)
     if host_ip:
         monitor["ip"] = host_ip
-    doc.update(
-        _clean(
-            {
-                "@timestamp": _iso(at),
-                "service_id": row["endpoint_id"],
-                "service_name": name,
-                "service_type": row["protocol"],
-                "status": status,
-                "response_time": rt,
-                "error_message": row["error"],
-                "error_kind": row["error_kind"],
-                "checked_at": _iso(at),
-                "attempts": row["attempts"],
-                "criticality": row["criticality"],
-            }
-        )
-    )
+    doc["@timestamp"] = when
+    doc["service_id"] = endpoint_id
+    doc["service_name"] = name
+    doc["service_type"] = row["protocol"]
+    doc["status"] = status
+    doc["checked_at"] = when
+    doc["attempts"] = row["attempts"]
+    for key, value in (
+        ("response_time", rt),
+        ("error_message", row["error"]),
+        ("error_kind", row["error_kind"]),
+        ("criticality", row["criticality"]),
+    ):
+        if value is not None:
+            doc[key] = value
     doc["monitor"] = monitor
-    doc["summary"] = {"up": up, "down": 0 if up or status not in ("down",) else 1}
-    if url:
-        doc["url"] = _url_parts(url)
+    doc["summary"] = {"up": up, "down": 1 if status == "down" else 0}
+    if url_doc is not None:
+        doc["url"] = dict(url_doc)
     if row["error"] or row["error_kind"]:
         doc["error"] = _clean({"message": row["error"], "type": row["error_kind"]})
     details = row["details"]

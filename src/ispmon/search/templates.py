@@ -22,8 +22,9 @@ once its day is over (it is then only read) and delete it after the family's ret
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 DEFAULT_PREFIX = "isp"
@@ -357,10 +358,15 @@ def index_pattern(prefix: str, family: str) -> str:
 
 def index_name(prefix: str, family: str, at: datetime) -> str:
     """The index a document of time `at` goes to: its own UTC day, ``YYYY.MM.DD``."""
-    base = index_base(prefix, family)
     if not FAMILIES[family].daily:
-        return base
-    return f"{base}-{at.astimezone(UTC):%Y.%m.%d}"
+        return index_base(prefix, family)
+    day = at.astimezone(UTC).date() if at.utcoffset() else at.date()
+    return _daily_name(prefix, family, day)
+
+
+@functools.lru_cache(maxsize=4096)
+def _daily_name(prefix: str, family: str, day: date) -> str:
+    return f"{index_base(prefix, family)}-{day:%Y.%m.%d}"
 
 
 def policy_name(prefix: str, family: str) -> str:
