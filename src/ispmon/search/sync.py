@@ -192,6 +192,12 @@ class SearchSync:
             args.extend(after)
         return await self.pool.fetch(src.query(after), *args)
 
+    async def _fetch_items(
+        self, src: Source, cur: Cursor, after: list[Any] | None
+    ) -> tuple[list[asyncpg.Record], list[Item]]:
+        rows = await self._fetch(src, cur, after)
+        return rows, self._docs(src, rows, self.clock())
+
     async def sync_source(self, state: SourceState) -> int:
         """Send what is due for one source; returns how many documents Elasticsearch accepted."""
         src, cur = state.source, state.cursor
@@ -201,14 +207,12 @@ class SearchSync:
             cur.after_key = None
             state.window_at = snap["now"]
         accepted = 0
-        rows = await self._fetch(src, cur, cur.after_key)
+        rows, items = await self._fetch_items(src, cur, cur.after_key)
         for batch in range(MAX_BATCHES_PER_ROUND):
-            now = self.clock()
-            items = self._docs(src, rows, now)
-            # The next batch is read while this one is in flight (at most two in memory): the
-            # database's time and Elasticsearch's overlap instead of adding up.
+            # The next batch is read and made into documents while this one is in flight (at most
+            # two in memory): the database's time, ours and Elasticsearch's overlap.
             more = len(rows) == self.batch_size and batch + 1 < MAX_BATCHES_PER_ROUND
-            ahead = asyncio.create_task(self._fetch(src, cur, src.key_of(rows[-1]))) if more else None
+            ahead = asyncio.create_task(self._fetch_items(src, cur, src.key_of(rows[-1]))) if more else None
             try:
                 outcome = await self.deliverer.deliver(items) if items else None
             except BaseException:
@@ -243,7 +247,7 @@ class SearchSync:
                 await self._count_dead_letters()
             if done or ahead is None:
                 break
-            rows = await ahead
+            rows, items = await ahead
         state.last_success_at = self.clock()
         return accepted
 
