@@ -207,7 +207,7 @@ class EsServer:
 
     # ----- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, port: int = 0) -> str:
+    async def start(self, port: int = 0, ssl_context: Any = None) -> str:
         app = web.Application(client_max_size=1 << 30, middlewares=[self._middleware])
         r = app.router
         r.add_get("/", self._info)
@@ -223,11 +223,11 @@ class EsServer:
         r.add_get("/{index}/_count", self._count)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        site = web.TCPSite(self._runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         sock = site._server.sockets[0]  # type: ignore[union-attr]
         self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         return self.url
 
     async def stop(self) -> None:

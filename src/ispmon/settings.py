@@ -188,6 +188,13 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL with a host, e.g. https://es.example.net:9200")
         return value.strip()
 
+    @field_validator("elasticsearch_ca_file")
+    @classmethod
+    def _elasticsearch_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)[:200]!r} is not a readable file (the PEM of the cluster's CA)")
+        return value
+
     @model_validator(mode="after")
     def _elasticsearch_auth(self) -> Settings:
         if bool(self.elasticsearch_username) != bool(self.elasticsearch_password):

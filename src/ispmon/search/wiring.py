@@ -92,7 +92,13 @@ class SearchFeed:
         return True
 
     async def _run(self) -> None:
-        await self.sync.load()
+        while True:  # the database may be away at start too: the feed waits, the daemon runs
+            try:
+                await self.sync.load()
+                break
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                self.sync._set_failing("database", f"PostgreSQL: {type(exc).__name__}")
+                await asyncio.sleep(min(5.0, self.sync.interval))
         delay = 0.5
         while not self.setup_done:
             if await self.setup():

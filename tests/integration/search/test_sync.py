@@ -277,3 +277,41 @@ async def test_413_splits_the_batch_through_the_real_client(
     assert sync.failing is None
     assert sorted(int(i) for i in es.ids("isp-service-status-*")) == sorted(ids)
     assert es.bulk_requests >= 6 and es.max_version("isp-service-status-*") == 1
+
+
+async def test_tls_with_a_ca_file(pool: asyncpg.Pool, tmp_path) -> None:
+    import ssl
+
+    import trustme
+
+    from ispmon.search.bulk import Deliverer
+    from ispmon.search.client import ClientConfig, bulk_sender, classify, make_client
+    from ispmon.search.documents import Observer
+    from ispmon.search.setup import es_setup
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    secure = EsServer(major=8)
+    await secure.start(ssl_context=server_ctx)
+    try:
+        await add_endpoint(pool)
+        ids = await insert_history(pool, "web-1", 3)
+        for ca_path, kind in ((None, "tls"), (ca_file, None)):
+            client = make_client(ClientConfig(url=secure.url, ca_file=ca_path))
+            try:
+                if ca_path is not None:
+                    await es_setup(client, "isp")
+                sync = SearchSync(
+                    pool, Deliverer(bulk_sender(client), classify=classify), "isp", Observer("h")
+                )
+                await sync.load()
+                await sync.sync_once()
+                assert sync.failing == kind, sync.status()
+            finally:
+                await client.close()
+        assert sorted(int(i) for i in secure.ids("isp-service-status-*")) == sorted(ids)
+    finally:
+        await secure.stop()
