@@ -37,6 +37,7 @@ async def test_kill_9_mid_bulk_then_restart_loses_nothing_and_duplicates_no_id(
         "ELASTICSEARCH_URL": es.url,
         "ELASTICSEARCH_SYNC_INTERVAL": "1",
         "ELASTICSEARCH_BATCH_SIZE": "40",
+        "ELASTICSEARCH_TIMEOUT": "1",
     }
     daemon = Daemon(tmp_path, free_port(), notify_path, env)
     conn = await asyncpg.connect(db_dsn)
@@ -53,7 +54,21 @@ async def test_kill_9_mid_bulk_then_restart_loses_nothing_and_duplicates_no_id(
         daemon.start()
         await wait_for_datagram(notify, "READY=1", timeout=60)
         await asyncio.sleep(3)
+        # Elasticsearch hangs (every request times out): probing goes on at full rate, and the
+        # daemon says so once, not once per attempt.
+        es.faults.hang = True
+        before = await conn.fetchval("SELECT count(*) FROM status_history")
+        await asyncio.sleep(6)
+        during = await conn.fetchval("SELECT count(*) FROM status_history") - before
+        es.faults.hang = False
+
+        async def recovered_lines() -> int:
+            return sum(1 for x in daemon.log_lines() if x.get("event") == "search_sync_recovered")
+
+        await poll(recovered_lines, lambda n: n >= 1, 30, "search_sync_recovered")
         assert await asyncio.to_thread(daemon.terminate) == 0
+        failing = [x for x in daemon.log_lines() if x.get("event") == "search_sync_failing"]
+        recovered = [x for x in daemon.log_lines() if x.get("event") == "search_sync_recovered"]
         # The daemon's stopped: what it wrote is all in the table; one more run sends the rest.
         rows = {r["id"] for r in await conn.fetch("SELECT id FROM status_history")}
         daemon.start()
@@ -71,6 +86,8 @@ async def test_kill_9_mid_bulk_then_restart_loses_nothing_and_duplicates_no_id(
         await es.stop()
     per_id = Counter(int(doc_id) for (_, doc_id) in es.all_docs("isp-service-status-*"))
     assert inflight_at_kill > 0
+    assert during >= ENDPOINTS * 5, f"{during} checks in 6 s while Elasticsearch hung"
+    assert [x["kind"] for x in failing] == ["timeout"] and len(recovered) == 1, (failing, recovered)
     assert len(rows) >= ENDPOINTS * 3
     assert rows <= set(per_id), f"lost: {sorted(rows - set(per_id))[:10]}"
     assert max(per_id.values()) == 1, "an id indexed in two indices"

@@ -135,7 +135,8 @@ class SearchSync:
                     r["window_end"],
                     _decode_key(src, r["after_key"]),
                     r["scan_floor_id"],
-                    floor_at if isinstance(floor_at, datetime) else None,
+                    # '-infinity' (no floor yet) comes back as a naive datetime.min.
+                    floor_at if isinstance(floor_at, datetime) and floor_at.tzinfo is not None else None,
                     r["watermark_at"],
                     r["sent"],
                 )
@@ -341,6 +342,10 @@ class SearchSync:
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
                 # The database is away: the monitor's own figures say so; the feed waits.
                 self._set_failing("database", f"PostgreSQL: {type(exc).__name__}")
+            except Exception as exc:  # a bug of ours must not end the feed for the daemon's lifetime
+                if self.failing != "internal":
+                    log.exception("search_sync_error", error_type=type(exc).__name__)
+                self._set_failing("internal", f"{type(exc).__name__}: {str(exc)[:200]}")
             failures = failures + 1 if self.failing else 0
             delay = self.interval if not self.failing else min(self.interval, 0.5 * 2 ** min(failures, 10))
             self.wake.clear()

@@ -315,3 +315,30 @@ async def test_tls_with_a_ca_file(pool: asyncpg.Pool, tmp_path) -> None:
         assert sorted(int(i) for i in secure.ids("isp-service-status-*")) == sorted(ids)
     finally:
         await secure.stop()
+
+
+async def test_a_time_floor_survives_a_restart(pool: asyncpg.Pool, es: EsServer, make_sync) -> None:
+    # The usage source's scan floor is a time: stored as '-infinity' until one is safe, and read
+    # back after a restart (as asyncpg's naive datetime.min) it must still compare with the clock.
+    from ispmon.search import cursor
+
+    await pool.execute("INSERT INTO customers (id, name, spec) VALUES ('c1', 'One', '{}')")
+    await pool.execute(
+        "INSERT INTO usage_rollups (customer_id, step, start, bytes_in, bytes_out)"
+        " VALUES ('c1', 'hour', date_trunc('hour', now()), 1, 1)"
+    )
+    first: SearchSync = await make_sync()
+    await first.sync_once()
+    again: SearchSync = await make_sync(setup=False)
+    state = again.states["customer_usage"]
+    assert state.cursor.floor_at is None
+    real_delay = cursor.FLOOR_DELAY
+    cursor.FLOOR_DELAY = 0.0  # make the next marks witness each other at once
+    try:
+        for _ in range(3):
+            await pool.execute("UPDATE usage_rollups SET bytes_in = bytes_in + 1")
+            await again.sync_once()
+    finally:
+        cursor.FLOOR_DELAY = real_delay
+    assert again.failing is None and state.cursor.floor_at is not None
+    assert next(iter(es.all_docs("isp-customer-usage-*").values()))["bytes_in"] == 4
