@@ -1,4 +1,5 @@
-"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | snmp-walk | report | version.
+"""The `ispmon` command: run | migrate | validate | check | db-url | notify-test | snmp-walk | report |
+es-setup | version.
 
 Exit codes of `ispmon check` follow the Nagios plugin convention that ISP tooling already speaks:
 0 UP, 1 DEGRADED, 2 DOWN (CRITICAL), 3 UNKNOWN (or MAINTENANCE) -- and 3 for anything that keeps
@@ -30,6 +31,7 @@ from ispmon.cli_support import setup_logging as _setup_logging
 from ispmon.cli_support import unknown_line as _unknown_line
 from ispmon.config import LoadedConfig
 from ispmon.errors import ConfigError, StartupError
+from ispmon.search.cli import add_es_setup
 from ispmon.store.database import DatabaseUnavailable
 from ispmon.validation import error_list, format_errors
 
@@ -317,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_db_url)
     add_snmp_walk(sub, with_config)
     add_report(sub, with_config)
+    add_es_setup(sub, with_config)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

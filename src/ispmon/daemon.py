@@ -37,6 +37,7 @@ from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
 from ispmon.reports import runner as report_runner
+from ispmon.search.wiring import SearchFeed
 from ispmon.services.context import AppServices
 from ispmon.services.errors import ServiceError
 from ispmon.services.maintenance import MaintenanceService
@@ -371,6 +372,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     network: NetworkPolling | None = None
     accounting: Accounting | None = None
     flows: FlowCollection | None = None
+    search: SearchFeed | None = None
     try:
         retargeted = await sync_config(db, config)
         # The file's endpoints are rows now, and the monitor is loaded from the rows: this copy of
@@ -399,6 +401,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             )
         )
         expose_radius(app, accounting.protocol)
+        # ELASTICSEARCH_URL unset: no feed, nothing else changes.
+        search = SearchFeed.build(db.pool, settings) if settings.elasticsearch_url else None
+        if search is not None:
+            search.attach(app)
         max_connections = api_connection_limit(settings, nofile.soft)
         try:
             runner, host, port = await start_api(
@@ -416,6 +422,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 f"{exc.strerror or exc}"
             ) from None
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
+        if search is not None:
+            search.start()
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
@@ -486,6 +494,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         await history.close()
         await events.close()
         await ctx.close()
+        if search is not None:
+            await search.close()
         await db.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -854,3 +854,60 @@ CREATE TABLE IF NOT EXISTS dashboard_views (
 INSERT INTO schema_version (version, description)
 VALUES (15, 'web: dashboard views (custom visualisations)')
 ON CONFLICT (version) DO NOTHING;
+
+-- ===== Elasticsearch feed (issue 14) =====
+-- One cursor per index family. Rows are selected by the transaction that wrote them (xmin) in the
+-- window [watermark, window_end): every transaction below a snapshot's xmin has finished, so that
+-- window's rows are final and none is skipped by a late commit, whatever its id (a bigserial id
+-- is assigned at insert, not at commit). after_key: where a window being drained stopped (a
+-- restart resumes there). scan_floor_*: a lower bound on the id / time of rows not yet sent,
+-- only to keep the scan short (search/cursor.py says why it is safe).
+CREATE TABLE IF NOT EXISTS search_cursors (
+    family           text PRIMARY KEY,
+    watermark        xid8 NOT NULL,
+    window_end       xid8,
+    after_key        jsonb,
+    scan_floor_id    bigint NOT NULL DEFAULT 0,
+    scan_floor_at    timestamptz NOT NULL DEFAULT '-infinity',
+    watermark_at     timestamptz NOT NULL DEFAULT now(),
+    sent             bigint NOT NULL DEFAULT 0,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+-- Documents Elasticsearch refused for good (a mapping error): kept with the reason, retried on
+-- request (POST /search/dead-letters/{id}/retry); they never hold the cursor back.
+CREATE TABLE IF NOT EXISTS search_dead_letters (
+    id          bigserial PRIMARY KEY,
+    family      text NOT NULL,
+    index_name  text NOT NULL,
+    doc_id      text NOT NULL,
+    document    jsonb NOT NULL,
+    status      integer NOT NULL,
+    error_type  text,
+    reason      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    retries     integer NOT NULL DEFAULT 0,
+    last_retry_at timestamptz,
+    UNIQUE (family, doc_id)
+);
+
+-- The system-log lines (LoggingService and the daemon's own events) the feed sends to
+-- <prefix>-system-logs-*; pruned after CLEANUP_RETENTION_DAYS.
+CREATE TABLE IF NOT EXISTS system_logs (
+    id      bigserial PRIMARY KEY,
+    at      timestamptz NOT NULL,
+    level   text NOT NULL,
+    logger  text,
+    event   text NOT NULL,
+    data    jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS system_logs_at ON system_logs (at);
+
+-- The feed's scans by time: interface rates (no id) and hourly usage rollups (updated in place).
+CREATE INDEX IF NOT EXISTS interface_metrics_at ON interface_metrics (at);
+CREATE INDEX IF NOT EXISTS usage_rollups_hour_start ON usage_rollups (start) WHERE step = 'hour';
+CREATE INDEX IF NOT EXISTS network_metrics_id ON network_metrics (id);
+
+INSERT INTO schema_version (version, description)
+VALUES (13, 'search: Elasticsearch feed cursors, dead letters, system log lines')
+ON CONFLICT (version) DO NOTHING;

@@ -135,6 +135,17 @@ class Settings(BaseSettings):
     # Raw flow records kept this many hours (0: not kept), queued up to flow_raw_max_queued.
     flow_raw_hours: int = Field(0, ge=0, le=168)
     flow_raw_max_queued: int = Field(100_000, ge=1000, le=10_000_000)
+    # The Elasticsearch feed (search/): credentials, TLS, index prefix, batch size (search/settings.py checks them).
+    elasticsearch_api_key: str | None = Field(None, repr=False)
+    elasticsearch_username: str | None = None
+    elasticsearch_password: str | None = Field(None, repr=False)
+    elasticsearch_ca_file: Path | None = None
+    elasticsearch_index_prefix: str = Field("isp", pattern=r"^[a-z0-9][a-z0-9_.]{0,49}$")
+    elasticsearch_batch_size: int = Field(1000, ge=1, le=100_000)
+    elasticsearch_timeout: float = Field(30.0, gt=0, le=600)
+    elasticsearch_retention_days: int = Field(0, ge=0, le=36500)  # 0: each family's default
+    elasticsearch_observer_location: str | None = Field(None, max_length=200)
+    elasticsearch_log_queue: int = Field(10_000, ge=100, le=1_000_000)
 
     @field_validator("ispmon_log_level")
     @classmethod
@@ -169,6 +180,33 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str | None) -> str | None:
         return check_database_url(value) if value else None
+
+    @field_validator("elasticsearch_url")
+    @classmethod
+    def _elasticsearch_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://es.example.net:9200")
+        return value.strip()
+
+    @field_validator("elasticsearch_ca_file")
+    @classmethod
+    def _elasticsearch_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)[:200]!r} is not a readable file (the PEM of the cluster's CA)")
+        return value
+
+    @model_validator(mode="after")
+    def _elasticsearch_auth(self) -> Settings:
+        if bool(self.elasticsearch_username) != bool(self.elasticsearch_password):
+            raise ValueError(
+                "elasticsearch_username: basic auth needs both ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD"
+            )
+        if self.elasticsearch_api_key and self.elasticsearch_username:
+            raise ValueError("elasticsearch_api_key: use an API key or a user name and password, not both")
+        return self
 
     @model_validator(mode="after")
     def _read_token(self) -> Settings:

@@ -27,6 +27,7 @@ from ispmon.api import (
     outages,
     prometheus,
     reports,
+    search,
     services,
     sessions,
 )
@@ -57,6 +58,7 @@ ROUTES: tuple[Route, ...] = (
     *metrics.ROUTES,
     *reports.ROUTES,
     *prometheus.ROUTES,
+    *search.ROUTES,
     *openapi.ROUTES,
     *web_routes.ROUTES,
 )

@@ -14,7 +14,9 @@ from aiohttp import web
 from ispmon import __version__
 from ispmon.api.admission import ADMISSION
 from ispmon.api.errors import json_response
-from ispmon.api.responses import LIVEZ, READYZ
+from ispmon.api.responses import LIVEZ
+from ispmon.api.responses_search import READYZ_WITH_SEARCH
+from ispmon.api.search import search_status
 from ispmon.api.spec import Call, Route
 
 TAG = "health"
@@ -37,6 +39,8 @@ async def readyz(call: Call) -> web.Response:
     extra: dict[str, Any] = {"monitor": monitor.stats()} if monitor is not None else {}
     # The API's own load: requests in progress, waiting and shed (api/admission.py).
     extra["api"] = call.request.app[ADMISSION].stats()
+    # The Elasticsearch feed's figures (lag, backlog, last error, dead letters per family).
+    extra["search"] = search_status(call.request.app)
     checks = {"database": "ok" if ready else "failing"}
     if monitor is not None:
         # Reported, not failed on: checks that hit our own limits are UNKNOWN (counted under
@@ -65,6 +69,6 @@ ROUTES: tuple[Route, ...] = (
         "Readiness: 200 when the database answers, else 503 with a reason",
         TAG,
         errors=(503,),
-        response_schema=READYZ,
+        response_schema=READYZ_WITH_SEARCH,
     ),
 )
