@@ -1,0 +1,1 @@
+"""Elasticsearch and Kibana: the feed from PostgreSQL, index templates, and Kibana saved objects."""
