@@ -10,6 +10,7 @@ one line to print.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import ssl
@@ -47,10 +48,12 @@ class KibanaTarget:
         if self.api_key:
             # The "encoded" form Kibana's API key screen shows (base64 of id:key).
             headers["Authorization"] = f"ApiKey {self.api_key}"
+        elif self.user:
+            # Built here: aiohttp's BasicAuth is deprecated (aiohttp 4 drops it), and UTF-8 is what
+            # Kibana and Elasticsearch decode (BasicAuth defaulted to latin-1).
+            pair = f"{self.user}:{self.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
-
-    def auth(self) -> aiohttp.BasicAuth | None:
-        return aiohttp.BasicAuth(self.user, self.password or "") if self.user else None
 
     def ssl_context(self) -> ssl.SSLContext | bool:
         if self.ca_file is None:
@@ -107,9 +110,7 @@ async def import_file(
     form.add_field("file", data, filename=name, content_type="application/ndjson")
     url = target.import_url()
     try:
-        async with session.post(
-            url, data=form, headers=target.headers(), auth=target.auth(), ssl=target.ssl_context()
-        ) as resp:
+        async with session.post(url, data=form, headers=target.headers(), ssl=target.ssl_context()) as resp:
             text = await resp.text(errors="replace")
             status = resp.status
     except aiohttp.ClientConnectorCertificateError as exc:
