@@ -1,1 +1,2 @@
-"""Elasticsearch and Kibana: the feed from PostgreSQL, index templates, and Kibana saved objects."""
+"""The Elasticsearch feed: index templates and ILM (templates, setup), the sync from PostgreSQL
+(cursors, documents, bulk), the system-log capture, and its status."""
