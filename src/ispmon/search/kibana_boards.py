@@ -12,11 +12,12 @@ from typing import Any
 from ispmon.search import kibana_vis as v
 from ispmon.search.kibana_fields import DATA_VIEWS, MAINTENANCE, NETWORK, OUTAGE, STATUS, USAGE
 from ispmon.search.kibana_vis import Ids, dashboard
+from ispmon.search.templates import DEFAULT_PREFIX, index_pattern
 
 
 def data_view(ids: Ids, key: str) -> dict[str, Any]:
-    pattern, time_field, suffix = DATA_VIEWS[key]
-    title = f"{ids.prefix}-{pattern}"
+    family, timed, suffix = DATA_VIEWS[key]
+    title = index_pattern(ids.prefix, family)
     attributes: dict[str, Any] = {
         "title": title,
         "name": title + suffix,
@@ -28,13 +29,13 @@ def data_view(ids: Ids, key: str) -> dict[str, Any]:
         "typeMeta": "{}",
         "allowHidden": False,
     }
-    if time_field is not None:
-        attributes["timeFieldName"] = time_field
+    if timed:
+        attributes["timeFieldName"] = "@timestamp"
     return v.saved_object("index-pattern", ids.data_view(key), attributes, [])
 
 
 def _title(base: str, prefix: str) -> str:
-    return base if prefix == "isp" else f"{base} ({prefix})"
+    return base if prefix == DEFAULT_PREFIX else f"{base} ({prefix})"
 
 
 def service_availability(ids: Ids) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def service_availability(ids: Ids) -> list[dict[str, Any]]:
         ids("active-outages"),
         v.metric_state("Active Outages", [v.count("1", "Active outages")]),
         ids.data_view("service-outage-current"),
-        query=f"NOT {o['resolved']}:*",
+        query=f"{o['active']}:true",
         description="Outages not resolved yet, whenever they started.",
     )
     response = v.visualization(
@@ -92,7 +93,7 @@ def service_availability(ids: Ids) -> list[dict[str, Any]]:
                 v.metric("1", "max", o["started"], "Started"),
                 v.top_hit("2", o["service"], "Service"),
                 v.top_hit("3", o["severity"], "Severity"),
-                v.top_hit("4", o["status"], "Worst status"),
+                v.top_hit("4", o["status"], "Status"),
                 v.metric("5", "max", o["duration_s"], "Duration (s)"),
                 v.metric("6", "max", o["resolved"], "Resolved"),
                 v.terms("7", "bucket", o["id"], "Outage", size=50, order_by="1"),
@@ -130,8 +131,10 @@ def service_availability(ids: Ids) -> list[dict[str, Any]]:
             [
                 v.metric("1", "min", m["start"], "Starts"),
                 v.metric("2", "max", m["end"], "Ends"),
+                v.metric("3", "max", m["last_start"], "Last began"),
+                v.top_hit("4", m["rrule"], "Recurrence", sort_field=m["updated"]),
                 v.filters(
-                    "3",
+                    "5",
                     "bucket",
                     [
                         ("Active", f"{m['start']} <= now and {m['end']} > now"),
@@ -139,12 +142,13 @@ def service_availability(ids: Ids) -> list[dict[str, Any]]:
                         ("Past", f"{m['end']} <= now"),
                     ],
                 ),
-                v.terms("4", "bucket", m["name"], "Window", size=100, order_by="1", order="asc"),
+                v.terms("6", "bucket", m["name"], "Window", size=100, order_by="1", order="asc"),
             ],
             per_page=20,
         ),
         ids.data_view("maintenance-windows"),
-        description="Every window (one row per occurrence), active first, then upcoming, then past.",
+        description="Every window: active now, then upcoming (by next start), then past. A recurring "
+        "window shows its current or next occurrence and when it last began.",
     )
     visualizations = [overview, active, response, history, recent, by_service, by_severity, windows]
     board = dashboard(
@@ -170,38 +174,36 @@ def service_availability(ids: Ids) -> list[dict[str, Any]]:
 def network_performance(ids: Ids) -> list[dict[str, Any]]:
     n = NETWORK
     dv = ids.data_view("network-metrics")
-    top_n = 10
     utilisation = v.visualization(
         ids("interface-utilisation"),
         v.xy_state(
             "Interface Utilisation",
             "line",
             [
-                v.metric("1", "max", n["in_util"], "In utilisation (%)"),
-                v.metric("2", "max", n["out_util"], "Out utilisation (%)"),
-                v.date_histogram("3", n["time"]),
-                v.terms("4", "group", n["interface"], "Interface", size=5),
+                v.metric("1", "max", n["util"], "Utilisation (%)"),
+                v.date_histogram("2", n["time"]),
+                v.terms("3", "group", n["interface"], "Interface", size=5),
             ],
             "% of speed",
         ),
         dv,
-        description="Peak utilisation per interval of the five busiest interfaces.",
+        description="Peak utilisation (the busier direction) per interval of the five busiest interfaces.",
     )
     top = v.visualization(
         ids("top-interfaces"),
         v.table_state(
             "Top Interfaces",
             [
-                v.metric("1", "max", n["in_util"], "Peak in (%)"),
-                v.metric("2", "max", n["out_util"], "Peak out (%)"),
-                v.metric("3", "avg", n["in_bps"], "Average in (bit/s)"),
-                v.metric("4", "avg", n["out_bps"], "Average out (bit/s)"),
-                v.terms("5", "bucket", n["device"], "Device", size=top_n, order_by="1"),
-                v.terms("6", "bucket", n["interface"], "Interface", size=top_n, order_by="1"),
+                v.metric("1", "max", n["util"], "Peak utilisation (%)"),
+                v.metric("2", "avg", n["in_bps"], "Average in (bit/s)"),
+                v.metric("3", "avg", n["out_bps"], "Average out (bit/s)"),
+                v.metric("4", "sum", n["in_errors"], "In errors/s (sum of polls)"),
+                v.terms("5", "bucket", n["device"], "Device", size=10, order_by="1"),
+                v.terms("6", "bucket", n["interface"], "Interface", size=10, order_by="1"),
             ],
         ),
         dv,
-        description="Interfaces by peak inbound utilisation in the time range.",
+        description="Interfaces by peak utilisation in the time range.",
     )
     errors = v.visualization(
         ids("interface-errors"),
@@ -254,7 +256,7 @@ def network_performance(ids: Ids) -> list[dict[str, Any]]:
         ids,
         "network-performance",
         _title("Network Performance", ids.prefix),
-        "Interface utilisation, errors, latency and loss from ispmon's SNMP polls and metrics.",
+        "Interface utilisation and errors from ispmon's SNMP polls; latency and loss as reported to ispmon.",
         [
             (utilisation, 0, 0, 28, 14),
             (top, 28, 0, 20, 14),
@@ -277,12 +279,11 @@ def customer_usage(ids: Ids) -> list[dict[str, Any]]:
                 v.metric("1", "sum", u["bytes_total"], "Bytes"),
                 v.metric("2", "sum", u["bytes_in"], "Bytes in"),
                 v.metric("3", "sum", u["bytes_out"], "Bytes out"),
-                v.metric("4", "max", u["quota_pct"], "Quota used (%)"),
-                v.terms("5", "bucket", u["customer"], "Customer", size=20, order_by="1"),
+                v.terms("4", "bucket", u["customer"], "Customer", size=20, order_by="1"),
             ],
         ),
         dv,
-        description="Customers by bytes used in the time range.",
+        description="Customers by bytes accounted in the time range.",
     )
     over_time = v.visualization(
         ids("usage-over-time"),
@@ -300,48 +301,42 @@ def customer_usage(ids: Ids) -> list[dict[str, Any]]:
     )
     quota = v.visualization(
         ids("quota-status"),
-        v.pie_state(
+        v.table_state(
             "Quota Status",
             [
-                v.agg("1", "cardinality", "metric", field=u["customer"], customLabel="Customers"),
-                v.agg(
-                    "2",
-                    "range",
-                    "segment",
-                    field=u["quota_pct"],
-                    ranges=[
-                        {"from": 0, "to": 80, "label": "under 80 %"},
-                        {"from": 80, "to": 100, "label": "80-100 %"},
-                        {"from": 100, "label": "over quota"},
-                    ],
-                ),
+                v.metric("1", "sum", u["quota_pct"], "Quota used in the range (%)"),
+                v.metric("2", "sum", u["bytes_total"], "Bytes"),
+                v.metric("3", "max", u["quota_bytes"], "Monthly quota (bytes)"),
+                v.terms("4", "bucket", u["customer"], "Customer", size=50, order_by="1"),
             ],
         ),
         dv,
-        query=f"{u['quota_pct']}:*",
-        description="Customers with a quota, by the share of it used (highest reading in the range).",
+        query=f"{u['quota_bytes']}:*",
+        description="Customers with a quota, most used first. Each hour counts its share of the monthly "
+        "quota: set the time range to the billing month to read the month's total.",
     )
     sessions = v.visualization(
         ids("active-sessions"),
         v.metric_state(
             "Active Sessions",
-            [v.agg("1", "cardinality", "metric", field=u["session"], customLabel="Active sessions")],
+            [v.agg("1", "cardinality", "metric", field=u["customer"], customLabel="Customers with traffic")],
         ),
         dv,
-        query=f"{u['session_open']}:true",
-        description="Accounting sessions still open (no Stop yet) in the time range.",
+        query=f"{u['bytes_total']} > 0",
+        description="Customers whose accounting added bytes in the time range (from the hourly rollups: "
+        "the feed has no per-session documents). Set a short range (last hour) for who is online now.",
     )
     visualizations = [top, over_time, quota, sessions]
     board = dashboard(
         ids,
         "customer-usage",
         _title("Customer Usage", ids.prefix),
-        "Subscriber usage, quotas and sessions from ispmon's RADIUS accounting.",
+        "Subscriber usage and quotas from ispmon's RADIUS accounting (hourly rollups).",
         [
             (sessions, 0, 0, 12, 10),
-            (quota, 12, 0, 16, 10),
-            (top, 28, 0, 20, 22),
-            (over_time, 0, 10, 28, 12),
+            (over_time, 12, 0, 36, 10),
+            (top, 0, 10, 24, 16),
+            (quota, 24, 10, 24, 16),
         ],
     )
     return [data_view(ids, "customer-usage"), *visualizations, board]

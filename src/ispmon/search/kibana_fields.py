@@ -1,7 +1,7 @@
 """The document fields the Kibana objects read, per index family, and the data views over them.
 
 Names as the search sync's index templates map them: changing a document's field name is a change
-here, and tests/unit/search/test_kibana_files.py checks every field a visualization uses against
+here, and tests/unit/kibana/test_kibana_files.py checks every field a visualization uses against
 the template mapping (present, and of a type its aggregation can use).
 
 Data views of "current state" (open outages, maintenance windows) have no time field: an outage
@@ -16,58 +16,62 @@ from __future__ import annotations
 # checks every one of them against the mapping.
 STATUS = {
     "time": "@timestamp",
-    "status": "status",
-    "service": "service.name",
-    "response_ms": "response_time_ms",
+    "status": "status",  # ispmon's own: up, degraded, down, maintenance (monitor.status is up/down only)
+    "service": "service_name",
+    "response_ms": "response_time",
 }
 OUTAGE = {
-    "time": "@timestamp",
-    "id": "outage.id",
-    "service": "service.name",
-    "severity": "outage.severity",
-    "status": "outage.status",
-    "started": "outage.started_at",
-    "resolved": "outage.resolved_at",
-    "duration_s": "outage.duration_seconds",
+    "time": "@timestamp",  # the outage's start
+    "id": "outage_id",
+    "service": "service_name",
+    "severity": "severity",
+    "status": "status",
+    "started": "started_at",
+    "resolved": "resolved_at",
+    "duration_s": "duration_seconds",
+    "active": "active",
 }
 MAINTENANCE = {
-    "name": "maintenance.name",
-    "start": "maintenance.starts_at",
-    "end": "maintenance.ends_at",
+    "name": "name",
+    # The next (or current) occurrence, or a one-off window's own start and end.
+    "start": "event.start",
+    "end": "event.end",
+    "last_start": "last_start",
+    "rrule": "rrule",
+    "updated": "updated_at",
 }
 NETWORK = {
     "time": "@timestamp",
-    "device": "observer.hostname",
-    "interface": "interface.name",
-    "in_util": "interface.in_util_pct",
-    "out_util": "interface.out_util_pct",
-    "in_bps": "interface.in_bps",
-    "out_bps": "interface.out_bps",
-    "in_errors": "interface.in_errors_ps",
-    "out_errors": "interface.out_errors_ps",
-    "in_discards": "interface.in_discards_ps",
-    "out_discards": "interface.out_discards_ps",
+    "device": "host",
+    "interface": "interface",
+    # Percent of the interface's speed, the larger direction (SNMP), or as reported (MetricsService).
+    "util": "bandwidth_usage",
+    "in_bps": "in_bps",
+    "out_bps": "out_bps",
+    "in_errors": "in_errors_ps",
+    "out_errors": "out_errors_ps",
+    "in_discards": "in_discards_ps",
+    "out_discards": "out_discards_ps",
     "latency": "latency",
     "loss": "packet_loss",
 }
 USAGE = {
-    "time": "@timestamp",
-    "customer": "customer.id",
-    "bytes_in": "usage.bytes_in",
-    "bytes_out": "usage.bytes_out",
-    "bytes_total": "usage.bytes_total",
-    "quota_pct": "quota.used_pct",
-    "session": "session.id",
-    "session_open": "session.active",
+    "time": "@timestamp",  # the hour's start: one document per customer and hour
+    "customer": "customer_name",
+    "bytes_in": "bytes_in",
+    "bytes_out": "bytes_out",
+    "bytes_total": "bytes_total",
+    "quota_bytes": "quota.bytes",
+    "quota_pct": "quota.used_pct",  # the hour's share of the monthly quota: sums over a month
 }
 
-# (family suffix, time field or None, display name suffix)
-DATA_VIEWS: dict[str, tuple[str, str | None, str]] = {
-    "service-status": ("service-status-*", "@timestamp", ""),
-    "service-outage": ("service-outage-*", "@timestamp", ""),
-    "service-outage-current": ("service-outage-*", None, " (current state, any time)"),
-    "network-metrics": ("network-metrics-*", "@timestamp", ""),
-    "customer-usage": ("customer-usage-*", "@timestamp", ""),
-    "system-logs": ("system-logs-*", "@timestamp", ""),
-    "maintenance-windows": ("maintenance-windows*", None, " (upcoming and past)"),
+# Data view key -> (index family in ispmon.search.templates, has a time field, name suffix).
+DATA_VIEWS: dict[str, tuple[str, bool, str]] = {
+    "service-status": ("service_status", True, ""),
+    "service-outage": ("service_outage", True, ""),
+    "service-outage-current": ("service_outage", False, " (current state, any time)"),
+    "network-metrics": ("network_metrics", True, ""),
+    "customer-usage": ("customer_usage", True, ""),
+    "system-logs": ("system_logs", True, ""),
+    "maintenance-windows": ("maintenance_windows", False, ""),
 }
