@@ -37,6 +37,11 @@ def test_the_wheel_carries_the_schema_and_the_console_script(tmp_path: Path) -> 
         # The RADIUS dictionaries the accounting codec loads at start, with their attribution.
         shipped = {n for n in names if n.startswith("ispmon/usage/dictionary/")}
         assert {"ispmon/usage/dictionary/README", "ispmon/usage/dictionary/dictionary.rfc2866"} <= shipped
+        # The Kibana saved objects `ispmon kibana-import` reads from the package.
+        kibana = sorted((ROOT / "src" / "ispmon" / "search" / "kibana").glob("*.ndjson"))
+        assert len(kibana) == 4
+        for path in kibana:
+            assert zf.read(f"ispmon/search/kibana/{path.name}") == path.read_bytes()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "ispmon = ispmon.cli:main" in zf.read(entry_points).decode()
     # The top-level schema.sql the issue asks for is the packaged one, not a copy that could drift.

@@ -27,7 +27,6 @@ def data_view(ids: Ids, key: str) -> dict[str, Any]:
         "runtimeFieldMap": "{}",
         "sourceFilters": "[]",
         "typeMeta": "{}",
-        "allowHidden": False,
     }
     if timed:
         attributes["timeFieldName"] = "@timestamp"
