@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from ispmon.cli_support import EXIT_CONFIG, run_coro
+
+# The feed's rule for ELASTICSEARCH_INDEX_PREFIX (settings.py).
+PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9_.]{0,49}$")
 
 
 def add_kibana_import(sub: Any) -> None:
@@ -29,7 +33,9 @@ def add_kibana_import(sub: Any) -> None:
     p.add_argument("--space", help="a Kibana space id (default: the default space)")
     p.add_argument("--ca-file", type=Path, help="CA certificate(s) to verify Kibana's TLS certificate")
     p.add_argument(
-        "--prefix", default="isp", help="the Elasticsearch index prefix the data views match (isp)"
+        "--prefix",
+        default=None,
+        help="the index prefix the data views match (default: ELASTICSEARCH_INDEX_PREFIX, as the feed, else isp)",
     )
     p.add_argument(
         "--file",
@@ -50,6 +56,7 @@ def _usage(message: str) -> int:
 def cmd_kibana_import(args: argparse.Namespace) -> int:
     from ispmon.search.kibana_import import SPACE_RE, ImportFailed, KibanaTarget, import_all, shipped_files
     from ispmon.search.kibana_objects import build, render
+    from ispmon.search.templates import DEFAULT_PREFIX
 
     api_key = args.api_key or os.environ.get("KIBANA_API_KEY") or None
     password = args.password if args.password is not None else os.environ.get("KIBANA_PASSWORD")
@@ -61,21 +68,21 @@ def cmd_kibana_import(args: argparse.Namespace) -> int:
         return _usage("--user needs --password or KIBANA_PASSWORD")
     if args.space and not SPACE_RE.match(args.space):
         return _usage(f"--space: {args.space!r} is not a space id (lower-case letters, digits, _ and -)")
-    if args.files and args.prefix != "isp":
+    if args.files and args.prefix is not None:
         return _usage("--prefix applies to the shipped objects, not to --file")
-    if not SPACE_RE.match(args.prefix):
-        return _usage(
-            f"--prefix: {args.prefix!r} is not an index prefix (lower-case letters, digits, _ and -)"
-        )
+    prefix = args.prefix or os.environ.get("ELASTICSEARCH_INDEX_PREFIX") or DEFAULT_PREFIX
+    if not PREFIX_RE.match(prefix):
+        source = "--prefix" if args.prefix else "ELASTICSEARCH_INDEX_PREFIX"
+        return _usage(f"{source}: {prefix!r} is not an index prefix (a-z, 0-9, _ and ., at most 50)")
     if args.files:
         try:
             files = [(path.name, path.read_bytes()) for path in args.files]
         except OSError as exc:
             return _usage(f"--file: {exc}")
-    elif args.prefix == "isp":
+    elif prefix == DEFAULT_PREFIX:
         files = shipped_files()
     else:
-        files = [(name, render(objects).encode()) for name, objects in build(args.prefix).items()]
+        files = [(name, render(objects).encode()) for name, objects in build(prefix).items()]
     target = KibanaTarget(
         url=args.url,
         api_key=api_key,

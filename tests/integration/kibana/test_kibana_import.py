@@ -81,7 +81,7 @@ def ispmon(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) 
     path without an interpreter start per call, which costs a second of CPU on this machine."""
 
     async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        for name in ("KIBANA_API_KEY", "KIBANA_PASSWORD"):
+        for name in ("KIBANA_API_KEY", "KIBANA_PASSWORD", "ELASTICSEARCH_INDEX_PREFIX"):
             monkeypatch.delenv(name, raising=False)
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
@@ -197,6 +197,12 @@ async def test_another_prefix_gets_its_own_ids_and_patterns(kibana: Running, isp
     assert "acme-service-status-*" in titles and not any(t.startswith("isp-") for t in titles)
     code, out, err = await ispmon("--url", kibana.url, "--api-key", API_KEY, "--prefix", "isp")
     assert code == 0 and len(kibana.standin.stored["default"]) == 2 * len(stored)  # side by side
+    # The feed's own setting is the default, so the data views match the indices it writes.
+    code, out, err = await ispmon(
+        "--url", kibana.url, "--api-key", API_KEY, env={"ELASTICSEARCH_INDEX_PREFIX": "eu.1"}
+    )
+    assert code == 0, out + err
+    assert ("index-pattern", "ispmon-eu.1-service-status-data-view") in kibana.standin.stored["default"]
 
 
 async def test_the_stand_in_refuses_what_kibana_refuses(kibana: Running) -> None:
@@ -241,6 +247,7 @@ def test_usage_errors_say_which_option_and_send_nothing(
         (("--url", url, "--space", "Bad Space"), "--space"),
         (("--url", url, "--file", str(tmp_path / "absent.ndjson")), "absent.ndjson"),
         (("--url", url, "--prefix", "a b"), "--prefix"),
+        (("--url", url, "--prefix", "a-b"), "--prefix"),
         (("--url", url, "--prefix", "acme", "--file", str(tmp_path / "x.ndjson")), "--prefix"),
     ]
     for args, message in usage_errors:
