@@ -68,6 +68,8 @@ def cmd_kibana_import(args: argparse.Namespace) -> int:
         return _usage("--user needs --password or KIBANA_PASSWORD")
     if args.space and not SPACE_RE.match(args.space):
         return _usage(f"--space: {args.space!r} is not a space id (lower-case letters, digits, _ and -)")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        return _usage(f"--ca-file: {args.ca_file} is not a file")
     if args.files and args.prefix is not None:
         return _usage("--prefix applies to the shipped objects, not to --file")
     prefix = args.prefix or os.environ.get("ELASTICSEARCH_INDEX_PREFIX") or DEFAULT_PREFIX

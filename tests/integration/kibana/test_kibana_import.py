@@ -248,6 +248,7 @@ def test_usage_errors_say_which_option_and_send_nothing(
         (("--url", url, "--file", str(tmp_path / "absent.ndjson")), "absent.ndjson"),
         (("--url", url, "--prefix", "a b"), "--prefix"),
         (("--url", url, "--prefix", "a-b"), "--prefix"),
+        (("--url", url, "--ca-file", str(tmp_path / "no-ca.pem")), "--ca-file"),
         (("--url", url, "--prefix", "acme", "--file", str(tmp_path / "x.ndjson")), "--prefix"),
     ]
     for args, message in usage_errors:
