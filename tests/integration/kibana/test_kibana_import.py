@@ -230,6 +230,12 @@ async def test_the_stand_in_refuses_what_kibana_refuses(kibana: Running) -> None
             async with session.post(url, headers=case_headers, data=body) as resp:
                 assert resp.status == status, (status, message)
                 assert message in (await resp.json())["message"]
+        async with session.get(url, headers={**headers, "kbn-xsrf": "1"}) as resp:
+            assert resp.status == 404  # the import route is POST only
+        async with session.post(
+            url.replace("_import", "_export"), headers={**headers, "kbn-xsrf": "1"}
+        ) as resp:
+            assert resp.status == 404  # not a route of this stand-in: a wrong path is not taken for an import
         async with session.post(url, headers={**headers, "kbn-xsrf": "1"}, data=form()) as resp:
             answer = await resp.json()
         assert answer["success"] is True and answer["successCount"] == 1
