@@ -25,7 +25,6 @@ def data_view(ids: Ids, key: str) -> dict[str, Any]:
         "fieldFormatMap": "{}",
         "fields": "[]",
         "runtimeFieldMap": "{}",
-        "sourceFilters": "[]",
         "typeMeta": "{}",
     }
     if timed:
