@@ -10,15 +10,17 @@ checker is also run on a broken object, so that a check that could never fail wo
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ispmon.search.kibana_objects import SHIPPED_DIR, build, render
-from ispmon.search.templates import DEFAULT_PREFIX, FAMILIES, flat_fields, index_pattern
+from ispmon.search.templates import DEFAULT_PREFIX, FAMILIES, flat_fields, index_name, index_pattern
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -280,6 +282,18 @@ def test_data_views_match_the_template_index_patterns() -> None:
         time_field = view["attributes"].get("timeFieldName")
         if time_field is not None:
             assert flat_fields(family_of(view))[time_field] == "date"
+
+
+@pytest.mark.parametrize("prefix", [DEFAULT_PREFIX, "acme", "eu.1"])
+def test_data_views_match_the_indices_the_feed_writes_and_no_others(prefix: str) -> None:
+    views = [o for f in build(prefix).values() for o in f if o["type"] == "index-pattern"]
+    at = datetime(2026, 12, 2, 23, 59, tzinfo=UTC)
+    for family in FAMILIES:
+        index = index_name(prefix, family, at)
+        matching = {
+            v["attributes"]["title"] for v in views if fnmatch.fnmatchcase(index, v["attributes"]["title"])
+        }
+        assert matching == {index_pattern(prefix, family)}, (family, index, matching)
 
 
 def test_every_field_used_exists_with_a_type_its_aggregation_needs() -> None:
