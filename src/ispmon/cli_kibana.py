@@ -54,7 +54,14 @@ def _usage(message: str) -> int:
 
 
 def cmd_kibana_import(args: argparse.Namespace) -> int:
-    from ispmon.search.kibana_import import SPACE_RE, ImportFailed, KibanaTarget, import_all, shipped_files
+    from ispmon.search.kibana_import import (
+        SPACE_RE,
+        FileOutcome,
+        ImportFailed,
+        KibanaTarget,
+        import_all,
+        shipped_files,
+    )
     from ispmon.search.kibana_objects import build, render
     from ispmon.search.templates import DEFAULT_PREFIX
 
@@ -68,6 +75,8 @@ def cmd_kibana_import(args: argparse.Namespace) -> int:
         return _usage("--user needs --password or KIBANA_PASSWORD")
     if args.space and not SPACE_RE.match(args.space):
         return _usage(f"--space: {args.space!r} is not a space id (lower-case letters, digits, _ and -)")
+    if not args.timeout > 0:
+        return _usage(f"--timeout: {args.timeout:g} is not a positive number of seconds")
     if args.ca_file is not None and not args.ca_file.is_file():
         return _usage(f"--ca-file: {args.ca_file} is not a file")
     if args.files and args.prefix is not None:
@@ -95,18 +104,21 @@ def cmd_kibana_import(args: argparse.Namespace) -> int:
         timeout=args.timeout,
     )
 
+    failed = 0
+
+    def report(outcome: FileOutcome) -> None:
+        nonlocal failed
+        print(f"{outcome.name}: {outcome.imported} imported, {len(outcome.errors)} failed", flush=True)
+        for line in outcome.errors:
+            print(f"  FAILED {line}")
+        failed += len(outcome.errors)
+
     async def go() -> int:
         try:
-            outcomes = await import_all(target, files)
+            await import_all(target, files, report)
         except ImportFailed as exc:
             print(f"ispmon kibana-import: {exc}", file=sys.stderr)
             return 1
-        failed = 0
-        for outcome in outcomes:
-            print(f"{outcome.name}: {outcome.imported} imported, {len(outcome.errors)} failed")
-            for line in outcome.errors:
-                print(f"  FAILED {line}")
-            failed += len(outcome.errors)
         return 1 if failed else 0
 
     return run_coro(go())

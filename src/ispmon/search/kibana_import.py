@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -144,8 +145,12 @@ async def import_file(
     return outcome
 
 
-async def import_all(target: KibanaTarget, files: list[tuple[str, bytes]]) -> list[FileOutcome]:
-    """Import each file in turn; stops (ImportFailed) at the first that gets no import result."""
+async def import_all(
+    target: KibanaTarget, files: list[tuple[str, bytes]], report: Callable[[FileOutcome], None]
+) -> None:
+    """Import each file in turn, reporting each outcome as it comes (so what was imported before
+    a failure is said); raises ImportFailed at the first file that gets no import result."""
     timeout = aiohttp.ClientTimeout(total=target.timeout)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        return [await import_file(session, target, name, data) for name, data in files]
+        for name, data in files:
+            report(await import_file(session, target, name, data))

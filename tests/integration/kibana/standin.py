@@ -41,7 +41,13 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _error(status: int, message: str) -> web.Response:
-    names = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 415: "Unsupported Media Type"}
+    names = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        415: "Unsupported Media Type",
+        500: "Internal Server Error",
+    }
     return web.json_response(
         {"statusCode": status, "error": names[status], "message": message}, status=status
     )
@@ -55,6 +61,8 @@ class KibanaStandIn:
     spaces: set[str] = field(default_factory=lambda: {"default"})
     stored: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # Answer 500 (as Kibana does when Elasticsearch behind it fails) from this many imports on.
+    fail_from: int | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -85,6 +93,8 @@ class KibanaStandIn:
             return _error(400, "Request must contain a kbn-xsrf header.")
         if not self._authorised(request):
             return _error(401, "[security_exception]: unable to authenticate user")
+        if self.fail_from is not None and len(self.requests) > self.fail_from:
+            return _error(500, "An internal server error occurred.")
         if space not in self.spaces:
             return _error(404, f"Saved object [space/{space}] not found")
         overwrite = request.query.get("overwrite") == "true"

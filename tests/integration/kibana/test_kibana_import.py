@@ -255,9 +255,24 @@ def test_usage_errors_say_which_option_and_send_nothing(
         (("--url", url, "--prefix", "a b"), "--prefix"),
         (("--url", url, "--prefix", "a-b"), "--prefix"),
         (("--url", url, "--ca-file", str(tmp_path / "no-ca.pem")), "--ca-file"),
+        (("--url", url, "--timeout", "0"), "--timeout"),
         (("--url", url, "--prefix", "acme", "--file", str(tmp_path / "x.ndjson")), "--prefix"),
     ]
     for args, message in usage_errors:
         assert main(["kibana-import", *args]) == 2, args
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "cannot reach" not in err, (args, err)
+
+
+async def test_a_failure_midway_says_what_was_imported_before_it(kibana: Running, ispmon: Cli) -> None:
+    kibana.standin.fail_from = 2  # the first two files go in, the third gets a 500
+    code, out, err = await ispmon("--url", kibana.url, "--api-key", API_KEY)
+    assert code == 1
+    assert out.splitlines() == [
+        "ispmon-data-views.ndjson: 7 imported, 0 failed",
+        "ispmon-customer-usage.ndjson: 6 imported, 0 failed",
+    ]
+    assert err == (
+        "ispmon kibana-import: Kibana answered HTTP 500 for ispmon-network-performance.ndjson: "
+        "An internal server error occurred.\n"
+    )
