@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ispmon.search import kibana_vis as v
-from ispmon.search.kibana_fields import DATA_VIEWS, MAINTENANCE, NETWORK, OUTAGE, STATUS, USAGE
+from ispmon.search.kibana_fields import DATA_VIEWS, LOGS, MAINTENANCE, NETWORK, OUTAGE, STATUS, USAGE
 from ispmon.search.kibana_vis import Ids, dashboard
 from ispmon.search.templates import DEFAULT_PREFIX, index_pattern
 
@@ -338,3 +338,14 @@ def customer_usage(ids: Ids) -> list[dict[str, Any]]:
         ],
     )
     return [data_view(ids, "customer-usage"), *visualizations, board]
+
+
+def system_logs_search(ids: Ids) -> dict[str, Any]:
+    return v.saved_search(
+        ids("system-logs"),
+        _title("ispmon System Logs", ids.prefix),
+        ids.data_view("system-logs"),
+        LOGS["columns"],
+        LOGS["time"],
+        description="LoggingService lines and the daemon's state changes, outages, alerts and errors, newest first.",
+    )

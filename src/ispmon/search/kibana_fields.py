@@ -64,6 +64,10 @@ USAGE = {
     "quota_bytes": "quota.bytes",
     "quota_pct": "quota.used_pct",  # the hour's share of the monthly quota: sums over a month
 }
+LOGS = {
+    "time": "@timestamp",
+    "columns": ["level", "logger", "event.action", "message"],
+}
 
 # Data view key -> (index family in ispmon.search.templates, has a time field, name suffix).
 DATA_VIEWS: dict[str, tuple[str, bool, str]] = {

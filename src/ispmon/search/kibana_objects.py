@@ -15,7 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ispmon.search.kibana_boards import customer_usage, data_view, network_performance, service_availability
+from ispmon.search.kibana_boards import (
+    customer_usage,
+    data_view,
+    network_performance,
+    service_availability,
+    system_logs_search,
+)
 from ispmon.search.kibana_fields import DATA_VIEWS
 from ispmon.search.kibana_vis import Ids
 
@@ -24,10 +30,11 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "kibana"
 
 def build(prefix: str = "isp") -> dict[str, list[dict[str, Any]]]:
     """File name -> saved objects. Each dashboard's file holds its data views and visualizations
-    (it imports on its own); the data-views file holds every data view, also the system logs'."""
+    (it imports on its own); the data-views file holds every data view, also the system logs',
+    and a Discover search of the system logs."""
     ids = Ids(prefix)
     return {
-        "ispmon-data-views.ndjson": [data_view(ids, k) for k in DATA_VIEWS],
+        "ispmon-data-views.ndjson": [*(data_view(ids, k) for k in DATA_VIEWS), system_logs_search(ids)],
         "ispmon-service-availability.ndjson": service_availability(ids),
         "ispmon-network-performance.ndjson": network_performance(ids),
         "ispmon-customer-usage.ndjson": customer_usage(ids),

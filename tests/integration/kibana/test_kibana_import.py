@@ -269,7 +269,7 @@ async def test_a_failure_midway_says_what_was_imported_before_it(kibana: Running
     code, out, err = await ispmon("--url", kibana.url, "--api-key", API_KEY)
     assert code == 1
     assert out.splitlines() == [
-        "ispmon-data-views.ndjson: 7 imported, 0 failed",
+        "ispmon-data-views.ndjson: 8 imported, 0 failed",
         "ispmon-customer-usage.ndjson: 6 imported, 0 failed",
     ]
     assert err == (

@@ -272,6 +272,19 @@ def test_visualizations_parse_and_name_their_data_view_as_kibana_does() -> None:
         assert objects[("index-pattern", ref["id"])]
 
 
+def test_the_system_logs_search_shows_mapped_fields_newest_first() -> None:
+    objects = by_key()
+    searches = [o for _, o in ALL if o["type"] == "search"]
+    assert [s["attributes"]["title"] for s in searches] == ["ispmon System Logs"]
+    for search in searches:
+        source = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])
+        (ref,) = search["references"]
+        assert ref["name"] == source["indexRefName"] == "kibanaSavedObjectMeta.searchSourceJSON.index"
+        fields = flat_fields(family_of(objects[(ref["type"], ref["id"])]))
+        assert all(column in fields for column in search["attributes"]["columns"])
+        assert [fields[f] for f, _ in search["attributes"]["sort"]] == ["date"]
+
+
 def test_data_views_match_the_template_index_patterns() -> None:
     views = [o for _, o in ALL if o["type"] == "index-pattern"]
     families = {family_of(v) for v in views}
