@@ -111,6 +111,8 @@ def cmd_kibana_import(args: argparse.Namespace) -> int:
         print(f"{outcome.name}: {outcome.imported} imported, {len(outcome.errors)} failed", flush=True)
         for line in outcome.errors:
             print(f"  FAILED {line}")
+        for line in outcome.warnings:
+            print(f"  WARNING {line}")
         failed += len(outcome.errors)
 
     async def go() -> int:

@@ -70,6 +70,7 @@ class FileOutcome:
     name: str
     imported: int = 0
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def shipped_files() -> list[tuple[str, bytes]]:
@@ -140,6 +141,10 @@ async def import_file(
         raise ImportFailed(f"{url} answered 200 but not with Kibana's import result (is this Kibana?)")
     outcome = FileOutcome(name, imported=int(body.get("successCount") or 0))
     outcome.errors = [describe_error(e) for e in body.get("errors") or [] if isinstance(e, dict)]
+    # e.g. {"type": "action_required", "message": ..., "actionPath": ...}: said, not a failure.
+    outcome.warnings = [
+        str(w.get("message") or w) for w in body.get("warnings") or [] if isinstance(w, dict | str)
+    ]
     if not body.get("success", False) and not outcome.errors:
         outcome.errors.append("Kibana reported the import as failed without saying why")
     return outcome

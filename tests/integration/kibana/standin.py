@@ -63,6 +63,8 @@ class KibanaStandIn:
     requests: list[dict[str, Any]] = field(default_factory=list)
     # Answer 500 (as Kibana does when Elasticsearch behind it fails) from this many imports on.
     fail_from: int | None = None
+    # What Kibana adds to `warnings` (e.g. an action_required after importing some types).
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -150,7 +152,7 @@ class KibanaStandIn:
             "success": not errors,
             "successCount": len(results),
             "successResults": results,
-            "warnings": [],
+            "warnings": list(self.warnings),
         }
         if errors:
             answer["errors"] = errors

@@ -276,3 +276,12 @@ async def test_a_failure_midway_says_what_was_imported_before_it(kibana: Running
         "ispmon kibana-import: Kibana answered HTTP 500 for ispmon-network-performance.ndjson: "
         "An internal server error occurred.\n"
     )
+
+
+async def test_kibanas_warnings_are_printed_and_do_not_fail_the_import(kibana: Running, ispmon: Cli) -> None:
+    kibana.standin.warnings = [
+        {"type": "action_required", "message": "Reload the page", "actionPath": "/app/x"}
+    ]
+    code, out, err = await ispmon("--url", kibana.url, "--api-key", API_KEY)
+    assert code == 0, out + err
+    assert out.count("  WARNING Reload the page\n") == 4  # one per file
