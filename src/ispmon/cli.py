@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ispmon import __version__
 from ispmon.availability.endpoints import SLUG_RE, EndpointSpec, build_endpoint, infer_protocol
 from ispmon.cli_db import cmd_db_url, cmd_migrate
+from ispmon.cli_kibana import add_kibana_import
 from ispmon.cli_report import add_report
 from ispmon.cli_snmp import add_snmp_walk
 from ispmon.cli_support import EXIT_CODES, EXIT_CONFIG, EXIT_UNKNOWN, Parser
@@ -320,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_snmp_walk(sub, with_config)
     add_report(sub, with_config)
     add_es_setup(sub, with_config)
+    add_kibana_import(sub)
     sub.add_parser("version", help="print the version").set_defaults(func=cmd_version)
     return parser
 

@@ -41,6 +41,11 @@ def test_the_wheel_carries_the_schema_and_the_console_script(tmp_path: Path) -> 
         static = ROOT / "src" / "ispmon" / "web" / "static"
         for name in ("index.html", "app.js", "style.css", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/LICENSE"):
             assert zf.read(f"ispmon/web/static/{name}") == (static / name).read_bytes(), name
+        # The Kibana saved objects `ispmon kibana-import` reads from the package.
+        kibana = sorted((ROOT / "src" / "ispmon" / "search" / "kibana").glob("*.ndjson"))
+        assert len(kibana) == 4
+        for path in kibana:
+            assert zf.read(f"ispmon/search/kibana/{path.name}") == path.read_bytes()
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "ispmon = ispmon.cli:main" in zf.read(entry_points).decode()
     # The top-level schema.sql the issue asks for is the packaged one, not a copy that could drift.
