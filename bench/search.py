@@ -27,6 +27,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -238,6 +239,12 @@ async def lag_under_load(
     await pool.close()
 
 
+def _with_database(dsn: str, database: str) -> str:
+    """Swap the database in a postgresql:// URI (the embedded server's URI uses a socket query arg)."""
+    parts = urlsplit(dsn)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
 async def main(args: argparse.Namespace) -> None:
     es = subprocess.Popen([sys.executable, __file__, "--es-server"], stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220
     assert es.stdout is not None
@@ -252,8 +259,6 @@ async def main(args: argparse.Namespace) -> None:
 
             server = EmbeddedPostgres(tmp / "pg")
             base = server.start()
-        from tests.conftest import _with_database
-
         admin = await asyncpg.connect(_with_database(base, "postgres"))
         names = [f"bench_search_{os.getpid()}_{k}" for k in ("a", "b")]
         for name in names:

@@ -38,7 +38,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()
 
 
-def _common(family: str, row_id: str, observer: Observer, tags: list[str] | None = None) -> dict[str, Any]:
+@functools.lru_cache(maxsize=16)
+def _observer_doc(observer: Observer) -> dict[str, Any]:
+    """The `observer` object, made once per observer and shared by its documents (never mutated:
+    documents are only serialised)."""
     obs: dict[str, Any] = {"hostname": observer.hostname}
     if observer.location or observer.geo:
         geo: dict[str, Any] = {}
@@ -47,9 +50,16 @@ def _common(family: str, row_id: str, observer: Observer, tags: list[str] | None
         if observer.geo:
             geo["location"] = {"lat": observer.geo[0], "lon": observer.geo[1]}
         obs["geo"] = geo
+    return obs
+
+
+_SERVICE = {"name": "ispmon"}
+
+
+def _common(family: str, row_id: str, observer: Observer, tags: list[str] | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
-        "observer": obs,
-        "service": {"name": "ispmon"},
+        "observer": _observer_doc(observer),
+        "service": _SERVICE,
         "ispmon": {"family": family, "row_id": row_id},
     }
     if tags:
