@@ -63,7 +63,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _fail(f"--{exc.field}", exc.message)
     config = load(args)
     setup_logging(config, level="error")
-    target = args.output or file_name(kind.name, query.since, query.until, args.format)
+    target = args.output or file_name(kind.name, query.since, query.until, args.format, query.table)
 
     out: BinaryIO = sys.stdout.buffer if target == "-" else Path(target).open("wb")  # noqa: SIM115
 

@@ -42,7 +42,7 @@ async def get_report(call: Call) -> web.StreamResponse:
         raise ApiError.on(400, exc.field, exc.message) from None
     fmt = call.query["format"]
     service = ReportService(call.services.db)
-    name = file_name(kind.name, query.since, query.until, fmt)
+    name = file_name(kind.name, query.since, query.until, fmt, query.table)
     disposition = f'{"inline" if fmt == "json" else "attachment"}; filename="{name}"'
     if fmt == "json":
         return json_response(await service.document(kind, query), headers={"Content-Disposition": disposition})

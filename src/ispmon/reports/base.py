@@ -118,9 +118,12 @@ def ceil_hour(at: datetime) -> datetime:
     return floor if floor == at else floor + timedelta(hours=1)
 
 
-def file_name(kind: str, since: datetime, until: datetime, fmt: str) -> str:
+def file_name(kind: str, since: datetime, until: datetime, fmt: str, table: str | None = None) -> str:
     """``ispmon-<kind>-<since>-<until>.<fmt>``: the kind and the period, UTC, no characters a file
-    system or a Content-Disposition header dislikes."""
+    system or a Content-Disposition header dislikes; a CSV of a section is ``<kind>-<table>``
+    (JSON and PDF hold every table)."""
+    if table is not None and fmt == "csv":
+        kind = f"{kind}-{table}"
 
     def stamp(at: datetime) -> str:
         at = at.astimezone(UTC)

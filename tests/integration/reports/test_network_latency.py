@@ -135,3 +135,8 @@ async def test_a_table_the_kind_has_not_is_a_400_naming_table(client: Client) ->
         resp = await client.get(path, params={**PERIOD, "format": "csv", "table": table})
         assert resp.status == 400, await resp.text()
         assert (await resp.json())["errors"][0]["field"] == "table"
+
+
+async def test_the_latency_csv_is_named_by_its_table(db: Database, client: Client) -> None:
+    resp = await client.get("/reports/network", params={**PERIOD, "format": "csv", "table": "latency"})
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="ispmon-network-latency-20260302-20260303.csv"'
