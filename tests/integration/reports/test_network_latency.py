@@ -131,10 +131,14 @@ async def test_the_pdf_holds_the_latency_table(db: Database, client: Client) -> 
 
 
 async def test_a_table_the_kind_has_not_is_a_400_naming_table(client: Client) -> None:
-    for path, table in (("/reports/network", "bogus"), ("/reports/availability", "latency")):
+    for path, table, said in (
+        ("/reports/network", "bogus", "the network report has no table 'bogus' (tables: latency)"),
+        ("/reports/availability", "latency", "the availability report has no table 'latency' (tables: none)"),
+    ):
         resp = await client.get(path, params={**PERIOD, "format": "csv", "table": table})
         assert resp.status == 400, await resp.text()
-        assert (await resp.json())["errors"][0]["field"] == "table"
+        (error,) = (await resp.json())["errors"]
+        assert error["field"] == "table" and said in error["message"], error
 
 
 async def test_the_latency_csv_is_named_by_its_table(db: Database, client: Client) -> None:
