@@ -24,28 +24,31 @@ def sql(query: ReportQuery) -> tuple[str, list[Any]]:
     text = f"""
 WITH e AS (SELECT e.id, e.name, e.url FROM endpoints e WHERE e.protocol = 'icmp'{where}),
 h AS (
-    SELECT h.endpoint_id, floor((h.details->>'packets_sent')::numeric)::bigint AS sent,
-           CASE WHEN jsonb_typeof(h.details->'rtts_ms') = 'array' THEN
-                    ARRAY(SELECT (x #>> '{{}}')::float8 FROM jsonb_array_elements(h.details->'rtts_ms') x
-                          WHERE jsonb_typeof(x) = 'number')
-                WHEN jsonb_typeof(h.details->'packets_received') = 'number'
-                     AND jsonb_typeof(h.details->'rtt_avg_ms') = 'number' THEN
-                    array_fill((h.details->>'rtt_avg_ms')::float8,
-                               ARRAY[greatest(floor((h.details->>'packets_received')::numeric)::int, 0)])
-                ELSE '{{}}'::float8[] END AS rtts
+    SELECT h.endpoint_id, floor((h.details->>'packets_sent')::numeric)::bigint AS sent, h.details AS d
     FROM status_history h
     WHERE h.checked_at >= $1 AND h.checked_at < $2 AND h.endpoint_id IN (SELECT id FROM e)
       AND jsonb_typeof(h.details->'packets_sent') = 'number'),
-c AS (SELECT endpoint_id, count(*) AS checks, sum(sent) AS sent, sum(cardinality(rtts)) AS received
-      FROM h GROUP BY 1),
-p AS (SELECT endpoint_id, min(r) AS rmin, avg(r) AS ravg,
+v AS (
+    SELECT h.endpoint_id, (x #>> '{{}}')::float8 AS r
+    FROM h, jsonb_array_elements(CASE WHEN jsonb_typeof(h.d->'rtts_ms') = 'array' THEN h.d->'rtts_ms'
+                                      ELSE '[]'::jsonb END) AS x
+    WHERE jsonb_typeof(x) = 'number'
+    UNION ALL
+    SELECT h.endpoint_id, (h.d->>'rtt_avg_ms')::float8
+    FROM h, generate_series(1, CASE WHEN jsonb_typeof(h.d->'rtts_ms') IS DISTINCT FROM 'array'
+                                         AND jsonb_typeof(h.d->'packets_received') = 'number'
+                                         AND jsonb_typeof(h.d->'rtt_avg_ms') = 'number'
+                                    THEN greatest(floor((h.d->>'packets_received')::numeric)::int, 0)
+                                    ELSE 0 END)),
+c AS (SELECT endpoint_id, count(*) AS checks, sum(sent) AS sent FROM h GROUP BY 1),
+p AS (SELECT endpoint_id, count(*) AS received, min(r) AS rmin, avg(r) AS ravg,
              percentile_cont(0.5) WITHIN GROUP (ORDER BY r) AS rp50,
              percentile_cont(0.95) WITHIN GROUP (ORDER BY r) AS rp95, max(r) AS rmax
-      FROM h, unnest(h.rtts) AS r GROUP BY 1),
+      FROM v GROUP BY 1),
 j AS (
     SELECT e.id, e.name, e.url, coalesce(c.checks, 0) AS checks, coalesce(c.sent, 0) AS sent,
-           coalesce(c.received, 0) AS received,
-           CASE WHEN c.sent > 0 THEN 100.0 * greatest(c.sent - c.received, 0) / c.sent END AS loss,
+           coalesce(p.received, 0) AS received,
+           CASE WHEN c.sent > 0 THEN 100.0 * greatest(c.sent - coalesce(p.received, 0), 0) / c.sent END AS loss,
            p.rmin, p.ravg, p.rp50, p.rp95, p.rmax
     FROM e LEFT JOIN c ON c.endpoint_id = e.id LEFT JOIN p ON p.endpoint_id = e.id)
 SELECT id, name, url, checks, sent, received, loss, rmin, ravg, rp50, rp95, rmax FROM j
