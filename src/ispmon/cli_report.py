@@ -28,6 +28,7 @@ def add_report(sub: Any, with_config: Callable[[argparse.ArgumentParser], argpar
     for name in FILTERS:
         report.add_argument(f"--{name}", help=f"only this {name}")
     report.add_argument("--top", type=int, default=100, help="rows of a top-N report (usage)")
+    report.add_argument("--table", help="CSV of the kind's other table instead of its rows (network: latency)")
     report.set_defaults(func=cmd_report)
 
 
@@ -55,12 +56,14 @@ def cmd_report(args: argparse.Namespace) -> int:
             return _fail(f"--{name}", str(exc))
     since, until = times["since"], times["until"]
     try:
-        query = report_query.build(kind, since, until, {n: getattr(args, n) for n in FILTERS}, top=args.top)
+        query = report_query.build(
+            kind, since, until, {n: getattr(args, n) for n in FILTERS}, top=args.top, table=args.table
+        )
     except report_query.QueryError as exc:
         return _fail(f"--{exc.field}", exc.message)
     config = load(args)
     setup_logging(config, level="error")
-    target = args.output or file_name(kind.name, query.since, query.until, args.format)
+    target = args.output or file_name(kind.name, query.since, query.until, args.format, query.table)
 
     out: BinaryIO = sys.stdout.buffer if target == "-" else Path(target).open("wb")  # noqa: SIM115
 

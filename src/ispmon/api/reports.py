@@ -36,12 +36,13 @@ async def get_report(call: Call) -> web.StreamResponse:
             call.query["until"],
             {name: call.query[name] for name in FILTERS},
             top=call.query["top"],
+            table=call.query["table"],
         )
     except report_query.QueryError as exc:
         raise ApiError.on(400, exc.field, exc.message) from None
     fmt = call.query["format"]
     service = ReportService(call.services.db)
-    name = file_name(kind.name, query.since, query.until, fmt)
+    name = file_name(kind.name, query.since, query.until, fmt, query.table)
     disposition = f'{"inline" if fmt == "json" else "attachment"}; filename="{name}"'
     if fmt == "json":
         return json_response(await service.document(kind, query), headers={"Content-Disposition": disposition})
@@ -71,6 +72,7 @@ ROUTES: tuple[Route, ...] = (
             Param("format", "string", "json, csv or pdf", default="json", enum=FORMATS),
             *(Param(name, "string", _FILTER_TEXT[name]) for name in FILTERS),
             Param("top", "integer", "Rows of a top-N report (usage)", default=100, minimum=1, maximum=10000),
+            Param("table", "string", "CSV of a kind's other table instead of its rows (network: latency)"),
         ),
         response_schema=REPORT,
         media_types=(("text/csv", CSV_SCHEMA), ("application/pdf", PDF_SCHEMA)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ispmon.reports.base import FILTERS, Column, ReportKind
+from ispmon.reports.base import FILTERS, Column, ReportKind, Section
 from ispmon.reports.kinds import KINDS
 
 _TYPES = {"string": "string", "integer": "integer", "number": "number", "date-time": "string"}
@@ -19,14 +19,46 @@ def _column(column: Column) -> dict[str, Any]:
     return schema
 
 
-def report_schema(kind: ReportKind) -> dict[str, Any]:
-    row = {
+def _row(columns: tuple[Column, ...]) -> dict[str, Any]:
+    return {
         "type": "object",
         "additionalProperties": False,
-        "required": [c.name for c in kind.columns],
-        "properties": {c.name: _column(c) for c in kind.columns},
+        "required": [c.name for c in columns],
+        "properties": {c.name: _column(c) for c in columns},
     }
+
+
+def _section(section: Section) -> dict[str, Any]:
     return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["title", "columns", "rows", "totals"],
+        "properties": {
+            "title": {"type": "string"},
+            "columns": COLUMNS,
+            "rows": {"type": "array", "items": _row(section.columns)},
+            "totals": section.totals_schema,
+        },
+    }
+
+
+COLUMNS: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "type", "description"],
+        "properties": {
+            "name": {"type": "string"},
+            "type": {"enum": ["string", "integer", "number", "date-time"]},
+            "description": {"type": "string"},
+        },
+    },
+}
+
+
+def report_schema(kind: ReportKind) -> dict[str, Any]:
+    schema: dict[str, Any] = {
         "title": f"{kind.title.replace(' ', '')}Report",
         "type": "object",
         "additionalProperties": False,
@@ -42,23 +74,21 @@ def report_schema(kind: ReportKind) -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": {name: {"type": "string"} for name in FILTERS},
             },
-            "columns": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name", "type", "description"],
-                    "properties": {
-                        "name": {"type": "string"},
-                        "type": {"enum": ["string", "integer", "number", "date-time"]},
-                        "description": {"type": "string"},
-                    },
-                },
-            },
-            "rows": {"type": "array", "items": row},
+            "columns": COLUMNS,
+            "rows": {"type": "array", "items": _row(kind.columns)},
             "totals": kind.totals_schema,
         },
     }
+    if kind.sections:  # the kind's other tables, each required: {name: {title, columns, rows, totals}}
+        names = [s.name for s in kind.sections]
+        schema["required"] = [*schema["required"], "sections"]
+        schema["properties"]["sections"] = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": names,
+            "properties": {s.name: _section(s) for s in kind.sections},
+        }
+    return schema
 
 
 REPORT: dict[str, Any] = {"oneOf": [report_schema(k) for k in KINDS.values()]}

@@ -39,6 +39,7 @@ class ReportQuery:
     device: str | None = None
     customer: str | None = None
     top: int = 100
+    table: str | None = None  # the CSV's table: None for the rows, else a section's name
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def filters(self) -> dict[str, str]:
@@ -57,6 +58,21 @@ class Chart:
 
 
 @dataclass(frozen=True, slots=True)
+class Section:
+    """A second table of a kind (the network report's latency and loss beside its interfaces): its
+    own columns, SQL and totals; in JSON under ``sections.<name>``, in CSV with ``table=<name>``."""
+
+    name: str
+    title: str
+    columns: tuple[Column, ...]
+    sql: Callable[[ReportQuery], tuple[str, list[Any]]]
+    totals: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]]
+    totals_schema: dict[str, Any]
+    charts: tuple[Chart, ...] = ()
+    pdf_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ReportKind:
     name: str
     title: str
@@ -71,6 +87,7 @@ class ReportKind:
     charts: tuple[Chart, ...] = ()
     # Columns the PDF's table shows (all when empty): a page is narrower than a spreadsheet.
     pdf_columns: tuple[str, ...] = ()
+    sections: tuple[Section, ...] = ()
 
 
 def value(column: Column, raw: Any) -> Any:
@@ -88,7 +105,7 @@ def value(column: Column, raw: Any) -> Any:
     return str(raw) if isinstance(raw, Decimal) else raw
 
 
-def as_dict(kind: ReportKind, record: Sequence[Any]) -> dict[str, Any]:
+def as_dict(kind: ReportKind | Section, record: Sequence[Any]) -> dict[str, Any]:
     return {c.name: value(c, r) for c, r in zip(kind.columns, record, strict=True)}
 
 
@@ -101,9 +118,12 @@ def ceil_hour(at: datetime) -> datetime:
     return floor if floor == at else floor + timedelta(hours=1)
 
 
-def file_name(kind: str, since: datetime, until: datetime, fmt: str) -> str:
+def file_name(kind: str, since: datetime, until: datetime, fmt: str, table: str | None = None) -> str:
     """``ispmon-<kind>-<since>-<until>.<fmt>``: the kind and the period, UTC, no characters a file
-    system or a Content-Disposition header dislikes."""
+    system or a Content-Disposition header dislikes; a CSV of a section is ``<kind>-<table>``
+    (JSON and PDF hold every table)."""
+    if table is not None and fmt == "csv":
+        kind = f"{kind}-{table}"
 
     def stamp(at: datetime) -> str:
         at = at.astimezone(UTC)

@@ -4,6 +4,8 @@ Rates are the 5-minute rollups' averages where they are kept (INTERFACE_ROLLUP_5
 else the 1-hour ones: the mean (weighted by the seconds covered), the 95th percentile (nearest rank
 of those averages, as carriers bill), ``max_p95_bps`` = the larger of in and out p95 (the
 billing figure), the largest average, utilisation, and errors and discards counted (rate × seconds).
+Latency and loss per ICMP endpoint are its second table (`network_latency`). The `device` filter
+narrows the interfaces; `tag` and `endpoint` narrow the latency table (interfaces carry no tags).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ispmon.reports import network_latency
 from ispmon.reports.base import Chart, Column, ReportKind, ReportQuery
 
 
@@ -107,13 +110,16 @@ TOTALS_SCHEMA: dict[str, Any] = {
 KIND = ReportKind(
     name="network",
     title="Network",
-    description="Utilisation per interface, 95th percentile in/out/max, errors and discards",
+    description="Utilisation per interface, 95th percentile in/out/max, errors and discards; latency and loss"
+    " per ICMP endpoint (sections.latency; CSV with table=latency). device filters interfaces, tag and"
+    " endpoint the latency table",
     columns=COLUMNS,
-    filters=frozenset({"device"}),
+    filters=frozenset({"device", "tag", "endpoint"}),
     sql=sql,
     totals=totals,
     totals_schema=TOTALS_SCHEMA,
     charts=(Chart("Busiest interfaces: p95 in (bit/s)", "interface", "in_p95_bps"),),
     pdf_columns=("device_id", "interface", "in_p95_bps", "out_p95_bps", "max_p95_bps", "in_util_p95_pct",
                  "out_util_p95_pct", "in_errors", "out_errors"),
+    sections=(network_latency.SECTION,),
 )  # fmt: skip

@@ -33,6 +33,7 @@ def build(
     filters: dict[str, str | None],
     *,
     top: int = 100,
+    table: str | None = None,
     now: datetime | None = None,
 ) -> ReportQuery:
     """The query, with [since, until) taken to whole hours (UTC; rollups have hour resolution).
@@ -52,5 +53,9 @@ def build(
         raise QueryError("since", f"the period must be at most {MAX_RANGE.days} days")
     if not 1 <= top <= 10000:
         raise QueryError("top", "must be between 1 and 10000")
+    names = [s.name for s in kind.sections]
+    if table is not None and table not in names:
+        tables = ", ".join(names) or "none"
+        raise QueryError("table", f"the {kind.name} report has no table {table[:40]!r} (tables: {tables})")
     given = {k: v for k, v in filters.items() if v is not None}
-    return ReportQuery(start, end, top=top, now=now, **given)
+    return ReportQuery(start, end, top=top, table=table, now=now, **given)

@@ -73,6 +73,7 @@ def render(
     rows: Sequence[Mapping[str, Any]],
     totals: Mapping[str, Any],
     generated_at: datetime,
+    sections: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> bytes:
     buf = io.BytesIO()
     page = landscape(A4)
@@ -91,19 +92,34 @@ def render(
     if filters:
         story.append(Paragraph("Filters: " + ", ".join(f"{k}={v}" for k, v in filters.items()), styles["Normal"]))
     story.append(Spacer(1, 4 * mm))
-    flat = [(k, v) for k, v in totals.items() if not isinstance(v, dict)]
-    summary = LongTable([["Total", "Value"], *[[k.replace("_", " "), fmt(v)] for k, v in flat]], hAlign="LEFT")
-    summary.setStyle(_style())
-    story += [summary, Spacer(1, 4 * mm)]
+    story += [_totals(totals), Spacer(1, 4 * mm)]
     width = page[0] - 24 * mm
     for chart in kind.charts:
         story += [_chart(chart, _chart_data(chart, rows, totals), width), Spacer(1, 4 * mm)]
-    names = kind.pdf_columns or tuple(c.name for c in kind.columns)
-    table = LongTable([list(names), *[[fmt(r[n]) for n in names] for r in rows]], repeatRows=1)
-    table.setStyle(_style())
-    story.append(table)
+    story.append(_table(kind.pdf_columns or tuple(c.name for c in kind.columns), rows))
+    for section in kind.sections:
+        # A second table (the network report's latency and loss): its title, totals, charts, rows.
+        data = (sections or {}).get(section.name) or {"rows": [], "totals": {}}
+        story += [Spacer(1, 6 * mm), Paragraph(section.title, styles["Heading2"])]
+        story += [_totals(data["totals"]), Spacer(1, 4 * mm)]
+        for chart in section.charts:
+            story += [_chart(chart, _chart_data(chart, data["rows"], data["totals"]), width), Spacer(1, 4 * mm)]
+        story.append(_table(section.pdf_columns or tuple(c.name for c in section.columns), data["rows"]))
     doc.build(story)
     return buf.getvalue()
+
+
+def _totals(totals: Mapping[str, Any]) -> LongTable:
+    flat = [(k, v) for k, v in totals.items() if not isinstance(v, dict)]
+    summary = LongTable([["Total", "Value"], *[[k.replace("_", " "), fmt(v)] for k, v in flat]], hAlign="LEFT")
+    summary.setStyle(_style())
+    return summary
+
+
+def _table(names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> LongTable:
+    table = LongTable([list(names), *[[fmt(r[n]) for n in names] for r in rows]], repeatRows=1)
+    table.setStyle(_style())
+    return table
 
 
 def _style() -> TableStyle:

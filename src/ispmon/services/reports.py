@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ispmon.reports import render_csv, render_pdf
-from ispmon.reports.base import ReportKind, ReportQuery, as_dict
+from ispmon.reports.base import ReportKind, ReportQuery, Section, as_dict
 from ispmon.store.database import Database
 from ispmon.store.reports import cursor_rows
 
@@ -18,8 +18,8 @@ class ReportService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def rows(self, kind: ReportKind, query: ReportQuery) -> AsyncIterator[dict[str, Any]]:
-        """The rows as JSON dicts, read through a server-side cursor."""
+    async def rows(self, kind: ReportKind | Section, query: ReportQuery) -> AsyncIterator[dict[str, Any]]:
+        """The rows (of a kind or of one of its sections) as JSON dicts, read through a server-side cursor."""
         sql, args = kind.sql(query)
         async for record in cursor_rows(self.db.pool, sql, args):
             yield as_dict(kind, record)
@@ -27,7 +27,7 @@ class ReportService:
     async def document(self, kind: ReportKind, query: ReportQuery) -> dict[str, Any]:
         """The JSON report: period, filters, columns, rows and totals."""
         rows = [r async for r in self.rows(kind, query)]
-        return {
+        doc: dict[str, Any] = {
             "kind": kind.name,
             "title": kind.title,
             "since": query.since.isoformat(),
@@ -38,9 +38,23 @@ class ReportService:
             "rows": rows,
             "totals": kind.totals(rows),
         }
+        if kind.sections:
+            doc["sections"] = {s.name: await self._section(s, query) for s in kind.sections}
+        return doc
+
+    async def _section(self, section: Section, query: ReportQuery) -> dict[str, Any]:
+        rows = [r async for r in self.rows(section, query)]
+        return {
+            "title": section.title,
+            "columns": [{"name": c.name, "type": c.type, "description": c.description} for c in section.columns],
+            "rows": rows,
+            "totals": section.totals(rows),
+        }
 
     def csv(self, kind: ReportKind, query: ReportQuery) -> AsyncIterator[bytes]:
-        return render_csv.chunks(kind.columns, self.rows(kind, query))
+        """The kind's rows, or with ``query.table`` that section's (one table per CSV file)."""
+        table: ReportKind | Section = next((s for s in kind.sections if s.name == query.table), kind)
+        return render_csv.chunks(table.columns, self.rows(table, query))
 
     async def pdf(self, kind: ReportKind, query: ReportQuery) -> bytes:
         doc = await self.document(kind, query)
@@ -53,6 +67,7 @@ class ReportService:
             doc["rows"],
             doc["totals"],
             datetime.fromisoformat(doc["generated_at"]),
+            doc.get("sections", {}),
         )
 
     async def render(self, kind: ReportKind, query: ReportQuery, fmt: str) -> bytes:

@@ -66,3 +66,23 @@ async def test_bad_options_exit_2_naming_the_option(db_dsn: str, tmp_path: Path)
         done = await _report(db_dsn, tmp_path, *args)
         assert done.returncode == 2, (args, done.stderr)
         assert said in done.stderr, (args, done.stderr)
+
+
+async def test_the_cli_writes_the_network_reports_latency_table(db: Database, db_dsn: str, tmp_path: Path) -> None:
+    await db.pool.execute(
+        "INSERT INTO endpoints (id, name, protocol, url, spec) VALUES ('gw', 'Gateway', 'icmp', '192.0.2.9', '{}')"
+    )
+    await db.pool.execute(
+        "INSERT INTO status_history (endpoint_id, checked_at, status, details) VALUES ('gw', $1, 'up', $2)",
+        START,
+        {"packets_sent": 4, "packets_received": 3, "rtts_ms": [10, 20, 30]},
+    )
+    period = ("--since", START.isoformat(), "--until", (START + DAY).isoformat())
+    done = await _report(db_dsn, tmp_path, "network", *period, "-f", "csv", "--table", "latency")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ispmon-network-latency-20260302-20260303.csv"
+    columns = KINDS["network"].sections[0].columns
+    (gw,) = render_csv.parse(columns, (tmp_path / done.stdout.strip()).read_text())
+    assert (gw["packets_sent"], gw["packets_received"], gw["loss_pct"], gw["rtt_median_ms"]) == (4, 3, 25.0, 20.0)
+    done = await _report(db_dsn, tmp_path, "network", *period, "-f", "csv", "--table", "routes")
+    assert done.returncode == 2 and "--table: the network report has no table 'routes'" in done.stderr
