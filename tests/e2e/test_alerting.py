@@ -97,6 +97,12 @@ timeout = 0.5
         "OUTAGE_VERIFICATION_CHECKS": "1",
         "OUTAGE_RECOVERY_THRESHOLD": "1",
         "SERVICE_CHECK_RETRIES": "0",
+        # The kill -9 below may land while an attempt at the resolved page is in flight (attempts
+        # run every 0.5 s while the receiver is down); that row stays leased for
+        # max(ALERT_SEND_LEASE_SECONDS, 4 x ALERT_SEND_TIMEOUT) after the restart, 60 s by default,
+        # longer than the wait for the page below: 8 s here. (CI once failed on exactly that.)
+        "ALERT_SEND_TIMEOUT": "2",
+        "ALERT_SEND_LEASE_SECONDS": "5",
     }
     daemon = Daemon(tmp_path, api_port, notify_path, env)
     base = f"http://127.0.0.1:{api_port}"
