@@ -35,7 +35,7 @@ from ispmon.api.prometheus_figures import (
     flow_totals,
     readiness_families,
 )
-from ispmon.api.prometheus_text import Snapshot, render_steps
+from ispmon.api.prometheus_text import EOF, Snapshot, render_steps
 from ispmon.api.spec import Call, Route
 from ispmon.services.context import AppServices
 from ispmon.store.outbox_figures import outbox_backlog
@@ -45,7 +45,6 @@ TAG = "health"
 # one: set by `expose_radius`, since the listener is not one of the API's services.
 RADIUS_STATS = web.AppKey("radius_stats", object)
 MEDIA_TYPES = ("text/plain", "application/openmetrics-text")
-EOF = b"# EOF\n"
 EXPOSITION = {"type": "string", "description": "Prometheus text format 0.0.4 or OpenMetrics 1.0"}
 
 
