@@ -911,3 +911,65 @@ CREATE INDEX IF NOT EXISTS network_metrics_id ON network_metrics (id);
 INSERT INTO schema_version (version, description)
 VALUES (13, 'search: Elasticsearch feed cursors, dead letters, system log lines')
 ON CONFLICT (version) DO NOTHING;
+
+-- Several agents, one PostgreSQL (schema version 17). ---------------------------------------------
+-- Each agent's row, written at start and on every heartbeat (times are the database's clock, so
+-- agents on hosts with skewed clocks agree). An agent is live from joined_at plus a settle time
+-- until last_heartbeat plus AGENT_DEAD_AFTER, or until a clean stop sets stopped_at.
+CREATE TABLE IF NOT EXISTS agents (
+    id             text PRIMARY KEY,
+    location       text NOT NULL,
+    version        text NOT NULL,
+    host           text NOT NULL,
+    pid            integer NOT NULL,
+    api_url        text,
+    joined_at      timestamptz NOT NULL,
+    last_heartbeat timestamptz NOT NULL,
+    stopped_at     timestamptz,
+    stats          jsonb NOT NULL DEFAULT '{}'
+);
+
+-- Work that runs on one agent at a time (paging, the Elasticsearch sync, retention, scheduled
+-- reports): a lease per name, renewed by its holder, taken over once it has expired. The epoch
+-- grows at every change of holder, so a holder can tell its lease was lost in between.
+CREATE TABLE IF NOT EXISTS agent_leases (
+    name        text PRIMARY KEY,
+    holder      text NOT NULL,
+    epoch       bigint NOT NULL DEFAULT 1,
+    acquired_at timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL
+);
+
+-- Configuration changes made through one agent (API, reload), for the others: each is also a
+-- NOTIFY; this table is the backstop when a notification was missed (an agent re-reads what is
+-- newer than the last id it applied). Pruned with the history.
+CREATE TABLE IF NOT EXISTS config_changes (
+    id      bigserial PRIMARY KEY,
+    kind    text NOT NULL,
+    key     text,
+    origin  text NOT NULL,
+    at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Which agent and location produced a check, and opened an outage; the locations that saw an outage.
+ALTER TABLE status_history ADD COLUMN IF NOT EXISTS agent_id text;
+ALTER TABLE status_history ADD COLUMN IF NOT EXISTS location text;
+ALTER TABLE outages ADD COLUMN IF NOT EXISTS agent_id text;
+ALTER TABLE outages ADD COLUMN IF NOT EXISTS location text;
+ALTER TABLE outages ADD COLUMN IF NOT EXISTS locations jsonb;
+
+-- Each location's verdict on an endpoint probed from several (confirm_locations): its status as
+-- that location's owner last saw it, and since when it has been verified DOWN there.
+CREATE TABLE IF NOT EXISTS endpoint_locations (
+    endpoint_id text NOT NULL,
+    location    text NOT NULL,
+    status      text NOT NULL,
+    down_since  timestamptz,
+    agent_id    text,
+    checked_at  timestamptz NOT NULL,
+    PRIMARY KEY (endpoint_id, location)
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (17, 'agents: registry, leases, configuration changes, check and outage origins, location verdicts')
+ON CONFLICT (version) DO NOTHING;

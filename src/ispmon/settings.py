@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -16,6 +18,16 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from ispmon.availability.endpoints import EndpointDefaults, is_hostname
 from ispmon.validation import is_loopback
+
+# Agent ids and locations: what a host name or a POP code looks like (they name rows and log lines).
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$"
+
+
+def default_agent_id() -> str:
+    """The host name, made to fit AGENT_ID_PATTERN (a host name nearly always does already)."""
+    name = re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:63].lstrip("-_.:")
+    return name or "agent"
+
 
 _DATABASE_URL_EXAMPLE = "postgresql://ispmon:PASSWORD@db.example.net:5432/ispmon"
 _ENCODE_HINT = "percent-encode '@', ':', '/', '?' and '#' in the user name and password"
@@ -146,6 +158,13 @@ class Settings(BaseSettings):
     elasticsearch_retention_days: int = Field(0, ge=0, le=36500)  # 0: each family's default
     elasticsearch_observer_location: str | None = Field(None, max_length=200)
     elasticsearch_log_queue: int = Field(10_000, ge=100, le=1_000_000)
+    # Several agents on one PostgreSQL (agents/): this agent's id and point of presence; an agent
+    # whose heartbeat is older than AGENT_DEAD_AFTER seconds loses its endpoints and singletons.
+    ispmon_agent_id: str = Field(default_factory=default_agent_id, pattern=AGENT_ID_PATTERN)
+    ispmon_location: str = Field("default", pattern=AGENT_ID_PATTERN)
+    agent_dead_after: float = Field(30.0, ge=5, le=3600, allow_inf_nan=False)
+    # The backstop re-read of the shared configuration when a notification was missed.
+    agent_config_poll_interval: float = Field(30.0, ge=1, le=3600, allow_inf_nan=False)
 
     @field_validator("ispmon_log_level")
     @classmethod

@@ -3,7 +3,11 @@
 * Each endpoint keeps a fixed cadence: due times are ``first + k * interval`` (no drift over hours,
   however long the checks take).
 * First runs are spread over the interval by a hash of the id, so 10,000 endpoints added at once
-  do not all fire at :00 (and the spread is the same after a restart).
+  do not all fire at :00 (and the spread is the same after a restart). Given a wall clock, the
+  hash places each endpoint on a grid of wall-clock times (``phase + k * interval``) that every
+  agent sharing the endpoints computes alike: an endpoint handed from one agent to another at time
+  T is checked by the old one before T and the new one from the first grid point after T, never
+  twice in one interval.
 * One heap and one dispatcher task for all endpoints (not a task per endpoint: an idle endpoint costs
   a heap entry, not a coroutine frame).
 * A global bound on checks in flight. A check that is still running when its next one is due, or
@@ -73,8 +77,11 @@ class Scheduler:
         max_concurrency: int = 500,
         max_lateness: float = 0.25,
         lag_samples: int = 8192,
+        wall_clock: Callable[[], float] | None = None,
     ) -> None:
         self._run = run
+        # Seconds since the epoch on the clock the agents share (agents/: the database's).
+        self.wall_clock = wall_clock
         self.max_concurrency = max_concurrency
         self.max_lateness = max_lateness
         self.stats = SchedulerStats()
@@ -100,7 +107,12 @@ class Scheduler:
             slot = self._slots[key] = _Slot(interval)
         slot.interval = interval
         slot.generation += 1  # invalidates heap entries of the old schedule
-        due = first_due if first_due is not None else loop.time() + spread_offset(key, interval)
+        if first_due is not None:
+            due = first_due
+        elif self.wall_clock is not None:
+            due = loop.time() + (spread_offset(key, interval) - self.wall_clock()) % interval
+        else:
+            due = loop.time() + spread_offset(key, interval)
         self._push(due, key, slot.generation)
 
     def remove(self, key: str) -> None:
