@@ -188,7 +188,9 @@ class Sender:
             return await self._dead(row, f"channel '{channel_name}' is not defined", attempts)
         attachment = None
         if row.get("report_schedule") is not None:
-            attachment = await report_runs.attachment(self.repo.pool, row["report_schedule"], row["report_period"])
+            attachment = await report_runs.attachment(
+                self.repo.pool, row["report_schedule"], row["report_period"]
+            )
             if attachment is None:
                 return await self._dead(row, "the scheduled report's file is gone (pruned)", attempts)
         delivered = set(row["delivered_targets"] or ())
@@ -231,7 +233,9 @@ class Sender:
         )
         return 0
 
-    async def _send_one(self, target: ChannelTarget, row: Any, attachment: Attachment | None = None) -> str | None:
+    async def _send_one(
+        self, target: ChannelTarget, row: Any, attachment: Attachment | None = None
+    ) -> str | None:
         # An SMS-sized target gets the short text alone; apprise would otherwise glue title and
         # body together and cut the result at 160 characters.
         title, body = ("", row["short_body"]) if target.short else (row["title"], row["body"])

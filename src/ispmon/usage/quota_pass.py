@@ -74,6 +74,9 @@ class QuotaTracker:
         self._full_due = True  # a fresh start: nothing in memory says who moved before it
         self._full_at = time.monotonic()
         self._since: datetime | None = None  # database time at the previous pass
+        # False on an agent that does not hold the singleton lease: its listener's keys would pile
+        # up with no pass to read them (the holder's first pass is a full one).
+        self.tracking = True
 
     # -- fed by the accounting commit ------------------------------------------------------------
     def wrap(self, commit: Commit) -> Commit:
@@ -88,7 +91,13 @@ class QuotaTracker:
 
         return tracked
 
+    def full_due(self) -> None:
+        """The next pass looks at everyone (this tracker's memory may have missed commits)."""
+        self._full_due = True
+
     def touched(self, batch: Sequence[Any]) -> None:
+        if not self.tracking:
+            return
         for item in batch:
             key = item.record.session_key
             if key:  # Accounting-On/Off carry no session and change nobody's usage

@@ -102,9 +102,17 @@ class Accounting:
     port: int | None = None
     sweeper: asyncio.Task[None] | None = None
     quotas: asyncio.Task[None] | None = None
+    tracker: QuotaTracker | None = None
+    pool: asyncpg.Pool | None = None
+    interim_interval: int = 0
+    quota_interval: float = 0.0
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> Accounting:
+    async def start(
+        cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None, *, periodic: bool = True
+    ) -> Accounting:
+        """Sync, load and listen; with `periodic`, also run the quota pass and the lost-session
+        sweep (else `start_periodic` does, on the agent that holds the singleton lease)."""
         directory = NasDirectory()
         try:
             await sync_usage_config(db, config, directory)
@@ -137,13 +145,39 @@ class Accounting:
                 port=accounting.port,
                 nas=len(directory),
             )
-        accounting.sweeper = asyncio.create_task(
-            sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
-        )
-        accounting.quotas = asyncio.create_task(
-            enforce_quotas(tracker, settings.quota_pass_interval), name="quota-enforcement"
-        )
+        accounting.tracker, accounting.pool = tracker, db.pool
+        accounting.interim_interval = settings.radius_interim_interval
+        accounting.quota_interval = settings.quota_pass_interval
+        if periodic:
+            accounting.start_periodic()
+        else:
+            tracker.tracking = False
         return accounting
+
+    def start_periodic(self) -> None:
+        """The quota pass (a full one first: what other agents' listeners committed meanwhile is
+        not in this tracker's memory) and the lost-session sweep."""
+        assert self.tracker is not None and self.pool is not None
+        self.tracker.tracking = True
+        self.tracker.full_due()
+        if self.sweeper is None:
+            self.sweeper = asyncio.create_task(
+                sweep_lost(self.pool, self.interim_interval), name="radius-lost-sessions"
+            )
+        if self.quotas is None:
+            self.quotas = asyncio.create_task(
+                enforce_quotas(self.tracker, self.quota_interval), name="quota-enforcement"
+            )
+
+    async def stop_periodic(self) -> None:
+        tasks, self.sweeper, self.quotas = (self.sweeper, self.quotas), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.tracker is not None:
+            self.tracker.tracking = False  # no pass reads them here now: do not collect keys
 
     async def reload(self, db: Database, config: LoadedConfig) -> None:
         """SIGHUP: the new file's customers and NAS clients. The listener keeps its socket; the
@@ -153,11 +187,7 @@ class Accounting:
         await sync_usage_config(db, config, self.directory)
 
     async def close(self) -> None:
-        for task in (self.sweeper, self.quotas):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.stop_periodic()
         if self.protocol is not None:
             await self.protocol.close()
             log.info("radius_stopped", **self.protocol.stats.as_dict())
