@@ -35,12 +35,7 @@ def interface_subject(
     device_id: str, device_name: str, tags: tuple[str, ...], interface: str, parent: str | None = None
 ) -> NetSubject:
     return NetSubject(
-        f"interface:{device_id}:{interface}",
-        f"{device_name} {interface}",
-        tags,
-        device_id,
-        interface,
-        parent=parent,
+        f"interface:{device_id}:{interface}", f"{device_name} {interface}", tags, device_id, interface, parent=parent
     )
 
 

@@ -96,9 +96,11 @@ class Alerting:
             open_alerts=len(self.engine.open),
         )
 
-    async def start(self) -> None:
+    async def start(self, *, sender: bool = True) -> None:
+        """The engine; the sender too unless it runs only on the singleton lease's holder."""
         await self.engine.start()
-        self.sender.start()
+        if sender:
+            self.sender.start()
 
     async def reload(self, config: LoadedConfig) -> None:
         """SIGHUP: the file's channels, rules and policies, and the alert settings, take effect."""
