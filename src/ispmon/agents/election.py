@@ -176,8 +176,8 @@ class Lease:
 
     async def _run(self) -> None:
         while True:
-            await self.step()
             delay = next_attempt(self.tenure, self._last_sent, self.clock(), self.times)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
+            await self.step()

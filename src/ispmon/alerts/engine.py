@@ -85,6 +85,7 @@ class AlertEngine(ThresholdInputs, Paging, SharedAlerts):
         # Escalation steps, reminders and re-suppression are written by one agent at a time (the
         # singleton lease's holder sets this); every agent opens and resolves its own endpoints'.
         self.leading = True
+        self.fence: Callable[[], bool] = lambda: True  # the lease still valid by this agent's clock
         self.thresholds: dict[tuple[str, str], ThresholdState] = {}
         self.guard = ConnectivityGuard()
         self._threshold_rules: tuple[AlertRule, ...] = ()

@@ -53,6 +53,7 @@ class Paging:
     clock: Callable[[], datetime]
     wake_sender: Callable[[], None]
     leading: bool
+    fence: Callable[[], bool]
     _lock: asyncio.Lock
 
     if TYPE_CHECKING:  # defined by AlertEngine; declared here for the type checker only
@@ -219,9 +220,9 @@ class Paging:
                 await self.refresh_open()
             except Exception as exc:
                 log.error("alert_refresh_failed", error=str(exc), retry="next tick")
-            if not self.leading:
-                return
             for alert in list(self.open.values()):
+                if not (self.leading and self.fence()):
+                    break  # not (or no longer) the singleton lease's holder: another agent pages
                 if alert.state == "resolved":
                     continue
                 spec = self._spec(alert.endpoint_id)

@@ -96,10 +96,12 @@ class Alerting:
             open_alerts=len(self.engine.open),
         )
 
-    async def start(self, *, sender: bool = True) -> None:
-        """The engine; the sender too unless it runs only on the singleton lease's holder."""
+    async def start(self, *, singleton: bool = True) -> None:
+        """The engine; with `singleton`, also its paging tick and the sender (False: they run only
+        on the singleton lease's holder, `ispmon.agents.singletons`, which turns them on)."""
+        self.engine.leading = singleton
         await self.engine.start()
-        if sender:
+        if singleton:
             self.sender.start()
 
     async def reload(self, config: LoadedConfig) -> None:
