@@ -36,6 +36,9 @@ log = structlog.get_logger("ispmon.agents")
 
 Hook = Callable[[], Awaitable[None]]
 
+# A stopping daemon waits this long at most for the release (else the lease expires by itself).
+RELEASE_TIMEOUT = 2.0
+
 
 async def _nothing() -> None:
     return None
@@ -88,11 +91,11 @@ class Lease:
         # Forced: a close during on_gain may have left part of the work started.
         await self._stop_work(force=True)
         self.tenure = None
-        if tenure is None:
-            return
+        if tenure is None or self._failing:
+            return  # the database is not answering: the lease expires on its own
         try:
             released = await asyncio.wait_for(
-                lease_store.release(self.pool, self.name, self.holder, tenure.epoch), self.times.renew_every
+                lease_store.release(self.pool, self.name, self.holder, tenure.epoch), RELEASE_TIMEOUT
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("lease_release_failed", lease=self.name, error=str(exc) or type(exc).__name__)

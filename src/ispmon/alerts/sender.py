@@ -142,7 +142,7 @@ class Sender:
             by_lease.setdefault(until, []).append(nid)
         try:
             for until, ids in by_lease.items():
-                await asyncio.wait_for(self.repo.unlease(ids, until), 2.0)
+                await asyncio.wait_for(self.repo.unlease(ids, until), 1.0)
         except Exception as exc:  # the lease runs out instead
             log.warning("notification_unlease_failed", rows=len(unstarted), error=self._redact(str(exc)))
 
