@@ -198,8 +198,8 @@ class Sender:
                 self._log_rate_limited(channel, len(rows) - i, wait, now)
                 break
             async with self._sem:
-                if self.may_send is not None and not self.may_send():
-                    break  # the lease is gone: these rows go back to the outbox when we stop
+                if self._closing or (self.may_send is not None and not self.may_send()):
+                    break  # stopping, or the lease is gone: these rows go back to the outbox at close
                 self._unstarted.pop(row["id"], None)
                 finished += await self._deliver(row)
         return finished
