@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -48,6 +48,21 @@ async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = L
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("radius_lost_sweep_failed", error=str(exc))
         await asyncio.sleep(every)
+
+
+def other_agents_live(pool: asyncpg.Pool, agent_id: str, dead_after: float) -> Callable[[], Awaitable[bool]]:
+    """For the quota pass: is another agent live (per the registry), so its listener may commit?"""
+
+    async def live() -> bool:
+        found: bool = await pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM agents WHERE id <> $1 AND stopped_at IS NULL
+                              AND last_heartbeat > now() - make_interval(secs => $2))""",
+            agent_id,
+            float(dead_after),
+        )
+        return found
+
+    return live
 
 
 def quota_observer(alerts: AlertEngine) -> QuotaObserver:
@@ -124,6 +139,7 @@ class Accounting:
         tracker = QuotaTracker(
             Enforcer(db.pool, observer=observer),
             rules_changed=quota_rules_changed(alerts) if alerts is not None else None,
+            others=other_agents_live(db.pool, settings.ispmon_agent_id, settings.agent_dead_after),
         )
         if settings.radius_acct_port:
             store = AccountingStore(db.pool)
