@@ -188,3 +188,24 @@ async def test_holder_cut_off_from_the_database_stops_before_another_starts(
         await other.close()
         await cut_pool.close()
         await proxy.close()
+
+
+async def test_a_renewal_that_hangs_ends_the_work_by_the_holders_clock(pools: list[asyncpg.Pool]) -> None:
+    """The database answers nothing (here: the lease row is locked by another session, so the
+    renewal waits): the holder stops at its deadline while its statement still hangs."""
+    spans: list[tuple[str, float, float | None]] = []
+    work = Work("hung", spans)
+    lease = Lease(pools[0], "hung", TIMES, on_gain=work.start, on_loss=work.stop)
+    try:
+        await lease.step()
+        assert work.running and lease.tenure is not None
+        deadline = lease.tenure.deadline
+        async with pools[1].acquire() as conn, conn.transaction():
+            await conn.execute("SELECT 1 FROM agent_leases WHERE name = 'leader' FOR UPDATE")
+            lease.start()
+            await wait_until(lambda: not work.running, "the work stopped by time", 30)
+            [(_, _, ended)] = spans
+            assert ended is not None and ended >= deadline
+            assert not lease.holds()
+    finally:
+        await lease.close()
