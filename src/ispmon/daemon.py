@@ -1,10 +1,13 @@
 """The daemon: wires the components, in order, and takes them down in reverse.
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
-(open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
-RADIUS accounting listener -> flow collector -> monitor -> API -> READY=1 to systemd.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> accounting listener -> scheduler and checks in flight -> alert engine and
-sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
+(open outages stay open) -> alerting (channels, rules, open alerts) -> writers -> RADIUS accounting
+listener -> flow collector -> monitor -> API -> the singleton lease (on gaining it: outbox sender,
+paging, ES sync, housekeeping, reports, SNMP polling, quota pass: `ispmon.agents.singletons`) ->
+READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> singleton work stopped, lease released -> accounting
+listener -> scheduler and checks in flight -> alert engine and sender -> writers flush -> probe
+resources -> pool -> embedded PostgreSQL.
 """
 
 from __future__ import annotations

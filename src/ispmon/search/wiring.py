@@ -143,6 +143,8 @@ class SearchFeed:
         out = self.sync.status()
         out["server_version"] = self.sync.server_version
         out["setup_done"] = self.setup_done
+        # False on an agent that does not hold the singleton lease: another agent feeds the cluster.
+        out["syncing_here"] = self._sync_task is not None
         out["logs"] = self.logs.stats() if self.logs is not None else None
         return out
 
