@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import socket
@@ -116,7 +115,7 @@ class AgentRegistry:
             socket.gethostname(),
             os.getpid(),
             self.api_url,
-            json.dumps(self.stats()),
+            self.stats(),
             self.dead_after,
         )
         wall_back = time.time()
