@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ispmon.availability.compact import CompactSpec, compact
+from ispmon.availability.confirm import LocationConfirmation
 from ispmon.availability.endpoints import EndpointSpec, public_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
 from ispmon.availability.outages import (
@@ -44,6 +45,7 @@ from ispmon.availability.scheduler import Scheduler
 from ispmon.models import ProbeResult, Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.store.history import history_row
+from ispmon.store.locations import LocationVerdicts
 from ispmon.store.outages import OutageRepo
 from ispmon.store.writer import BatchWriter
 
@@ -75,7 +77,7 @@ class EndpointRuntime:
         self.stale = False
 
 
-class Monitor:
+class Monitor(LocationConfirmation):
     def __init__(
         self,
         *,
@@ -102,6 +104,7 @@ class Monitor:
         self.history_repo = history_repo
         self.agent_id = agents.agent_id if agents is not None else None
         self.location = agents.location if agents is not None else None
+        self.verdicts = LocationVerdicts(outages.pool) if agents is not None else None
         self.scheduler = Scheduler(
             self._scheduled,
             max_concurrency=max_concurrency,
@@ -368,6 +371,13 @@ class Monitor:
             self.alerts.observe(spec, now, result)
         for event in events:
             await self._handle(runtime, event, result, previous_outage_id)
+        if (
+            self.verdicts is not None
+            and state.phase is Phase.OUTAGE
+            and self._confirmed(spec)
+            and not any(isinstance(e, OutageDeclared) for e in events)
+        ):
+            await self._verdict(runtime, None)  # still DOWN here: the verdict stays current
 
     async def _handle(
         self, runtime: EndpointRuntime, event: Event, result: ProbeResult, previous_outage_id: int | None
@@ -385,6 +395,9 @@ class Monitor:
                 error_kind=result.error_kind.value if result.error_kind else None,
                 error=result.error,
             )
+        elif isinstance(event, OutageDeclared | OutageResolved) and self._confirmed(spec):
+            await self._verdict(runtime, event)  # opened or resolved from every location's verdict
+            return
         elif isinstance(event, OutageDeclared):
             await self._open_outage(runtime, event)
             return  # _open_outage records the event with its id
@@ -522,6 +535,14 @@ class Monitor:
         runtime.pending_update = None
 
     # -- introspection -----------------------------------------------------------------------------
+    def checks_here(self, endpoint_id: str) -> bool:
+        """Whether this agent's state of the endpoint is current: it checks it (alone, or as the
+        owner among several agents), or it is inactive here as everywhere."""
+        if self.agents is None or endpoint_id in self.scheduler:
+            return True
+        runtime = self.runtimes.get(endpoint_id)
+        return runtime is not None and not runtime.spec.is_active
+
     def current_status(self, endpoint_id: str) -> Status:
         """The endpoint's status as this monitor sees it; UNKNOWN when it does not run it. (What
         `snapshot` says in "status", without building the rest: a list reads it for every row.)"""

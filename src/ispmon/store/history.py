@@ -103,10 +103,11 @@ class HistoryRepo:
         """The newest row of each endpoint (for restoring state after a restart, or when an agent
         takes an endpoint over), from `location` when given (rows from before agents had none)."""
         rows = await self.pool.fetch(
-            """SELECT e.id AS endpoint_id, h.checked_at, h.status, h.response_time_ms, h.error_kind, h.error
+            """SELECT e.id AS endpoint_id, h.checked_at, h.status, h.response_time_ms, h.error_kind, h.error,
+                      h.agent_id
                FROM unnest($1::text[]) AS e(id)
                CROSS JOIN LATERAL (
-                   SELECT checked_at, status, response_time_ms, error_kind, error FROM status_history
+                   SELECT checked_at, status, response_time_ms, error_kind, error, agent_id FROM status_history
                    WHERE endpoint_id = e.id AND ($2::text IS NULL OR location IS NULL OR location = $2)
                    ORDER BY checked_at DESC LIMIT 1) h""",
             endpoint_ids,
