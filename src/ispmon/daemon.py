@@ -25,7 +25,9 @@ import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
+from ispmon.agents.registry import AgentRegistry
 from ispmon.agents.singletons import Leadership, SingletonWork
+from ispmon.agents.wiring import agent_stats
 from ispmon.alerts.wiring import Alerting
 from ispmon.availability.compact import CompactSpec
 from ispmon.availability.endpoints import build_endpoint, redact_url
@@ -139,14 +141,18 @@ async def load_specs(db: Database, settings: Settings) -> list[CompactSpec]:
 
 
 async def restore_monitor(
-    db: Database, monitor: Monitor, settings: Settings, retargeted: set[str] | frozenset[str] = frozenset()
+    db: Database,
+    monitor: Monitor,
+    settings: Settings,
+    retargeted: set[str] | frozenset[str] = frozenset(),
+    location: str | None = None,
 ) -> None:
     """Load endpoints with their open outages and last statuses, so a restart re-alerts nothing.
 
     `retargeted` endpoints start from unknown: their last status was about their old target."""
     specs = await load_specs(db, settings)
     open_outages = {r["endpoint_id"]: OpenOutage.from_record(r) for r in await db.outages.open_outages()}
-    latest = await db.history.latest([s.id for s in specs if s.id not in retargeted])
+    latest = await db.history.latest([s.id for s in specs if s.id not in retargeted], location)
     last = {k: Status(v["status"]) for k, v in latest.items() if v["status"] in Status.__members__.values()}
     monitor.load(specs, open_outages, last)
     windows = await MaintenanceService(db).windows()
@@ -363,6 +369,15 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         db.pool, "status_history", HISTORY_COLUMNS, max_buffer=settings.ispmon_write_queue_size
     )
     events = BatchWriter(db.pool, "endpoint_events", EVENT_COLUMNS)
+    # Several agents may share this database (an embedded one has this agent alone).
+    agents = AgentRegistry(
+        db.pool,
+        agent_id=settings.ispmon_agent_id,
+        location=settings.ispmon_location,
+        dead_after=settings.agent_dead_after,
+        version=__version__,
+        single=embedded is not None,
+    )
     monitor = Monitor(
         ctx=ctx,
         policy=OutagePolicy.from_settings(settings),
@@ -370,7 +385,11 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         events=events,
         outages=db.outages,
         max_concurrency=settings.ispmon_max_concurrency,
+        agents=agents,
+        history_repo=db.history,
     )
+    agents.stats = agent_stats(monitor)
+    agents_started = False
     alerting: Alerting | None = None
     network: NetworkPolling | None = None
     accounting: Accounting | None = None
@@ -383,7 +402,9 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         # every definition (~2 KB each) would otherwise live as long as the daemon. A reload reads
         # the file again.
         config.endpoints = []
-        await restore_monitor(db, monitor, settings, retargeted)
+        await agents.start()
+        agents_started = True
+        await restore_monitor(db, monitor, settings, retargeted, location=settings.ispmon_location)
         alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()
         history.start()
@@ -426,6 +447,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 f"API_HOST/API_PORT: cannot listen on {settings.api_host}:{settings.api_port}: "
                 f"{exc.strerror or exc}"
             ) from None
+        agents.api_url = f"http://{host}:{port}"
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
         if search is not None:
             search.start_logs()
@@ -496,6 +518,9 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await monitor.close()
+        if agents_started:
+            # After the checks stopped: the others take this agent's share from here, not before.
+            await agents.close()
         if network is not None:
             await network.close()
         if alerting is not None:

@@ -68,6 +68,8 @@ class Daemon:
         self.extra_env = extra_env
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = state_dir / f"daemon-{time.monotonic_ns()}.log"
+        # Run under e.g. ["ip", "netns", "exec", NAME]: an agent in a location made of a namespace.
+        self.prefix: list[str] = []
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -84,7 +86,7 @@ class Daemon:
         self.log_path = self.state_dir / f"daemon-{time.monotonic_ns()}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ispmon", "run"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+            [*self.prefix, sys.executable, "-m", "ispmon", "run"], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def log_lines(self) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from ispmon.api import (
+    agents,
     alerts,
     customers,
     devices,
@@ -46,6 +47,7 @@ from ispmon.web import routes as web_routes
 
 ROUTES: tuple[Route, ...] = (
     *health.ROUTES,
+    *agents.ROUTES,
     *services.ROUTES,
     *outages.ROUTES,
     *maintenance.ROUTES,

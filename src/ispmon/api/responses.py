@@ -279,6 +279,17 @@ def _outage() -> dict[str, Any]:
         "flapping": {"type": "boolean"},
         "resolution": nullable({"type": "string", "enum": ["auto", "manual"]}),
         "updated_at": DATE_TIME,
+        # The agent that opened it, and for an endpoint confirmed from several locations, those
+        # that saw it DOWN: [{"location", "agent_id", "down_since"}].
+        "locations": nullable(
+            {
+                "type": "array",
+                "items": obj(
+                    {"location": {"type": "string"}, "agent_id": text, "down_since": nullable(DATE_TIME)},
+                    additionalProperties=False,
+                ),
+            }
+        ),
     }
     columns = [c.strip() for c in OUTAGE_COLUMNS.split(",")]
     required = {c: types.get(c, text) for c in columns} | {"active": {"type": "boolean"}}

@@ -95,6 +95,23 @@ SERVICE_STATUS = obj(
         "flapping": {"type": "boolean"},
         "outage_id": nullable(_ID),
         "last_check": _LAST_CHECK,
+        # `LocationVerdicts.statuses`: each location's newest check (several agents, agents/).
+        "locations": {
+            "type": "array",
+            "items": obj(
+                {
+                    "location": _TEXT,
+                    "live": {"type": "boolean"},
+                    "status": STATUS,
+                    "reason": nullable(_TEXT),
+                    "checked_at": nullable(DATE_TIME),
+                    "agent_id": nullable(_TEXT),
+                    "down_since": nullable(DATE_TIME),
+                },
+                additionalProperties=False,
+            ),
+        },
+        "checked_by": nullable(_TEXT),
     },
     title="ServiceStatus",
     additionalProperties=False,

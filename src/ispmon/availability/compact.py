@@ -103,6 +103,8 @@ class CompactSpec:
     canary: bool
     parent: str | None
     expected_status_code: int | tuple[int, ...] | None
+    locations: tuple[str, ...] | None
+    confirm_locations: int
     target: Target
     pattern: Any
     payload: bytes | None

@@ -261,6 +261,14 @@ class EndpointSpec(BaseModel):
         description="Its group on the status page, /status/{group} (a slug; default 'services')",
         json_schema_extra=SLUG_SCHEMA,
     )
+    # Several agents (agents/): the locations (ISPMON_LOCATION) it is checked from, one agent each,
+    # and how many of them must see it DOWN, verified, within one interval before an outage opens.
+    locations: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")]] | None = Field(
+        default=None, min_length=1, max_length=32, description="Locations it is checked from (default: all)"
+    )
+    confirm_locations: int = Field(
+        default=1, ge=1, le=32, description="Locations that must see it DOWN before an outage opens"
+    )
     # http / https
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict, max_length=50)
@@ -409,6 +417,14 @@ class EndpointSpec(BaseModel):
             if name in self.model_fields_set and self.protocol not in protocols:
                 allowed = ", ".join(sorted(p.value for p in protocols))
                 raise ValueError(f"{name}: does not apply to protocol {self.protocol.value} (only {allowed})")
+        if self.locations is not None:
+            if len(set(self.locations)) != len(self.locations):
+                raise ValueError("locations: each location once")
+            if self.confirm_locations > len(self.locations):
+                raise ValueError(
+                    f"confirm_locations: {self.confirm_locations} is more than the "
+                    f"{len(self.locations)} locations it is checked from"
+                )
         if self.send is not None and self.send_hex is not None:
             raise ValueError("send_hex: give either send or send_hex, not both")
         if self.send_hex is not None:

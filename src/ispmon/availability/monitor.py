@@ -13,11 +13,12 @@ import asyncio
 import dataclasses
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from ispmon.availability.compact import CompactSpec, compact
+from ispmon.availability.confirm import LocationConfirmation
 from ispmon.availability.endpoints import EndpointSpec, public_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
 from ispmon.availability.outages import (
@@ -44,8 +45,12 @@ from ispmon.availability.scheduler import Scheduler
 from ispmon.models import ProbeResult, Status
 from ispmon.probes.base import ProbeContext, run_check
 from ispmon.store.history import history_row
+from ispmon.store.locations import LocationVerdicts
 from ispmon.store.outages import OutageRepo
 from ispmon.store.writer import BatchWriter
+
+if TYPE_CHECKING:
+    from ispmon.agents.registry import AgentRegistry
 
 log = structlog.get_logger("ispmon.availability.monitor")
 
@@ -53,7 +58,7 @@ log = structlog.get_logger("ispmon.availability.monitor")
 class EndpointRuntime:
     """Per-endpoint state in memory. Kept small: thousands of these live for the daemon's life."""
 
-    __slots__ = ("last", "pending_declare", "pending_resolve", "pending_update", "spec", "state")
+    __slots__ = ("last", "pending_declare", "pending_resolve", "pending_update", "spec", "stale", "state")
 
     def __init__(self, spec: EndpointSpec | CompactSpec, state: EndpointState) -> None:
         # The compact form, not the pydantic model: about a kilobyte less per endpoint (compact.py).
@@ -68,9 +73,11 @@ class EndpointRuntime:
         # Outage row changes (severity, status, flapping) that could not be written: (id, fields),
         # merged so the newest value of each field wins, retried before the next check.
         self.pending_update: tuple[int, dict[str, Any]] | None = None
+        # Taken over from another agent: its state is re-read from the database before the next check.
+        self.stale = False
 
 
-class Monitor:
+class Monitor(LocationConfirmation):
     def __init__(
         self,
         *,
@@ -81,6 +88,8 @@ class Monitor:
         outages: OutageRepo,
         max_concurrency: int = 500,
         resource_quiet: float = 30.0,
+        agents: AgentRegistry | None = None,
+        history_repo: Any = None,
     ) -> None:
         self.ctx = ctx
         self.policy = policy
@@ -89,7 +98,20 @@ class Monitor:
         self.outages = outages
         self.runtimes: dict[str, EndpointRuntime] = {}
         self.calendar = MaintenanceCalendar([])
-        self.scheduler = Scheduler(self._scheduled, max_concurrency=max_concurrency)
+        # Several agents: this agent checks only the endpoints it owns (agents/ownership.py), on
+        # the wall-clock grid they all share, and re-reads an endpoint's state when it gains it.
+        self.agents = agents
+        self.history_repo = history_repo
+        self.agent_id = agents.agent_id if agents is not None else None
+        self.location = agents.location if agents is not None else None
+        self.verdicts = LocationVerdicts(outages.pool) if agents is not None else None
+        self.scheduler = Scheduler(
+            self._scheduled,
+            max_concurrency=max_concurrency,
+            wall_clock=agents.db_time if agents is not None else None,
+        )
+        if agents is not None:
+            agents.listeners.append(self.rebalance)
         # Checks that failed for our own resources (UNKNOWN, no outage): counted, logged per change.
         self.resources = ResourceWatch(resource_quiet)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -109,7 +131,7 @@ class Monitor:
         for spec in specs:
             state = restore(open_outages.get(spec.id), last.get(spec.id), self.policy)
             self.runtimes[spec.id] = EndpointRuntime(spec, state)
-            if spec.is_active:
+            if spec.is_active and self.owns(spec):
                 self.scheduler.add(spec.id, spec.check_interval)
 
     def upsert(self, definition: EndpointSpec | CompactSpec) -> None:
@@ -128,9 +150,11 @@ class Monitor:
             self.runtimes[spec.id] = EndpointRuntime(spec, EndpointState())
         else:
             runtime.spec = spec
-        if not spec.is_active:
+        if not spec.is_active or not self.owns(spec):
             self.scheduler.remove(spec.id)
         elif reschedule:
+            if runtime is not None and spec.id not in self.scheduler:
+                runtime.stale = True  # checked elsewhere until now
             self.scheduler.add(spec.id, spec.check_interval)
         if self.alerts is not None and (spec.canary or was_canary):
             self.alerts.endpoints_changed()
@@ -182,6 +206,46 @@ class Monitor:
         # The lock stays: a check of this id may still be running, and an endpoint re-created with
         # the same id must wait for it rather than overlap it.
 
+    # -- ownership ---------------------------------------------------------------------------------
+    def owns(self, spec: EndpointSpec | CompactSpec) -> bool:
+        return self.agents is None or self.agents.owns(spec.id, spec.locations)
+
+    def rebalance(self) -> None:
+        """The agents of this location changed: schedule what this agent owns now, drop the rest.
+        A gained endpoint starts on the shared grid's next point and re-reads its state first."""
+        gained = lost = 0
+        scheduler = self.scheduler
+        for endpoint_id, runtime in self.runtimes.items():
+            spec = runtime.spec
+            wanted = spec.is_active and self.owns(spec)
+            if wanted and endpoint_id not in scheduler:
+                runtime.stale = True
+                scheduler.add(endpoint_id, spec.check_interval)
+                gained += 1
+            elif not wanted and endpoint_id in scheduler:
+                scheduler.remove(endpoint_id)
+                lost += 1
+        if gained or lost:
+            log.info("endpoints_rebalanced", gained=gained, lost=lost, owned=len(scheduler))
+
+    async def _refresh(self, runtime: EndpointRuntime) -> None:
+        """Read what the previous owner left (open outage, last status) before checking."""
+        spec = runtime.spec
+        try:
+            rows = await self.outages.open_outages([spec.id])
+            last = None
+            if self.history_repo is not None:
+                latest = await self.history_repo.latest([spec.id], self.location)
+                row = latest.get(spec.id)
+                if row is not None and row["status"] in Status.__members__.values():
+                    last = Status(row["status"])
+        except Exception as exc:  # checked with what it knows; read again at the next check
+            log.warning("endpoint_state_read_failed", endpoint_id=spec.id, error=str(exc))
+            return
+        runtime.state = restore(OpenOutage.from_record(rows[0]) if rows else None, last, self.policy)
+        runtime.pending_declare = runtime.pending_resolve = runtime.pending_update = None
+        runtime.stale = False
+
     def set_maintenance(self, windows: list[MaintenanceWindowSpec]) -> None:
         self.calendar = MaintenanceCalendar(windows)
 
@@ -197,6 +261,12 @@ class Monitor:
         runtime = self.runtimes.get(endpoint_id)
         if runtime is None:
             return
+        if self.agents is not None:
+            # A membership change due now whose timer the busy loop has not run yet: apply it
+            # first, so an endpoint handed over is not checked here as well as by its new owner.
+            self.agents.poke()
+            if endpoint_id not in self.scheduler:
+                return
         try:
             await self.check(runtime)
         except Exception:
@@ -224,6 +294,8 @@ class Monitor:
         if lock is None:
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
+            if runtime.stale:
+                await self._refresh(runtime)
             await self._replay_pending(runtime)
             now = datetime.now(UTC)
             mode = self.calendar.mode_for(spec.id, spec.tags, now)
@@ -294,11 +366,18 @@ class Monitor:
         previous_outage_id = runtime.state.outage_id
         runtime.state = state
         runtime.last = (now, result)
-        self.history.submit(history_row(spec.id, now, result))
+        self.history.submit(history_row(spec.id, now, result, self.agent_id, self.location))
         if self.alerts is not None:
             self.alerts.observe(spec, now, result)
         for event in events:
             await self._handle(runtime, event, result, previous_outage_id)
+        if (
+            self.verdicts is not None
+            and state.phase is Phase.OUTAGE
+            and self._confirmed(spec)
+            and not any(isinstance(e, OutageDeclared) for e in events)
+        ):
+            await self._verdict(runtime, None)  # still DOWN here: the verdict stays current
 
     async def _handle(
         self, runtime: EndpointRuntime, event: Event, result: ProbeResult, previous_outage_id: int | None
@@ -316,6 +395,9 @@ class Monitor:
                 error_kind=result.error_kind.value if result.error_kind else None,
                 error=result.error,
             )
+        elif isinstance(event, OutageDeclared | OutageResolved) and self._confirmed(spec):
+            await self._verdict(runtime, event)  # opened or resolved from every location's verdict
+            return
         elif isinstance(event, OutageDeclared):
             await self._open_outage(runtime, event)
             return  # _open_outage records the event with its id
@@ -373,6 +455,8 @@ class Monitor:
                 verified=event.verified,
                 flapping=runtime.state.flapping,
                 event=(event.kind, event.occurred_at, event.as_dict()),
+                agent_id=self.agent_id,
+                location=self.location,
             )
         except Exception as exc:
             runtime.pending_declare = event
@@ -451,6 +535,14 @@ class Monitor:
         runtime.pending_update = None
 
     # -- introspection -----------------------------------------------------------------------------
+    def checks_here(self, endpoint_id: str) -> bool:
+        """Whether this agent's state of the endpoint is current: it checks it (alone, or as the
+        owner among several agents), or it is inactive here as everywhere."""
+        if self.agents is None or endpoint_id in self.scheduler:
+            return True
+        runtime = self.runtimes.get(endpoint_id)
+        return runtime is not None and not runtime.spec.is_active
+
     def current_status(self, endpoint_id: str) -> Status:
         """The endpoint's status as this monitor sees it; UNKNOWN when it does not run it. (What
         `snapshot` says in "status", without building the rest: a list reads it for every row.)"""

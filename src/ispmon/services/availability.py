@@ -31,6 +31,7 @@ from ispmon.services.public_cache import PublicJsonCache
 from ispmon.services.spec_cache import SpecCache
 from ispmon.services.views import CheckResult, Endpoint
 from ispmon.store.history import HISTORY_COLUMNS, history_row
+from ispmon.store.locations import LocationVerdicts
 
 if TYPE_CHECKING:
     from ispmon.availability.monitor import Monitor
@@ -266,7 +267,9 @@ class AvailabilityService:
         if row is None:
             raise NotFoundError("endpoint", endpoint_id)
         now = datetime.now(UTC)
-        snap = self.monitor.snapshot(endpoint_id) if self.monitor is not None else None
+        # Several agents: only the one that checks it knows its live state; another reads the history.
+        monitor = self.monitor
+        snap = monitor.snapshot(endpoint_id) if monitor is not None and monitor.checks_here(endpoint_id) else None
         out: dict[str, Any] = {"endpoint_id": endpoint_id, "name": row["name"], "is_active": row["is_active"]}
         if snap is not None:
             out.update(snap)
@@ -287,6 +290,14 @@ class AvailabilityService:
         out["last_24h"] = _stats_dict(stats)
         if isinstance(out.get("last_check"), dict):
             out["last_check"] = public_check(out["last_check"])
+        agents = monitor.agents if monitor is not None else None
+        if agents is not None:
+            statuses = await LocationVerdicts(self.db.pool).statuses(endpoint_id, agents.dead_after)
+            if len(statuses) > 1 or row["spec"].get("locations"):
+                out["locations"] = statuses
+            if snap is None and out["status"] != "unknown":
+                latest = await self.db.history.latest([endpoint_id])
+                out["checked_by"] = latest[endpoint_id]["agent_id"] if endpoint_id in latest else None
         return out
 
     async def get_history(
@@ -327,10 +338,12 @@ class AvailabilityService:
         counts: dict[str, int] = {}
         by_protocol: dict[str, dict[str, int]] = {}
         not_up = []
-        latest = {} if self.monitor is not None else await self.db.history.latest([r["id"] for r in rows])
+        monitor = self.monitor
+        elsewhere = [r["id"] for r in rows if monitor is None or not monitor.checks_here(r["id"])]
+        latest = await self.db.history.latest(elsewhere) if elsewhere else {}
         for row in rows:
-            if self.monitor is not None:
-                snap = self.monitor.snapshot(row["id"])
+            if monitor is not None and monitor.checks_here(row["id"]):
+                snap = monitor.snapshot(row["id"])
                 status = snap["status"] if snap else "unknown"
             else:
                 status = latest[row["id"]]["status"] if row["id"] in latest else "unknown"

@@ -19,11 +19,20 @@ HISTORY_COLUMNS = (
     "error",
     "attempts",
     "details",
+    "agent_id",
+    "location",
 )
 
 
-def history_row(endpoint_id: str, checked_at: datetime, result: ProbeResult) -> tuple[Any, ...]:
-    """The COPY record for one check (pure; tested without a database)."""
+def history_row(
+    endpoint_id: str,
+    checked_at: datetime,
+    result: ProbeResult,
+    agent_id: str | None = None,
+    location: str | None = None,
+) -> tuple[Any, ...]:
+    """The COPY record for one check (pure; tested without a database); `agent_id` and `location`
+    name the agent that ran it."""
     return (
         endpoint_id,
         checked_at,
@@ -33,6 +42,8 @@ def history_row(endpoint_id: str, checked_at: datetime, result: ProbeResult) -> 
         result.error[:2000] if result.error else None,
         min(result.attempts, 32767),
         result.details or None,
+        agent_id,
+        location,
     )
 
 
@@ -88,14 +99,18 @@ class HistoryRepo:
             until,
         )
 
-    async def latest(self, endpoint_ids: list[str]) -> dict[str, asyncpg.Record]:
-        """The newest row of each endpoint (for restoring state after a restart)."""
+    async def latest(self, endpoint_ids: list[str], location: str | None = None) -> dict[str, asyncpg.Record]:
+        """The newest row of each endpoint (for restoring state after a restart, or when an agent
+        takes an endpoint over), from `location` when given (rows from before agents had none)."""
         rows = await self.pool.fetch(
-            """SELECT e.id AS endpoint_id, h.checked_at, h.status, h.response_time_ms, h.error_kind, h.error
+            """SELECT e.id AS endpoint_id, h.checked_at, h.status, h.response_time_ms, h.error_kind, h.error,
+                      h.agent_id
                FROM unnest($1::text[]) AS e(id)
                CROSS JOIN LATERAL (
-                   SELECT checked_at, status, response_time_ms, error_kind, error FROM status_history
-                   WHERE endpoint_id = e.id ORDER BY checked_at DESC LIMIT 1) h""",
+                   SELECT checked_at, status, response_time_ms, error_kind, error, agent_id FROM status_history
+                   WHERE endpoint_id = e.id AND ($2::text IS NULL OR location IS NULL OR location = $2)
+                   ORDER BY checked_at DESC LIMIT 1) h""",
             endpoint_ids,
+            location,
         )
         return {r["endpoint_id"]: r for r in rows}

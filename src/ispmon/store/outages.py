@@ -13,7 +13,8 @@ from ispmon.store.listing import Filter, Key, ListSpec
 
 OUTAGE_COLUMNS = (
     "id, endpoint_id, started_at, declared_at, resolved_at, duration_seconds, status, severity, error_kind,"
-    " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, suppressed_by, updated_at"
+    " error, failures, verified, flapping, resolution, resolution_notes, resolved_by, suppressed_by, updated_at,"
+    " agent_id, location, locations"
 )
 EVENT_COLUMNS = ("endpoint_id", "at", "kind", "outage_id", "data")
 
@@ -86,6 +87,9 @@ class OutageRepo:
         verified: bool,
         flapping: bool = False,
         event: LifecycleEvent | None = None,
+        agent_id: str | None = None,
+        location: str | None = None,
+        locations: list[dict[str, Any]] | None = None,
     ) -> tuple[int, bool]:
         """Open an outage; (id, created). If one is already open for the endpoint, that one is
         returned with created=False: the unique partial index makes a second open impossible.
@@ -95,8 +99,8 @@ class OutageRepo:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """INSERT INTO outages (endpoint_id, started_at, declared_at, status, severity, error_kind, error,
-                                        failures, verified, flapping)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                        failures, verified, flapping, agent_id, location, locations)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                    ON CONFLICT (endpoint_id) WHERE resolved_at IS NULL DO NOTHING RETURNING id""",
                 endpoint_id,
                 started_at,
@@ -108,6 +112,9 @@ class OutageRepo:
                 failures,
                 verified,
                 flapping,
+                agent_id,
+                location,
+                locations,
             )
             if row is not None:
                 if event is not None:
@@ -165,7 +172,7 @@ class OutageRepo:
         n: int = await self.pool.fetchval("SELECT count(*) FROM outages WHERE resolved_at IS NULL")
         return n
 
-    async def open_outages(self) -> list[asyncpg.Record]:
+    async def open_outages(self, endpoint_ids: Sequence[str] | None = None) -> list[asyncpg.Record]:
         """Open outages, each with the recovering run a restart would otherwise forget.
 
         `recovery_checks` counts the UP checks in the history since the outage's latest failing
@@ -187,8 +194,10 @@ class OutageRepo:
                                   AND coalesce(h.details->>'probe_status', h.status) IN ('up', 'degraded', 'down')
                                 ORDER BY h.checked_at DESC LIMIT $1) recent) runs
                     WHERE NOT interrupted) r
-                WHERE resolved_at IS NULL ORDER BY id""",
+                WHERE resolved_at IS NULL AND ($2::text[] IS NULL OR o.endpoint_id = ANY($2::text[]))
+                ORDER BY id""",
             RECOVERY_LOOKBACK,
+            list(endpoint_ids) if endpoint_ids is not None else None,
         )
 
     async def list(

@@ -72,8 +72,9 @@ async def load(pool: asyncpg.Pool, monitor: Monitor | None, now: datetime | None
     for r in await pool.fetch(_DOWNTIME_SQL, ids, first_day, now):
         down[(r["endpoint_id"], r["day"].astimezone(UTC))] = r["down"]
     stored: dict[str, Status] = {}
-    if monitor is None:
-        # Outside the daemon (a CLI or a test app): the newest check of the last day says it.
+    if monitor is None or monitor.agents is not None:
+        # Outside the daemon (a CLI or a test app), or for what another agent checks: the newest
+        # check of the last day says it.
         for r in await pool.fetch(
             """SELECT DISTINCT ON (endpoint_id) endpoint_id, status FROM status_history
                WHERE endpoint_id = ANY($1::text[]) AND checked_at > $2
@@ -87,7 +88,10 @@ async def load(pool: asyncpg.Pool, monitor: Monitor | None, now: datetime | None
     for r in rows:
         name = r["public_name"] or r["name"]
         names[r["id"]] = name
-        status = monitor.current_status(r["id"]) if monitor is not None else stored.get(r["id"], Status.UNKNOWN)
+        here = monitor is not None and monitor.checks_here(r["id"])
+        status = stored.get(r["id"], Status.UNKNOWN)
+        if here and monitor is not None:
+            status = monitor.current_status(r["id"])
         item = PublicEndpoint(name, r["public_group"] or DEFAULT_GROUP, status)
         created = r["created_at"].astimezone(UTC)
         total_up = total = 0.0

@@ -149,7 +149,9 @@ def test_history_row_is_pure() -> None:
     row = history_row(
         "x", at, ProbeResult(Status.DEGRADED, 12.5, ErrorKind.SLOW, "slow", {"a": 1}, attempts=2)
     )
-    assert row == ("x", at, "degraded", 12.5, "slow", "slow", 2, {"a": 1})
+    assert row == ("x", at, "degraded", 12.5, "slow", "slow", 2, {"a": 1}, None, None)
+    row = history_row("x", at, ProbeResult(Status.UP, 1.0), "agent-1", "fra1")
+    assert row[-2:] == ("agent-1", "fra1")
 
 
 async def test_removing_an_endpoint_closes_its_open_outage(pool: asyncpg.Pool) -> None:
