@@ -43,10 +43,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ispmon.agents")
 
-# A notification send in progress at a stop gets this long to finish; after that it is cancelled
-# (its row's send lease brings it back, with the same idempotency key). Well inside the lease's
-# stop margin (at least 1 s), which is what keeps two agents from sending at once.
-SENDER_STOP_GRACE = 0.5
+# A notification send in progress at a stop gets this share of the lease's stop margin to finish
+# (no new one starts); after that it is cancelled and its row's send lease brings it back, with the
+# same idempotency key: at least once. Inside the margin, which keeps two agents from sending at once.
+SENDER_STOP_SHARE = 0.5
 
 __all__ = ["Leadership", "SingletonWork", "lease_holders"]
 
@@ -61,6 +61,7 @@ class SingletonWork:
     accounting: Accounting | None = None
     search: SearchFeed | None = None
     housekeeping: Callable[[Database, Settings], Awaitable[None]] | None = None
+    sender_grace: float = 0.5
     running: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -95,7 +96,7 @@ class SingletonWork:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.alerting.sender.close(grace=SENDER_STOP_GRACE)
+        await self.alerting.sender.close(grace=self.sender_grace)
         if self.search is not None:
             await self.search.stop_sync()
         if self.network is not None:
@@ -116,6 +117,7 @@ class Leadership:
     async def start(cls, db: Database, settings: Settings, work: SingletonWork) -> Leadership:
         times = LeaseTimes.from_dead_after(settings.agent_dead_after)
         lease = Lease(db.pool, settings.ispmon_agent_id, times, on_gain=work.start, on_loss=work.stop)
+        work.sender_grace = times.stop_margin * SENDER_STOP_SHARE
         # Fencing by time at the moment of acting, not only when the lease loop gets to run.
         work.alerting.sender.may_send = lease.holds
         work.alerting.engine.fence = lease.holds
