@@ -82,6 +82,7 @@ class AlertEngine(ThresholdInputs, Paging, SharedAlerts):
         self.policies: dict[str, EscalationPolicy] = {}
         self.open: dict[int, OpenAlert] = {}
         self._versions: dict[int, datetime] = {}
+        self.down_elsewhere: frozenset[str] = frozenset()  # open DOWN outages, from the database
         # Escalation steps, reminders and re-suppression are written by one agent at a time (the
         # singleton lease's holder sets this); every agent opens and resolves its own endpoints'.
         self.leading = True
@@ -384,6 +385,10 @@ class AlertEngine(ThresholdInputs, Paging, SharedAlerts):
         runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
         if runtime is None:
             return False
+        if self.monitor is not None and not self.monitor.owns(runtime.spec):
+            # Another agent checks it: this copy of its state is stale; the outage rows are not
+            # (read at each tick, so the holder's re-suppression agrees with the owner's view).
+            return endpoint_id in self.down_elsewhere
         state = runtime.state
         return state.status is Status.DOWN or (
             state.outage_id is not None and state.outage_status is Status.DOWN

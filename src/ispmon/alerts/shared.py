@@ -10,7 +10,9 @@ change hands while an alert is open, and acknowledgements come through any agent
 * `lock_open` is where every write to an open alert starts: the row, locked for the transaction,
   read afresh, or None when it was resolved meanwhile (then nothing is written or sent);
 * `open_of_outage` / `open_of_rule` look in the database, so an agent that gained an endpoint with
-  an open alert resolves it although it never held it in memory.
+  an open alert resolves it although it never held it in memory;
+* `down_elsewhere`, read with the refresh: the endpoints with an open DOWN outage, for the
+  dependency walk over parents this agent does not check (its own copy of their state is stale).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ class SharedAlerts:
     alerts: AlertRepo
     open: dict[int, OpenAlert]
     _versions: dict[int, datetime]
+    down_elsewhere: frozenset[str]
 
     async def refresh_open(self) -> None:
+        self.down_elsewhere = frozenset(await self.alerts.down_endpoints())
         versions = await self.alerts.open_versions()
         for alert_id in [i for i in self.open if i not in versions]:
             self._forget(alert_id)  # resolved by another agent (or this one, already forgotten)

@@ -141,6 +141,13 @@ class AlertRepo:
         rows = await self.pool.fetch("SELECT id, updated_at FROM alerts WHERE resolved_at IS NULL")
         return {r["id"]: r["updated_at"] for r in rows}
 
+    async def down_endpoints(self) -> list[str]:
+        """Endpoints with an open outage whose status is DOWN (whichever agent checks them)."""
+        rows = await self.pool.fetch(
+            "SELECT endpoint_id FROM outages WHERE resolved_at IS NULL AND status = 'down'"
+        )
+        return [r["endpoint_id"] for r in rows]
+
     async def open_rows(self, ids: Sequence[int]) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ANY($1::bigint[]) AND resolved_at IS NULL ORDER BY id",

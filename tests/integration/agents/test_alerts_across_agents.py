@@ -144,3 +144,37 @@ async def _until_waiting_on_a_lock(pool: asyncpg.Pool) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the tick never reached the row lock")
+
+
+class NotOurs:
+    """An agent registry for which this agent owns nothing (another agent checks every endpoint)."""
+
+    def owns(self, endpoint_id: str, locations: object = None) -> bool:
+        return False
+
+
+async def test_the_holder_keeps_a_dependency_suppression_it_cannot_see_itself(
+    agents: tuple[World, World],
+) -> None:
+    owner, leader = agents
+    router = owner.add("router", tags=["core"])
+    server = owner.add("server", tags=["core"], parent="router")
+    # The holder knows both endpoints but checks neither: its copies of their state say nothing.
+    leader.add("router", tags=["core"])
+    leader.add("server", tags=["core"], parent="router")
+    leader.monitor.agents = NotOurs()  # type: ignore[assignment]
+    await owner.fail(router)
+    await owner.fail(server)
+    alerts = {a["endpoint_id"]: a for a in await owner.alerts()}
+    assert alerts["server"]["suppressed_by"] == "dependency:router"
+    await leader.engine.tick(leader.clock.advance(15))
+    alerts = {a["endpoint_id"]: a for a in await owner.alerts()}
+    assert alerts["server"]["suppressed_by"] == "dependency:router"
+    assert [r["endpoint_id"] for r in await owner.outbox(event="declared")] == ["router"]
+    assert sent_to(await owner.outbox(endpoint_id="server")) == []
+    # The parent recovers (on its agent): the holder's next tick lifts the suppression and pages.
+    await owner.recover(router)
+    await leader.engine.tick(leader.clock.advance(1))
+    alerts = {a["endpoint_id"]: a for a in await owner.alerts()}
+    assert alerts["server"]["suppressed_by"] is None
+    assert sent_to(await owner.outbox(endpoint_id="server")) == [("declared", "oncall")]
