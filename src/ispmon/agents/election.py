@@ -97,7 +97,7 @@ class Lease:
             released = await asyncio.wait_for(
                 lease_store.release(self.pool, self.name, self.holder, tenure.epoch), RELEASE_TIMEOUT
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # a stopping daemon goes on stopping: the lease expires by itself
             log.warning("lease_release_failed", lease=self.name, error=str(exc) or type(exc).__name__)
             return
         log.info("lease_released", lease=self.name, holder=self.holder, epoch=tenure.epoch, released=released)
@@ -115,7 +115,7 @@ class Lease:
                 lease_store.take_or_renew(self.pool, self.name, self.holder, self.times.ttl, epoch),
                 attempt_timeout(self.tenure, sent, self.times),
             )
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # unreachable, timed out, refused: all a failed renewal
             if not self._failing:  # once per failing spell
                 log.warning("lease_renew_failed", lease=self.name, error=str(exc) or type(exc).__name__,
                             holding=self.tenure is not None)  # fmt: skip
@@ -183,4 +183,10 @@ class Lease:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # a bug of ours must not end the loop: the deadline still has to stop the work
+                log.error("lease_step_failed", lease=self.name, exc_info=True)
+                self._apply(*expired(self.tenure, self.clock()), reason="deadline")
+                with contextlib.suppress(Exception):
+                    await self._settle()
