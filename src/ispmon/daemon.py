@@ -22,6 +22,7 @@ import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
+from ispmon.agents.follow import follow_others
 from ispmon.agents.registry import AgentRegistry
 from ispmon.agents.wiring import agent_stats
 from ispmon.alerts.wiring import Alerting
@@ -173,6 +174,9 @@ RESTART_ONLY = (
     "ispmon_log_format",
     "ispmon_max_concurrency",
     "ispmon_write_queue_size",
+    "ispmon_agent_id",
+    "ispmon_location",
+    "agent_dead_after",
 )
 
 
@@ -398,8 +402,6 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         # every definition (~2 KB each) would otherwise live as long as the daemon. A reload reads
         # the file again.
         config.endpoints = []
-        await agents.start()
-        agents_started = True
         await restore_monitor(db, monitor, settings, retargeted, location=settings.ispmon_location)
         alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()
@@ -443,7 +445,13 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 f"{exc.strerror or exc}"
             ) from None
         agents.api_url = f"http://{host}:{port}"
+        # Registered only now, ready to check: the others hand this agent its share from the
+        # instant its join takes effect, and a scheduler still starting would miss those checks.
+        await agents.start()
+        agents_started = True
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
+        if embedded is None:  # another agent may share the database: follow what it checks
+            tasks.append(asyncio.create_task(follow_others(db.pool, monitor), name="agents-follow"))
         if search is not None:
             search.start()
         tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))

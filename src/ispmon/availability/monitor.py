@@ -105,6 +105,7 @@ class Monitor(LocationConfirmation, OutageWrites):
         self.agent_id = agents.agent_id if agents is not None else None
         self.location = agents.location if agents is not None else None
         self.verdicts = LocationVerdicts(outages.pool) if agents is not None else None
+        self._refreshing: asyncio.Future[None] | None = None
         self.scheduler = Scheduler(
             self._scheduled,
             max_concurrency=max_concurrency,
@@ -199,21 +200,57 @@ class Monitor(LocationConfirmation, OutageWrites):
 
     def rebalance(self) -> None:
         """The agents of this location changed: schedule what this agent owns now, drop the rest.
-        A gained endpoint starts on the shared grid's next point and re-reads its state first."""
-        gained = lost = 0
+        A gained endpoint starts on the shared grid's next point; the state of all those gained is
+        read in one go (two queries) before their first checks."""
+        gained: list[str] = []
+        lost = added = 0
         scheduler = self.scheduler
+        alone = self.agents is not None and self.agents.settle == 0
+        since = self.agents.changed_at if self.agents is not None and not alone else None
         for endpoint_id, runtime in self.runtimes.items():
             spec = runtime.spec
             wanted = spec.is_active and self.owns(spec)
             if wanted and endpoint_id not in scheduler:
-                runtime.stale = True
-                scheduler.add(endpoint_id, spec.check_interval)
-                gained += 1
+                # From the grid point at or after the change: applied late (a busy loop), the
+                # check the previous owner no longer ran is run now instead of being lost.
+                scheduler.add(endpoint_id, spec.check_interval, since=since)
+                if not alone:  # alone, nobody else can have checked it since it was loaded
+                    runtime.stale = True
+                    gained.append(endpoint_id)
+                added += 1
             elif not wanted and endpoint_id in scheduler:
                 scheduler.remove(endpoint_id)
                 lost += 1
-        if gained or lost:
-            log.info("endpoints_rebalanced", gained=gained, lost=lost, owned=len(scheduler))
+        if added or lost:
+            log.info("endpoints_rebalanced", gained=added, lost=lost, owned=len(scheduler))
+        if gained:
+            self._refreshing = asyncio.ensure_future(self._refresh_many(gained))
+
+    async def _refresh_many(self, endpoint_ids: list[str]) -> None:
+        try:
+            rows = await self.outages.open_outages(endpoint_ids)
+            latest = (
+                await self.history_repo.latest(endpoint_ids, self.location)
+                if self.history_repo is not None
+                else {}
+            )
+        except Exception as exc:  # each is read on its own before its check instead
+            log.warning("endpoint_states_read_failed", endpoints=len(endpoint_ids), error=str(exc))
+            return
+        open_by_id = {r["endpoint_id"]: OpenOutage.from_record(r) for r in rows}
+        for endpoint_id in endpoint_ids:
+            runtime = self.runtimes.get(endpoint_id)
+            if runtime is None or not runtime.stale or endpoint_id not in self.scheduler:
+                continue
+            row = latest.get(endpoint_id)
+            last = (
+                Status(row["status"])
+                if row is not None and row["status"] in Status.__members__.values()
+                else None
+            )
+            runtime.state = restore(open_by_id.get(endpoint_id), last, self.policy)
+            runtime.pending_declare = runtime.pending_resolve = runtime.pending_update = None
+            runtime.stale = False
 
     async def _refresh(self, runtime: EndpointRuntime) -> None:
         """Read what the previous owner left (open outage, last status) before checking."""
@@ -282,7 +319,11 @@ class Monitor(LocationConfirmation, OutageWrites):
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
             if runtime.stale:
-                await self._refresh(runtime)
+                refreshing = self._refreshing
+                if refreshing is not None and not refreshing.done():
+                    await asyncio.shield(refreshing)
+                if runtime.stale:
+                    await self._refresh(runtime)
             await self._replay_pending(runtime)
             now = datetime.now(UTC)
             mode = self.calendar.mode_for(spec.id, spec.tags, now)
