@@ -21,18 +21,25 @@ from typing import Any
 import orjson
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
+    """One document as its two NDJSON lines (action, source), encoded once; the source as a dict
+    is decoded back from them only when needed (a dead letter), so the hot path keeps no dict."""
+
     index: str
     doc_id: str
-    source: dict[str, Any]
-    line: bytes = b""  # the two NDJSON lines, made once
+    line: bytes
 
     @classmethod
     def make(cls, index: str, doc_id: str, source: dict[str, Any]) -> Item:
         action = orjson.dumps({"index": {"_index": index, "_id": doc_id}})
         body = orjson.dumps(source, default=str)
-        return cls(index, doc_id, source, b"".join((action, b"\n", body, b"\n")))
+        return cls(index, doc_id, b"".join((action, b"\n", body, b"\n")))
+
+    @property
+    def source(self) -> dict[str, Any]:
+        start = self.line.index(b"\n") + 1
+        return orjson.loads(self.line[start:-1])  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,8 @@ class SearchSync:
         return snap
 
     def _docs(self, src: Source, rows: list[asyncpg.Record], now: datetime) -> list[Item]:
+        if src.to_items is not None:
+            return src.to_items(rows, self.observer, self.prefix, now)
         items = []
         for row in rows:
             if src is WINDOWS or src.to_doc is None:
