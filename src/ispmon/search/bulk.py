@@ -21,10 +21,12 @@ from typing import Any
 import orjson
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One document as its two NDJSON lines (action, source), encoded once; the source as a dict
-    is decoded back from them only when needed (a dead letter), so the hot path keeps no dict."""
+    is decoded back from them only when needed (a dead letter), so the hot path keeps no dict.
+    Never changed once made (not frozen only because a frozen dataclass's __init__ costs ~1 µs
+    more per document, at 2,000 documents per second)."""
 
     index: str
     doc_id: str

@@ -75,7 +75,7 @@ class _Endpoint:
             up = 1 if _UPTIME_STATUS.get(status) == "up" else 0
             down = 1 if status == "down" else 0
             # service fields + status, up to checked_at's value
-            first = self.service + b',"status":' + _dumps(status) + b',"checked_at":"'
+            first = self.service + b',"status":' + _dumps(status) + b',"checked_at":'
             # criticality, the monitor up to the check group's row id
             crit = b',"criticality":' + _dumps(self.criticality) if self.criticality is not None else b""
             monitor = (
@@ -153,8 +153,10 @@ def status_items(
         )
         status = row["status"]
         first, monitor, last = ep.status_parts(status)
-        rid = b"%d" % row["id"]
-        when = at.isoformat().encode()
+        doc_id = str(row["id"])
+        rid = doc_id.encode()
+        # orjson writes a UTC datetime as isoformat() does, quoted, in a tenth of the time.
+        when = _dumps(at)
         rt = row["response_time_ms"]
         error = row["error"]
         kind = row["error_kind"]
@@ -166,12 +168,11 @@ def status_items(
             rid,
             b'"}',
             ep.tags,
-            b',"@timestamp":"',
+            b',"@timestamp":',
             when,
-            b'"',
             first,
             when,
-            b'","attempts":',
+            b',"attempts":',
             _dumps(row["attempts"]),
         ]
         if rt is not None:
@@ -180,7 +181,7 @@ def status_items(
             parts += (b',"error_message":', _dumps(error))
         if kind is not None:
             parts += (b',"error_kind":', _dumps(kind))
-        parts += (monitor, rid, b'","timespan":{"gte":"', when, b'","lt":"', when, b'"}')
+        parts += (monitor, rid, b'","timespan":{"gte":', when, b',"lt":', when, b"}")
         if rt is not None:
             parts.append(b',"duration":{"us":%d}' % int(rt * 1000))
         parts.append(last)
@@ -192,5 +193,5 @@ def status_items(
             if raw in (b"true", b"false") or _INTEGER.fullmatch(raw):
                 parts += (b',"http":{"response":{"status_code":', raw, b"}}")
         parts.append(end)
-        append(Item(index[0], str(row["id"]), b"".join(parts)))
+        append(Item(index[0], doc_id, b"".join(parts)))
     return items
