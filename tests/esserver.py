@@ -67,7 +67,7 @@ def filter_path(value: Any, paths: list[list[str]]) -> Any:
     if isinstance(value, dict):
         out = {}
         for key, sub in value.items():
-            rest = [p[1:] for p in paths if fnmatch.fnmatchcase(key, p[0])]
+            rest = [p[1:] for p in paths if p[0] in ("*", key) or fnmatch.fnmatchcase(key, p[0])]
             if rest:
                 kept = filter_path(sub, rest)
                 if kept is not _DROPPED:

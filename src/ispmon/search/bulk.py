@@ -16,17 +16,17 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 
-@dataclass(slots=True)
-class Item:
+class Item(NamedTuple):
     """One document as its two NDJSON lines (action, source), encoded once; the source as a dict
     is decoded back from them only when needed (a dead letter), so the hot path keeps no dict.
-    Never changed once made (not frozen only because a frozen dataclass's __init__ costs ~1 µs
-    more per document, at 2,000 documents per second)."""
+    A named tuple rather than a frozen dataclass: made in half the time, and a tuple of strings
+    leaves the garbage collector's lists at its first collection, so a batch in flight does not
+    fill the oldest generation (whose full collections were a third of the feed's CPU)."""
 
     index: str
     doc_id: str
