@@ -42,6 +42,22 @@ _dumps = orjson.dumps
 _INTEGER = re.compile(rb"-?[0-9]+")
 
 
+# A check with a response time and no error: the same fields, in the same order, as the parts below.
+_ANSWERED = (
+    b'%b%b"}}\n%b%b"}%b,"@timestamp":%b%b%b,"attempts":%b,"response_time":%b'
+    b'%b%b","timespan":{"gte":%b,"lt":%b},"duration":{"us":%d}%b%b%b'
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _http(code: str) -> bytes:
+    """The ``http`` object for a status code's text, or nothing where the dict builder had none."""
+    raw = code.encode()
+    if raw in (b"true", b"false") or _INTEGER.fullmatch(raw):
+        return b',"http":{"response":{"status_code":' + raw + b"}}"
+    return b""
+
+
 @functools.lru_cache(maxsize=16)
 def _head(observer: Observer) -> bytes:
     """Everything before the row id: the observer, the service and the start of ``ispmon``."""
@@ -160,6 +176,15 @@ def status_items(
         rt = row["response_time_ms"]
         error = row["error"]
         kind = row["error_kind"]
+        code = row["status_code"]
+        if rt is not None and error is None and kind is None:
+            # Nearly every check: one format, a fifth cheaper than the list and join below.
+            line = _ANSWERED % (
+                index[1], rid, head, rid, ep.tags, when, first, when, _dumps(row["attempts"]), _dumps(rt),
+                monitor, rid, when, when, int(rt * 1000), last, b"" if code is None else _http(code), end,
+            )  # fmt: skip
+            append(Item(index[0], doc_id, line))
+            continue
         parts = [
             index[1],
             rid,
@@ -187,11 +212,8 @@ def status_items(
         parts.append(last)
         if error or kind:
             parts += (b',"error":', _dumps(_clean({"message": error, "type": kind})))
-        code = row["status_code"]
         if code is not None:
-            raw = code.encode()
-            if raw in (b"true", b"false") or _INTEGER.fullmatch(raw):
-                parts += (b',"http":{"response":{"status_code":', raw, b"}}")
+            parts.append(_http(code))
         parts.append(end)
         append(Item(index[0], doc_id, b"".join(parts)))
     return items
