@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -437,6 +438,7 @@ async def main(args: argparse.Namespace) -> None:
         es.wait(10)
         if server is not None:
             server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
