@@ -69,6 +69,10 @@ _SESSION_VALUES = _SESSION_FIELDS.replace("in_octets, out_octets", "in_octets::n
 
 
 # $1 new sessions, $2 the records, $3 the sessions there already (with their ids).
+# The customer's time zone is a scalar subquery, one primary-key probe per record: as a join, the
+# generic plan (a few rows estimated from unnest) hashed a sequential scan of all customers in
+# every commit, about 1.5 ms of server CPU per transaction at 10,000 customers (EXPLAIN
+# (GENERIC_PLAN)), most of the fixed cost that made small batches dear.
 # Updates are by primary key, and touch no indexed column, so they stay HOT (no index writes)
 # where the page has room. Rollup rows are locked in one order: concurrent commits cannot deadlock.
 # Rollups are hourly and daily; a month is read as the sum of its days (schema 16).
@@ -89,13 +93,14 @@ _WRITE = f"""
         ON CONFLICT (nas_id, source_port, identifier, authenticator) DO NOTHING
         RETURNING session_id, customer_id, event_at, delta_in, delta_out),
     counted AS (SELECT session_id, count(*) AS n FROM added GROUP BY 1),
+    zoned AS MATERIALIZED (
+        SELECT a.customer_id, a.event_at, a.delta_in, a.delta_out,
+               coalesce((SELECT c.spec->>'timezone' FROM customers c WHERE c.id = a.customer_id), 'UTC') AS tz
+        FROM added a WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0),
     rolled AS (
         INSERT INTO usage_rollups AS u (customer_id, step, start, bytes_in, bytes_out)
-        SELECT a.customer_id, s.step, date_trunc(s.step, a.event_at, coalesce(c.spec->>'timezone', 'UTC')),
-               sum(a.delta_in), sum(a.delta_out)
-        FROM added a LEFT JOIN customers c ON c.id = a.customer_id
-        CROSS JOIN (VALUES ('hour'), ('day')) AS s(step)
-        WHERE a.customer_id IS NOT NULL AND a.delta_in + a.delta_out > 0
+        SELECT z.customer_id, s.step, date_trunc(s.step, z.event_at, z.tz), sum(z.delta_in), sum(z.delta_out)
+        FROM zoned z CROSS JOIN (VALUES ('hour'), ('day')) AS s(step)
         GROUP BY 1, 2, 3
         ORDER BY 1, 2, 3
         ON CONFLICT (customer_id, step, start) DO UPDATE
