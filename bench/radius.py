@@ -31,6 +31,7 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -363,7 +364,7 @@ async def main(args: argparse.Namespace) -> None:
             stats = protocol.stats.as_dict()
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             handled = stats["answered"] - stats0["answered"]
-            print(_row("ispmon", rate, result, cpu, handled, str(stats["batches"] - stats0["batches"]), pg))
+            print(_row(args.label, rate, result, cpu, handled, str(stats["batches"] - stats0["batches"]), pg))
             if result["drops"]:
                 print(f"{'':>10} UDP receive-buffer drops on this machine during that run: {result['drops']}")
             if waits:
@@ -375,6 +376,29 @@ async def main(args: argparse.Namespace) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def compare(args: argparse.Namespace) -> None:
+    """Old tree and this one, each rate run by both in turn (a child process each, with its own
+    PostgreSQL and warm-up), so that both see the same load on this shared machine."""
+    here = Path(__file__).resolve().parent.parent
+    printed = False
+    for rate in args.rates:
+        for label, tree in (("before", args.before), ("after", here)):
+            cmd = [sys.executable, __file__, "--no-freeradius", "--label", label, "--rates", str(rate)]
+            for name in ("sessions", "seconds", "ports", "customers"):
+                cmd += [f"--{name}", str(getattr(args, name))]
+            if args.waits:
+                cmd.append("--waits")
+            env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if "offered/s" in line:  # the header, once
+                    if not printed:
+                        print(line, flush=True)
+                    printed = True
+                elif line.split()[:1] == [label] or line.startswith(" " * 11):
+                    print(line, flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=100_000)
@@ -384,7 +408,14 @@ if __name__ == "__main__":
     parser.add_argument("--customers", type=int, default=10_000, help="customers owning the sessions")
     parser.add_argument("--no-freeradius", action="store_true", help="skip the FreeRADIUS side")
     parser.add_argument("--waits", action="store_true", help="sample pg_stat_activity's wait events")
+    parser.add_argument(
+        "--before", type=Path, help="also run a tree with the old code (its src/), rate by rate"
+    )
+    parser.add_argument("--label", default="ispmon", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    uvloop.run(main(arguments))
+    if arguments.before:
+        compare(arguments)
+    else:
+        uvloop.run(main(arguments))
     if not arguments.no_freeradius:
         freeradius(arguments)
