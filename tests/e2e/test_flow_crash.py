@@ -24,6 +24,7 @@ from tests.integration.flows.test_softflowd import softflowd
 
 pytestmark = pytest.mark.timeout(300)
 FLOWS = 3000  # each from its own source /24, so each is its own aggregate row
+FLUSH = 1.0  # FLOW_FLUSH_INTERVAL: the daemon's flushes come ten times as often as by default
 SLOW_FLUSH = """
 CREATE FUNCTION test_slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
@@ -91,7 +92,12 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
         tmp_path,
         free_port(),
         notify_path,
-        {"FLOW_PORT": str(udp_port), "FLOW_ADDRESS": "127.0.0.1", "ISPMON_CONFIG": str(config)},
+        {
+            "FLOW_PORT": str(udp_port),
+            "FLOW_ADDRESS": "127.0.0.1",
+            "ISPMON_CONFIG": str(config),
+            "FLOW_FLUSH_INTERVAL": str(FLUSH),
+        },
     )
     target = ("127.0.0.1", udp_port)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -135,19 +141,23 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
             await asyncio.sleep(0.005)
         after = {p for p, d in datagram_of.items() if d >= killed_at}
         stored: dict[str, int] = {}
-        for _ in range(200):  # the restarted daemon's own flusher (every 10 s) writes them
+        for _ in range(200):  # the restarted daemon's own flusher (every FLUSH s) writes them
             stored = {
                 r["src_prefix"]: int(r["bytes"])
-                for r in await conn.fetch("SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1")
+                for r in await conn.fetch(
+                    "SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1"
+                )
             }
             if after <= set(stored):
                 break
             await asyncio.sleep(0.25)
-        # One more flush interval: what was written is not written again.
-        await asyncio.sleep(12)
+        # A few more flush intervals: what was written is not written again.
+        await asyncio.sleep(3 * FLUSH)
         again = {
             r["src_prefix"]: int(r["bytes"])
-            for r in await conn.fetch("SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1")
+            for r in await conn.fetch(
+                "SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1"
+            )
         }
         assert again == stored
         rows = await conn.fetchval("SELECT count(*) FROM flow_aggregates")

@@ -25,7 +25,7 @@ from ispmon.flows.receiver import DEFAULT_RCVBUF, FlowReceiver
 
 log = structlog.get_logger("ispmon.flows")
 
-FLUSH_EVERY = 10.0  # seconds between flushes
+FLUSH_EVERY = 10.0  # seconds between flushes (FLOW_FLUSH_INTERVAL)
 GRACE = 5.0  # a minute is flushed this long after it ends (late flows go into a later batch)
 
 Write = Callable[[uuid.UUID, Sequence[Bucket]], Awaitable[bool]]
@@ -44,6 +44,7 @@ class Collector:
     batches: int = 0
     write_failures: int = 0
     watch: Watch | None = None
+    flush_every: float = FLUSH_EVERY
     _pending: tuple[uuid.UUID, list[Bucket]] | None = None
     _task: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -104,7 +105,7 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
+            await asyncio.sleep(self.flush_every)
             await self.flush()
 
     def counters(self) -> dict[str, Any]:

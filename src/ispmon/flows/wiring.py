@@ -63,7 +63,7 @@ class FlowCollection:
             await store.ensure_partitions()
             return await store.write(batch_id, buckets)
 
-        flows.collector = Collector(decoder, aggregator, write)
+        flows.collector = Collector(decoder, aggregator, write, flush_every=settings.flow_flush_interval)
         if settings.flow_raw_hours:
             records = FlowRecordStore(db.pool)
             hours = settings.flow_raw_hours
