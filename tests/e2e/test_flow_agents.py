@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ispmon.flows.decode import _sets
 from tests.e2e.test_daemon import Daemon, free_port, wait_for_datagram
 from tests.e2e.test_flow_crash import free_udp_port, v5_sources
 from tests.integration.flows.pcap import Packet, write_pcap
@@ -245,5 +246,58 @@ async def test_kill_9_of_one_agent_mid_flush_leaves_the_other_exact(
     lost_a = {d // 2 for d in lost}
     assert lost_a == set(range(min(lost_a), killed_at)), (sorted(lost_a), killed_at)
     assert min(lost_a) > 0, "A's first committed flush is stored"
+    for agent in (a, b):
+        assert agent.daemon.terminate() == 0
+
+
+async def test_an_ipfix_exporter_failing_over_after_its_last_template_is_decoded_exactly(
+    tmp_path: Path, db_dsn: str, agents: tuple[Agent, Agent]
+) -> None:
+    """softflowd sends its IPFIX templates (and the options record with its init time) every 16
+    datagrams; the exporter moves from A to B after the last one it sends: B has only data sets.
+    B reads what A learned from flow_domains and decodes them into the right minute."""
+    a, b = agents
+    t0 = time.time() // 60 * 60 - 600 + 1
+    packets = [
+        Packet(t0 + i * 0.04, f"10.1.{i % 5}.{1 + i // 5 % 200}", "192.0.2.9", 6, 10000 + i, 443, i % 50)
+        for i in range(1200)
+    ]
+    expected: dict[str, int] = {}
+    for p in packets:
+        key = p.src.rsplit(".", 1)[0] + ".0/24"
+        expected[key] = expected.get(key, 0) + p.ip_length
+    datagrams = await exported(tmp_path, packets, 10)
+    with_templates = [n for n, d in enumerate(datagrams) if any(s < 256 for s, _, _ in _sets(d, True)[1])]
+    split = with_templates[-1] + 1
+    assert with_templates[0] == 0 and split < len(datagrams), with_templates
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for d in datagrams[:split]:
+            sender.sendto(d, ("127.0.0.1", a.flow_port))
+            await asyncio.sleep(0.02)
+        conn = await asyncpg.connect(db_dsn)
+        try:
+            # A has flushed (and so shared its templates) before the exporter fails over.
+            deadline = time.monotonic() + 60
+            while not await conn.fetchval("SELECT count(*) FROM flow_domains WHERE exporter_id = 'r1'"):
+                assert time.monotonic() < deadline, "A never shared what it learned of r1"
+                await asyncio.sleep(0.25)
+            for d in datagrams[split:]:
+                sender.sendto(d, ("127.0.0.1", b.flow_port))
+                await asyncio.sleep(0.02)
+            deadline = time.monotonic() + 90
+            while (await totals(conn)).keys() != expected.keys() or sum(
+                v[0] for v in (await totals(conn)).values()
+            ) < sum(expected.values()):
+                assert time.monotonic() < deadline, (await totals(conn), expected)
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(3 * FLUSH)
+            stored = await totals(conn)
+            minutes = await conn.fetch("SELECT DISTINCT at FROM flow_aggregates")
+        finally:
+            await conn.close()
+    assert {k: v[0] for k, v in stored.items()} == expected
+    # Dated by the flows' own (relative) times: B had A's init time too, none placed at arrival.
+    assert [int(r["at"].timestamp()) for r in minutes] == [int(t0) // 60 * 60]
+    assert await flows_decoded(b) == len(packets) - await flows_decoded(a) > 0
     for agent in (a, b):
         assert agent.daemon.terminate() == 0

@@ -22,6 +22,7 @@ from ispmon.flows.aggregate import Aggregator, Bucket
 from ispmon.flows.decode import FlowDecoder
 from ispmon.flows.raw import RawKeeper
 from ispmon.flows.receiver import DEFAULT_RCVBUF, FlowReceiver
+from ispmon.flows.shared import DomainShare
 
 log = structlog.get_logger("ispmon.flows")
 
@@ -45,6 +46,7 @@ class Collector:
     write_failures: int = 0
     watch: Watch | None = None
     flush_every: float = FLUSH_EVERY
+    share: DomainShare | None = None  # templates shared with the other agents (`ispmon.flows.shared`)
     _pending: tuple[uuid.UUID, list[Bucket]] | None = None
     _task: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -68,6 +70,13 @@ class Collector:
         """Write the closed buckets (all of them if `everything`); False if the write failed."""
         async with self._lock:
             now = time.time() if now is None else now
+            if self.share is not None:
+                # Data held for want of a template that another agent learned: decoded now.
+                records = await self.share.sync(now)
+                if records:
+                    self.aggregator.add(records)
+                    if self.raw is not None:
+                        self.raw.offer(records)
             self.decoder.expire(now)
             if self._pending is None:
                 buckets = self.aggregator.take(None if everything else now - GRACE)

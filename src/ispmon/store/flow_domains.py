@@ -1,0 +1,71 @@
+"""Repository of `flow_domains`: per exporter and observation domain, the templates and options
+records one agent's collector learned, read by another agent's collector that holds data it cannot
+decode yet (an exporter failed over to it, or it restarted), so that data decodes at once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import asyncpg
+
+from ispmon.flows.decode import DomainNote
+
+# An exporter deleted meanwhile has no row to share for (nothing is written for it).
+_PUBLISH = """
+INSERT INTO flow_domains (exporter_id, domain, templates, options, agent_id)
+SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM flow_exporters WHERE id = $1)
+ON CONFLICT (exporter_id, domain) DO UPDATE
+   SET templates = flow_domains.templates || EXCLUDED.templates,
+       options = flow_domains.options || EXCLUDED.options,
+       agent_id = EXCLUDED.agent_id, updated_at = now()
+"""
+
+
+def _plain(value: Any) -> Any:
+    """An options record as JSON can carry it (a value netflume left as bytes or an address)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+class FlowDomainStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def publish(self, notes: Mapping[tuple[str, int], DomainNote], agent_id: str) -> None:
+        """Merge what was learned into the stored rows: a template id learned again replaces the
+        stored one (an exporter that restarted with new layouts), the others are kept."""
+        rows = [
+            (
+                exporter_id,
+                domain,
+                {
+                    str(tid): [[list(f) for f in fields], options]
+                    for tid, (fields, options) in n.templates.items()
+                },
+                _plain(n.options),
+                agent_id,
+            )
+            for (exporter_id, domain), n in notes.items()
+        ]
+        if rows:
+            await self.pool.executemany(_PUBLISH, rows)
+
+    async def read(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], DomainNote]:
+        keys = sorted(set(keys))
+        if not keys:
+            return {}
+        rows = await self.pool.fetch(
+            """SELECT d.exporter_id, d.domain, d.templates, d.options FROM flow_domains d
+               JOIN unnest($1::text[], $2::bigint[]) AS k(exporter_id, domain)
+                 ON k.exporter_id = d.exporter_id AND k.domain = d.domain""",
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {
+            (r["exporter_id"], int(r["domain"])): DomainNote(
+                {int(tid): (fields, bool(options)) for tid, (fields, options) in r["templates"].items()},
+                dict(r["options"]),
+            )
+            for r in rows
+        }
