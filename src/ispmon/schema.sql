@@ -988,6 +988,17 @@ CREATE TABLE IF NOT EXISTS flow_domains (
     PRIMARY KEY (exporter_id, domain)
 );
 
+-- Which agents hear each exporter (upserted at each flush that had its packets): an exporter heard
+-- by two agents without a break for a while sends to both (for redundancy), which doubles its
+-- figures; the agents warn (an exporter must have one ispmon agent as its destination at a time).
+CREATE TABLE IF NOT EXISTS flow_exporter_agents (
+    exporter_id text NOT NULL REFERENCES flow_exporters (id) ON DELETE CASCADE,
+    agent_id    text NOT NULL,
+    since       timestamptz NOT NULL,  -- heard without a break since
+    last_heard  timestamptz NOT NULL,
+    PRIMARY KEY (exporter_id, agent_id)
+);
+
 INSERT INTO schema_version (version, description)
-VALUES (18, 'flows: exporters'' templates and options per observation domain, shared between agents')
+VALUES (18, 'flows: exporters'' templates and options per observation domain shared between agents; the agents that hear each exporter')
 ON CONFLICT (version) DO NOTHING;

@@ -301,3 +301,44 @@ async def test_an_ipfix_exporter_failing_over_after_its_last_template_is_decoded
     assert await flows_decoded(b) == len(packets) - await flows_decoded(a) > 0
     for agent in (a, b):
         assert agent.daemon.terminate() == 0
+
+
+def logged(agent: Agent, event: str) -> list[dict[str, object]]:
+    return [line for line in agent.daemon.log_lines() if line.get("event") == event]
+
+
+async def test_an_exporter_sending_to_both_agents_at_once_is_warned_about(
+    tmp_path: Path, agents: tuple[Agent, Agent]
+) -> None:
+    """Records are not de-duplicated between agents (README: one ispmon destination per exporter);
+    an exporter heard by both without a break for six flush intervals is logged by each, once, and
+    the end of it too."""
+    a, b = agents
+    t0 = time.time() // 60 * 60 - 600 + 1
+    packets = [
+        Packet(t0 + i * 0.04, f"10.1.0.{1 + i % 200}", "192.0.2.9", 6, 10000 + i, 443, 10) for i in range(300)
+    ]
+    datagrams = await exported(tmp_path, packets, 5)
+    warned = "flow_exporter_heard_by_two_agents"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        deadline = time.monotonic() + 90
+        n = 0
+        while not (logged(a, warned) and logged(b, warned)):
+            assert time.monotonic() < deadline, "no agent warned of the exporter heard by both"
+            for agent in (a, b):  # the same datagram to both, as a second export destination does
+                sender.sendto(datagrams[n % len(datagrams)], ("127.0.0.1", agent.flow_port))
+            n += 1
+            await asyncio.sleep(0.1)
+        # Both heard it for at least the six flush intervals: not a fail-over's short overlap.
+        assert n * 0.1 >= 6 * FLUSH
+    for agent, other in ((a, "b"), (b, "a")):
+        lines = logged(agent, warned)
+        assert [(x["exporter"], x["other_agent"]) for x in lines] == [("r1", other)], lines
+    # The exporter fell silent: each says the overlap ended, once.
+    deadline = time.monotonic() + 60
+    while not (logged(a, warned + "_ended") and logged(b, warned + "_ended")):
+        assert time.monotonic() < deadline, "the end of the overlap was not logged"
+        await asyncio.sleep(0.25)
+    for agent in (a, b):
+        assert len(logged(agent, warned)) == 1 and len(logged(agent, warned + "_ended")) == 1
+        assert agent.daemon.terminate() == 0

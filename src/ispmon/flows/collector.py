@@ -3,7 +3,10 @@ awaited per packet) and the flusher that writes closed 1-minute buckets in batch
 
 A batch keeps its id until PostgreSQL has confirmed it: a flush retried after an error whose
 commit did in fact land is recognised by that id and adds nothing. On close everything still in
-memory is written once, so a restart neither loses nor doubles a closed bucket.
+memory is written once, so a restart neither loses nor doubles a closed bucket. Rows are appended
+(COPY) under a random batch id and every read sums them, so collectors of several agents on one
+database each add their share of a minute; each flush also shares what was learned of the
+exporters with the other agents (`ispmon.flows.shared`).
 """
 
 from __future__ import annotations

@@ -138,6 +138,7 @@ class FlowDecoder:
         # (`ispmon.flows.shared`): per (exporter id, domain), templates by id as (fields, options),
         # and the options records that date relative times (init) and scale counts (sampling).
         self.notes: dict[tuple[str, int], DomainNote] = {}
+        self._sampling: dict[tuple[str, int], dict[str, Any]] = {}  # the last sampling record noted
 
     def declare(self, exporter_id: str, address: str, sampling: int | None = None) -> None:
         old = self.exporters.get(address)
@@ -182,8 +183,8 @@ class FlowDecoder:
                 if state.init_ms.get(domain) != int(init) and (note := self._note(state, domain)):
                     note.options["init_ms"] = int(init)
                 state.init_ms[domain] = int(init)
-            if sampling_rate(opt) is not None and (note := self._note(state, domain)):
-                note.options["sampling"] = opt
+            if sampling_rate(opt) is not None:
+                self._note_sampling(state, domain, opt)
         out = self._records(state, message.header, message.flows, message.sampling_rate, now)
         if message.version in (9, 10):
             self._hold_deferred(state, data, message.header, now)
@@ -299,6 +300,15 @@ class FlowDecoder:
         if note is None and len(self.notes) < NOTES_MAX:
             note = self.notes[key] = DomainNote()
         return note
+
+    def _note_sampling(self, state: ExporterState, domain: int, opt: dict[str, Any]) -> None:
+        # Noted when it changes only: softflowd repeats it every 16 datagrams.
+        key = (state.exporter_id, domain)
+        if self._sampling.get(key) != opt and len(self._sampling) < NOTES_MAX:
+            note = self._note(state, domain)
+            if note is not None:
+                self._sampling[key] = opt
+                note.options["sampling"] = opt
 
     def take_notes(self) -> dict[tuple[str, int], DomainNote]:
         notes, self.notes = self.notes, {}

@@ -69,3 +69,38 @@ class FlowDomainStore:
             )
             for r in rows
         }
+
+
+class ExporterAgentStore:
+    """`flow_exporter_agents`: which agents hear each exporter, and since when without a break."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def heard(
+        self, exporter_ids: list[str], agent_id: str, gap: float, overlap: float
+    ) -> list[tuple[str, str]]:
+        """Record that this agent heard these exporters (a silence longer than `gap` seconds
+        restarts `since`); the (exporter, other agent) pairs that both heard, without a break, for
+        more than `overlap` seconds (the other one still within `gap`)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                """INSERT INTO flow_exporter_agents (exporter_id, agent_id, since, last_heard)
+                   SELECT e, $2, now(), now() FROM unnest($1::text[]) AS e
+                    WHERE EXISTS (SELECT 1 FROM flow_exporters WHERE id = e)
+                   ON CONFLICT (exporter_id, agent_id) DO UPDATE
+                      SET since = CASE WHEN flow_exporter_agents.last_heard < now() - make_interval(secs => $3)
+                                       THEN now() ELSE flow_exporter_agents.since END,
+                          last_heard = now()""",
+                exporter_ids, agent_id, gap,
+            )  # fmt: skip
+            rows = await conn.fetch(
+                """SELECT o.exporter_id, o.agent_id FROM flow_exporter_agents o
+                   JOIN flow_exporter_agents m ON m.exporter_id = o.exporter_id AND m.agent_id = $2
+                   WHERE o.exporter_id = ANY($1::text[]) AND o.agent_id <> $2
+                     AND o.last_heard > now() - make_interval(secs => $3)
+                     AND o.since < now() - make_interval(secs => $4)
+                     AND m.since < now() - make_interval(secs => $4)""",
+                exporter_ids, agent_id, gap, overlap,
+            )  # fmt: skip
+        return sorted((r["exporter_id"], r["agent_id"]) for r in rows)
