@@ -78,9 +78,9 @@ def make_agent(tmp_path: Path, name: str, db_dsn: str) -> Agent:
 async def agents(tmp_path: Path, db_dsn: str) -> AsyncIterator[tuple[Agent, Agent]]:
     a, b = make_agent(tmp_path, "a", db_dsn), make_agent(tmp_path, "b", db_dsn)
     try:
-        for agent in (a, b):  # one after the other: the second finds the schema migrated
-            agent.start()
-            await agent.ready()
+        a.start()
+        b.start()  # together: the schema is migrated under an advisory lock, by whichever comes first
+        await asyncio.gather(a.ready(), b.ready())
         yield a, b
     finally:
         for agent in (a, b):
