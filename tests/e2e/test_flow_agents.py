@@ -178,7 +178,7 @@ async def test_kill_9_of_one_agent_mid_flush_leaves_the_other_exact(
 ) -> None:
     a, b = agents
     t0 = time.time() // 60 * 60 - 600 + 1
-    flows = 3000  # each from its own source /24: each flow is its own aggregate row
+    flows = 4500  # each from its own source /24: each flow is its own aggregate row
     packets = [
         Packet(t0 + i * 0.01, f"10.{100 + i // 256}.{i % 256}.1", "192.0.2.9", 6, 40000, 443, 10 + i % 50)
         for i in range(flows)
@@ -321,7 +321,8 @@ async def test_an_exporter_sending_to_both_agents_at_once_is_warned_about(
     datagrams = await exported(tmp_path, packets, 5)
     warned = "flow_exporter_heard_by_two_agents"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        deadline = time.monotonic() + 90
+        started = time.monotonic()
+        deadline = started + 90
         n = 0
         while not (logged(a, warned) and logged(b, warned)):
             assert time.monotonic() < deadline, "no agent warned of the exporter heard by both"
@@ -330,7 +331,7 @@ async def test_an_exporter_sending_to_both_agents_at_once_is_warned_about(
             n += 1
             await asyncio.sleep(0.1)
         # Both heard it for at least the six flush intervals: not a fail-over's short overlap.
-        assert n * 0.1 >= 6 * FLUSH
+        assert time.monotonic() - started >= 6 * FLUSH
     for agent, other in ((a, "b"), (b, "a")):
         lines = logged(agent, warned)
         assert [(x["exporter"], x["other_agent"]) for x in lines] == [("r1", other)], lines

@@ -33,6 +33,7 @@ async def test_a_flood_pages_once_and_clears_once_through_the_daemon(
     tmp_path: Path,
     notify_socket: tuple[Path, socket.socket],
     receiver: Receiver,  # noqa: F811
+    db_dsn: str,
 ) -> None:
     notify_path, notify = notify_socket
     config = tmp_path / "ispmon.toml"
@@ -83,6 +84,7 @@ channels = ["webhook"]
         "FLOW_ADDRESS": "127.0.0.1",
         "FLOW_PORT": str(flow_port),
         "FLOW_FLUSH_INTERVAL": str(FLUSH),
+        "DATABASE_URL": db_dsn,  # the test server's: no embedded server to initialise and start
     }
     daemon = Daemon(tmp_path, free_port(), notify_path, env)
     base = f"http://127.0.0.1:{daemon.api_port}"

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e.test_daemon import Daemon, free_port, run_cli, wait_for_datagram
+from tests.e2e.test_daemon import Daemon, free_port, wait_for_datagram
 from tests.integration.flows.pcap import Packet, write_pcap
 from tests.integration.flows.test_softflowd import softflowd
 
@@ -69,13 +69,8 @@ async def capture(tmp: Path, t0: float) -> list[bytes]:
     return out
 
 
-async def connect(tmp_path: Path) -> asyncpg.Connection:
-    url = (await asyncio.to_thread(run_cli, "db-url", env={"ISPMON_STATE_DIR": str(tmp_path)})).stdout.strip()
-    return await asyncpg.connect(url)
-
-
 async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushed(
-    tmp_path: Path, notify_socket: tuple[Path, socket.socket]
+    tmp_path: Path, notify_socket: tuple[Path, socket.socket], db_dsn: str
 ) -> None:
     notify_path, notify = notify_socket
     t0 = time.time() // 60 * 60 - 600 + 1  # ten minutes ago: closed minutes, written at each flush
@@ -97,6 +92,8 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
             "FLOW_ADDRESS": "127.0.0.1",
             "ISPMON_CONFIG": str(config),
             "FLOW_FLUSH_INTERVAL": str(FLUSH),
+            # A database of the test server: no embedded server to initialise and start each time.
+            "DATABASE_URL": db_dsn,
         },
     )
     target = ("127.0.0.1", udp_port)
@@ -105,7 +102,7 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
     daemon.start()
     try:
         await wait_for_datagram(notify, "READY=1", timeout=90)
-        conn = await connect(tmp_path)
+        conn = await asyncpg.connect(db_dsn)
         sent = 0
         killed_at: int | None = None
         slowed = False
@@ -132,7 +129,7 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
 
         daemon.start()
         await wait_for_datagram(notify, "READY=1", timeout=90)
-        conn = await connect(tmp_path)
+        conn = await asyncpg.connect(db_dsn)
         await conn.execute("DROP TRIGGER test_slow_batch ON flow_batches")
         # The killed transaction left nothing: only the first flush's batch id is stored.
         assert await conn.fetchval("SELECT count(*) FROM flow_batches") == 1
