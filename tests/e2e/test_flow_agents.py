@@ -3,7 +3,9 @@ one PostgreSQL, each with its own flow collector (issue 16 §6): an exporter's d
 between them, for the same minute and the same aggregation keys, are summed exactly (each agent
 appends its own rows under its own batch ids: nothing overwrites, nothing collides), and a
 `kill -9` of one agent inside its flush's transaction, while the other goes on flushing, leaves
-the other's figures exact and the killed one's exact or absent, as with one agent.
+the other's figures exact and the killed one's exact or absent, as with one agent; an IPFIX
+exporter that fails over after its last template is decoded by the second agent from what the
+first shared (flow_domains); an exporter sending to both at once is warned about by each.
 """
 
 from __future__ import annotations
