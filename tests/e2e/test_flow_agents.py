@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -108,12 +109,16 @@ async def exported(tmp: Path, packets: list[Packet], version: int) -> list[bytes
     return out
 
 
-async def flows_decoded(agent: Agent) -> int:
+async def exporters(agent: Agent) -> dict[str, Any]:
     url = f"http://127.0.0.1:{agent.daemon.api_port}/flows/exporters"
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         assert resp.status == 200, await resp.text()
-        body = await resp.json()
-    return int(body["items"][0]["stats"]["flows"])
+        body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def flows_decoded(agent: Agent) -> int:
+    return int((await exporters(agent))["items"][0]["stats"]["flows"])
 
 
 async def totals(conn: asyncpg.Connection) -> dict[str, tuple[int, int]]:
@@ -301,6 +306,8 @@ async def test_an_ipfix_exporter_failing_over_after_its_last_template_is_decoded
     # Dated by the flows' own (relative) times: B had A's init time too, none placed at arrival.
     assert [int(r["at"].timestamp()) for r in minutes] == [int(t0) // 60 * 60]
     assert await flows_decoded(b) == len(packets) - await flows_decoded(a) > 0
+    shared = (await exporters(b))["collector"]["shared"]
+    assert shared["installed"] == 1 and shared["published"] == 0, shared  # B learned nothing itself
     for agent in (a, b):
         assert agent.daemon.terminate() == 0
 
@@ -334,6 +341,8 @@ async def test_an_exporter_sending_to_both_agents_at_once_is_warned_about(
             await asyncio.sleep(0.1)
         # Both heard it for at least the six flush intervals: not a fail-over's short overlap.
         assert time.monotonic() - started >= 6 * FLUSH
+        shared = (await exporters(a))["collector"]["shared"]
+        assert shared["heard_by_other_agents"] == [{"exporter": "r1", "agent": "b"}], shared
     for agent, other in ((a, "b"), (b, "a")):
         lines = logged(agent, warned)
         assert [(x["exporter"], x["other_agent"]) for x in lines] == [("r1", other)], lines

@@ -124,7 +124,14 @@ class Collector:
         """The listener's own figures for GET /flows/exporters (the exporters' are the decoder's)."""
         out = self.receiver.counters() if self.receiver is not None else FlowReceiver.idle_counters()
         raw = self.raw.counters() if self.raw is not None else None
-        return {**out, "batches": self.batches, "write_failures": self.write_failures, "raw": raw}
+        shared = self.share.counters() if self.share is not None else None
+        return {
+            **out,
+            "batches": self.batches,
+            "write_failures": self.write_failures,
+            "raw": raw,
+            "shared": shared,
+        }
 
     async def close(self) -> None:
         """Stop receiving, write what is in memory (a few tries), stop the flusher."""

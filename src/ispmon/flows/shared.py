@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
@@ -47,6 +48,15 @@ class DomainShare:
     flush_every: float = 10.0
     overlaps: set[tuple[str, str]] = field(default_factory=set)  # (exporter, other agent) now
     _packets: dict[str, int] = field(default_factory=dict)  # per exporter, at the last sync
+
+    def counters(self) -> dict[str, Any]:
+        heard = [{"exporter": e, "agent": a} for e, a in sorted(self.overlaps)]
+        return {
+            "published": self.published,
+            "installed": self.installed,
+            "failures": self.failures,
+            "heard_by_other_agents": heard,
+        }
 
     async def sync(self, now: float | None = None) -> list[FlowRecord]:
         """Publish, then read what the held data waits for; the records it decodes. Never raises
