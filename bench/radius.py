@@ -24,18 +24,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
+import contextlib
 import multiprocessing
 import os
 import re
 import resource
 import shutil
-import struct
 import subprocess
+import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import uvloop
@@ -47,28 +49,10 @@ from ispmon.usage.accounting import Received
 from ispmon.usage.listener import start_listener
 from ispmon.usage.nas import NasDirectory, NasSpec
 from ispmon.usage.radius import decode_request
+from radius_packets import SECRET
+from radius_packets import request as _request
 
-SECRET = b"bench-secret"
 LOST_AFTER = 3.0  # seconds without an answer before the generator counts a request lost
-
-
-def _attr(code: int, value: bytes) -> bytes:
-    return bytes([code, len(value) + 2]) + value
-
-
-def _request(ident: int, session: int, counter: int) -> bytes:
-    body = (
-        _attr(40, (3).to_bytes(4, "big"))
-        + _attr(44, f"s{session}".encode())
-        + _attr(1, f"user{session}@isp".encode())
-        + _attr(42, (counter & 0xFFFFFFFF).to_bytes(4, "big"))
-        + _attr(52, (counter >> 32).to_bytes(4, "big"))
-        + _attr(43, (counter * 7 & 0xFFFFFFFF).to_bytes(4, "big"))
-        + _attr(46, counter.to_bytes(4, "big"))
-    )
-    header = struct.pack("!BBH", 4, ident, 20 + len(body))
-    auth = hashlib.md5(header + bytes(16) + body + SECRET, usedforsecurity=False).digest()
-    return header + auth + body
 
 
 class _Port(asyncio.DatagramProtocol):
@@ -268,6 +252,35 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] * 1000 if values else float("nan")
 
 
+WAIT_SAMPLE = 0.02  # seconds between two looks at pg_stat_activity
+
+
+async def _sample_waits(pool: Any) -> Counter[str]:
+    """What the busy client backends wait on, sampled until cancelled: `CPU` (no wait event),
+    `Lock:transactionid` / `Lock:tuple` (a row another transaction holds), `IO:WalSync`, ..."""
+    seen: Counter[str] = Counter()
+    async with pool.acquire() as conn:
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                rows = await conn.fetch(
+                    """SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w FROM pg_stat_activity
+                       WHERE backend_type = 'client backend' AND state <> 'idle' AND pid <> pg_backend_pid()"""
+                )
+                seen["samples"] += 1
+                seen.update(r["w"] for r in rows)
+                await asyncio.sleep(WAIT_SAMPLE)
+    return seen
+
+
+async def _stop_sampler(task: asyncio.Task[Counter[str]] | None) -> str:
+    if task is None:
+        return ""
+    task.cancel()
+    seen = await task
+    samples = seen.pop("samples", 0) or 1
+    return ", ".join(f"{w} {n / samples:.2f}" for w, n in seen.most_common(6))
+
+
 async def main(args: argparse.Namespace) -> None:
     os.sched_setaffinity(0, {0})
     base = Path(tempfile.mkdtemp(prefix="ispmon-bench-radius-"))
@@ -342,21 +355,48 @@ async def main(args: argparse.Namespace) -> None:
             pg0 = _postgres_cpu(server.pgdata)
             stats0 = dict(protocol.stats.as_dict())
             drops0 = _udp_receive_errors()
+            sampler = asyncio.create_task(_sample_waits(pool)) if args.waits else None
             result = await asyncio.to_thread(_drive, port, args.sessions, rate, args.seconds, args.ports)
             result["drops"] = _udp_receive_errors() - drops0
+            waits = await _stop_sampler(sampler)
             after = resource.getrusage(resource.RUSAGE_SELF)
             pg = _postgres_cpu(server.pgdata) - pg0
             stats = protocol.stats.as_dict()
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             handled = stats["answered"] - stats0["answered"]
-            print(_row("ispmon", rate, result, cpu, handled, str(stats["batches"] - stats0["batches"]), pg))
+            print(_row(args.label, rate, result, cpu, handled, str(stats["batches"] - stats0["batches"]), pg))
             if result["drops"]:
                 print(f"{'':>10} UDP receive-buffer drops on this machine during that run: {result['drops']}")
+            if waits:
+                print(f"{'':>10} busy backends by wait event (share of samples): {waits}")
         await protocol.close()
         await pool.close()
     finally:
         await asyncio.to_thread(server.stop)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Old tree and this one, each rate run by both in turn (a child process each, with its own
+    PostgreSQL and warm-up), so that both see the same load on this shared machine."""
+    here = Path(__file__).resolve().parent.parent
+    printed = False
+    for rate in args.rates:
+        for label, tree in (("before", args.before), ("after", here)):
+            cmd = [sys.executable, __file__, "--no-freeradius", "--label", label, "--rates", str(rate)]
+            for name in ("sessions", "seconds", "ports", "customers"):
+                cmd += [f"--{name}", str(getattr(args, name))]
+            if args.waits:
+                cmd.append("--waits")
+            env = dict(os.environ, PYTHONPATH=str(tree / "src"))
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if "offered/s" in line:  # the header, once
+                    if not printed:
+                        print(line, flush=True)
+                    printed = True
+                elif line.split()[:1] == [label] or line.startswith(" " * 11):
+                    print(line, flush=True)
 
 
 if __name__ == "__main__":
@@ -367,7 +407,15 @@ if __name__ == "__main__":
     parser.add_argument("--ports", type=int, default=8)
     parser.add_argument("--customers", type=int, default=10_000, help="customers owning the sessions")
     parser.add_argument("--no-freeradius", action="store_true", help="skip the FreeRADIUS side")
+    parser.add_argument("--waits", action="store_true", help="sample pg_stat_activity's wait events")
+    parser.add_argument(
+        "--before", type=Path, help="also run a tree with the old code (its src/), rate by rate"
+    )
+    parser.add_argument("--label", default="ispmon", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    uvloop.run(main(arguments))
+    if arguments.before:
+        compare(arguments)
+    else:
+        uvloop.run(main(arguments))
     if not arguments.no_freeradius:
         freeradius(arguments)

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import resource
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,26 +30,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECRET = b"bench-secret"
-
-
-def _attr(code: int, value: bytes) -> bytes:
-    return bytes([code, len(value) + 2]) + value
-
-
-def _request(ident: int, session: int, counter: int) -> bytes:
-    body = (
-        _attr(40, (3).to_bytes(4, "big"))
-        + _attr(44, f"s{session}".encode())
-        + _attr(1, f"user{session}@isp".encode())
-        + _attr(42, (counter & 0xFFFFFFFF).to_bytes(4, "big"))
-        + _attr(52, (counter >> 32).to_bytes(4, "big"))
-        + _attr(43, (counter * 7 & 0xFFFFFFFF).to_bytes(4, "big"))
-        + _attr(46, counter.to_bytes(4, "big"))
-    )
-    header = struct.pack("!BBH", 4, ident, 20 + len(body))
-    auth = hashlib.md5(header + bytes(16) + body + SECRET, usedforsecurity=False).digest()
-    return header + auth + body
+from radius_packets import SECRET
+from radius_packets import request as _request
 
 
 def _server_cpu(pgdata: Path) -> float:

@@ -12,6 +12,9 @@ feed uses, as strictly as a real server where it matters:
   the mapping composed from the index template matching its index (component templates
   included): an undeclared field under ``dynamic: strict`` or a value of the wrong type is a
   per-item 400 ``mapper_parsing_exception``;
+* ``filter_path`` on ``_bulk`` answers, as a real server applies it (comma-separated dotted
+  paths, ``*`` wildcards in a segment, arrays transparent, what matches nothing left out);
+  ``**`` and ``-`` exclusions are refused with a 400 rather than half emulated;
 * faults on demand: per-item 429 on a fraction of items, whole-request 413 above a size, 5xx,
   a hang (timeout), down (the connection is dropped), read-only (403 ``cluster_block_exception``),
   and credentials (API key or basic auth; 401 otherwise).
@@ -48,6 +51,29 @@ def _error(status: int, etype: str, reason: str) -> web.Response:
         "status": status,
     }
     return web.json_response(body, status=status)
+
+
+_DROPPED = object()
+
+
+def filter_path(value: Any, paths: list[list[str]]) -> Any:
+    """Elasticsearch's response filtering: what `paths` reach, arrays transparent, the rest left
+    out (an object or array with nothing kept is itself left out); `_DROPPED` when nothing is kept."""
+    if any(not p for p in paths):
+        return value  # a path ends here: the whole value is kept
+    if isinstance(value, list):
+        kept = [k for k in (filter_path(v, paths) for v in value) if k is not _DROPPED]
+        return kept if kept else _DROPPED
+    if isinstance(value, dict):
+        out = {}
+        for key, sub in value.items():
+            rest = [p[1:] for p in paths if p[0] in ("*", key) or fnmatch.fnmatchcase(key, p[0])]
+            if rest:
+                kept = filter_path(sub, rest)
+                if kept is not _DROPPED:
+                    out[key] = kept
+        return out if out else _DROPPED
+    return _DROPPED  # a leaf where the path goes on
 
 
 def _check_date(value: Any) -> None:
@@ -434,14 +460,19 @@ class EsServer:
         raw = await request.read()
         self.bulk_requests += 1
         self.bulk_inflight += 1
+        filters = request.query.get("filter_path")
+        if filters is not None and ("**" in filters or any(p.startswith("-") for p in filters.split(","))):
+            return _error(
+                400, "illegal_argument_exception", "the test server does not emulate ** or - in filter_path"
+            )
         try:
             if self.faults.bulk_delay:
                 await asyncio.sleep(self.faults.bulk_delay)
-            return self._bulk_body(raw)
+            return self._bulk_body(raw, filters)
         finally:
             self.bulk_inflight -= 1
 
-    def _bulk_body(self, raw: bytes) -> web.Response:
+    def _bulk_body(self, raw: bytes, filters: str | None = None) -> web.Response:
         if not raw.endswith(b"\n"):
             return _error(
                 400, "illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]"
@@ -488,7 +519,11 @@ class EsServer:
             item = self._apply(op, index, doc_id, source)
             errors = errors or item["status"] >= 300
             items.append({op: item})
-        return self._json({"took": 1, "errors": errors, "items": items})
+        answer: dict[str, Any] = {"took": 1, "errors": errors, "items": items}
+        if filters is not None:
+            kept = filter_path(answer, [p.split(".") for p in filters.split(",") if p])
+            answer = kept if isinstance(kept, dict) else {}
+        return self._json(answer)
 
     def _apply(self, op: str, index: str, doc_id: str | None, source: Any) -> dict[str, Any]:
         base = {"_index": index, "_id": doc_id}

@@ -25,6 +25,7 @@ import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
+from ispmon.agents.follow import follow_others
 from ispmon.agents.registry import AgentRegistry
 from ispmon.agents.singletons import Leadership, SingletonWork
 from ispmon.agents.wiring import agent_stats
@@ -176,6 +177,9 @@ RESTART_ONLY = (
     "ispmon_log_format",
     "ispmon_max_concurrency",
     "ispmon_write_queue_size",
+    "ispmon_agent_id",
+    "ispmon_location",
+    "agent_dead_after",
 )
 
 
@@ -402,8 +406,6 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         # every definition (~2 KB each) would otherwise live as long as the daemon. A reload reads
         # the file again.
         config.endpoints = []
-        await agents.start()
-        agents_started = True
         await restore_monitor(db, monitor, settings, retargeted, location=settings.ispmon_location)
         alerting = await Alerting.build(db, config, monitor)
         freeze_long_lived()
@@ -448,7 +450,13 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                 f"{exc.strerror or exc}"
             ) from None
         agents.api_url = f"http://{host}:{port}"
+        # Registered only now, ready to check: the others hand this agent its share from the
+        # instant its join takes effect, and a scheduler still starting would miss those checks.
+        await agents.start()
+        agents_started = True
         tasks.append(asyncio.create_task(monitor.run(), name="scheduler"))
+        if embedded is None:  # another agent may share the database: follow what it checks
+            tasks.append(asyncio.create_task(follow_others(db.pool, monitor), name="agents-follow"))
         if search is not None:
             search.start_logs()
         work = SingletonWork(

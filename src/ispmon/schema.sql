@@ -973,3 +973,32 @@ CREATE TABLE IF NOT EXISTS endpoint_locations (
 INSERT INTO schema_version (version, description)
 VALUES (17, 'agents: registry, leases, configuration changes, check and outage origins, location verdicts')
 ON CONFLICT (version) DO NOTHING;
+
+-- Flow collectors on several agents (issue 16 §6; version 18, to be renumbered at merge): what one
+-- agent learned of an exporter's observation domain (its templates, the options records that date
+-- relative times and give the sampling rate), so that another agent it fails over to decodes its
+-- data at once instead of holding it until the exporter sends its templates again.
+CREATE TABLE IF NOT EXISTS flow_domains (
+    exporter_id text NOT NULL REFERENCES flow_exporters (id) ON DELETE CASCADE,
+    domain      bigint NOT NULL,
+    templates   jsonb NOT NULL DEFAULT '{}',  -- template id -> [fields, options template]
+    options     jsonb NOT NULL DEFAULT '{}',  -- "init_ms", "sampling" (the options record)
+    agent_id    text NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (exporter_id, domain)
+);
+
+-- Which agents hear each exporter (upserted at each flush that had its packets): an exporter heard
+-- by two agents without a break for a while sends to both (for redundancy), which doubles its
+-- figures; the agents warn (an exporter must have one ispmon agent as its destination at a time).
+CREATE TABLE IF NOT EXISTS flow_exporter_agents (
+    exporter_id text NOT NULL REFERENCES flow_exporters (id) ON DELETE CASCADE,
+    agent_id    text NOT NULL,
+    since       timestamptz NOT NULL,  -- heard without a break since
+    last_heard  timestamptz NOT NULL,
+    PRIMARY KEY (exporter_id, agent_id)
+);
+
+INSERT INTO schema_version (version, description)
+VALUES (18, 'flows: exporters'' templates and options per observation domain shared between agents; the agents that hear each exporter')
+ON CONFLICT (version) DO NOTHING;

@@ -144,6 +144,8 @@ class Settings(BaseSettings):
     flow_retention_days: int = Field(30, ge=1, le=3650)
     # SO_RCVBUF of the collector's socket (0: the kernel's default); Linux caps it at net.core.rmem_max.
     flow_rcvbuf: int = Field(8 << 20, ge=0, le=1 << 30)
+    # Seconds between the collector's flushes of closed 1-minute buckets to flow_aggregates.
+    flow_flush_interval: float = Field(10.0, ge=0.5, le=60, allow_inf_nan=False)
     # Raw flow records kept this many hours (0: not kept), queued up to flow_raw_max_queued.
     flow_raw_hours: int = Field(0, ge=0, le=168)
     flow_raw_max_queued: int = Field(100_000, ge=1000, le=10_000_000)

@@ -22,6 +22,7 @@ from .test_alerting import Receiver, receiver  # noqa: F401
 from .test_daemon import Daemon, free_port, poll, wait_for_datagram
 
 pytestmark = pytest.mark.timeout(240)
+FLUSH = 1.0  # FLOW_FLUSH_INTERVAL: ten times as often as by default, so the pages come sooner
 
 
 async def _async(fn: Any) -> Any:
@@ -32,6 +33,7 @@ async def test_a_flood_pages_once_and_clears_once_through_the_daemon(
     tmp_path: Path,
     notify_socket: tuple[Path, socket.socket],
     receiver: Receiver,  # noqa: F811
+    db_dsn: str,
 ) -> None:
     notify_path, notify = notify_socket
     config = tmp_path / "ispmon.toml"
@@ -77,7 +79,13 @@ channels = ["webhook"]
 """
     )
     flow_port = free_port()
-    env = {"ISPMON_CONFIG": str(config), "FLOW_ADDRESS": "127.0.0.1", "FLOW_PORT": str(flow_port)}
+    env = {
+        "ISPMON_CONFIG": str(config),
+        "FLOW_ADDRESS": "127.0.0.1",
+        "FLOW_PORT": str(flow_port),
+        "FLOW_FLUSH_INTERVAL": str(FLUSH),
+        "DATABASE_URL": db_dsn,  # the test server's: no embedded server to initialise and start
+    }
     daemon = Daemon(tmp_path, free_port(), notify_path, env)
     base = f"http://127.0.0.1:{daemon.api_port}"
     a = time.time() // 60 * 60 - 600  # ten minutes ago: judged as soon as they are flushed
@@ -98,14 +106,14 @@ channels = ["webhook"]
         try:
             await wait_for_datagram(notify, "READY=1", timeout=90)
             await play("flood", [(a, True), (a + 60, True), (a + 120, True)])
-            # The flusher runs every 10 s; then the engine opens the alert and the sender pages.
+            # The flusher runs every FLUSH s; then the engine opens the alert and the sender pages.
             await poll(lambda: _async(receiver.titles), lambda t: len(t) >= 1, 60, "the breach page")
             assert "to_bps" in receiver.titles()[0] and "c-c" in receiver.titles()[0], receiver.titles()
             body = await alerts()
             assert [(i["rule_id"], i["endpoint_id"]) for i in body["items"]] == [("ddos-c", "customer:c-c")]
             await play("calm", [(a + 180, False), (a + 240, False)])
             await poll(lambda: _async(receiver.titles), lambda t: len(t) >= 2, 60, "the cleared page")
-            await asyncio.sleep(12)  # one more flush: nothing is sent again
+            await asyncio.sleep(3 * FLUSH)  # a few more flushes: nothing is sent again
             titles = receiver.titles()
             assert len(titles) == 2 and "CLEARED" in titles[1], titles
             body = await alerts()

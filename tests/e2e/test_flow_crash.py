@@ -18,12 +18,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.e2e.test_daemon import Daemon, free_port, run_cli, wait_for_datagram
+from tests.e2e.test_daemon import Daemon, free_port, wait_for_datagram
 from tests.integration.flows.pcap import Packet, write_pcap
 from tests.integration.flows.test_softflowd import softflowd
 
 pytestmark = pytest.mark.timeout(300)
 FLOWS = 3000  # each from its own source /24, so each is its own aggregate row
+FLUSH = 1.0  # FLOW_FLUSH_INTERVAL: the daemon's flushes come ten times as often as by default
 SLOW_FLUSH = """
 CREATE FUNCTION test_slow_batch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$;
@@ -68,13 +69,8 @@ async def capture(tmp: Path, t0: float) -> list[bytes]:
     return out
 
 
-async def connect(tmp_path: Path) -> asyncpg.Connection:
-    url = (await asyncio.to_thread(run_cli, "db-url", env={"ISPMON_STATE_DIR": str(tmp_path)})).stdout.strip()
-    return await asyncpg.connect(url)
-
-
 async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushed(
-    tmp_path: Path, notify_socket: tuple[Path, socket.socket]
+    tmp_path: Path, notify_socket: tuple[Path, socket.socket], db_dsn: str
 ) -> None:
     notify_path, notify = notify_socket
     t0 = time.time() // 60 * 60 - 600 + 1  # ten minutes ago: closed minutes, written at each flush
@@ -91,7 +87,14 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
         tmp_path,
         free_port(),
         notify_path,
-        {"FLOW_PORT": str(udp_port), "FLOW_ADDRESS": "127.0.0.1", "ISPMON_CONFIG": str(config)},
+        {
+            "FLOW_PORT": str(udp_port),
+            "FLOW_ADDRESS": "127.0.0.1",
+            "ISPMON_CONFIG": str(config),
+            "FLOW_FLUSH_INTERVAL": str(FLUSH),
+            # A database of the test server: no embedded server to initialise and start each time.
+            "DATABASE_URL": db_dsn,
+        },
     )
     target = ("127.0.0.1", udp_port)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -99,7 +102,7 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
     daemon.start()
     try:
         await wait_for_datagram(notify, "READY=1", timeout=90)
-        conn = await connect(tmp_path)
+        conn = await asyncpg.connect(db_dsn)
         sent = 0
         killed_at: int | None = None
         slowed = False
@@ -126,7 +129,7 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
 
         daemon.start()
         await wait_for_datagram(notify, "READY=1", timeout=90)
-        conn = await connect(tmp_path)
+        conn = await asyncpg.connect(db_dsn)
         await conn.execute("DROP TRIGGER test_slow_batch ON flow_batches")
         # The killed transaction left nothing: only the first flush's batch id is stored.
         assert await conn.fetchval("SELECT count(*) FROM flow_batches") == 1
@@ -135,19 +138,23 @@ async def test_kill_9_mid_flush_doubles_no_aggregate_and_loses_only_the_unflushe
             await asyncio.sleep(0.005)
         after = {p for p, d in datagram_of.items() if d >= killed_at}
         stored: dict[str, int] = {}
-        for _ in range(200):  # the restarted daemon's own flusher (every 10 s) writes them
+        for _ in range(200):  # the restarted daemon's own flusher (every FLUSH s) writes them
             stored = {
                 r["src_prefix"]: int(r["bytes"])
-                for r in await conn.fetch("SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1")
+                for r in await conn.fetch(
+                    "SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1"
+                )
             }
             if after <= set(stored):
                 break
             await asyncio.sleep(0.25)
-        # One more flush interval: what was written is not written again.
-        await asyncio.sleep(12)
+        # A few more flush intervals: what was written is not written again.
+        await asyncio.sleep(3 * FLUSH)
         again = {
             r["src_prefix"]: int(r["bytes"])
-            for r in await conn.fetch("SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1")
+            for r in await conn.fetch(
+                "SELECT src_prefix, sum(bytes) AS bytes FROM flow_aggregates GROUP BY 1"
+            )
         }
         assert again == stored
         rows = await conn.fetchval("SELECT count(*) FROM flow_aggregates")

@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ispmon.agents.ownership import AgentRow, members, next_change, owner
+from ispmon.agents.ownership import AgentRow, dead_at, members, next_change, owner
 
 log = structlog.get_logger("ispmon.agents")
 
@@ -89,6 +89,10 @@ class AgentRegistry:
         self.rows: list[AgentRow] = []
         self.offset = 0.0  # database clock minus this host's
         self.generation = 0  # grows with each change of membership
+        # The database time at which the latest change took effect (a listener applying it late
+        # still knows when it should have): the newest join or end that is not in the future.
+        self.changed_at = 0.0
+        self._recomputed_at = -math.inf
         self.listeners: list[Callable[[], None]] = []
         self._members: dict[str, tuple[str, ...]] = {}
         self._change_at = math.inf  # loop time of the next computed change
@@ -204,7 +208,15 @@ class AgentRegistry:
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = loop.call_at(at, self.recompute) if at != math.inf else None
+        previous, self._recomputed_at = self._recomputed_at, now
         if current != self._members:
+            instants = [
+                x
+                for row in self.rows
+                for x in (row.joined_at + self.settle, dead_at(row, self.dead_after))
+                if previous < x <= now
+            ]
+            self.changed_at = max(instants) if instants else now
             mine_before = self._members.get(self.location, ())
             self._members = current
             self.generation += 1

@@ -42,6 +42,7 @@ async def list_agents(pool: asyncpg.Pool, dead_after: float) -> list[dict[str, A
                 "endpoints_owned": int(stats.get("endpoints_owned") or 0) if r["live"] else 0,
                 "checks_per_s": _number(stats, "checks_per_s") if r["live"] else 0.0,
                 "scheduler_lag_p99_ms": _number(stats, "scheduler_lag_p99_ms"),
+                "checks_shed": int(stats.get("checks_shed") or 0),
                 "singletons": list(r["singletons"]),
             }
         )

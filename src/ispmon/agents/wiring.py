@@ -24,6 +24,8 @@ def agent_stats(monitor: Monitor) -> Callable[[], dict[str, Any]]:
             "endpoints_owned": len(monitor.scheduler),
             "checks_per_s": round(rate, 2),
             "scheduler_lag_p99_ms": round(p99 * 1000, 3),
+            # Checks skipped rather than run late or on top of a running one (overload), since start.
+            "checks_shed": monitor.scheduler.stats.skipped_late + monitor.scheduler.stats.skipped_overrun,
         }
 
     return stats

@@ -385,10 +385,14 @@ class AlertEngine(ThresholdInputs, Paging, SharedAlerts):
         runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
         if runtime is None:
             return False
-        if self.monitor is not None and not self.monitor.owns(runtime.spec):
-            # Another agent checks it: this copy of its state is stale; the outage rows are not
-            # (read at each tick, so the holder's re-suppression agrees with the owner's view).
-            return endpoint_id in self.down_elsewhere
+        if (
+            self.monitor is not None
+            and not self.monitor.owns(runtime.spec)
+            and endpoint_id in self.down_elsewhere
+        ):
+            # Another agent checks it and its outage row says DOWN (read at each tick): the holder's
+            # re-suppression agrees with the owner's view even before this copy of the state does.
+            return True
         state = runtime.state
         return state.status is Status.DOWN or (
             state.outage_id is not None and state.outage_status is Status.DOWN

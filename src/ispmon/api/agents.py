@@ -28,6 +28,7 @@ AGENT = obj(
         "endpoints_owned": {"type": "integer", "minimum": 0},
         "checks_per_s": nullable({"type": "number"}),
         "scheduler_lag_p99_ms": nullable({"type": "number"}),
+        "checks_shed": {"type": "integer", "minimum": 0},
         "singletons": {"type": "array", "items": _TEXT},
     },
     title="Agent",

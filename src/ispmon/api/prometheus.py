@@ -86,7 +86,7 @@ class Scrape:
             yield from counter_families("radius", self.radius.as_dict())
         flows = self.services.flows
         if flows.collector is not None:
-            counters = {k: v for k, v in flows.collector.counters().items() if k != "raw"}
+            counters = {k: v for k, v in flows.collector.counters().items() if k not in ("raw", "shared")}
             counters["receive_buffer_bytes"] = counters.pop("receive_buffer", None)  # SO_RCVBUF
             yield from counter_families("flow_listener", counters, gauges=("receive_buffer_bytes",))
         if flows.decoder is not None:

@@ -85,7 +85,10 @@ class Snapshot:
 
     @classmethod
     def take(cls, monitor: Any, poller: Any) -> Snapshot:
-        runtimes = list(monitor.runtimes.values()) if monitor is not None else []
+        # Several agents: each exports the endpoints it checks (Prometheus scrapes every agent).
+        runtimes = (
+            [r for r in monitor.runtimes.values() if monitor.checks_here(r.spec.id)] if monitor is not None else []
+        )
         devices = (
             [(s.spec.id, s.reachable, list(s.by_index.values())) for s in list(poller.devices.values())]
             if poller is not None

@@ -93,6 +93,34 @@ COLLECTOR_STATS = obj(
                 additionalProperties=False,
             )
         ),
+        "shared": nullable(
+            obj(
+                {
+                    "published": {
+                        **_COUNT,
+                        "description": "Exporter domains whose templates or options were "
+                        "written for the other agents",
+                    },
+                    "installed": {
+                        **_COUNT,
+                        "description": "Exporter domains read from another agent that "
+                        "decoded data held for want of a template",
+                    },
+                    "failures": {**_COUNT, "description": "Syncs that failed (the database was away)"},
+                    "heard_by_other_agents": {
+                        "type": "array",
+                        "description": "Exporters another agent hears too, without a break (sent to both: "
+                        "counted twice)",
+                        "items": obj(
+                            {"exporter": {"type": "string"}, "agent": {"type": "string"}},
+                            additionalProperties=False,
+                        ),
+                    },
+                },
+                description="What the collector shares with the other agents (`DomainShare.counters`)",
+                additionalProperties=False,
+            )
+        ),
     },
     title="FlowCollectorStats",
     additionalProperties=False,

@@ -21,6 +21,7 @@ from ispmon.availability.compact import CompactSpec, compact
 from ispmon.availability.confirm import LocationConfirmation
 from ispmon.availability.endpoints import EndpointSpec, public_url, target_key
 from ispmon.availability.maintenance import MaintenanceCalendar, MaintenanceWindowSpec
+from ispmon.availability.outage_writes import OutageWrites
 from ispmon.availability.outages import (
     EndpointState,
     Event,
@@ -38,7 +39,6 @@ from ispmon.availability.outages import (
     enter_maintenance,
     restore,
     transition,
-    with_outage_id,
 )
 from ispmon.availability.resource_watch import ResourceWatch
 from ispmon.availability.scheduler import Scheduler
@@ -77,7 +77,7 @@ class EndpointRuntime:
         self.stale = False
 
 
-class Monitor(LocationConfirmation):
+class Monitor(LocationConfirmation, OutageWrites):
     def __init__(
         self,
         *,
@@ -105,6 +105,7 @@ class Monitor(LocationConfirmation):
         self.agent_id = agents.agent_id if agents is not None else None
         self.location = agents.location if agents is not None else None
         self.verdicts = LocationVerdicts(outages.pool) if agents is not None else None
+        self._refreshing: asyncio.Future[None] | None = None
         self.scheduler = Scheduler(
             self._scheduled,
             max_concurrency=max_concurrency,
@@ -185,19 +186,6 @@ class Monitor(LocationConfirmation):
                     await self._outage_closed_by_store(spec.id, outage_id)
         self.upsert(spec)
 
-    async def _outage_closed_by_store(self, endpoint_id: str, outage_id: int) -> None:
-        """Resolve the alerts of an outage that the store closed by hand."""
-        assert self.alerts is not None
-        try:
-            row = await self.outages.get(outage_id)
-        except Exception as exc:  # the alert engine's start-up reconcile repairs it
-            log.error("outage_read_failed", endpoint_id=endpoint_id, outage_id=outage_id, error=str(exc))
-            return
-        if row is not None and row["resolved_at"] is not None:
-            await self.alerts.outage_resolved(
-                endpoint_id, outage_id, row["resolved_at"], row["duration_seconds"] or 0.0, "manual"
-            )
-
     def remove(self, endpoint_id: str) -> None:
         runtime = self.runtimes.pop(endpoint_id, None)
         self.scheduler.remove(endpoint_id)
@@ -212,21 +200,57 @@ class Monitor(LocationConfirmation):
 
     def rebalance(self) -> None:
         """The agents of this location changed: schedule what this agent owns now, drop the rest.
-        A gained endpoint starts on the shared grid's next point and re-reads its state first."""
-        gained = lost = 0
+        A gained endpoint starts on the shared grid's next point; the state of all those gained is
+        read in one go (two queries) before their first checks."""
+        gained: list[str] = []
+        lost = added = 0
         scheduler = self.scheduler
+        alone = self.agents is not None and self.agents.settle == 0
+        since = self.agents.changed_at if self.agents is not None and not alone else None
         for endpoint_id, runtime in self.runtimes.items():
             spec = runtime.spec
             wanted = spec.is_active and self.owns(spec)
             if wanted and endpoint_id not in scheduler:
-                runtime.stale = True
-                scheduler.add(endpoint_id, spec.check_interval)
-                gained += 1
+                # From the grid point at or after the change: applied late (a busy loop), the
+                # check the previous owner no longer ran is run now instead of being lost.
+                scheduler.add(endpoint_id, spec.check_interval, since=since)
+                if not alone:  # alone, nobody else can have checked it since it was loaded
+                    runtime.stale = True
+                    gained.append(endpoint_id)
+                added += 1
             elif not wanted and endpoint_id in scheduler:
                 scheduler.remove(endpoint_id)
                 lost += 1
-        if gained or lost:
-            log.info("endpoints_rebalanced", gained=gained, lost=lost, owned=len(scheduler))
+        if added or lost:
+            log.info("endpoints_rebalanced", gained=added, lost=lost, owned=len(scheduler))
+        if gained:
+            self._refreshing = asyncio.ensure_future(self._refresh_many(gained))
+
+    async def _refresh_many(self, endpoint_ids: list[str]) -> None:
+        try:
+            rows = await self.outages.open_outages(endpoint_ids)
+            latest = (
+                await self.history_repo.latest(endpoint_ids, self.location)
+                if self.history_repo is not None
+                else {}
+            )
+        except Exception as exc:  # each is read on its own before its check instead
+            log.warning("endpoint_states_read_failed", endpoints=len(endpoint_ids), error=str(exc))
+            return
+        open_by_id = {r["endpoint_id"]: OpenOutage.from_record(r) for r in rows}
+        for endpoint_id in endpoint_ids:
+            runtime = self.runtimes.get(endpoint_id)
+            if runtime is None or not runtime.stale or endpoint_id not in self.scheduler:
+                continue
+            row = latest.get(endpoint_id)
+            last = (
+                Status(row["status"])
+                if row is not None and row["status"] in Status.__members__.values()
+                else None
+            )
+            runtime.state = restore(open_by_id.get(endpoint_id), last, self.policy)
+            runtime.pending_declare = runtime.pending_resolve = runtime.pending_update = None
+            runtime.stale = False
 
     async def _refresh(self, runtime: EndpointRuntime) -> None:
         """Read what the previous owner left (open outage, last status) before checking."""
@@ -295,7 +319,11 @@ class Monitor(LocationConfirmation):
             lock = self._locks[spec.id] = asyncio.Lock()
         async with lock:
             if runtime.stale:
-                await self._refresh(runtime)
+                refreshing = self._refreshing
+                if refreshing is not None and not refreshing.done():
+                    await asyncio.shield(refreshing)
+                if runtime.stale:
+                    await self._refresh(runtime)
             await self._replay_pending(runtime)
             now = datetime.now(UTC)
             mode = self.calendar.mode_for(spec.id, spec.tags, now)
@@ -326,21 +354,6 @@ class Monitor(LocationConfirmation):
             for event in events:
                 if isinstance(event, VerificationRequested):
                     await self._verify(runtime, event.checks, mode)
-
-    async def _replay_pending(self, runtime: EndpointRuntime) -> None:
-        """Outage writes that failed while the database was unreachable, in the order that keeps
-        the rows right: close an older stored outage, apply pending severity/flapping changes, open
-        a pending one, then close it if it was already over before it could be stored."""
-        pending = runtime.pending_resolve
-        if pending is not None and pending[1] is not None:
-            await self._resolve_outage(runtime, *pending)
-        if runtime.pending_update is not None:
-            await self._update_outage(runtime, *runtime.pending_update)
-        if runtime.pending_declare is not None:
-            await self._open_outage(runtime, runtime.pending_declare)
-        pending = runtime.pending_resolve
-        if pending is not None and pending[1] is None and runtime.pending_declare is None:
-            await self._resolve_outage(runtime, *pending)
 
     async def _verify(self, runtime: EndpointRuntime, checks: int, mode: Any) -> None:
         spec = runtime.spec
@@ -439,100 +452,6 @@ class Monitor(LocationConfirmation):
         elif isinstance(event, VerificationRequested):
             log.info("outage_verifying", endpoint_id=spec.id, checks=event.checks)
         self.events.submit((spec.id, event.occurred_at, event.kind, outage_id, event.as_dict()))
-
-    async def _open_outage(self, runtime: EndpointRuntime, event: OutageDeclared) -> None:
-        spec = runtime.spec
-        try:
-            outage_id, created = await self.outages.open(
-                spec.id,
-                started_at=event.started_at,
-                declared_at=event.declared_at,
-                status=event.status.value,
-                severity=event.severity.value,
-                error_kind=event.error_kind,
-                error=event.error,
-                failures=event.failures,
-                verified=event.verified,
-                flapping=runtime.state.flapping,
-                event=(event.kind, event.occurred_at, event.as_dict()),
-                agent_id=self.agent_id,
-                location=self.location,
-            )
-        except Exception as exc:
-            runtime.pending_declare = event
-            log.error("outage_store_failed", endpoint_id=spec.id, error=str(exc))
-            return
-        runtime.pending_declare = None
-        runtime.state = with_outage_id(runtime.state, outage_id)
-        if created:
-            log.warning(
-                "outage_declared",
-                endpoint_id=spec.id,
-                outage_id=outage_id,
-                severity=event.severity.value,
-                status=event.status.value,
-                started_at=event.started_at.isoformat(),
-                failures=event.failures,
-                verified=event.verified,
-                error_kind=event.error_kind,
-                error=event.error,
-            )
-            if self.alerts is not None:
-                await self.alerts.outage_declared(spec, event, outage_id)
-        else:
-            log.info("outage_already_open", endpoint_id=spec.id, outage_id=outage_id)
-
-    async def _resolve_outage(
-        self, runtime: EndpointRuntime, event: OutageResolved, outage_id: int | None
-    ) -> None:
-        spec = runtime.spec
-        row = None
-        try:
-            if outage_id is None:
-                # Opened while the database was unreachable and written later: find it by endpoint.
-                open_rows = await self.outages.list(endpoint_id=spec.id, active=True, limit=1)
-                outage_id = open_rows[0]["id"] if open_rows else None
-            if outage_id is not None:
-                row = await self.outages.resolve(
-                    outage_id,
-                    resolved_at=event.resolved_at,
-                    resolution="auto",
-                    event=(event.kind, event.occurred_at, event.as_dict()),
-                )
-        except Exception as exc:
-            # Kept and retried: otherwise the row stays open while the target is up, and the next
-            # outage of this endpoint would find it and be merged into it.
-            runtime.pending_resolve = (event, outage_id)
-            log.error("outage_resolve_store_failed", endpoint_id=spec.id, error=str(exc))
-            return
-        runtime.pending_resolve = None
-        if row is None:
-            return  # already resolved by an operator through the API
-        log.warning(
-            "outage_resolved",
-            endpoint_id=spec.id,
-            outage_id=outage_id,
-            duration_seconds=round(event.duration_seconds, 3),
-            severity=event.severity.value,
-        )
-        if self.alerts is not None and outage_id is not None:
-            await self.alerts.outage_resolved(spec.id, outage_id, event.resolved_at, event.duration_seconds)
-
-    async def _update_outage(self, runtime: EndpointRuntime, outage_id: int, fields: dict[str, Any]) -> None:
-        pending = runtime.pending_update
-        if pending is not None and pending[0] == outage_id:
-            fields = {**pending[1], **fields}
-        fields = {k: v for k, v in fields.items() if v is not None}
-        try:
-            await self.outages.update(outage_id, **fields)
-        except Exception as exc:
-            # Kept and retried before the next check: the stored severity is what reports show.
-            runtime.pending_update = (outage_id, fields)
-            log.error(
-                "outage_update_failed", endpoint_id=runtime.spec.id, outage_id=outage_id, error=str(exc)
-            )
-            return
-        runtime.pending_update = None
 
     # -- introspection -----------------------------------------------------------------------------
     def checks_here(self, endpoint_id: str) -> bool:

@@ -56,12 +56,15 @@ class SchedulerStats:
 
 
 class _Slot:
-    __slots__ = ("generation", "interval", "running")
+    __slots__ = ("catch_up", "generation", "interval", "running")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.generation = 0
         self.running = False
+        # The first run may start late without being shed: an endpoint taken over from another
+        # agent whose hand-over instant this agent applied late (its grid point is already past).
+        self.catch_up = False
 
 
 def spread_offset(key: str, interval: float) -> float:
@@ -99,16 +102,26 @@ class Scheduler:
         self._skip_logged_at = float("-inf")
 
     # -- the registry -----------------------------------------------------------------------------
-    def add(self, key: str, interval: float, first_due: float | None = None) -> None:
-        """Add or reschedule `key`. A changed interval takes effect at once (new spread offset)."""
+    def add(
+        self, key: str, interval: float, first_due: float | None = None, *, since: float | None = None
+    ) -> None:
+        """Add or reschedule `key`. A changed interval takes effect at once (new spread offset).
+
+        `since` (wall-clock time, with `wall_clock` set): the first run is the first grid point at
+        or after it, even if that is already past (it then runs at once, not shed)."""
         loop = self._loop or asyncio.get_running_loop()
         slot = self._slots.get(key)
         if slot is None:
             slot = self._slots[key] = _Slot(interval)
         slot.interval = interval
         slot.generation += 1  # invalidates heap entries of the old schedule
+        slot.catch_up = False
         if first_due is not None:
             due = first_due
+        elif self.wall_clock is not None and since is not None:
+            wall_now = self.wall_clock()
+            due = loop.time() - (wall_now - since) + (spread_offset(key, interval) - since) % interval
+            slot.catch_up = due < loop.time()
         elif self.wall_clock is not None:
             due = loop.time() + (spread_offset(key, interval) - self.wall_clock()) % interval
         else:
@@ -181,7 +194,7 @@ class Scheduler:
             # counted, whether the concurrency bound or a saturated CPU held it up. Started late, it
             # would measure the monitor's own delay as the target's response time (false DEGRADED or
             # DOWN) and push every later check further back.
-            if now - due > min(self.max_lateness, slot.interval / 2):
+            if now - due > min(self.max_lateness, slot.interval / 2) and not slot.catch_up:
                 self.stats.skipped_late += 1
                 if now - self._skip_logged_at > 60:
                     self._skip_logged_at = now
@@ -193,6 +206,7 @@ class Scheduler:
                         hint="more checks are due than this host can run: lengthen intervals or add a core",
                     )
                 continue
+            slot.catch_up = False
             self._record_lag(max(0.0, now - due))
             self._start(key, slot, due)
             burst += 1

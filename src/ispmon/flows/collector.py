@@ -3,7 +3,10 @@ awaited per packet) and the flusher that writes closed 1-minute buckets in batch
 
 A batch keeps its id until PostgreSQL has confirmed it: a flush retried after an error whose
 commit did in fact land is recognised by that id and adds nothing. On close everything still in
-memory is written once, so a restart neither loses nor doubles a closed bucket.
+memory is written once, so a restart neither loses nor doubles a closed bucket. Rows are appended
+(COPY) under a random batch id and every read sums them, so collectors of several agents on one
+database each add their share of a minute; each flush also shares what was learned of the
+exporters with the other agents (`ispmon.flows.shared`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from ispmon.flows.aggregate import Aggregator, Bucket
 from ispmon.flows.decode import FlowDecoder
 from ispmon.flows.raw import RawKeeper
 from ispmon.flows.receiver import DEFAULT_RCVBUF, FlowReceiver
+from ispmon.flows.shared import DomainShare
 
 log = structlog.get_logger("ispmon.flows")
 
-FLUSH_EVERY = 10.0  # seconds between flushes
+FLUSH_EVERY = 10.0  # seconds between flushes (FLOW_FLUSH_INTERVAL)
 GRACE = 5.0  # a minute is flushed this long after it ends (late flows go into a later batch)
 
 Write = Callable[[uuid.UUID, Sequence[Bucket]], Awaitable[bool]]
@@ -44,6 +48,8 @@ class Collector:
     batches: int = 0
     write_failures: int = 0
     watch: Watch | None = None
+    flush_every: float = FLUSH_EVERY
+    share: DomainShare | None = None  # templates shared with the other agents (`ispmon.flows.shared`)
     _pending: tuple[uuid.UUID, list[Bucket]] | None = None
     _task: asyncio.Task[None] | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -67,6 +73,13 @@ class Collector:
         """Write the closed buckets (all of them if `everything`); False if the write failed."""
         async with self._lock:
             now = time.time() if now is None else now
+            if self.share is not None:
+                # Data held for want of a template that another agent learned: decoded now.
+                records = await self.share.sync(now)
+                if records:
+                    self.aggregator.add(records)
+                    if self.raw is not None:
+                        self.raw.offer(records)
             self.decoder.expire(now)
             if self._pending is None:
                 buckets = self.aggregator.take(None if everything else now - GRACE)
@@ -104,14 +117,21 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
+            await asyncio.sleep(self.flush_every)
             await self.flush()
 
     def counters(self) -> dict[str, Any]:
         """The listener's own figures for GET /flows/exporters (the exporters' are the decoder's)."""
         out = self.receiver.counters() if self.receiver is not None else FlowReceiver.idle_counters()
         raw = self.raw.counters() if self.raw is not None else None
-        return {**out, "batches": self.batches, "write_failures": self.write_failures, "raw": raw}
+        shared = self.share.counters() if self.share is not None else None
+        return {
+            **out,
+            "batches": self.batches,
+            "write_failures": self.write_failures,
+            "raw": raw,
+            "shared": shared,
+        }
 
     async def close(self) -> None:
         """Stop receiving, write what is in memory (a few tries), stop the flusher."""

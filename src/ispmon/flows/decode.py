@@ -17,10 +17,12 @@ from typing import Any, NamedTuple
 
 from netflume import Decoder, TemplateLearned
 from netflume.parse import parse_v9_or_ipfix
+from netflume.sampling import sampling_rate
 
 # Data sets that arrive before their template are held this long, then dropped (counted).
 PENDING_SECONDS = 120.0
 PENDING_MAX = 256  # datagrams held per exporter
+NOTES_MAX = 4096  # (exporter, domain) notes waiting to be shared with the other agents
 FUTURE_SLACK = 300.0  # a flow ending more than this after arrival is implausible
 
 
@@ -71,6 +73,14 @@ class ExporterState:
             "sampling_rate": self.sampling_rate,
             "last_seen": self.last_seen,
         }
+
+
+@dataclass
+class DomainNote:
+    """What is known of one (exporter, observation domain) beyond a datagram: shared between agents."""
+
+    templates: dict[int, tuple[list[Any], bool]] = field(default_factory=dict)  # id -> (fields, options)
+    options: dict[str, Any] = field(default_factory=dict)  # "init_ms": int, "sampling": options record
 
 
 def _sets(data: bytes, ipfix: bool) -> tuple[int, list[tuple[int, int, int]]]:
@@ -124,6 +134,11 @@ class FlowDecoder:
         self.unknown_packets = 0
         self.unknown_sources: dict[str, int] = {}
         self.retention_seconds = retention_seconds
+        # What this agent learned from the wire since the last `take_notes`, for the other agents
+        # (`ispmon.flows.shared`): per (exporter id, domain), templates by id as (fields, options),
+        # and the options records that date relative times (init) and scale counts (sampling).
+        self.notes: dict[tuple[str, int], DomainNote] = {}
+        self._sampling: dict[tuple[str, int], dict[str, Any]] = {}  # the last sampling record noted
 
     def declare(self, exporter_id: str, address: str, sampling: int | None = None) -> None:
         old = self.exporters.get(address)
@@ -154,14 +169,22 @@ class FlowDecoder:
             if isinstance(event, TemplateLearned):
                 state.templates += 1
                 learned = True
+                note = self._note(state, event.domain)
+                if note is not None:
+                    note.templates[int(event.template_id)] = (event.fields, bool(event.options))
         if message is None:
             state.malformed += 1
             return []
         state.sequence_gaps += message.gap
         for opt in message.options:
             init = opt.get("system_init_time_ms")
+            domain = int(message.header.get("domain") or 0)
             if init and len(state.init_ms) < 64:
-                state.init_ms[int(message.header.get("domain") or 0)] = int(init)
+                if state.init_ms.get(domain) != int(init) and (note := self._note(state, domain)):
+                    note.options["init_ms"] = int(init)
+                state.init_ms[domain] = int(init)
+            if sampling_rate(opt) is not None:
+                self._note_sampling(state, domain, opt)
         out = self._records(state, message.header, message.flows, message.sampling_rate, now)
         if message.version in (9, 10):
             self._hold_deferred(state, data, message.header, now)
@@ -269,6 +292,52 @@ class FlowDecoder:
             if still is not None:
                 keep.append((arrived, still))
         state.pending = keep
+        return out
+
+    def _note(self, state: ExporterState, domain: Any) -> DomainNote | None:
+        key = (state.exporter_id, int(domain or 0))
+        note = self.notes.get(key)
+        if note is None and len(self.notes) < NOTES_MAX:
+            note = self.notes[key] = DomainNote()
+        return note
+
+    def _note_sampling(self, state: ExporterState, domain: int, opt: dict[str, Any]) -> None:
+        # Noted when it changes only: softflowd repeats it every 16 datagrams.
+        key = (state.exporter_id, domain)
+        if self._sampling.get(key) != opt and len(self._sampling) < NOTES_MAX:
+            note = self._note(state, domain)
+            if note is not None:
+                self._sampling[key] = opt
+                note.options["sampling"] = opt
+
+    def take_notes(self) -> dict[tuple[str, int], DomainNote]:
+        notes, self.notes = self.notes, {}
+        return notes
+
+    def waiting(self) -> set[tuple[str, int]]:
+        """(exporter id, domain) of the data held for want of a template."""
+        return {(s.exporter_id, _domain(d)) for s in self.exporters.values() for _, d in s.pending}
+
+    def install(self, exporter_id: str, domain: int, note: DomainNote, now: float) -> list[FlowRecord]:
+        """What another agent learned of an exporter's domain: the templates this decoder lacks,
+        the init time and sampling if it has none; then the held data decoded (its records)."""
+        out: list[FlowRecord] = []
+        for state in [s for s in self.exporters.values() if s.exporter_id == exporter_id]:
+            key, templates = address_key(state), self.decoder.templates
+            for tid, (fields, options) in note.templates.items():
+                if templates.get(key, domain, tid)[0] is None:
+                    templates.put(key, domain, tid, [tuple(f) for f in fields], options)
+            templates.take_events()  # not learned from the wire: not shared again
+            init = note.options.get("init_ms")
+            if init and domain not in state.init_ms and len(state.init_ms) < 64:
+                state.init_ms[domain] = int(init)
+            watch = self.decoder.sampling
+            sampling = note.options.get("sampling")
+            if watch is not None and sampling and (key, domain) not in watch.rates:
+                watch.note(key, domain, sampling)
+                watch.take_events()
+            if state.pending:
+                out.extend(self._retry_pending(state, now))
         return out
 
     def expire(self, now: float) -> None:

@@ -21,6 +21,8 @@ from ispmon.flows.attribution import PrefixTable
 from ispmon.flows.collector import Collector
 from ispmon.flows.decode import FlowDecoder
 from ispmon.flows.raw import RawKeeper
+from ispmon.flows.shared import DomainShare
+from ispmon.store.flow_domains import ExporterAgentStore, FlowDomainStore
 from ispmon.store.flow_records import FlowRecordStore
 from ispmon.store.flows import FlowStore
 
@@ -63,7 +65,16 @@ class FlowCollection:
             await store.ensure_partitions()
             return await store.write(batch_id, buckets)
 
-        flows.collector = Collector(decoder, aggregator, write)
+        share = DomainShare(
+            decoder,
+            FlowDomainStore(db.pool),
+            settings.ispmon_agent_id,
+            agents=ExporterAgentStore(db.pool),
+            flush_every=settings.flow_flush_interval,
+        )
+        flows.collector = Collector(
+            decoder, aggregator, write, flush_every=settings.flow_flush_interval, share=share
+        )
         if settings.flow_raw_hours:
             records = FlowRecordStore(db.pool)
             hours = settings.flow_raw_hours

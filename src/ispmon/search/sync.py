@@ -176,6 +176,8 @@ class SearchSync:
         return snap
 
     def _docs(self, src: Source, rows: list[asyncpg.Record], now: datetime) -> list[Item]:
+        if src.to_items is not None:
+            return src.to_items(rows, self.observer, self.prefix, now)
         items = []
         for row in rows:
             if src is WINDOWS or src.to_doc is None:
@@ -195,9 +197,12 @@ class SearchSync:
 
     async def _fetch_items(
         self, src: Source, cur: Cursor, after: list[Any] | None
-    ) -> tuple[list[asyncpg.Record], list[Item]]:
+    ) -> tuple[int, list[Any] | None, list[Item]]:
+        """How many rows were read, the last one's key, their items. The records themselves are
+        dropped here: kept across the bulk's await, a thousand of them per batch reached the
+        collector's oldest generation and made its full collections frequent."""
         rows = await self._fetch(src, cur, after)
-        return rows, self._docs(src, rows, self.clock())
+        return len(rows), (src.key_of(rows[-1]) if rows else None), self._docs(src, rows, self.clock())
 
     async def sync_source(self, state: SourceState) -> int:
         """Send what is due for one source; returns how many documents Elasticsearch accepted."""
@@ -208,12 +213,12 @@ class SearchSync:
             cur.after_key = None
             state.window_at = snap["now"]
         accepted = 0
-        rows, items = await self._fetch_items(src, cur, cur.after_key)
+        n, last_key, items = await self._fetch_items(src, cur, cur.after_key)
         for batch in range(MAX_BATCHES_PER_ROUND):
             # The next batch is read and made into documents while this one is in flight (at most
             # two in memory): the database's time, ours and Elasticsearch's overlap.
-            more = len(rows) == self.batch_size and batch + 1 < MAX_BATCHES_PER_ROUND
-            ahead = asyncio.create_task(self._fetch_items(src, cur, src.key_of(rows[-1]))) if more else None
+            more = n == self.batch_size and batch + 1 < MAX_BATCHES_PER_ROUND
+            ahead = asyncio.create_task(self._fetch_items(src, cur, last_key)) if more else None
             try:
                 outcome = await self.deliverer.deliver(items) if items else None
             except BaseException:
@@ -222,9 +227,9 @@ class SearchSync:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await ahead
                 raise
-            done = len(rows) < self.batch_size
-            if rows:
-                cur.after_key = src.key_of(rows[-1])
+            done = n < self.batch_size
+            if last_key is not None:
+                cur.after_key = last_key
             cur.sent += outcome.accepted if outcome else 0
             accepted += outcome.accepted if outcome else 0
             if done:
@@ -248,7 +253,7 @@ class SearchSync:
                 await self._count_dead_letters()
             if done or ahead is None:
                 break
-            rows, items = await ahead
+            n, last_key, items = await ahead
         state.last_success_at = self.clock()
         return accepted
 

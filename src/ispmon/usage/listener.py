@@ -48,6 +48,11 @@ RETRY_DELAY = 1.0
 # Transactions in flight at once. Each holds a pool connection while it commits; a few are enough
 # to overlap round trips and WAL flushes (the server does the same work either way).
 LANES = 4
+# A lane with fewer records than LINGER_BATCH waits LINGER seconds before its transaction when
+# another one is in flight, for more to share its fixed cost; at high rates batches are larger
+# than that anyway, and an idle listener never waits.
+LINGER = 0.004
+LINGER_BATCH = 64
 # The socket's receive buffer: a commit's Python work holds the event loop for a few ms, and a
 # burst arriving then must wait in the kernel, not be dropped (Linux caps it at net.core.rmem_max).
 RECEIVE_BUFFER = 8 * 1024 * 1024
@@ -99,14 +104,21 @@ def _next_batch(lane: _Lane, open_epoch: int) -> list[Queued]:
 
 class AccountingProtocol(asyncio.DatagramProtocol):
     def __init__(
-        self, directory: NasDirectory, commit: Commit, stats: ListenerStats | None = None, lanes: int = LANES
+        self,
+        directory: NasDirectory,
+        commit: Commit,
+        stats: ListenerStats | None = None,
+        lanes: int = LANES,
+        linger: float = LINGER,
     ) -> None:
         self.directory = directory
         self.commit = commit
+        self.linger = linger
         self.stats = stats or ListenerStats()
         self.transport: asyncio.DatagramTransport | None = None
         self._lanes = [_Lane() for _ in range(max(1, lanes))]
         self._queued = 0  # over all lanes: queued and not yet answered or dropped
+        self._in_flight = 0  # transactions under way
         self._closing = False
         self._idle = asyncio.Event()  # set while nothing is queued or in a transaction
         self._idle.set()
@@ -196,6 +208,12 @@ class AccountingProtocol(asyncio.DatagramProtocol):
     async def _committer(self, lane: _Lane) -> None:
         while True:
             await lane.wake.wait()
+            if self._in_flight and len(lane.pending) < LINGER_BATCH and self.linger > 0:
+                # Group commit's fixed cost (BEGIN, two statements, COMMIT and its WAL flush: about
+                # 1.7 ms of CPU on both sides together) is paid per transaction. While another
+                # lane's transaction is in flight, PostgreSQL is busy anyway: wait a little for
+                # more records to share ours. An idle listener commits at once.
+                await asyncio.sleep(self.linger)
             lane.wake.clear()
             while lane.pending and lane.pending[0][3] <= self._open:
                 batch = _next_batch(lane, self._open)
@@ -232,6 +250,7 @@ class AccountingProtocol(asyncio.DatagramProtocol):
 
     async def _commit(self, batch: list[Queued], lane: _Lane) -> bool:
         """Commit `batch` and, once committed, answer it; False when the commit failed."""
+        self._in_flight += 1
         try:
             result = await self.commit([b[0] for b in batch])
         except asyncio.CancelledError:
@@ -243,6 +262,8 @@ class AccountingProtocol(asyncio.DatagramProtocol):
                 log.error("radius_commit_failed", error=str(exc), records=len(batch))
             lane.failing = True
             return False
+        finally:
+            self._in_flight -= 1
         if lane.failing:
             log.info("radius_commit_recovered")
             lane.failing = False
