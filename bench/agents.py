@@ -210,6 +210,7 @@ async def main(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ispmon-bench-agents-"))
     targets = start_listeners(args.listeners)
     embedded = admin = bench = None
+    finished = False
     name = f"bench_agents_{os.getpid()}"
     try:
         assert targets.stdout is not None
@@ -229,6 +230,7 @@ async def main(args: argparse.Namespace) -> int:
         except (TimeoutError, RuntimeError) as exc:
             print(f"stopped: {exc}")
             bench.ok = False
+        finished = bench.ok
         return 0 if bench.ok else 1
     finally:
         if bench is not None:
@@ -244,7 +246,7 @@ async def main(args: argparse.Namespace) -> int:
             targets.wait(10)
         except subprocess.TimeoutExpired:
             targets.kill()
-        if bench is not None and bench.ok:
+        if finished:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             print(f"logs kept in {tmp}")

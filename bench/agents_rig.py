@@ -300,7 +300,8 @@ class Rig:
             """SELECT endpoint_id,
                       min(checked_at) FILTER (WHERE checked_at > $1 AND agent_id <> $2) AS first_after,
                       max(checked_at) FILTER (WHERE checked_at <= $1) AS last_before
-               FROM status_history WHERE endpoint_id = ANY($3::text[]) AND checked_at > $1 - make_interval(secs => $4)
+               FROM status_history
+               WHERE endpoint_id = ANY($3::text[]) AND checked_at > $1::timestamptz - make_interval(secs => $4)
                GROUP BY endpoint_id""",
             killed,
             victim,
@@ -316,7 +317,8 @@ class Rig:
         doubles = await self.db.pool.fetchval(
             """SELECT count(*) FROM (SELECT checked_at - lag(checked_at) OVER (PARTITION BY endpoint_id
                                                                                ORDER BY checked_at) AS gap
-                                     FROM status_history WHERE checked_at > $1 - make_interval(secs => $2)) g
+                                     FROM status_history
+                                     WHERE checked_at > $1::timestamptz - make_interval(secs => $2)) g
                WHERE gap < make_interval(secs => $3)""",
             killed,
             interval,
