@@ -52,31 +52,44 @@ import aiohttp
 import asyncpg
 
 from agents_rig import Rig, load
+from ispmon.agents.ownership import owner
 
 
 async def run(rig: Rig) -> None:
     """The steps of the docstring, in order; prints the figures as they come."""
     a = rig.args
-    await rig.setup()
+    ids = [f"a{k}" for k in range(1, a.agents + 1)]
+    # The control: one agent checking alone exactly what a1 checks among the three (the rest loaded
+    # but inactive, as a1 holds the others' endpoints), so its rate per agent is theirs.
+    share = {e.id for e in rig.specs(None) if owner(e.id, tuple(sorted(ids))) == ids[0]}
+    await rig.setup(share if a.control else None)
     started = time.monotonic()
     settle = 90 + a.endpoints / 200  # start-up loads every endpoint (a few seconds per 10,000)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
         rig.http = http
-        rig.start("a1", a.dead_after)
-        await rig.sharing(["a1"], settle)
+        control = None
+        if a.control:
+            rig.start("solo", a.dead_after)
+            await rig.sharing(["solo"], settle)
+            print(f"control: 1 agent, {len(share)} of the endpoints active; warm-up {a.warmup:g} s")
+            await asyncio.sleep(a.warmup)
+            control = await rig.window(["solo"])
+            rig.agents["solo"].stop()
+            await rig.activate(None)
+        rig.start(ids[0], a.dead_after)
+        await rig.sharing(ids[:1], settle)
         print(
             f"1 agent owns {a.endpoints} endpoints ({time.monotonic() - started:.0f} s); warm-up {a.warmup:g} s"
         )
         await asyncio.sleep(a.warmup)
-        one = await rig.window(["a1"])
-        ids = [f"a{k}" for k in range(1, a.agents + 1)]
+        one = await rig.window(ids[:1])
         for i in ids[1:]:
             rig.start(i, a.dead_after)
         await rig.sharing(ids, settle)
         print(f"{a.agents} agents share them ({time.monotonic() - started:.0f} s); warm-up {a.warmup:g} s")
         await asyncio.sleep(a.warmup)
         many = await rig.window(ids)
-        report_cpu(one, many, a)
+        report_cpu(control, one, many, a)
         delays = await rig.config_change(ids)
         report_config(delays, a)
         fails = [await rig.failover(ids, ids[-1], a.interval, a.dead_after)]
@@ -93,37 +106,51 @@ async def run(rig: Rig) -> None:
                 rig.agents[i].stop()
         report_failover(fails, a)
     hb = await rig.heartbeat_cost()
-    report_coordination(hb, one, many, a)
+    runs = [("control", control), ("1 agent", one), (f"{a.agents} agents", many)]
+    report_coordination(hb, [(label, w) for label, w in runs if w is not None], a)
     print(f"whole run {time.monotonic() - started:.0f} s; {load()}")
 
 
-def report_cpu(one: dict[str, Any], many: dict[str, Any], a: argparse.Namespace) -> None:
-    print(
-        f"\nCPU per check, {a.endpoints} TCP endpoints at {a.interval:g} s, windows of {one['seconds']:.0f} s"
-    )
-    print(f"  1 agent   ({one['load']})")
-    print(f"  {a.agents} agents  ({many['load']})")
-    print("  agent     checks   checks/s   CPU s   us/check")
-    for label, w in (("1 agent", one), (f"{a.agents} agents", many)):
-        for i, f in w["agents"].items():
+def _per_check(w: dict[str, Any]) -> float:
+    """All the agents' CPU over all their checks in the window, in microseconds."""
+    return 1e6 * sum(f["cpu_s"] for f in w["agents"].values()) / max(w["checks"], 1)
+
+
+def report_cpu(
+    control: dict[str, Any] | None, one: dict[str, Any], many: dict[str, Any], a: argparse.Namespace
+) -> None:
+    print(f"\nCPU per check, {a.endpoints} TCP endpoints at {a.interval:g} s, windows of {a.window:g} s")
+    print("  run                    agent  checks  checks/s  CPU s  us/check   PostgreSQL us/check")
+    runs = [("control: a1's share", control), ("1 agent", one), (f"{a.agents} agents", many)]
+    for label, w in runs:
+        if w is None:
+            continue
+        pg = w["pg_cpu_s"]
+        pg_text = f"{1e6 * pg / max(w['checks'], 1):8.1f}" if pg is not None else "     n/a"
+        for k, (i, f) in enumerate(w["agents"].items()):
             rate = f["checks"] / w["seconds"]
             print(
-                f"  {label:9} {i:4} {f['checks']:7d} {rate:8.1f} {f['cpu_s']:7.2f} {f['us_per_check']:9.1f}"
+                f"  {label if k == 0 else '':22} {i:5} {f['checks']:7d} {rate:9.1f} {f['cpu_s']:6.2f}"
+                f" {f['us_per_check']:9.1f}   {pg_text if k == 0 else ''}"
             )
-    solo = one["agents"]["a1"]["us_per_check"]
-    cpu = sum(f["cpu_s"] for f in many["agents"].values())
-    shared = 1e6 * cpu / max(many["checks"], 1)
-    print(
-        f"  per check: 1 agent {solo:.1f} us, {a.agents} agents {shared:.1f} us (all their CPU over all their"
-        f" checks): {100 * (shared / solo - 1):+.1f} % (goal: coordination under +5 %)"
-    )
-    for label, w in (("1 agent", one), (f"{a.agents} agents", many)):
-        pg = w["pg_cpu_s"]
-        pg_text = (
-            f"{1e6 * pg / max(w['checks'], 1):.1f} us per check" if pg is not None else "n/a (not local)"
+        print(f"  {'':22} ({w['load']})")
+    shared = _per_check(many)
+    if control is not None:
+        anchor = _per_check(control)
+        print(
+            f"  {a.agents} agents against the control (the same checks/s per agent): {shared:.1f} against"
+            f" {anchor:.1f} us per check, {100 * (shared / anchor - 1):+.1f} % (goal: coordination under +5 %)"
         )
-        coord = ", ".join(f"{t} {wr:.2f} rows/s + {sc:.2f} scans/s" for t, (wr, sc) in w["coord"].items())
-        print(f"  PostgreSQL, {label}: {pg_text}; coordination tables: {coord}")
+    solo = _per_check(one)
+    print(
+        f"  {a.agents} agents against 1 agent ({a.agents} times the checks/s in one process): {shared:.1f} against"
+        f" {solo:.1f} us per check, {100 * (shared / solo - 1):+.1f} % (each process's fixed cost, shared by"
+        " fewer checks)"
+    )
+    for label, w in runs:
+        if w is not None:
+            coord = ", ".join(f"{t} {wr:.2f} rows/s + {sc:.2f} scans/s" for t, (wr, sc) in w["coord"].items())
+            print(f"  coordination tables, {label}: {coord}")
 
 
 def report_config(delays: list[float] | None, a: argparse.Namespace) -> None:
@@ -160,7 +187,7 @@ def report_failover(fails: list[dict[str, Any]], a: argparse.Namespace) -> None:
 
 
 def report_coordination(
-    hb: dict[str, float] | None, one: dict[str, Any], many: dict[str, Any], a: argparse.Namespace
+    hb: dict[str, float] | None, runs: list[tuple[str, dict[str, Any]]], a: argparse.Namespace
 ) -> None:
     if hb is None:
         print("\nheartbeat cost: n/a (PostgreSQL is not on this host)")
@@ -169,7 +196,7 @@ def report_coordination(
         f"\nthe heartbeat statement alone ({a.heartbeats} in a loop, measured separately): agent side"
         f" {hb['client_us']:.0f} us CPU, PostgreSQL {hb['server_us']:.0f} us CPU, {hb['wall_us']:.0f} us wall"
     )
-    for label, w in (("1 agent", one), (f"{a.agents} agents", many)):
+    for label, w in runs:
         per_agent = [f["checks"] / w["seconds"] for f in w["agents"].values()]
         rate = statistics.mean(per_agent)
         beats = w["coord"].get("agents", (0.0, 0.0))[0]
@@ -179,8 +206,8 @@ def report_coordination(
         pg = w["pg_cpu_s"]
         pg_share = f"{100 * beats * hb['server_us'] / 1e6 / (pg / w['seconds']):.2f} %" if pg else "n/a"
         print(
-            f"  {label}: {beats:.2f} heartbeats/s measured ({len(w['agents'])} expected); per agent, heartbeats are"
-            f" {agent_share:.2f} % of its CPU ({rate:.0f} checks/s each); PostgreSQL:"
+            f"  {label}: {beats:.2f} heartbeats/s measured ({len(w['agents'])} expected); per agent, heartbeats"
+            f" are {agent_share:.2f} % of its CPU ({rate:.0f} checks/s each); PostgreSQL:"
             f" {beats * hb['server_us'] / 1e3:.2f} ms CPU/s on heartbeats, {pg_share} of its CPU"
         )
 
@@ -264,6 +291,9 @@ if __name__ == "__main__":
     parser.add_argument("--changes", type=int, default=10, help="configuration changes timed")
     parser.add_argument("--heartbeats", type=int, default=2000, help="heartbeats in the separate loop")
     parser.add_argument("--listeners", type=int, default=4, help="TCP listeners the endpoints spread over")
+    parser.add_argument(
+        "--no-control", dest="control", action="store_false", help="skip the lone agent on a1's share"
+    )
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.serve:

@@ -73,6 +73,23 @@ class Agent:
             [sys.executable, "-m", "ispmon", "run"], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
         self.ps = psutil.Process(self.proc.pid)
+        self._offset = 0
+        self._partial = b""
+
+    def new_lines(self) -> list[dict[str, Any]]:
+        """The JSON lines logged since the previous call (a partial last line waits for the next)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        self._offset += len(data)
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        out = []
+        for raw in lines:
+            with contextlib.suppress(ValueError):
+                line = json.loads(raw)
+                if isinstance(line, dict):
+                    out.append(line)
+        return out
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         out = []
@@ -127,26 +144,37 @@ class Rig:
         self.ok = True
 
     # -- set-up ------------------------------------------------------------------------------------
-    async def setup(self) -> None:
-        self.db = await Database.connect(self.dsn, max_size=2)  # the schema, before any agent
-        specs = [
-            build_endpoint(
-                {
-                    "id": f"bench-{i:05d}",
-                    "name": f"bench {i}",
-                    "url": f"tcp://127.0.0.1:{self.ports[i % len(self.ports)]}",
-                    "check_interval": self.args.interval,
-                    "timeout": 2,
-                }
+    def specs(self, active: set[str] | None) -> list[Any]:
+        """Every endpoint; only those in `active` are active (all when None)."""
+        out = []
+        for i in range(self.args.endpoints):
+            endpoint_id = f"bench-{i:05d}"
+            out.append(
+                build_endpoint(
+                    {
+                        "id": endpoint_id,
+                        "name": f"bench {i}",
+                        "url": f"tcp://127.0.0.1:{self.ports[i % len(self.ports)]}",
+                        "check_interval": self.args.interval,
+                        "timeout": 2,
+                        "is_active": active is None or endpoint_id in active,
+                    }
+                )
             )
-            for i in range(self.args.endpoints)
-        ]
-        await self.db.endpoints.sync_config(specs)
+        return out
+
+    async def setup(self, active: set[str] | None) -> None:
+        self.db = await Database.connect(self.dsn, max_size=2)  # the schema, before any agent
+        await self.activate(active)
         backend = await self.db.pool.fetchval("SELECT pg_backend_pid()")
         with contextlib.suppress(psutil.Error):
             parent = psutil.Process(backend).parent()
             if parent is not None and "postgres" in parent.name():
                 self.postmaster = parent
+
+    async def activate(self, active: set[str] | None) -> None:
+        """Written straight into `endpoints` (no agent running: none would see the change)."""
+        await self.db.endpoints.sync_config(self.specs(active))
 
     def pg_cpu(self) -> float | None:
         """The server's CPU so far: the postmaster, its live children, and the children it reaped."""
@@ -246,26 +274,38 @@ class Rig:
         for n in range(self.args.changes):
             origin = self.agents[ids[n % len(ids)]]
             others = [self.agents[i] for i in ids if i != origin.id]
+            for agent in others:
+                agent.new_lines()  # only what they log from here on
             ep = f"bench-change-{n}"
             body = {"id": ep, "name": ep, "url": f"tcp://127.0.0.1:{self.ports[0]}", "check_interval": 60}
-            started = time.monotonic()
+            started = time.time()
             async with self.http.post(f"http://127.0.0.1:{origin.port}/services/", json=body) as resp:
                 if resp.status != 201:
                     raise RuntimeError(f"POST /services/: {resp.status} {await resp.text()}")
+            applied: dict[str, float] = {}
 
-            async def known(agent: Agent, ep: str = ep) -> bool:
-                async with self.http.get(f"http://127.0.0.1:{agent.port}/services/{ep}/status") as resp:
-                    return resp.status == 200 and "phase" in await resp.json()
+            async def everywhere(others: list[Agent] = others, applied: dict[str, float] = applied) -> bool:
+                for agent in others:
+                    for line in agent.new_lines():
+                        if line.get("event") == "config_applied":
+                            applied.setdefault(agent.id, stamp(line))
+                return len(applied) == len(others)
 
             try:
-                for agent in others:
-                    await bounded(lambda a=agent: known(a), bool, 30, f"{ep} on {agent.id}", every=0.02)
+                await bounded(everywhere, bool, 30, f"{ep} applied on every other agent", every=0.02)
             except TimeoutError as exc:
                 print(f"  configuration change {n}: {exc}")
                 self.ok = False
                 continue
-            delays.append(time.monotonic() - started)
+            delays.append(max(applied.values()) - started)
             await asyncio.sleep(0.2)
+        # Applied means in the monitor: the last endpoint is among each agent's series in /metrics
+        # (which lists every endpoint its monitor holds; GET /services/{id} reads the database).
+        for agent in (self.agents[i] for i in ids):
+            async with self.http.get(f"http://127.0.0.1:{agent.port}/metrics") as resp:
+                if f'endpoint="bench-change-{self.args.changes - 1}"' not in await resp.text():
+                    print(f"  {agent.id}: bench-change-{self.args.changes - 1} is not in its /metrics")
+                    self.ok = False
         return delays
 
     # -- failover ----------------------------------------------------------------------------------
