@@ -354,16 +354,20 @@ class Rig:
             for r in rows
             if r["first_after"] is not None and r["last_before"] is not None
         ]
-        doubles = await self.db.pool.fetchval(
-            """SELECT count(*) FROM (SELECT checked_at - lag(checked_at) OVER (PARTITION BY endpoint_id
-                                                                               ORDER BY checked_at) AS gap
-                                     FROM status_history
-                                     WHERE checked_at > $1::timestamptz - make_interval(secs => $2)) g
-               WHERE gap < make_interval(secs => $3)""",
-            killed,
-            interval,
-            interval / 2,
-        )
+        # Two checks of one endpoint less than half an interval apart, by which pair of agents.
+        doubles = {
+            f"{r['prev']}->{r['agent_id']}": r["n"]
+            for r in await self.db.pool.fetch(
+                """SELECT prev, agent_id, count(*) AS n FROM (
+                       SELECT agent_id, lag(agent_id) OVER w AS prev, checked_at - lag(checked_at) OVER w AS gap
+                       FROM status_history WHERE checked_at > $1::timestamptz - make_interval(secs => $2)
+                       WINDOW w AS (PARTITION BY endpoint_id ORDER BY checked_at)) g
+                   WHERE gap < make_interval(secs => $3) GROUP BY 1, 2 ORDER BY 3 DESC""",
+                killed,
+                interval,
+                interval / 2,
+            )
+        }
         handover = [
             stamp(line) - killed.timestamp()
             for s in ids
