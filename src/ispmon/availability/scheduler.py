@@ -91,6 +91,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, str, int]] = []
         self._slots: dict[str, _Slot] = {}
         self._seq = 0
+        self._generation = 0
         # The dispatcher sleeps on a bare future woken by loop.call_at (cheaper than asyncio.timeout
         # around an Event, which showed up in profiles at 1,000 dispatches/s); add() wakes it early.
         self._waiter: asyncio.Future[None] | None = None
@@ -114,7 +115,12 @@ class Scheduler:
         if slot is None:
             slot = self._slots[key] = _Slot(interval)
         slot.interval = interval
-        slot.generation += 1  # invalidates heap entries of the old schedule
+        # Invalidates heap entries of the old schedule. Counted per scheduler, not per slot: a key
+        # removed and added again within an interval (an endpoint handed away and back, paused and
+        # resumed) gets a new slot, whose own count would restart at the old entry's and revive it
+        # as a second chain of checks beside the new one.
+        self._generation += 1
+        slot.generation = self._generation
         slot.catch_up = False
         if first_due is not None:
             due = first_due

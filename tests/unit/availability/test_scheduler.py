@@ -249,6 +249,24 @@ async def test_add_remove_and_readd_take_effect_without_restart() -> None:
     assert not [due for due, _ in rec.of("a") if removed_at <= due < readded_at]
 
 
+async def test_removed_and_readded_within_an_interval_runs_one_chain_not_two() -> None:
+    """An endpoint handed to another agent and back (or paused and resumed) before its pending heap
+    entry came up: the old entry must stay dead, or the key runs on two schedules at once."""
+    rec = Recorder()
+    sched = Scheduler(rec)
+    t0 = now()
+    sched.add("a", 0.2, first_due=t0)
+    async with running(sched):
+        await asyncio.sleep(0.25)  # ran at t0 and t0 + 0.2; the entry for t0 + 0.4 is in the heap
+        sched.remove("a")
+        readded_at = now()
+        sched.add("a", 0.2, first_due=readded_at + 0.1)  # off the old grid by 0.05 s
+        await asyncio.sleep(1.0)
+    after = [due for due, _ in rec.of("a") if due >= readded_at]
+    assert len(after) >= 4
+    assert [round(b - a, 6) for a, b in itertools.pairwise(after)] == [0.2] * (len(after) - 1), after
+
+
 def test_lag_percentiles_ring_buffer() -> None:
     async def run(key: str, due: float) -> None:
         return None
