@@ -48,8 +48,8 @@ def window_row_doc(row: Any, observer: documents.Observer, now: datetime) -> doc
 
 async def send_deletions(
     pool: asyncpg.Pool, deliverer: Deliverer, prefix: str, now: datetime, batch_size: int
-) -> tuple[int, int]:
-    """Send what is recorded; returns (deletes answered, deletes still pending)."""
+) -> int:
+    """Send what is recorded; returns how many deletes Elasticsearch answered."""
     done = 0
     for _ in range(MAX_BATCHES):
         rows = await pool.fetch(
@@ -87,5 +87,4 @@ async def send_deletions(
         done += len(answered)
         if len(rows) < batch_size or not answered:
             break
-    pending = int(await pool.fetchval("SELECT count(*) FROM search_deletions"))
-    return done, pending
+    return done

@@ -20,8 +20,8 @@ from ispmon.store.writer import BatchWriter
 
 async def test_migrate_is_idempotent(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert await migrate(conn) == 18
-        assert await migrate(conn) == 18
+        assert await migrate(conn) == 19
+        assert await migrate(conn) == 19
         assert await conn.fetchval("SELECT count(*) FROM schema_version") == 19
 
 
