@@ -1002,3 +1002,36 @@ CREATE TABLE IF NOT EXISTS flow_exporter_agents (
 INSERT INTO schema_version (version, description)
 VALUES (18, 'flows: exporters'' templates and options per observation domain shared between agents; the agents that hear each exporter')
 ON CONFLICT (version) DO NOTHING;
+
+-- Search: documents to delete from Elasticsearch (issue 14 §6; version 19, to be renumbered at
+-- merge). A maintenance window deleted here (through the API or a config reload) must leave the
+-- index too: its deletion is recorded in the transaction that deletes the row (a trigger, so no
+-- path can forget it), the feed sends the delete and removes the record once Elasticsearch has
+-- answered, so a delete survives Elasticsearch being away and a restart before it was sent. A
+-- window created again under the same id takes its record back (its document is sent anew).
+CREATE TABLE IF NOT EXISTS search_deletions (
+    family     text NOT NULL,  -- a family of one index (templates.FAMILIES, daily = False)
+    doc_id     text NOT NULL,
+    deleted_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (family, doc_id)
+);
+
+CREATE OR REPLACE FUNCTION ispmon_search_window_deletion() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO search_deletions (family, doc_id) VALUES ('maintenance_windows', OLD.id)
+        ON CONFLICT (family, doc_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at;
+        RETURN OLD;
+    END IF;
+    DELETE FROM search_deletions WHERE family = 'maintenance_windows' AND doc_id = NEW.id;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER maintenance_windows_search_deletion
+    AFTER INSERT OR DELETE ON maintenance_windows
+    FOR EACH ROW EXECUTE FUNCTION ispmon_search_window_deletion();
+
+INSERT INTO schema_version (version, description)
+VALUES (19, 'search: deleted maintenance windows recorded for the feed to delete their documents')
+ON CONFLICT (version) DO NOTHING;

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ispmon.availability.endpoints import EndpointDefaults, is_hostname
+from ispmon.search.templates import parse_retention
 from ispmon.validation import is_loopback
 
 # Agent ids and locations: what a host name or a POP code looks like (they name rows and log lines).
@@ -158,6 +159,9 @@ class Settings(BaseSettings):
     elasticsearch_batch_size: int = Field(1000, ge=1, le=100_000)
     elasticsearch_timeout: float = Field(30.0, gt=0, le=600)
     elasticsearch_retention_days: int = Field(0, ge=0, le=36500)  # 0: each family's default
+    # Per dated family, "status=30,outage=730,logs=14" (search/templates.py: parse_retention);
+    # a family named here wins over ELASTICSEARCH_RETENTION_DAYS.
+    elasticsearch_retention: str = Field("", max_length=1000)
     elasticsearch_observer_location: str | None = Field(None, max_length=200)
     elasticsearch_log_queue: int = Field(10_000, ge=100, le=1_000_000)
     # Several agents on one PostgreSQL (agents/): this agent's id and point of presence; an agent
@@ -181,7 +185,9 @@ class Settings(BaseSettings):
         try:
             return str(ipaddress.ip_address(value.strip()))
         except ValueError:
-            raise ValueError(f"{value[:64]!r} is not an IP address (0.0.0.0 listens on every IPv4 address)") from None
+            raise ValueError(
+                f"{value[:64]!r} is not an IP address (0.0.0.0 listens on every IPv4 address)"
+            ) from None
 
     @field_validator("ispmon_system_metrics_interval")
     @classmethod
@@ -208,9 +214,25 @@ class Settings(BaseSettings):
         if not value:
             return None
         parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value.strip()):
-            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://es.example.net:9200")
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or any(c.isspace() for c in value.strip())
+        ):
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, e.g. https://es.example.net:9200"
+            )
         return value.strip()
+
+    @field_validator("elasticsearch_retention")
+    @classmethod
+    def _elasticsearch_retention(cls, value: str) -> str:
+        parse_retention(value)  # its ValueError names the family or the number
+        return value.strip()
+
+    @property
+    def elasticsearch_retention_by_family(self) -> dict[str, int]:
+        return parse_retention(self.elasticsearch_retention)
 
     @field_validator("elasticsearch_ca_file")
     @classmethod

@@ -38,6 +38,11 @@ class Item(NamedTuple):
         body = orjson.dumps(source, default=str)
         return cls(index, doc_id, b"".join((action, b"\n", body, b"\n")))
 
+    @classmethod
+    def delete(cls, index: str, doc_id: str) -> Item:
+        """A delete: its action line only (``_bulk`` takes no source after a delete)."""
+        return cls(index, doc_id, orjson.dumps({"delete": {"_index": index, "_id": doc_id}}) + b"\n")
+
     @property
     def source(self) -> dict[str, Any]:
         start = self.line.index(b"\n") + 1
@@ -117,6 +122,8 @@ def classify_item(result: dict[str, Any]) -> str:
     status = int(result.get("status", 500))
     if 200 <= status < 300:
         return "ok"
+    if status == 404 and not result.get("error"):
+        return "ok"  # a delete of a document already gone ("not_found"); a missing index has an error
     etype = (result.get("error") or {}).get("type")
     if status == 429 or status >= 500 or etype in _TRANSIENT_TYPES:
         return "retry"

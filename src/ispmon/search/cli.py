@@ -25,7 +25,12 @@ def cmd_es_setup(args: argparse.Namespace) -> int:
     async def go() -> int:
         client = make_client(client_config(settings))
         try:
-            result = await es_setup(client, prefix, settings.elasticsearch_retention_days)
+            result = await es_setup(
+                client,
+                prefix,
+                settings.elasticsearch_retention_days,
+                settings.elasticsearch_retention_by_family,
+            )
         except Exception as exc:
             err = classify(exc)
             print(f"ispmon: es-setup failed ({getattr(err, 'kind', 'error')}): {err}", file=sys.stderr)

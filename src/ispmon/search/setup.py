@@ -22,18 +22,21 @@ class SetupResult:
     index_templates: list[str] = field(default_factory=list)
 
 
-def retention_overrides(days: int) -> dict[str, int]:
-    """ELASTICSEARCH_RETENTION_DAYS (0: each family's default) applied to the dated families."""
-    if days <= 0:
-        return {}
-    return {key: days for key, fam in templates.FAMILIES.items() if fam.daily}
+def retention_overrides(days: int, per_family: dict[str, int] | None = None) -> dict[str, int]:
+    """The ILM delete age by dated family: ELASTICSEARCH_RETENTION's entry for the family, else
+    ELASTICSEARCH_RETENTION_DAYS (0: not set), else the family's default (no override)."""
+    out = {key: days for key, fam in templates.FAMILIES.items() if fam.daily} if days > 0 else {}
+    out.update(per_family or {})
+    return out
 
 
-async def es_setup(client: AsyncElasticsearch, prefix: str, retention_days: int = 0) -> SetupResult:
+async def es_setup(
+    client: AsyncElasticsearch, prefix: str, retention_days: int = 0, retention: dict[str, int] | None = None
+) -> SetupResult:
     result = SetupResult()
     info: Any = await client.info()
     result.server_version = str(info["version"]["number"])
-    for name, body in templates.ilm_policies(prefix, retention_overrides(retention_days)).items():
+    for name, body in templates.ilm_policies(prefix, retention_overrides(retention_days, retention)).items():
         await client.ilm.put_lifecycle(name=name, policy=body["policy"])
         result.policies.append(name)
     for name, body in templates.component_templates(prefix).items():

@@ -23,11 +23,11 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ispmon.availability.maintenance import MaintenanceWindowSpec, next_occurrence, occurrence_at
 from ispmon.search import documents, templates
 from ispmon.search.bulk import DeadLetter, Deliverer, Item, Unavailable
 from ispmon.search.cursor import Cursor, Mark, ScanFloors, clamp_window, initial_watermark, lag_seconds
 from ispmon.search.sources import SOURCES, WINDOWS, Source
+from ispmon.search.windows import send_deletions, window_row_doc
 
 log = structlog.get_logger("ispmon.search")
 
@@ -65,25 +65,6 @@ def _decode_key(source: Source, raw: Any) -> list[Any] | None:
     if source.floor == "time" and key and isinstance(key[0], str):
         key[0] = datetime.fromisoformat(key[0])
     return key
-
-
-def window_row_doc(row: Any, observer: documents.Observer, now: datetime) -> documents.Doc:
-    """A maintenance window with its current/next occurrence and its last start."""
-    occ: tuple[datetime, datetime] | None = None
-    last: datetime | None = None
-    try:
-        spec = MaintenanceWindowSpec.model_validate(row["spec"])
-        occ = occurrence_at(spec, now) or next_occurrence(spec, now)
-        last = spec.starts_at if spec.starts_at <= now else None
-    except Exception:
-        pass
-    data = {
-        **dict(row),
-        "next_start": occ[0] if occ else None,
-        "next_end": occ[1] if occ else None,
-        "last_start": last,
-    }
-    return documents.window_doc(data, observer, now)
 
 
 class SearchSync:
@@ -315,6 +296,10 @@ class SearchSync:
             self._windows_refreshed = time.monotonic()
         for state in self.states.values():
             try:
+                if state.source is WINDOWS:  # deleted windows first: one re-created ends indexed
+                    await send_deletions(
+                        self.pool, self.deliverer, self.prefix, self.clock(), self.batch_size
+                    )
                 total += await self.sync_source(state)
                 state.last_error = state.last_error_kind = None
                 await self._backlog(state)

@@ -390,6 +390,33 @@ def ilm_policy(retention_days: int) -> dict[str, Any]:
     return {"policy": {"phases": phases, "_meta": {"managed_by": "ispmon"}}}
 
 
+# ELASTICSEARCH_RETENTION's names: a dated family's key, or the short word of its index name.
+RETENTION_NAMES: dict[str, str] = {
+    name: key for key, fam in FAMILIES.items() if fam.daily for name in (key, fam.index.rsplit("-", 1)[-1])
+}
+MAX_RETENTION_DAYS = 36500
+
+
+def parse_retention(text: str) -> dict[str, int]:
+    """``"status=30,outage=730,logs=14"`` -> days by family key (0: never deleted). Raises
+    ValueError naming what is wrong; an empty text is no override."""
+    out: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = (x.strip() for x in part.partition("="))
+        key = RETENTION_NAMES.get(name.lower())
+        if key is None:
+            known = ", ".join(sorted(RETENTION_NAMES))
+            raise ValueError(f"unknown family {name[:40]!r} (one of: {known})")
+        if not sep or not value.isdigit() or int(value) > MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"the days of {name[:40]!r} must be a whole number from 0 to {MAX_RETENTION_DAYS}, as {name}=30"
+            )
+        if key in out:
+            raise ValueError(f"the family {name[:40]!r} is given twice")
+        out[key] = int(value)
+    return out
+
+
 def ilm_policies(prefix: str, retention: dict[str, int] | None = None) -> dict[str, dict[str, Any]]:
     """Policy name -> body, one per family; `retention` overrides the default days by family key."""
     retention = retention or {}

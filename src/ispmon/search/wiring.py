@@ -77,6 +77,7 @@ class SearchFeed:
                 self.client,
                 self.settings.elasticsearch_index_prefix,
                 self.settings.elasticsearch_retention_days,
+                self.settings.elasticsearch_retention_by_family,
             )
         except Exception as exc:
             err = classify(exc)

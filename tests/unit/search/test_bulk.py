@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ispmon.search.bulk import Deliverer, Item, Policy, TooLarge, Unavailable, backoff, chunks
+from ispmon.search.bulk import Deliverer, Item, Policy, TooLarge, Unavailable, backoff, chunks, classify_item
 from ispmon.search.client import Transient
 
 
@@ -115,3 +115,12 @@ def test_chunks_bound_bytes_and_items() -> None:
     assert [len(c) for c in chunks(batch, Policy(max_items=4))] == [4, 4, 2]
     one = len(batch[0].line)
     assert [len(c) for c in chunks(batch, Policy(max_bytes=one * 3))] == [3, 3, 3, 1]
+
+
+def test_a_delete_is_one_action_line_and_not_found_is_done() -> None:
+    item = Item.delete("isp-maintenance-windows", "mw1")
+    assert item.line == b'{"delete":{"_index":"isp-maintenance-windows","_id":"mw1"}}\n'
+    assert classify_item({"status": 404}) == "ok"  # already gone (filter_path keeps status and error)
+    missing_index = {"status": 404, "error": {"type": "index_not_found_exception", "reason": "no such index"}}
+    assert classify_item(missing_index) == "dead"
+    assert classify_item({"status": 429}) == "retry" and classify_item({"status": 200}) == "ok"

@@ -46,3 +46,30 @@ def test_good_feed_settings(tmp_path: Path) -> None:
     )
     assert s.elasticsearch_url == "https://es.example.net:9200" and s.elasticsearch_sync_interval == 1
     assert Settings().elasticsearch_url is None and Settings().elasticsearch_index_prefix == "isp"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("status=30,bogus=4", "unknown family 'bogus'"),
+        ("maintenance_windows=4", "unknown family"),  # not a dated family: nothing to delete by age
+        ("logs", "the days of 'logs' must be a whole number"),
+        ("logs=-1", "the days of 'logs' must be a whole number"),
+        ("logs=36501", "from 0 to 36500"),
+        ("status=3,service_status=4", "given twice"),
+    ],
+)
+def test_a_bad_per_family_retention_names_the_setting(value: str, message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        Settings(elasticsearch_retention=value)
+    assert "elasticsearch_retention" in str(exc.value) and message in str(exc.value)
+
+
+def test_per_family_retention_by_short_or_full_name() -> None:
+    s = Settings(elasticsearch_retention=" status=30, OUTAGE=730 ,system_logs=14,")
+    assert s.elasticsearch_retention_by_family == {
+        "service_status": 30,
+        "service_outage": 730,
+        "system_logs": 14,
+    }
+    assert Settings().elasticsearch_retention_by_family == {}
