@@ -161,7 +161,7 @@ class Settings(BaseSettings):
     elasticsearch_retention_days: int = Field(0, ge=0, le=36500)  # 0: each family's default
     # Per dated family, "status=30,outage=730,logs=14" (search/templates.py: parse_retention);
     # a family named here wins over ELASTICSEARCH_RETENTION_DAYS.
-    elasticsearch_retention: str = Field("", max_length=1000)
+    elasticsearch_retention: str | None = Field(None, max_length=1000)
     elasticsearch_observer_location: str | None = Field(None, max_length=200)
     elasticsearch_log_queue: int = Field(10_000, ge=100, le=1_000_000)
     # Several agents on one PostgreSQL (agents/): this agent's id and point of presence; an agent
@@ -226,13 +226,15 @@ class Settings(BaseSettings):
 
     @field_validator("elasticsearch_retention")
     @classmethod
-    def _elasticsearch_retention(cls, value: str) -> str:
+    def _elasticsearch_retention(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parse_retention(value)  # its ValueError names the family or the number
-        return value.strip()
+        return value.strip() or None
 
     @property
     def elasticsearch_retention_by_family(self) -> dict[str, int]:
-        return parse_retention(self.elasticsearch_retention)
+        return parse_retention(self.elasticsearch_retention or "")
 
     @field_validator("elasticsearch_ca_file")
     @classmethod
