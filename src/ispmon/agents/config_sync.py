@@ -81,6 +81,7 @@ class ConfigSync:
         file_digest: str | None = None,
         debounce: float = DEBOUNCE,
         keep: timedelta = KEEP,
+        reconnect_delay: float = 0.5,
     ) -> None:
         self.dsn = dsn
         self.pool = pool
@@ -89,6 +90,7 @@ class ConfigSync:
         self.file_digest = file_digest
         self.debounce = debounce
         self.keep = keep
+        self.reconnect_delay = reconnect_delay  # the first wait after a drop; doubles up to RECONNECT_MAX
         # At least two polls: a change committed late is still inside the window at the next one.
         self.lookback = max(2 * poll_interval, 60.0)
         self.floor = 0  # the highest id seen
@@ -103,6 +105,7 @@ class ConfigSync:
         self._warned_digests: set[str | None] = set()
         self._pruned_at = 0.0
         self.stats = {"notifications": 0, "applied": 0, "plans": 0, "polls": 0, "reconnects": 0}
+        self.applied_via: dict[str, int] = {}  # changes applied, by the path that found them
         self.listening = asyncio.Event()
 
     # -- start and stop ------------------------------------------------------------------------------
@@ -150,7 +153,7 @@ class ConfigSync:
         self._wake.set()
 
     async def _listen(self) -> None:
-        delay = 0.5
+        delay = self.reconnect_delay
         connected_once = False
         while True:
             try:
@@ -167,7 +170,7 @@ class ConfigSync:
                     self.stats["reconnects"] += 1
                 log.info("config_listener_connected", reconnected=connected_once)
                 connected_once = True
-                delay = 0.5
+                delay = self.reconnect_delay
                 self.listening.set()
                 # What was committed while nobody listened (or before the first LISTEN).
                 await self.catch_up("reconnect")
@@ -183,7 +186,7 @@ class ConfigSync:
                 self.listening.clear()
                 await self._drop_connection()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = max(self.reconnect_delay, min(delay * 2, RECONNECT_MAX))
 
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -295,6 +298,7 @@ class ConfigSync:
             if todo:
                 self.stats["applied"] += todo.changes
                 self.stats["plans"] += 1
+                self.applied_via[via] = self.applied_via.get(via, 0) + todo.changes
                 log.info(
                     "config_applied", via=via, changes=todo.changes, origins=sorted(todo.origins), **done
                 )
