@@ -300,7 +300,12 @@ class ConfigSync:
                 self.stats["plans"] += 1
                 self.applied_via[via] = self.applied_via.get(via, 0) + todo.changes
                 log.info(
-                    "config_applied", via=via, changes=todo.changes, origins=sorted(todo.origins), **done
+                    "config_applied",
+                    via=via,
+                    changes=todo.changes,
+                    origins=sorted(todo.origins),
+                    last_id=max(c.id for c in changes),
+                    **done,
                 )
                 self._check_digests(todo)
             if todo.unknown:
