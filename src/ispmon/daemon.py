@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from pydantic import ValidationError
 
@@ -228,7 +229,11 @@ async def reload_config(
         if config_sync is not None:
             # The other agents re-read everything the file wrote (see agents/config_sync.py).
             config_sync.file_digest = file_digest(config.path)
-            await announce_reload(db.pool, config_sync.file_digest)
+            try:
+                await announce_reload(db.pool, config_sync.file_digest)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The rows' own changes were announced; only the full re-read is missed.
+                log.warning("config_reload_not_announced", error=str(exc)[:300])
         needs_restart = [k.upper() for k in RESTART_ONLY if getattr(settings, k) != getattr(current, k)]
         freeze_long_lived()
         log.info("config_reloaded", endpoints=len(specs), restart_needed_for=needs_restart or None)

@@ -173,7 +173,7 @@ class ConfigSync:
                 delay = self.reconnect_delay
                 self.listening.set()
                 # What was committed while nobody listened (or before the first LISTEN).
-                await self.catch_up("reconnect")
+                await self.catch_up("reconnect" if self.stats["reconnects"] else "start")
                 await self._lost.wait()
                 log.warning(
                     "config_listener_lost",
@@ -288,6 +288,9 @@ class ConfigSync:
             except DB_ERRORS as exc:
                 # Not marked seen: the next poll applies them again (every update is a re-read).
                 log.warning("config_apply_failed", via=via, error=str(exc)[:300], retry="at the next poll")
+                return
+            except Exception:  # a bug: the listener and the poll must go on; retried at the next poll
+                log.error("config_apply_crashed", via=via, kinds=sorted(todo.kinds), exc_info=True)
                 return
             now = time.monotonic()
             for change in changes:
