@@ -17,20 +17,29 @@ import pytest
 
 from ispmon.agents.config_apply import DaemonTargets
 from ispmon.agents.config_sync import ConfigSync, announce_reload
+from ispmon.alerts.wiring import Alerting
 from ispmon.availability.endpoints import EndpointDefaults
 from ispmon.availability.monitor import Monitor
 from ispmon.availability.outages import OutagePolicy
-from ispmon.config import Settings
+from ispmon.config import Settings, load_config
 from ispmon.daemon import load_specs
 from ispmon.flows.attribution import PrefixTable
+from ispmon.flows.decode import FlowDecoder
+from ispmon.network.poller import Poller
+from ispmon.network.snmp import SnmpClient
 from ispmon.probes.base import ProbeContext
+from ispmon.services.alerts import AlertService
 from ispmon.services.availability import AvailabilityService
 from ispmon.services.customers import CustomerService
+from ispmon.services.flows import FlowService
 from ispmon.services.maintenance import MaintenanceService
+from ispmon.services.network import NetworkService
+from ispmon.services.usage import UsageService
 from ispmon.store.database import Database
 from ispmon.store.history import HISTORY_COLUMNS
 from ispmon.store.outages import EVENT_COLUMNS
 from ispmon.store.writer import BatchWriter
+from ispmon.usage.nas import NasDirectory
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -257,3 +266,78 @@ async def test_prune_keeps_the_newest_row(agents: Callable[..., Any], pool: asyn
     a.sync.keep = timedelta(days=1)
     assert await a.sync.prune() == 2
     assert await pool.fetchval("SELECT count(*) FROM config_changes") == 1
+
+
+async def test_channels_rules_nas_devices_and_exporters_changed_elsewhere_are_applied(
+    db_dsn: str, agents: Callable[..., Any]
+) -> None:
+    """b holds what the daemon holds of each (built as the daemon builds them, nothing started);
+    a changes them through its services."""
+    a = await agents("a")
+    b_db = await Database.connect(db_dsn, apply_schema=False, server_settings={"ispmon.agent_id": "b"})
+    monitor = Monitor(
+        ctx=ProbeContext(),
+        policy=OutagePolicy(),
+        history=BatchWriter(b_db.pool, "status_history", HISTORY_COLUMNS),
+        events=BatchWriter(b_db.pool, "endpoint_events", EVENT_COLUMNS),
+        outages=b_db.outages,
+    )
+    alerting = await Alerting.build(b_db, load_config(None), monitor)
+    directory = NasDirectory()
+    poller = Poller(b_db, SnmpClient(), writer=None)
+    decoder = FlowDecoder()
+    targets = DaemonTargets(
+        b_db,
+        EndpointDefaults(),
+        lambda: load_specs(b_db, Settings()),
+        monitor,
+        alerting,
+        directory,
+        poller,
+        decoder,
+    )
+    sync = ConfigSync(db_dsn, b_db.pool, "b", 3600.0)
+    await sync.prepare()
+    sync.start(targets.apply)
+    try:
+        await asyncio.wait_for(sync.listening.wait(), 30)
+        alerts = AlertService(a.db)
+        await alerts.create_channel({"name": "ops", "url": "json://127.0.0.1:9/hook"})
+        await wait_for(lambda: alerting.registry.get("ops") is not None, "the channel on b")
+        await alerts.create_rule({"id": "core-down", "kind": "outage", "channels": ["ops"]})
+        await wait_for(lambda: "core-down" in alerting.engine.rules, "the rule on b")
+        await UsageService(a.db).create_nas(
+            {"id": "bras-1", "address": "192.0.2.10", "secret": "s3cret-s3cret"}
+        )
+        await wait_for(lambda: len(directory) == 1, "the NAS on b")
+        await NetworkService(a.db).create_device(
+            {"id": "edge-1", "name": "edge", "address": "192.0.2.1", "community": "public"}
+        )
+        await wait_for(lambda: "edge-1" in poller.devices, "the device on b")
+        await NetworkService(a.db).update_device("edge-1", {"address": "192.0.2.2"})
+        await wait_for(
+            lambda: poller.devices["edge-1"].spec.host == "192.0.2.2", "the device's new address on b"
+        )
+        await FlowService(a.db).add_exporter({"id": "r1", "address": "192.0.2.20", "sampling": 10})
+        await wait_for(lambda: "192.0.2.20" in decoder.exporters, "the exporter on b")
+        assert decoder.exporters["192.0.2.20"].sampling == 10
+
+        await alerts.delete_rule("core-down")
+        await alerts.delete_channel("ops")
+        await UsageService(a.db).delete_nas("bras-1")
+        await NetworkService(a.db).delete_device("edge-1")
+        await FlowService(a.db).delete_exporter("r1")
+        await wait_for(
+            lambda: (
+                alerting.registry.get("ops") is None
+                and "core-down" not in alerting.engine.rules
+                and len(directory) == 0
+                and not poller.devices
+                and not decoder.exporters
+            ),
+            "every deletion on b",
+        )
+    finally:
+        await sync.close()
+        poller.client.close()
+        await b_db.close()
