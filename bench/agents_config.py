@@ -11,6 +11,8 @@ through: create an endpoint, change it, create a maintenance window, delete the 
 timed from just before the request to the `config_applied` log line (its timestamp and `last_id`)
 of the last other agent to apply it; beside it, the API's own answer time (what the change costs
 where it is made: the anchor). Printed: median, 90th percentile and max, against the 2 s goal.
+First, what the triggers that record the changes cost a writer: a config-file sync of
+`--sync-endpoints` endpoints (unchanged, then all changed) with the triggers on beside off.
 Loopback only; the agents' logs are left in the printed directory only when something failed.
 """
 
@@ -146,9 +148,43 @@ def change_request(i: int, port: int) -> tuple[str, str, dict[str, Any] | None]:
     return "DELETE", f"/services/{ep}", None
 
 
+async def trigger_cost(db: Database, count: int, reps: int = 3) -> None:
+    """What the configuration triggers cost a writer: a config-file sync of `count` endpoints,
+    unchanged and all changed, with the triggers on and off in turn (same run, same database)."""
+    specs = [
+        build_endpoint(
+            {"id": f"sync-{i}", "name": f"s {i}", "url": "tcp://127.0.0.1:9", "check_interval": 60}
+        )
+        for i in range(count)
+    ]
+    await db.endpoints.sync_config(specs)
+    times: dict[tuple[str, bool], list[float]] = {}
+    for rep in range(reps):
+        for on in (True, False):
+            await db.pool.execute(f"ALTER TABLE endpoints {'ENABLE' if on else 'DISABLE'} TRIGGER USER")
+            started = time.perf_counter()
+            await db.endpoints.sync_config(specs)
+            times.setdefault(("unchanged", on), []).append(time.perf_counter() - started)
+            changed = [
+                build_endpoint({**s.stored_dict(), "name": f"s {i} {rep} {on}"}) for i, s in enumerate(specs)
+            ]
+            started = time.perf_counter()
+            await db.endpoints.sync_config(changed)
+            times.setdefault(("changed", on), []).append(time.perf_counter() - started)
+    await db.pool.execute("ALTER TABLE endpoints ENABLE TRIGGER USER")
+    await db.pool.execute("DELETE FROM endpoints WHERE id LIKE 'sync-%'")
+    print(f"config-file sync of {count} endpoints, median of {reps}:  triggers on   off    on/off")
+    for what in ("unchanged", "changed"):
+        on, off = statistics.median(times[(what, True)]), statistics.median(times[(what, False)])
+        print(f"  {what:47} {on:7.3f} {off:7.3f} s  {on / off:5.2f}")
+
+
 async def run(args: argparse.Namespace, dsn: str, state: Path) -> bool:
     server, port = await serve_tcp()
     db = await Database.connect(dsn)  # applies the schema before the agents start
+    if args.sync_endpoints:
+        await trigger_cost(db, args.sync_endpoints)
+        await db.pool.execute("DELETE FROM config_changes")
     for i in range(args.endpoints):
         await db.endpoints.insert(
             build_endpoint(
@@ -259,5 +295,8 @@ if __name__ == "__main__":
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--changes", type=int, default=50)
     parser.add_argument("--endpoints", type=int, default=300, help="endpoints each agent probes at 60 s")
+    parser.add_argument(
+        "--sync-endpoints", type=int, default=5000, help="endpoints of the trigger-cost figure (0: skip it)"
+    )
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between changes (no coalescing)")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -1004,53 +1004,43 @@ VALUES (18, 'flows: exporters'' templates and options per observation domain sha
 ON CONFLICT (version) DO NOTHING;
 
 -- One configuration for every agent (schema version 19). -------------------------------------------
--- Every statement that changes a configuration table records one `config_changes` row per kind and
--- transaction, and NOTIFYs `ispmon_config` with its id, both in the writer's transaction: a change
--- is announced if and only if it commits, whoever wrote it (an agent's API, a config-file sync, the
--- CLI, psql). `key` is the one row's id when a transaction changed exactly one row of the kind,
--- NULL ("re-read the whole kind") when it changed more: a bulk upsert of 10,000 customers is one
--- change, not 10,000. `origin` is the writing session's `ispmon.agent_id` setting (the daemon sets
--- it on its connections), 'external' when unset. TG_ARGV: the kind, the key column, then columns
--- an UPDATE may change without changing the configuration (a device's poll results).
+-- Every change to a configuration table records one `config_changes` row per kind and transaction,
+-- and NOTIFYs `ispmon_config` with its id, both in the writer's transaction: a change is announced
+-- if and only if it commits, whoever wrote it (an agent's API, a config-file sync, the CLI, psql).
+-- `key` is the changed row's id while the transaction changed one row of the kind, NULL ("re-read
+-- the whole kind") once it changed more: a bulk upsert of 10,000 customers is one change, not
+-- 10,000. `origin` is the writing session's `ispmon.agent_id` setting (the daemon sets it on its
+-- connections), 'external' when unset. Row-level triggers, so that a statement that changes no row
+-- (a config sync finding a row as the file has it) costs nothing: statement-level ones cost a
+-- function call and a query per statement, which tripled the time of syncing an unchanged file of
+-- 5,000 endpoints. The transaction's row for a kind is remembered in a transaction-local setting as
+-- 'id|key' (one key so far) or 'id' (the whole kind), so only the first row of a transaction
+-- inserts and only the first with another key updates. TG_ARGV: the kind, the key column.
 CREATE OR REPLACE FUNCTION ispmon_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     kind text := TG_ARGV[0];
-    keycol text := TG_ARGV[1];
-    ignored text[] := TG_ARGV[2:];
-    changed bigint;
-    one_key text;
-    remembered bigint;
+    setting text := 'ispmon.config_change_' || TG_ARGV[0];
+    row_key text;
+    remembered text;
     change_id bigint;
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        EXECUTE format('SELECT count(*), min(%I::text) FROM old_rows', keycol) INTO changed, one_key;
-    ELSIF TG_OP = 'INSERT' THEN
-        EXECUTE format('SELECT count(*), min(%I::text) FROM new_rows', keycol) INTO changed, one_key;
-    ELSIF cardinality(ignored) = 0 THEN
-        EXECUTE format('SELECT count(*), min(%I::text) FROM new_rows', keycol) INTO changed, one_key;
+        row_key := to_jsonb(OLD) ->> TG_ARGV[1];
     ELSE
-        EXECUTE format(
-            'SELECT count(*), min(n.%1$I::text) FROM new_rows n JOIN old_rows o USING (%1$I)
-              WHERE to_jsonb(n) - $1 IS DISTINCT FROM to_jsonb(o) - $1', keycol)
-            INTO changed, one_key USING ignored;
+        row_key := to_jsonb(NEW) ->> TG_ARGV[1];
     END IF;
-    IF changed = 0 THEN
-        RETURN NULL;
-    END IF;
-    IF changed > 1 THEN
-        one_key := NULL;
-    END IF;
-    -- This transaction's row for the kind, if it has one already (a transaction-local setting).
-    remembered := nullif(current_setting('ispmon.config_change_' || kind, true), '')::bigint;
+    remembered := nullif(current_setting(setting, true), '');
     IF remembered IS NULL THEN
         INSERT INTO config_changes (kind, key, origin)
-        VALUES (kind, one_key, coalesce(nullif(current_setting('ispmon.agent_id', true), ''), 'external'))
+        VALUES (kind, row_key, coalesce(nullif(current_setting('ispmon.agent_id', true), ''), 'external'))
         RETURNING id INTO change_id;
-        PERFORM set_config('ispmon.config_change_' || kind, change_id::text, true);
+        PERFORM set_config(setting, change_id::text || '|' || row_key, true);
         PERFORM pg_notify('ispmon_config', change_id::text);
-    ELSE
-        UPDATE config_changes SET key = NULL
-         WHERE id = remembered AND key IS DISTINCT FROM one_key AND key IS NOT NULL;
+    ELSIF position('|' IN remembered) > 0
+          AND substr(remembered, position('|' IN remembered) + 1) IS DISTINCT FROM row_key THEN
+        change_id := split_part(remembered, '|', 1)::bigint;
+        UPDATE config_changes SET key = NULL WHERE id = change_id;
+        PERFORM set_config(setting, change_id::text, true);
     END IF;
     RETURN NULL;
 END
@@ -1059,36 +1049,34 @@ $$;
 DO $$
 DECLARE
     t record;
-    op text;
 BEGIN
     FOR t IN SELECT * FROM (VALUES
-        ('endpoints', 'endpoints', 'id', ARRAY[]::text[]),
-        ('maintenance_windows', 'maintenance', 'id', ARRAY[]::text[]),
-        ('alert_channels', 'alert_channels', 'name', ARRAY[]::text[]),
-        ('alert_rules', 'alert_rules', 'id', ARRAY[]::text[]),
-        ('customers', 'customers', 'id', ARRAY[]::text[]),
-        ('nas_clients', 'nas_clients', 'id', ARRAY[]::text[]),
-        ('flow_exporters', 'flow_exporters', 'id', ARRAY[]::text[]),
-        ('devices', 'devices', 'id', ARRAY['sys_name', 'sys_descr', 'sys_object_id', 'sys_uptime', 'reachable',
-            'last_error', 'last_poll_at', 'last_discovery_at', 'unreachable_since', 'updated_at'])
-    ) AS v (tbl, kind, keycol, ignored)
+        ('endpoints', 'endpoints', 'id'),
+        ('maintenance_windows', 'maintenance', 'id'),
+        ('alert_channels', 'alert_channels', 'name'),
+        ('alert_rules', 'alert_rules', 'id'),
+        ('customers', 'customers', 'id'),
+        ('nas_clients', 'nas_clients', 'id'),
+        ('flow_exporters', 'flow_exporters', 'id'),
+        ('devices', 'devices', 'id')
+    ) AS v (tbl, kind, keycol)
     LOOP
-        FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete'] LOOP
-            -- Created once: re-creating them at every start would lock these tables each time.
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger
-                                   WHERE tgrelid = t.tbl::regclass AND tgname = 'ispmon_config_' || op);
+        -- Created once: re-creating them at every start would lock these tables each time.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger
+                               WHERE tgrelid = t.tbl::regclass AND tgname = 'ispmon_config_change');
+        IF t.tbl = 'devices' THEN
+            -- A poll writes its results (reachable, last_poll_at, sys_*) into the row: not a change.
+            EXECUTE 'CREATE TRIGGER ispmon_config_change AFTER INSERT OR DELETE ON devices FOR EACH ROW
+                     EXECUTE FUNCTION ispmon_config_changed(''devices'', ''id'')';
+            EXECUTE 'CREATE TRIGGER ispmon_config_change_update AFTER UPDATE ON devices FOR EACH ROW
+                     WHEN ((OLD.name, OLD.address, OLD.tags, OLD.is_active, OLD.spec, OLD.source)
+                           IS DISTINCT FROM (NEW.name, NEW.address, NEW.tags, NEW.is_active, NEW.spec, NEW.source))
+                     EXECUTE FUNCTION ispmon_config_changed(''devices'', ''id'')';
+        ELSE
             EXECUTE format(
-                'CREATE TRIGGER %I AFTER %s ON %I REFERENCING %s FOR EACH STATEMENT
-                 EXECUTE FUNCTION ispmon_config_changed(%L, %L%s)',
-                'ispmon_config_' || op, upper(op), t.tbl,
-                CASE op WHEN 'insert' THEN 'NEW TABLE AS new_rows'
-                        WHEN 'update' THEN 'NEW TABLE AS new_rows OLD TABLE AS old_rows'
-                        ELSE 'OLD TABLE AS old_rows' END,
-                t.kind, t.keycol,
-                CASE WHEN op = 'update' AND cardinality(t.ignored) > 0
-                     THEN ', ' || (SELECT string_agg(quote_literal(c), ', ') FROM unnest(t.ignored) c)
-                     ELSE '' END);
-        END LOOP;
+                'CREATE TRIGGER ispmon_config_change AFTER INSERT OR UPDATE OR DELETE ON %I FOR EACH ROW
+                 EXECUTE FUNCTION ispmon_config_changed(%L, %L)', t.tbl, t.kind, t.keycol);
+        END IF;
     END LOOP;
 END
 $$;
