@@ -104,9 +104,9 @@ async def test_changes_through_one_agent_reach_the_others(
         figures["create"] = await wait_all(
             http, daemons, "/metrics", lambda t: any('protocol="http"' in s for s in series(t, "web")), "web"
         )
-        for name in ("b", "c"):  # the endpoint is in the agent's monitor, not only in the table
+        for name in ("b", "c"):  # and its API knows it (its monitor, or the owner's checks in the history)
             async with http.get(f"http://127.0.0.1:{daemons[name].api_port}/services/web/status") as resp:
-                assert "phase" in await resp.json()
+                assert (await resp.json())["endpoint_id"] == "web"
 
         async with http.put(
             f"{a}/services/web", json={"url": f"tcp://127.0.0.1:{target.port}", "protocol": "tcp"}
@@ -161,6 +161,8 @@ async def test_changes_through_one_agent_reach_the_others(
             assert applied, name
             assert {line["via"] for line in applied} == {"notification"}, applied
             assert all(line["origins"] == ["a"] for line in applied), applied
+            # Each kind was applied to this agent's memory (its monitor, its maintenance calendar).
+            assert {"endpoints", "maintenance"} <= {k for line in applied for k in line}, applied
             assert any(line.get("event") == "config_file_differs" for line in lines), name
         # A's own changes were applied by its API path: its listener applies none of them.
         assert not [line for line in daemons["a"].log_lines() if line.get("event") == "config_applied"]
