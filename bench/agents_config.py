@@ -4,10 +4,10 @@
     python bench/agents_config.py --agents 3 --changes 100 --endpoints 2000
 
 `--agents` `ispmon run` processes share one PostgreSQL (the embedded server in a temporary
-directory, or a fresh database on DATABASE_URL's server), each probing `--endpoints` TCP endpoints
-at 60 s against a local listener (until ownership lands, every agent probes every endpoint), so the
-agents are busy as in service. Changes go through the agents' APIs in turn, one at a time, cycling
-through: create an endpoint, change it, create a maintenance window, delete the endpoint. Each is
+directory, or a fresh database on DATABASE_URL's server), sharing `--endpoints` TCP endpoints at
+60 s against a local listener (each checked by its owner), so the agents are busy as in service.
+Changes go through the agents' APIs in turn, one at a time, cycling through: create an endpoint,
+change it, create a maintenance window, delete the endpoint. Each is
 timed from just before the request to the `config_applied` log line (its timestamp and `last_id`)
 of the last other agent to apply it; beside it, the API's own answer time (what the change costs
 where it is made: the anchor). Printed: median, 90th percentile and max, against the 2 s goal.
@@ -232,7 +232,7 @@ async def run(args: argparse.Namespace, dsn: str, state: Path) -> bool:
                 await asyncio.sleep(args.pause)
         load = os.getloadavg()[0]
         print(
-            f"{args.agents} agents, {args.endpoints} endpoints each at 60 s, {len(end_to_end)} of {args.changes} "
+            f"{args.agents} agents, {args.endpoints} endpoints at 60 s, {len(end_to_end)} of {args.changes} "
             f"changes, load {load:.1f} on {os.cpu_count()} cores"
         )
         print("                                    median     p90     max")
@@ -294,7 +294,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--changes", type=int, default=50)
-    parser.add_argument("--endpoints", type=int, default=300, help="endpoints each agent probes at 60 s")
+    parser.add_argument("--endpoints", type=int, default=300, help="endpoints the agents share, at 60 s")
     parser.add_argument(
         "--sync-endpoints", type=int, default=5000, help="endpoints of the trigger-cost figure (0: skip it)"
     )
