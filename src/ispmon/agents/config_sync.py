@@ -118,10 +118,6 @@ class ConfigSync:
             timedelta(seconds=self.lookback),
         )
         self.floor = max([self.floor, *(r["id"] for r in rows)])
-        if not rows:
-            self.floor = max(
-                self.floor, await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM config_changes")
-            )
         now = time.monotonic()
         self._seen.update((r["id"], now) for r in rows)
 
