@@ -1,6 +1,6 @@
 """What a row of `config_changes` means to an agent, and how a burst of them folds into one plan.
 
-Pure: no I/O. The rows are written by the configuration tables' triggers (schema.sql, version 18),
+Pure: no I/O. The rows are written by the configuration tables' triggers (schema.sql, version 19),
 one per kind and transaction, and by a config-file reload (kind `reload`). An agent turns the rows
 it has not applied yet into a `Plan`: per kind, the keys to re-read, or every row of the kind. Its
 own rows are left out: the API or reload that made them has already updated its memory.

@@ -2,7 +2,7 @@
 
 Every change to a configuration table is a row of `config_changes` and a NOTIFY on `ispmon_config`
 (payload: the row's id), both written by the table's trigger in the writer's transaction
-(schema.sql, version 18). An agent:
+(schema.sql, version 19). An agent:
 
 * LISTENs on a connection of its own (not the pool's: a pool may close or replace a connection,
   and its LISTEN with it). When that connection drops it reconnects with backoff and then catches
