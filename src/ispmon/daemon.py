@@ -1,10 +1,13 @@
 """The daemon: wires the components, in order, and takes them down in reverse.
 
 Start: database (embedded when DATABASE_URL is unset) -> schema -> config sync -> restore state
-(open outages stay open) -> alerting (channels, rules, open alerts, outbox sender) -> writers ->
-RADIUS accounting listener -> flow collector -> monitor -> API -> READY=1 to systemd.
-Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> accounting listener -> scheduler and checks in flight -> alert engine and
-sender -> writers flush -> probe resources -> pool -> embedded PostgreSQL.
+(open outages stay open) -> alerting (channels, rules, open alerts) -> writers -> RADIUS accounting
+listener -> flow collector -> monitor -> API -> the singleton lease (on gaining it: outbox sender,
+paging, ES sync, housekeeping, reports, SNMP polling, quota pass: `ispmon.agents.singletons`) ->
+READY=1 to systemd.
+Stop (SIGTERM/SIGINT): STOPPING=1 -> API -> singleton work stopped, lease released -> accounting
+listener -> scheduler and checks in flight -> alert engine and sender -> writers flush -> probe
+resources -> pool -> embedded PostgreSQL.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ispmon.agents.config_apply import DaemonTargets, reconcile_endpoints
 from ispmon.agents.config_sync import ConfigSync, announce_reload, file_digest
 from ispmon.agents.follow import follow_others
 from ispmon.agents.registry import AgentRegistry
+from ispmon.agents.singletons import Leadership, SingletonWork
 from ispmon.agents.wiring import agent_stats
 from ispmon.alerts.wiring import Alerting
 from ispmon.availability.compact import CompactSpec
@@ -42,7 +46,6 @@ from ispmon.models import Status
 from ispmon.network.metrics_system import record_system_metrics
 from ispmon.network.runner import NetworkPolling
 from ispmon.probes.base import ProbeContext
-from ispmon.reports import runner as report_runner
 from ispmon.search.wiring import SearchFeed
 from ispmon.services.context import AppServices
 from ispmon.services.errors import ServiceError
@@ -414,6 +417,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         settings.agent_config_poll_interval,
         file_digest=file_digest(config.path),
     )
+    leadership: Leadership | None = None
     try:
         await config_sync.prepare()  # before the state is loaded: later changes are applied after it
         retargeted = await sync_config(db, config)
@@ -426,9 +430,10 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         freeze_long_lived()
         history.start()
         events.start()
-        await alerting.start()
-        network = await NetworkPolling.start(db, config, alerting.engine)
-        accounting = await Accounting.start(db, config, alerting.engine)
+        # Paging, sending, polling devices and the periodic passes: on the lease holder only.
+        await alerting.start(singleton=False)
+        network = await NetworkPolling.start(db, config, alerting.engine, poll=False)
+        accounting = await Accounting.start(db, config, alerting.engine, periodic=False)
         flows = await FlowCollection.start(db, config, alerting.engine)
         app = create_app(
             AppServices.build(
@@ -485,12 +490,14 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         if embedded is None:  # another agent may share the database: follow what it checks
             tasks.append(asyncio.create_task(follow_others(db.pool, monitor), name="agents-follow"))
         if search is not None:
-            search.start()
-        tasks.append(asyncio.create_task(housekeeping(db, settings), name="housekeeping"))
+            search.start_logs()
+        work = SingletonWork(
+            db, settings, alerting, config.report_schedules, network, accounting, search, housekeeping
+        )
+        leadership = await Leadership.start(db, settings, work)
         tasks.append(asyncio.create_task(sdnotify.watchdog_loop(stop), name="watchdog"))
         tasks.append(asyncio.create_task(log_stats(monitor), name="stats"))
         tasks.append(asyncio.create_task(record_system_metrics(db.pool, settings), name="system_metrics"))
-        tasks.append(report_runner.start(db, settings, config.report_schedules, alerting.sender.wake))
         database_died = asyncio.Event()
         if embedded is not None:
             tasks.append(
@@ -540,6 +547,8 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     finally:
         if runner is not None:
             await runner.cleanup()
+        if leadership is not None:
+            await leadership.close()  # released at once: another agent takes over within a period
         if accounting is not None:
             await accounting.close()
         if flows is not None:

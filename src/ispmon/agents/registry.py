@@ -137,6 +137,22 @@ class AgentRegistry:
     async def start(self) -> None:
         """The first heartbeat (registers this agent), then one per `interval`."""
         await self.heartbeat()
+        me = next((r for r in self.rows if r.id == self.agent_id), None)
+        now = self.db_time()
+        others = [
+            r
+            for r in self.rows
+            if r.id != self.agent_id and r.location == self.location and now < dead_at(r, self.dead_after)
+        ]
+        if self.settle and me is not None and me.joined_at > now - self.settle and not others:
+            # Alone in its location: nobody to hand anything over, so it need not wait out the
+            # settle time (its join is dated back by it, so any agent reading the row agrees).
+            await self.pool.execute(
+                "UPDATE agents SET joined_at = joined_at - make_interval(secs => $2) WHERE id = $1",
+                self.agent_id,
+                self.settle,
+            )
+            await self.heartbeat()
         log.info(
             "agent_registered",
             agent_id=self.agent_id,

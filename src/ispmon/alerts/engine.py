@@ -34,6 +34,7 @@ from ispmon.alerts.rules import (
     default_route,
     metric_value,
 )
+from ispmon.alerts.shared import SharedAlerts
 from ispmon.alerts.state import OpenAlert, now_utc, outage_details
 from ispmon.alerts.suppression import ConnectivityGuard, down_ancestor
 from ispmon.models import ProbeResult, Severity, Status
@@ -53,7 +54,7 @@ log = structlog.get_logger("ispmon.alerts")
 TICK_INTERVAL = 5.0
 
 
-class AlertEngine(ThresholdInputs, Paging):
+class AlertEngine(ThresholdInputs, Paging, SharedAlerts):
     def __init__(
         self,
         *,
@@ -80,6 +81,12 @@ class AlertEngine(ThresholdInputs, Paging):
         self._outage_rules: tuple[AlertRule, ...] = ()
         self.policies: dict[str, EscalationPolicy] = {}
         self.open: dict[int, OpenAlert] = {}
+        self._versions: dict[int, datetime] = {}
+        self.down_elsewhere: frozenset[str] = frozenset()  # open DOWN outages, from the database
+        # Escalation steps, reminders and re-suppression are written by one agent at a time (the
+        # singleton lease's holder sets this); every agent opens and resolves its own endpoints'.
+        self.leading = True
+        self.fence: Callable[[], bool] = lambda: True  # the lease still valid by this agent's clock
         self.thresholds: dict[tuple[str, str], ThresholdState] = {}
         self.guard = ConnectivityGuard()
         self._threshold_rules: tuple[AlertRule, ...] = ()
@@ -152,7 +159,9 @@ class AlertEngine(ThresholdInputs, Paging):
         self._runner = asyncio.create_task(self._run(tick_interval), name="alert-engine")
 
     async def load(self) -> None:
-        self.open = {row["id"]: OpenAlert.from_row(row) for row in await self.alerts.open_alerts()}
+        self.open, self._versions = {}, {}
+        for row in await self.alerts.open_alerts():
+            self._remember(OpenAlert.from_row(row), row["updated_at"])
         for alert in self.open.values():
             rule = self.rules.get(alert.rule_id)
             if alert.kind == "threshold" and rule is not None and rule.kind in ("threshold", "quota", "flow"):
@@ -285,7 +294,8 @@ class AlertEngine(ThresholdInputs, Paging):
 
     async def _escalated(self, spec: EndpointSpec, event: OutageSeverityChanged, outage_id: int) -> None:
         now = self.clock()
-        existing = {a.rule_id: a for a in self.open.values() if a.outage_id == outage_id}
+        # From the rows: the outage may have been opened by another agent, and its alerts paged on.
+        existing = {a.rule_id: a for a in await self.open_of_outage(outage_id)}
         rules = self.outage_rules(spec, event.new)
         if DEFAULT_RULE_ID in existing and all(r is not self.default_rule for r in rules):
             # Routed by default at first, and now in a rule's min_severity range: that rule starts
@@ -303,8 +313,12 @@ class AlertEngine(ThresholdInputs, Paging):
                 continue
             if rule.alert_severity(event.new).value == alert.severity:
                 continue  # the rule fixes its own severity: nothing changed for this alert
-            alert.severity = rule.alert_severity(event.new).value
             async with self.pool.acquire() as conn, conn.transaction():
+                locked = await self.lock_open(conn, alert.id)
+                if locked is None:
+                    continue  # resolved meanwhile by another agent: nothing to say
+                alert = locked
+                alert.severity = rule.alert_severity(event.new).value
                 await self.alerts.update(conn, alert.id, severity=alert.severity)
                 if rule.notify_escalated and alert.state == "firing" and self._paged(alert):
                     await self._enqueue(
@@ -315,10 +329,12 @@ class AlertEngine(ThresholdInputs, Paging):
     async def _outage_over(
         self, endpoint_id: str, outage_id: int, resolved_at: datetime, duration: float, how: str
     ) -> None:
-        for alert in [a for a in self.open.values() if a.outage_id == outage_id]:
-            alert.details["duration_seconds"] = duration
-            alert.details["resolution"] = how
-            await self._resolve(alert, resolved_at, "resolved")
+        # From the rows, not memory: the alert may have been opened by the agent that owned the
+        # endpoint before this one.
+        for alert in await self.open_of_outage(outage_id):
+            await self._resolve(
+                alert, resolved_at, "resolved", {"duration_seconds": duration, "resolution": how}
+            )
         self.wake_sender()
 
     # -- threshold alerts -----------------------------------------------------------------------------
@@ -336,9 +352,9 @@ class AlertEngine(ThresholdInputs, Paging):
         await self._open_alert(spec, rule, "threshold", None, severity, event.since, details)
 
     async def _cleared(self, spec: EndpointSpec, rule: AlertRule, event: Any) -> None:
-        for alert in [a for a in self.open.values() if a.rule_id == rule.id and a.endpoint_id == spec.id]:
-            alert.details.update(value=event.value, peak=event.peak, duration_seconds=event.duration_seconds)
-            await self._resolve(alert, event.cleared_at, "cleared")
+        for alert in await self.open_of_rule(rule.id, spec.id):
+            updates = {"value": event.value, "peak": event.peak, "duration_seconds": event.duration_seconds}
+            await self._resolve(alert, event.cleared_at, "cleared", updates)
         self.wake_sender()
 
     # -- the common path --------------------------------------------------------------------------
@@ -369,6 +385,14 @@ class AlertEngine(ThresholdInputs, Paging):
         runtime = self.monitor.runtimes.get(endpoint_id) if self.monitor else None
         if runtime is None:
             return False
+        if (
+            self.monitor is not None
+            and not self.monitor.owns(runtime.spec)
+            and endpoint_id in self.down_elsewhere
+        ):
+            # Another agent checks it and its outage row says DOWN (read at each tick): the holder's
+            # re-suppression agrees with the owner's view even before this copy of the state does.
+            return True
         state = runtime.state
         return state.status is Status.DOWN or (
             state.outage_id is not None and state.outage_status is Status.DOWN

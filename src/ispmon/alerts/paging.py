@@ -52,6 +52,8 @@ class Paging:
     link_base: str | None
     clock: Callable[[], datetime]
     wake_sender: Callable[[], None]
+    leading: bool
+    fence: Callable[[], bool]
     _lock: asyncio.Lock
 
     if TYPE_CHECKING:  # defined by AlertEngine; declared here for the type checker only
@@ -61,6 +63,12 @@ class Paging:
         def suppression(self, spec: EndpointSpec | None, endpoint_id: str, now: datetime) -> str | None: ...
 
         def _spec(self, endpoint_id: str) -> EndpointSpec | None: ...
+
+        async def refresh_open(self) -> None: ...
+
+        async def lock_open(self, conn: asyncpg.Connection, alert_id: int) -> OpenAlert | None: ...
+
+        def _forget(self, alert_id: int) -> None: ...
 
     async def _mark_outage(self, conn: asyncpg.Connection, alert: OpenAlert, reason: str | None) -> None:
         # Dependency and isolation say something about the outage itself (it was a consequence);
@@ -153,9 +161,18 @@ class Paging:
             )
         await self.notifications.enqueue(drafts, conn=conn)
 
-    async def _resolve(self, alert: OpenAlert, at: datetime, event: str) -> None:
+    async def _resolve(
+        self, alert: OpenAlert, at: datetime, event: str, updates: dict[str, Any] | None = None
+    ) -> None:
         rule = self.rules.get(alert.rule_id)
         async with self.pool.acquire() as conn, conn.transaction():
+            # The row as it is now (another agent may have paged further steps): its channels hear
+            # of the resolution. Already resolved (by another agent): nothing is sent twice.
+            locked = await self.lock_open(conn, alert.id)
+            if locked is None:
+                return
+            alert = locked
+            alert.details.update(updates or {})
             await self.alerts.update(conn, alert.id, state="resolved", resolved_at=at, details=alert.details)
             # Later steps and reminders no longer make sense; what was already due still goes out
             # (people learn the outage happened) and is followed by the resolution.
@@ -164,7 +181,7 @@ class Paging:
             if notify and self._paged(alert):
                 alert.state = "resolved"
                 await self._enqueue(conn, alert, event, self._paged_channels(alert), at)
-        self.open.pop(alert.id, None)
+        self._forget(alert.id)
         if alert.kind == "threshold":
             self.thresholds.pop((alert.rule_id, alert.endpoint_id), None)
         log.info("alert_resolved", alert_id=alert.id, endpoint_id=alert.endpoint_id, rule_id=alert.rule_id)
@@ -179,7 +196,8 @@ class Paging:
             if row is None:
                 return None
             await self.notifications.cancel_for_alert(alert_id, LATER_PAGES, conn=conn)
-            alert = self.open.get(alert_id) or OpenAlert.from_row(row)
+            alert = OpenAlert.from_row(row)  # the row, not a copy: another agent may have paged on
+            self.open[alert_id] = alert
             alert.state = "acknowledged"
             alert.details["acknowledged_by"] = by
             if self._paged(alert):
@@ -189,30 +207,50 @@ class Paging:
         return row
 
     async def tick(self, now: datetime | None = None) -> None:
-        """Retry failed writes, re-check suppression, and enqueue due escalation steps/reminders."""
+        """Retry failed writes and bring the open alerts up to date from the database (every
+        agent); on the singleton lease's holder only (`leading`), re-check suppression and enqueue
+        due escalation steps/reminders, each conditional on the alert's row being still open."""
         now = now or self.clock()
         retry, self._retry = self._retry, []
         for op in retry:
             await self._guarded("retry", op)
         woke = False
         async with self._lock:
+            try:
+                await self.refresh_open()
+            except Exception as exc:
+                log.error("alert_refresh_failed", error=str(exc), retry="next tick")
             for alert in list(self.open.values()):
+                if not (self.leading and self.fence()):
+                    break  # not (or no longer) the singleton lease's holder: another agent pages
                 if alert.state == "resolved":
                     continue
                 spec = self._spec(alert.endpoint_id)
                 reason = self.suppression(spec, alert.endpoint_id, now)
-                changed = reason != alert.suppressed_by
-                if not changed and (alert.notify_from is None or alert.state != "firing"):
-                    continue
+                if reason == alert.suppressed_by and not self._has_due(alert, now):
+                    continue  # nothing to write: no transaction, no row lock
                 try:
                     async with self.pool.acquire() as conn, conn.transaction():
-                        if changed:
-                            await self._resuppress(conn, alert, reason, now)
-                        woke |= await self._escalate(conn, alert, now)
+                        locked = await self.lock_open(conn, alert.id)
+                        if locked is None:
+                            continue  # resolved meanwhile by the endpoint's agent
+                        if reason != locked.suppressed_by:
+                            await self._resuppress(conn, locked, reason, now)
+                        woke |= await self._escalate(conn, locked, now)
                 except Exception as exc:
                     log.error("alert_tick_store_failed", alert_id=alert.id, error=str(exc))
         if woke:
             self.wake_sender()
+
+    def _has_due(self, alert: OpenAlert, now: datetime) -> bool:
+        if alert.notify_from is None or alert.suppressed_by is not None or alert.state != "firing":
+            return False
+        policy = self.policy_for(self.rules.get(alert.rule_id), alert.policy_id)
+        return bool(
+            due_notifications(
+                policy, alert.notify_from, now, alert.last_step, alert.last_reminder, False, False
+            )
+        )
 
     async def _resuppress(
         self, conn: asyncpg.Connection, alert: OpenAlert, reason: str | None, now: datetime

@@ -88,6 +88,7 @@ class Sender:
         concurrency: int = 8,
         idle_poll: float = 30.0,
         error_pause: float = 1.0,
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         self.repo = repo
         self.registry = registry
@@ -106,6 +107,10 @@ class Sender:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._rate_logged: dict[str, datetime] = {}
+        # Fencing: with several agents, only the singleton lease's holder sends, and it checks its
+        # lease is still valid (by its own clock) before each attempt, not only when told to stop.
+        self.may_send = may_send
+        self._unstarted: dict[int, datetime] = {}  # leased by this sender, not attempted yet
 
     def start(self) -> None:
         if self._task is None:
@@ -128,13 +133,28 @@ class Sender:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self._unlease()
+
+    async def _unlease(self) -> None:
+        unstarted, self._unstarted = self._unstarted, {}
+        by_lease: dict[datetime, list[int]] = {}
+        for nid, until in unstarted.items():
+            by_lease.setdefault(until, []).append(nid)
+        try:
+            for until, ids in by_lease.items():
+                await asyncio.wait_for(self.repo.unlease(ids, until), 1.0)
+        except Exception as exc:  # the lease runs out instead
+            log.warning("notification_unlease_failed", rows=len(unstarted), error=self._redact(str(exc)))
 
     async def run_once(self) -> int:
         """Deliver what is due now; how many rows were finished (sent or dead-lettered)."""
+        if self.may_send is not None and not self.may_send():
+            return 0
         rows = await self.repo.due(self.clock(), self.batch_size, self.lease)
         by_channel: dict[str, list[Any]] = {}
         for row in rows:
             by_channel.setdefault(row["channel"], []).append(row)
+            self._unstarted[row["id"]] = row["next_attempt_at"]
         results = await asyncio.gather(
             *(self._channel_rows(channel, chunk) for channel, chunk in by_channel.items()),
             return_exceptions=True,
@@ -174,9 +194,13 @@ class Sender:
                 until = now + timedelta(seconds=wait)
                 for later in rows[i:]:
                     await self.repo.postpone(later["id"], until)
+                    self._unstarted.pop(later["id"], None)
                 self._log_rate_limited(channel, len(rows) - i, wait, now)
                 break
             async with self._sem:
+                if self._closing or (self.may_send is not None and not self.may_send()):
+                    break  # stopping, or the lease is gone: these rows go back to the outbox at close
+                self._unstarted.pop(row["id"], None)
                 finished += await self._deliver(row)
         return finished
 
@@ -188,7 +212,9 @@ class Sender:
             return await self._dead(row, f"channel '{channel_name}' is not defined", attempts)
         attachment = None
         if row.get("report_schedule") is not None:
-            attachment = await report_runs.attachment(self.repo.pool, row["report_schedule"], row["report_period"])
+            attachment = await report_runs.attachment(
+                self.repo.pool, row["report_schedule"], row["report_period"]
+            )
             if attachment is None:
                 return await self._dead(row, "the scheduled report's file is gone (pruned)", attempts)
         delivered = set(row["delivered_targets"] or ())
@@ -231,7 +257,9 @@ class Sender:
         )
         return 0
 
-    async def _send_one(self, target: ChannelTarget, row: Any, attachment: Attachment | None = None) -> str | None:
+    async def _send_one(
+        self, target: ChannelTarget, row: Any, attachment: Attachment | None = None
+    ) -> str | None:
         # An SMS-sized target gets the short text alone; apprise would otherwise glue title and
         # body together and cut the result at 160 characters.
         title, body = ("", row["short_body"]) if target.short else (row["title"], row["body"])

@@ -96,9 +96,13 @@ class Alerting:
             open_alerts=len(self.engine.open),
         )
 
-    async def start(self) -> None:
+    async def start(self, *, singleton: bool = True) -> None:
+        """The engine; with `singleton`, also its paging tick and the sender (False: they run only
+        on the singleton lease's holder, `ispmon.agents.singletons`, which turns them on)."""
+        self.engine.leading = singleton
         await self.engine.start()
-        self.sender.start()
+        if singleton:
+            self.sender.start()
 
     async def reload(self, config: LoadedConfig) -> None:
         """SIGHUP: the file's channels, rules and policies, and the alert settings, take effect."""

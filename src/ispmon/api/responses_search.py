@@ -47,6 +47,10 @@ SEARCH_STATUS: dict[str, Any] = obj(
     {
         "server_version": nullable({"type": "string"}),
         "setup_done": {"type": "boolean"},
+        "syncing_here": {
+            "type": "boolean",
+            "description": "False on an agent that does not hold the singleton lease (another one syncs)",
+        },
         "logs": nullable(_LOGS),
     },
     title="SearchStatus",

@@ -56,7 +56,9 @@ async def rollup_loop(db: Database, settings: Settings) -> None:
         await asyncio.sleep(ROLLUP_INTERVAL)
 
 
-def alert_observer(engine: AlertEngine) -> Callable[[DeviceSpec, str | None, float, dict[str, float | None]], None]:
+def alert_observer(
+    engine: AlertEngine,
+) -> Callable[[DeviceSpec, str | None, float, dict[str, float | None]], None]:
     """The poller's figures into the alert engine's threshold rules, as device / interface subjects."""
 
     def observe(spec: DeviceSpec, interface: str | None, at: float, values: dict[str, float | None]) -> None:
@@ -73,15 +75,27 @@ def alert_observer(engine: AlertEngine) -> Callable[[DeviceSpec, str | None, flo
 
 class NetworkPolling:
     def __init__(
-        self, poller: Poller, writer: BatchWriter, client: SnmpClient, rollup_task: asyncio.Task[None] | None = None
+        self,
+        poller: Poller,
+        writer: BatchWriter,
+        client: SnmpClient,
+        rollup_task: asyncio.Task[None] | None = None,
+        db: Database | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.poller = poller
         self.writer = writer
         self.client = client
         self.rollup_task = rollup_task
+        self.db = db
+        self.settings = settings
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> NetworkPolling:
+    async def start(
+        cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None, *, poll: bool = True
+    ) -> NetworkPolling:
+        """Sync the file's devices and build the poller; with `poll`, start polling and the rollups
+        (else `resume` does, on the agent that holds the singleton lease: one poll per device)."""
         settings = config.settings
         if config.path is not None:
             # As endpoints: only with a file, so a start without --config keeps the file's devices.
@@ -90,30 +104,47 @@ class NetworkPolling:
                 log.warning("config_takes_over_device", device_id=device_id, path=str(config.path))
             if result["removed"] or config.devices:
                 log.info("devices_synced", devices=result["synced"], removed=result["removed"] or None)
-        writer = BatchWriter(db.pool, "interface_metrics", METRIC_COLUMNS, max_buffer=settings.ispmon_write_queue_size)
+        writer = BatchWriter(
+            db.pool, "interface_metrics", METRIC_COLUMNS, max_buffer=settings.ispmon_write_queue_size
+        )
         client = SnmpClient()
         poller = Poller(db, client, writer, concurrency=settings.snmp_max_concurrency)
         if alerts is not None:
             poller.observer = alert_observer(alerts)
+        writer.start()
+        polling = cls(poller, writer, client, None, db, settings)
+        if poll:
+            await polling.resume()
+        return polling
+
+    async def resume(self) -> None:
+        """Poll every active device (read afresh: another agent may have changed them) and roll up."""
+        assert self.db is not None and self.settings is not None
         specs = []
-        for row in await db.devices.all():
+        for row in await self.db.devices.all():
             try:
                 specs.append(build_device(row["spec"]))
             except ValueError as exc:  # a row written by another version: skip it, say so once
                 log.error("device_definition_invalid", device_id=row["id"], error=str(exc)[:300])
-        writer.start()
-        poller.start([s for s in specs if s.is_active])
+        self.poller.start([s for s in specs if s.is_active])
         if specs:
             log.info("snmp_polling_started", devices=len(specs))
-        task = asyncio.create_task(rollup_loop(db, settings), name="interface_rollups")
-        return cls(poller, writer, client, task)
+        if self.rollup_task is None:
+            self.rollup_task = asyncio.create_task(
+                rollup_loop(self.db, self.settings), name="interface_rollups"
+            )
+
+    async def pause(self) -> None:
+        """Stop polling and rolling up (the devices stay known, for the API's poll-now)."""
+        task, self.rollup_task = self.rollup_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.poller.close()
 
     async def close(self) -> None:
-        if self.rollup_task is not None:
-            self.rollup_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.rollup_task
-        await self.poller.close()
+        await self.pause()
         await self.writer.close()
         with contextlib.suppress(Exception):
             self.client.close()

@@ -51,6 +51,8 @@ class SearchFeed:
         self.logs = logs
         self.setup_done = False
         self.tasks: list[asyncio.Task[None]] = []
+        self._sync_task: asyncio.Task[None] | None = None
+        self._logs_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, pool: asyncpg.Pool, settings: Settings) -> SearchFeed:
@@ -112,14 +114,37 @@ class SearchFeed:
         app[SEARCH_FEED] = self
 
     def start(self) -> None:
-        self.tasks.append(asyncio.create_task(self._run(), name="search_sync"))
-        if self.logs is not None:
-            self.tasks.append(asyncio.create_task(self.logs.run(), name="search_logs"))
+        self.start_logs()
+        self.start_sync()
+
+    def start_logs(self) -> None:
+        """This agent's log lines into the system-logs table (every agent, whoever syncs)."""
+        if self.logs is not None and self._logs_task is None:
+            self._logs_task = asyncio.create_task(self.logs.run(), name="search_logs")
+            self.tasks.append(self._logs_task)
+
+    def start_sync(self) -> None:
+        """The sync (on one agent at a time): cursors read from the database afresh each start."""
+        if self._sync_task is None:
+            self._sync_task = asyncio.create_task(self._run(), name="search_sync")
+            self.tasks.append(self._sync_task)
+
+    async def stop_sync(self) -> None:
+        """Cancel the sync; a round cut short resends from the stored cursor (same document ids)."""
+        task, self._sync_task = self._sync_task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        self.tasks.remove(task)
 
     def status(self) -> dict[str, Any]:
         out = self.sync.status()
         out["server_version"] = self.sync.server_version
         out["setup_done"] = self.setup_done
+        # False on an agent that does not hold the singleton lease: another agent feeds the cluster.
+        out["syncing_here"] = self._sync_task is not None
         out["logs"] = self.logs.stats() if self.logs is not None else None
         return out
 

@@ -135,6 +135,46 @@ class AlertRepo:
             f"SELECT {ALERT_COLUMNS} FROM alerts WHERE resolved_at IS NULL ORDER BY id"
         )
 
+    # -- several agents: the row is the truth, each engine's memory a copy ----------------------------
+    async def open_versions(self) -> dict[int, datetime]:
+        """Every open alert's id and updated_at: what an engine compares its copies with."""
+        rows = await self.pool.fetch("SELECT id, updated_at FROM alerts WHERE resolved_at IS NULL")
+        return {r["id"]: r["updated_at"] for r in rows}
+
+    async def down_endpoints(self) -> list[str]:
+        """Endpoints with an open outage whose status is DOWN (whichever agent checks them)."""
+        rows = await self.pool.fetch(
+            "SELECT endpoint_id FROM outages WHERE resolved_at IS NULL AND status = 'down'"
+        )
+        return [r["endpoint_id"] for r in rows]
+
+    async def open_rows(self, ids: Sequence[int]) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ANY($1::bigint[]) AND resolved_at IS NULL ORDER BY id",
+            list(ids),
+        )
+
+    async def lock_open(self, conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:
+        """The alert's row, locked until the caller's transaction ends, if it is still open: a
+        write conditional on it cannot race a resolution by another agent (which waits, or ran
+        first and then this answers None)."""
+        return await conn.fetchrow(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND resolved_at IS NULL FOR UPDATE", alert_id
+        )
+
+    async def open_for_outage(self, outage_id: int) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE outage_id = $1 AND resolved_at IS NULL ORDER BY id",
+            outage_id,
+        )
+
+    async def open_for_rule(self, rule_id: str, endpoint_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE rule_id = $1 AND endpoint_id = $2 AND resolved_at IS NULL",
+            rule_id,
+            endpoint_id,
+        )
+
     async def list(
         self, *, limit: int = 100, offset: int = 0, after: Sequence[Any] | None = None, **filters: Any
     ) -> list[asyncpg.Record]:

@@ -110,7 +110,8 @@ class NotificationRepo:
     async def due(
         self, now: datetime, limit: int = 100, lease: float = DEFAULT_LEASE
     ) -> list[asyncpg.Record]:
-        """Pending rows due at `now`, oldest first, leased until now + `lease` seconds."""
+        """Pending rows due at `now`, oldest first, leased until now + `lease` seconds (the
+        rows' `next_attempt_at`). Several senders on one database each get rows of their own."""
         return await self.pool.fetch(
             """WITH picked AS (
                     SELECT id, next_attempt_at AS due_at FROM notifications
@@ -125,6 +126,19 @@ class NotificationRepo:
             now + timedelta(seconds=lease),
             limit,
         )
+
+    async def unlease(self, ids: Sequence[int], leased_until: datetime) -> int:
+        """Give back rows leased (until `leased_until`) and not attempted: a sender that stops
+        lets the next one send them at once instead of after the lease. How many."""
+        if not ids:
+            return 0
+        result: str = await self.pool.execute(
+            """UPDATE notifications SET next_attempt_at = now(), updated_at = now()
+               WHERE id = ANY($1::bigint[]) AND state = 'pending' AND next_attempt_at = $2""",
+            list(ids),
+            leased_until,
+        )
+        return int(result.split()[-1])
 
     async def next_due_at(self) -> datetime | None:
         value: datetime | None = await self.pool.fetchval(

@@ -14,6 +14,12 @@ A customer's quota percentage changes for four reasons only, and each has its ow
 * **an alert rule is part-way** (a breach not firing yet, a clear not complete): the observer
   says so and the customer is looked at again next pass.
 
+With several agents the pass runs on the singleton lease's holder only, while every agent's
+listener commits: when `others` says other agents are live, the pass also reads the customers of
+the accounting records numbered since the pass before the previous one (a primary-key range; the
+extra pass of lag covers a commit that took its id before one pass read the highest id and
+committed after it).
+
 Nothing in memory survives a restart, so the first pass looks at every customer with a quota:
 usage committed just before a crash, and answered, is judged then. A full pass also runs when the
 quota alert rules change (a new rule must see customers already over it) and, as a safety net
@@ -62,6 +68,7 @@ class QuotaTracker:
         *,
         full_every: float = FULL_PASS_SECONDS,
         rules_changed: Callable[[], bool] | None = None,
+        others: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.enforcer = enforcer
         self.pool: asyncpg.Pool = enforcer.pool
@@ -74,6 +81,11 @@ class QuotaTracker:
         self._full_due = True  # a fresh start: nothing in memory says who moved before it
         self._full_at = time.monotonic()
         self._since: datetime | None = None  # database time at the previous pass
+        # False on an agent that does not hold the singleton lease: its listener's keys would pile
+        # up with no pass to read them (the holder's first pass is a full one).
+        self.tracking = True
+        self.others = others  # are other agents' listeners committing too? (usage.wiring asks the registry)
+        self._marks: list[int] = []  # the highest acct_records id at each of the last two passes
 
     # -- fed by the accounting commit ------------------------------------------------------------
     def wrap(self, commit: Commit) -> Commit:
@@ -88,7 +100,13 @@ class QuotaTracker:
 
         return tracked
 
+    def full_due(self) -> None:
+        """The next pass looks at everyone (this tracker's memory may have missed commits)."""
+        self._full_due = True
+
     def touched(self, batch: Sequence[Any]) -> None:
+        if not self.tracking:
+            return
         for item in batch:
             key = item.record.session_key
             if key:  # Accounting-On/Off carry no session and change nobody's usage
@@ -105,9 +123,12 @@ class QuotaTracker:
             self._full_due = True
         full, sessions, customers = self._full_due, self.sessions, self.customers
         self.sessions, self.customers = set(), set()
+        marks = self._marks
         ids: list[str] = []
         try:
             db_now: datetime = await self.pool.fetchval("SELECT now()")
+            mark: int = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM acct_records")
+            self._marks = [*marks, mark][-2:]
             when = now or db_now
             if full:
                 ids = [r["id"] for r in await self.pool.fetch(
@@ -120,6 +141,7 @@ class QuotaTracker:
                     | await self._changed()
                     | self._period_ended(when)
                     | await self._flow_sourced()
+                    | await self._from_other_agents(marks)
                 )
                 ids = sorted(due)
             stats = PassStats(full=full)
@@ -131,6 +153,7 @@ class QuotaTracker:
                 stats.looked_at += len(chunk)
                 stats.crossed += sum(len(c.crossed) for c in checked.values())
         except BaseException:
+            self._marks = marks
             self.sessions |= sessions
             self.customers |= customers | set(ids)
             if full:
@@ -151,6 +174,17 @@ class QuotaTracker:
                WHERE s.customer_id IS NOT NULL""",
             [k[0] for k in keys],
             [k[1] for k in keys],
+        )
+        return {r["customer_id"] for r in rows}
+
+    async def _from_other_agents(self, marks: list[int]) -> set[str]:
+        """Customers of the records numbered after the mark of the pass before the previous one,
+        when other agents are live (their listeners' commits never pass through this tracker)."""
+        if not marks or self.others is None or not await self.others():
+            return set()
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT customer_id FROM acct_records WHERE id > $1 AND customer_id IS NOT NULL",
+            marks[0],
         )
         return {r["customer_id"] for r in rows}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -48,6 +48,21 @@ async def sweep_lost(pool: asyncpg.Pool, default_interval: int, every: float = L
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("radius_lost_sweep_failed", error=str(exc))
         await asyncio.sleep(every)
+
+
+def other_agents_live(pool: asyncpg.Pool, agent_id: str, dead_after: float) -> Callable[[], Awaitable[bool]]:
+    """For the quota pass: is another agent live (per the registry), so its listener may commit?"""
+
+    async def live() -> bool:
+        found: bool = await pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM agents WHERE id <> $1 AND stopped_at IS NULL
+                              AND last_heartbeat > now() - make_interval(secs => $2))""",
+            agent_id,
+            float(dead_after),
+        )
+        return found
+
+    return live
 
 
 def quota_observer(alerts: AlertEngine) -> QuotaObserver:
@@ -102,9 +117,17 @@ class Accounting:
     port: int | None = None
     sweeper: asyncio.Task[None] | None = None
     quotas: asyncio.Task[None] | None = None
+    tracker: QuotaTracker | None = None
+    pool: asyncpg.Pool | None = None
+    interim_interval: int = 0
+    quota_interval: float = 0.0
 
     @classmethod
-    async def start(cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None) -> Accounting:
+    async def start(
+        cls, db: Database, config: LoadedConfig, alerts: AlertEngine | None = None, *, periodic: bool = True
+    ) -> Accounting:
+        """Sync, load and listen; with `periodic`, also run the quota pass and the lost-session
+        sweep (else `start_periodic` does, on the agent that holds the singleton lease)."""
         directory = NasDirectory()
         try:
             await sync_usage_config(db, config, directory)
@@ -116,6 +139,7 @@ class Accounting:
         tracker = QuotaTracker(
             Enforcer(db.pool, observer=observer),
             rules_changed=quota_rules_changed(alerts) if alerts is not None else None,
+            others=other_agents_live(db.pool, settings.ispmon_agent_id, settings.agent_dead_after),
         )
         if settings.radius_acct_port:
             store = AccountingStore(db.pool)
@@ -137,13 +161,39 @@ class Accounting:
                 port=accounting.port,
                 nas=len(directory),
             )
-        accounting.sweeper = asyncio.create_task(
-            sweep_lost(db.pool, settings.radius_interim_interval), name="radius-lost-sessions"
-        )
-        accounting.quotas = asyncio.create_task(
-            enforce_quotas(tracker, settings.quota_pass_interval), name="quota-enforcement"
-        )
+        accounting.tracker, accounting.pool = tracker, db.pool
+        accounting.interim_interval = settings.radius_interim_interval
+        accounting.quota_interval = settings.quota_pass_interval
+        if periodic:
+            accounting.start_periodic()
+        else:
+            tracker.tracking = False
         return accounting
+
+    def start_periodic(self) -> None:
+        """The quota pass (a full one first: what other agents' listeners committed meanwhile is
+        not in this tracker's memory) and the lost-session sweep."""
+        assert self.tracker is not None and self.pool is not None
+        self.tracker.tracking = True
+        self.tracker.full_due()
+        if self.sweeper is None:
+            self.sweeper = asyncio.create_task(
+                sweep_lost(self.pool, self.interim_interval), name="radius-lost-sessions"
+            )
+        if self.quotas is None:
+            self.quotas = asyncio.create_task(
+                enforce_quotas(self.tracker, self.quota_interval), name="quota-enforcement"
+            )
+
+    async def stop_periodic(self) -> None:
+        tasks, self.sweeper, self.quotas = (self.sweeper, self.quotas), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.tracker is not None:
+            self.tracker.tracking = False  # no pass reads them here now: do not collect keys
 
     async def reload(self, db: Database, config: LoadedConfig) -> None:
         """SIGHUP: the new file's customers and NAS clients. The listener keeps its socket; the
@@ -153,11 +203,7 @@ class Accounting:
         await sync_usage_config(db, config, self.directory)
 
     async def close(self) -> None:
-        for task in (self.sweeper, self.quotas):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await self.stop_periodic()
         if self.protocol is not None:
             await self.protocol.close()
             log.info("radius_stopped", **self.protocol.stats.as_dict())
