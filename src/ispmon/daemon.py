@@ -21,10 +21,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from pydantic import ValidationError
 
 from ispmon import __version__, sdnotify
+from ispmon.agents.config_apply import DaemonTargets, reconcile_endpoints
+from ispmon.agents.config_sync import ConfigSync, announce_reload, file_digest
 from ispmon.agents.follow import follow_others
 from ispmon.agents.registry import AgentRegistry
 from ispmon.agents.singletons import Leadership, SingletonWork
@@ -76,7 +79,13 @@ async def open_database(settings: Settings) -> tuple[Database, EmbeddedPostgres 
                 f"the embedded PostgreSQL in {embedded.pgdata} did not start ({exc}); its log is {embedded.pgdata}/log"
             ) from None
     try:
-        db = await connect_with_retry(dsn, settings.ispmon_db_connect_timeout)
+        # The agent id on every connection: the configuration tables' triggers record it as the
+        # origin of a change, so this agent can tell its own changes from the others'.
+        db = await connect_with_retry(
+            dsn,
+            settings.ispmon_db_connect_timeout,
+            server_settings={"ispmon.agent_id": settings.ispmon_agent_id},
+        )
     except BaseException:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
@@ -190,6 +199,7 @@ async def reload_config(
     current: Settings,
     alerting: Alerting | None = None,
     accounting: Accounting | None = None,
+    config_sync: ConfigSync | None = None,
 ) -> bool:
     """SIGHUP: re-read the config file and apply its endpoints, maintenance windows, outage policy,
     alerting, customers and NAS clients.
@@ -214,19 +224,19 @@ async def reload_config(
                 return False
         await sync_config(db, config)
         specs = await load_specs(db, settings)
-        wanted = {spec.id for spec in specs}
-        for endpoint_id in [e for e in monitor.runtimes if e not in wanted]:
-            monitor.remove(endpoint_id)
-        for spec in specs:
-            current_spec = monitor.runtimes[spec.id].spec if spec.id in monitor.runtimes else None
-            if current_spec != spec:
-                # Keeps its place on the cadence unless the interval changed; a new target starts
-                # from unknown (the store closed the old target's outage).
-                await monitor.replace(spec)
+        await reconcile_endpoints(monitor, specs)
         monitor.policy = OutagePolicy.from_settings(settings)
         monitor.set_maintenance(await MaintenanceService(db).windows())
         if alerting is not None:
             await alerting.reload(config)
+        if config_sync is not None:
+            # The other agents re-read everything the file wrote (see agents/config_sync.py).
+            config_sync.file_digest = file_digest(config.path)
+            try:
+                await announce_reload(db.pool, config_sync.file_digest)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The rows' own changes were announced; only the full re-read is missed.
+                log.warning("config_reload_not_announced", error=str(exc)[:300])
         needs_restart = [k.upper() for k in RESTART_ONLY if getattr(settings, k) != getattr(current, k)]
         freeze_long_lived()
         log.info("config_reloaded", endpoints=len(specs), restart_needed_for=needs_restart or None)
@@ -314,13 +324,14 @@ async def _reloader(
     settings: Settings,
     alerting: Alerting,
     accounting: Accounting | None = None,
+    config_sync: ConfigSync | None = None,
 ) -> None:
     """One reload at a time; SIGHUPs that arrive during a reload fold into one more."""
     while True:
         await requested.wait()
         requested.clear()
         try:
-            await reload_config(path, db, monitor, settings, alerting, accounting)
+            await reload_config(path, db, monitor, settings, alerting, accounting, config_sync)
         except Exception:
             log.error("config_reload_crashed", exc_info=True)
 
@@ -399,8 +410,16 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     accounting: Accounting | None = None
     flows: FlowCollection | None = None
     search: SearchFeed | None = None
+    config_sync = ConfigSync(
+        db.dsn or "",
+        db.pool,
+        settings.ispmon_agent_id,
+        settings.agent_config_poll_interval,
+        file_digest=file_digest(config.path),
+    )
     leadership: Leadership | None = None
     try:
+        await config_sync.prepare()  # before the state is loaded: later changes are applied after it
         retargeted = await sync_config(db, config)
         # The file's endpoints are rows now, and the monitor is loaded from the rows: this copy of
         # every definition (~2 KB each) would otherwise live as long as the daemon. A reload reads
@@ -429,6 +448,19 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
             )
         )
         expose_radius(app, accounting.protocol)
+        config_sync.start(
+            DaemonTargets(
+                db,
+                settings.endpoint_defaults,
+                lambda: load_specs(db, settings),
+                monitor,
+                alerting,
+                accounting.directory,
+                network.poller,
+                flows.decoder,
+                flows.table,
+            ).apply
+        )
         # ELASTICSEARCH_URL unset: no feed, nothing else changes.
         search = SearchFeed.build(db.pool, settings) if settings.elasticsearch_url else None
         if search is not None:
@@ -481,6 +513,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
                     settings,
                     alerting,
                     accounting,
+                    config_sync,
                 ),
                 name="reloader",
             )
@@ -538,6 +571,7 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         await ctx.close()
         if search is not None:
             await search.close()
+        await config_sync.close()
         await db.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

@@ -1034,4 +1034,85 @@ CREATE OR REPLACE TRIGGER maintenance_windows_search_deletion
 
 INSERT INTO schema_version (version, description)
 VALUES (19, 'search: deleted maintenance windows recorded for the feed to delete their documents')
+
+-- One configuration for every agent (schema version 19). -------------------------------------------
+-- Every change to a configuration table records one `config_changes` row per kind and transaction,
+-- and NOTIFYs `ispmon_config` with its id, both in the writer's transaction: a change is announced
+-- if and only if it commits, whoever wrote it (an agent's API, a config-file sync, the CLI, psql).
+-- `key` is the changed row's id while the transaction changed one row of the kind, NULL ("re-read
+-- the whole kind") once it changed more: a bulk upsert of 10,000 customers is one change, not
+-- 10,000. `origin` is the writing session's `ispmon.agent_id` setting (the daemon sets it on its
+-- connections), 'external' when unset. Row-level triggers, so that a statement that changes no row
+-- (a config sync finding a row as the file has it) costs nothing: statement-level ones cost a
+-- function call and a query per statement, which tripled the time of syncing an unchanged file of
+-- 5,000 endpoints. The transaction's row for a kind is remembered in a transaction-local setting as
+-- 'id|key' (one key so far) or 'id' (the whole kind), so only the first row of a transaction
+-- inserts and only the first with another key updates. TG_ARGV: the kind, the key column.
+CREATE OR REPLACE FUNCTION ispmon_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    kind text := TG_ARGV[0];
+    setting text := 'ispmon.config_change_' || TG_ARGV[0];
+    row_key text;
+    remembered text;
+    change_id bigint;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        row_key := to_jsonb(OLD) ->> TG_ARGV[1];
+    ELSE
+        row_key := to_jsonb(NEW) ->> TG_ARGV[1];
+    END IF;
+    remembered := nullif(current_setting(setting, true), '');
+    IF remembered IS NULL THEN
+        INSERT INTO config_changes (kind, key, origin)
+        VALUES (kind, row_key, coalesce(nullif(current_setting('ispmon.agent_id', true), ''), 'external'))
+        RETURNING id INTO change_id;
+        PERFORM set_config(setting, change_id::text || '|' || row_key, true);
+        PERFORM pg_notify('ispmon_config', change_id::text);
+    ELSIF position('|' IN remembered) > 0
+          AND substr(remembered, position('|' IN remembered) + 1) IS DISTINCT FROM row_key THEN
+        change_id := split_part(remembered, '|', 1)::bigint;
+        UPDATE config_changes SET key = NULL WHERE id = change_id;
+        PERFORM set_config(setting, change_id::text, true);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM (VALUES
+        ('endpoints', 'endpoints', 'id'),
+        ('maintenance_windows', 'maintenance', 'id'),
+        ('alert_channels', 'alert_channels', 'name'),
+        ('alert_rules', 'alert_rules', 'id'),
+        ('customers', 'customers', 'id'),
+        ('nas_clients', 'nas_clients', 'id'),
+        ('flow_exporters', 'flow_exporters', 'id'),
+        ('devices', 'devices', 'id')
+    ) AS v (tbl, kind, keycol)
+    LOOP
+        -- Created once: re-creating them at every start would lock these tables each time.
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_trigger
+                               WHERE tgrelid = t.tbl::regclass AND tgname = 'ispmon_config_change');
+        IF t.tbl = 'devices' THEN
+            -- A poll writes its results (reachable, last_poll_at, sys_*) into the row: not a change.
+            EXECUTE 'CREATE TRIGGER ispmon_config_change AFTER INSERT OR DELETE ON devices FOR EACH ROW
+                     EXECUTE FUNCTION ispmon_config_changed(''devices'', ''id'')';
+            EXECUTE 'CREATE TRIGGER ispmon_config_change_update AFTER UPDATE ON devices FOR EACH ROW
+                     WHEN ((OLD.name, OLD.address, OLD.tags, OLD.is_active, OLD.spec, OLD.source)
+                           IS DISTINCT FROM (NEW.name, NEW.address, NEW.tags, NEW.is_active, NEW.spec, NEW.source))
+                     EXECUTE FUNCTION ispmon_config_changed(''devices'', ''id'')';
+        ELSE
+            EXECUTE format(
+                'CREATE TRIGGER ispmon_config_change AFTER INSERT OR UPDATE OR DELETE ON %I FOR EACH ROW
+                 EXECUTE FUNCTION ispmon_config_changed(%L, %L)', t.tbl, t.kind, t.keycol);
+        END IF;
+    END LOOP;
+END
+$$;
+
+INSERT INTO schema_version (version, description)
+VALUES (20, 'configuration changes recorded and announced by triggers on the configuration tables')
 ON CONFLICT (version) DO NOTHING;

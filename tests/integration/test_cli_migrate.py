@@ -31,9 +31,9 @@ async def test_migrate_applies_the_schema_idempotently(db_dsn: str, pool: asyncp
     for _ in range(2):
         done = await migrate(env)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == "schema version 19"
+        assert done.stdout.strip() == "schema version 20"
     assert await pool.fetchval("SELECT to_regclass('outages') IS NOT NULL")
-    assert await pool.fetchval("SELECT count(*) FROM schema_version") == 19
+    assert await pool.fetchval("SELECT count(*) FROM schema_version") == 20
 
 
 async def test_an_unreachable_database_is_retried_then_reported_without_secrets() -> None:

@@ -41,6 +41,7 @@ class FlowCollection:
     decoder: FlowDecoder
     collector: Collector | None = None
     refresher: asyncio.Task[None] | None = None
+    table: PrefixTable | None = None  # the customers' prefixes, reloaded when another agent changes them
 
     @classmethod
     async def start(
@@ -58,7 +59,7 @@ class FlowCollection:
         if not settings.flow_port:
             return flows
         await store.ensure_partitions()
-        table = PrefixTable(await store.customer_prefixes())
+        table = flows.table = PrefixTable(await store.customer_prefixes())
         aggregator = Aggregator(table, settings.flow_max_keys)
 
         async def write(batch_id, buckets):  # type: ignore[no-untyped-def]

@@ -22,8 +22,9 @@ log = structlog.get_logger(__name__)
 
 
 class Database:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str | None = None) -> None:
         self.pool = pool
+        self.dsn = dsn  # for a connection of its own (the configuration listener)
         self.endpoints = EndpointRepo(pool)
         self.history = HistoryRepo(pool)
         self.outages = OutageRepo(pool)
@@ -32,12 +33,19 @@ class Database:
         self.interfaces = InterfaceRepo(pool)
 
     @classmethod
-    async def connect(cls, dsn: str, *, apply_schema: bool = True, max_size: int = 10) -> Database:
-        pool = await create_pool(dsn, max_size=max_size)
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        apply_schema: bool = True,
+        max_size: int = 10,
+        server_settings: dict[str, str] | None = None,
+    ) -> Database:
+        pool = await create_pool(dsn, max_size=max_size, server_settings=server_settings)
         if apply_schema:
             async with pool.acquire() as conn:
                 await migrate(conn)
-        return cls(pool)
+        return cls(pool, dsn)
 
     async def ping(self) -> bool:
         return await ping(self.pool)
@@ -58,7 +66,9 @@ _PERMANENT = (
 )
 
 
-async def connect_with_retry(dsn: str, timeout: float) -> Database:
+async def connect_with_retry(
+    dsn: str, timeout: float, server_settings: dict[str, str] | None = None
+) -> Database:
     """Connect and migrate, retrying with backoff for up to `timeout` seconds: at boot the database
     may come up after ispmon. Raises DatabaseUnavailable with the URL's password redacted."""
     loop = asyncio.get_running_loop()
@@ -67,7 +77,7 @@ async def connect_with_retry(dsn: str, timeout: float) -> Database:
     where = redact_url(dsn)
     while True:
         try:
-            return await Database.connect(dsn)
+            return await Database.connect(dsn, server_settings=server_settings)
         except _PERMANENT as exc:
             raise DatabaseUnavailable(f"{where}: {exc}") from None
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -20,9 +20,9 @@ from ispmon.store.writer import BatchWriter
 
 async def test_migrate_is_idempotent(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
-        assert await migrate(conn) == 19
-        assert await migrate(conn) == 19
-        assert await conn.fetchval("SELECT count(*) FROM schema_version") == 19
+        assert await migrate(conn) == 20
+        assert await migrate(conn) == 20
+        assert await conn.fetchval("SELECT count(*) FROM schema_version") == 20
 
 
 async def test_status_history_is_partitioned_by_day(pool: asyncpg.Pool) -> None:
