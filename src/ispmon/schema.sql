@@ -1034,8 +1034,9 @@ CREATE OR REPLACE TRIGGER maintenance_windows_search_deletion
 
 INSERT INTO schema_version (version, description)
 VALUES (19, 'search: deleted maintenance windows recorded for the feed to delete their documents')
+ON CONFLICT (version) DO NOTHING;
 
--- One configuration for every agent (schema version 19). -------------------------------------------
+-- One configuration for every agent (schema version 20). -------------------------------------------
 -- Every change to a configuration table records one `config_changes` row per kind and transaction,
 -- and NOTIFYs `ispmon_config` with its id, both in the writer's transaction: a change is announced
 -- if and only if it commits, whoever wrote it (an agent's API, a config-file sync, the CLI, psql).
