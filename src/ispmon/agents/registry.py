@@ -80,10 +80,12 @@ class AgentRegistry:
         self.dead_after = dead_after
         self.version = version
         self.interval = min(1.0, dead_after / 10)
-        # Longer than any other agent needs to have read a new row (one heartbeat period, plus one
-        # for a slow round trip), so a join takes effect at the same instant everywhere. An
-        # embedded database has one agent by construction: nothing to wait for.
-        self.settle = 0.0 if single else 2 * self.interval + 1.0
+        # A join takes effect this long after the new row was written: by then every other agent
+        # has either read the row (and hands its endpoints over at the same instant) or has
+        # fenced itself (no heartbeat for dead_after - 2 intervals: it checks nothing), so a loaded
+        # agent that did not hear of the join in time cannot check what the new one now checks.
+        # An embedded database has one agent by construction: nothing to wait for.
+        self.settle = 0.0 if single else dead_after - self.interval
         self.api_url: str | None = None
         self.stats: Callable[[], dict[str, Any]] = dict
         self.rows: list[AgentRow] = []
