@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from ispmon.store.outages import OUTAGE_COLUMNS
+from ispmon.store.outages import _insert_event as insert_event
 
 LifecycleEvent = tuple[str, datetime, dict[str, Any]]
 
@@ -200,11 +201,4 @@ async def _event(
     conn: asyncpg.Connection, endpoint_id: str, outage_id: int, event: LifecycleEvent, down: tuple[str, ...]
 ) -> None:
     kind, at, data = event
-    await conn.execute(
-        "INSERT INTO endpoint_events (endpoint_id, at, kind, outage_id, data) VALUES ($1, $2, $3, $4, $5)",
-        endpoint_id,
-        at,
-        kind,
-        outage_id,
-        {**data, "down_locations": list(down)},
-    )
+    await insert_event(conn, endpoint_id, outage_id, (kind, at, {**data, "down_locations": list(down)}))
