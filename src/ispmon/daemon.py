@@ -547,6 +547,17 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
     finally:
         if runner is not None:
             await runner.cleanup()
+        # Checks first, then the stop is recorded: the others take this agent's share from that
+        # instant, so nothing else this shutdown waits for (the lease, the listeners) leaves a gap.
+        for task in tasks:
+            if task.get_name() == "scheduler":
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await monitor.close()
+        if agents_started:
+            await agents.close()
+            agents_started = False
         if leadership is not None:
             await leadership.close()  # released at once: another agent takes over within a period
         if accounting is not None:
@@ -558,10 +569,6 @@ async def run_daemon(config: LoadedConfig, stop: asyncio.Event | None = None) ->
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await monitor.close()
-        if agents_started:
-            # After the checks stopped: the others take this agent's share from here, not before.
-            await agents.close()
         if network is not None:
             await network.close()
         if alerting is not None:

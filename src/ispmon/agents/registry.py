@@ -234,7 +234,9 @@ class AgentRegistry:
                 for x in (row.joined_at + self.settle, dead_at(row, self.dead_after))
                 if previous < x <= now
             ]
-            self.changed_at = max(instants) if instants else now
+            # At this process's first look there is nothing it could have applied late (a restart
+            # after kill -9 must not "catch up" grid points its previous life already checked).
+            self.changed_at = max(instants) if instants and previous != -math.inf else now
             mine_before = self._members.get(self.location, ())
             self._members = current
             self.generation += 1
