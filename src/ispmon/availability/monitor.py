@@ -226,7 +226,7 @@ class Monitor(LocationConfirmation, OutageWrites):
         if gained:
             self._refreshing = asyncio.ensure_future(self._refresh_many(gained))
 
-    async def _refresh_many(self, endpoint_ids: list[str]) -> None:
+    async def _refresh_many(self, endpoint_ids: list[str], *, scheduled_only: bool = True) -> None:
         try:
             rows = await self.outages.open_outages(endpoint_ids)
             latest = (
@@ -240,7 +240,7 @@ class Monitor(LocationConfirmation, OutageWrites):
         open_by_id = {r["endpoint_id"]: OpenOutage.from_record(r) for r in rows}
         for endpoint_id in endpoint_ids:
             runtime = self.runtimes.get(endpoint_id)
-            if runtime is None or not runtime.stale or endpoint_id not in self.scheduler:
+            if runtime is None or not runtime.stale or (scheduled_only and endpoint_id not in self.scheduler):
                 continue
             row = latest.get(endpoint_id)
             last = (
@@ -253,22 +253,9 @@ class Monitor(LocationConfirmation, OutageWrites):
             runtime.stale = False
 
     async def _refresh(self, runtime: EndpointRuntime) -> None:
-        """Read what the previous owner left (open outage, last status) before checking."""
-        spec = runtime.spec
-        try:
-            rows = await self.outages.open_outages([spec.id])
-            last = None
-            if self.history_repo is not None:
-                latest = await self.history_repo.latest([spec.id], self.location)
-                row = latest.get(spec.id)
-                if row is not None and row["status"] in Status.__members__.values():
-                    last = Status(row["status"])
-        except Exception as exc:  # checked with what it knows; read again at the next check
-            log.warning("endpoint_state_read_failed", endpoint_id=spec.id, error=str(exc))
-            return
-        runtime.state = restore(OpenOutage.from_record(rows[0]) if rows else None, last, self.policy)
-        runtime.pending_declare = runtime.pending_resolve = runtime.pending_update = None
-        runtime.stale = False
+        """Read what the previous owner left (open outage, last status) before checking; on a
+        database error it is checked with what it knows and read again at the next check."""
+        await self._refresh_many([runtime.spec.id], scheduled_only=False)
 
     def set_maintenance(self, windows: list[MaintenanceWindowSpec]) -> None:
         self.calendar = MaintenanceCalendar(windows)
