@@ -7,6 +7,7 @@ pairs inside the namespace give as many real interfaces as a test needs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,6 +32,13 @@ class Agent:
     def run_inside(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["ip", "netns", "exec", self.namespace, *argv], capture_output=True, text=True,
                               timeout=timeout, check=True)
+
+    def loopback_bytes(self) -> tuple[int, int]:
+        """The kernel's own (received, sent) byte counters of the namespace's loopback."""
+        done = subprocess.run(["ip", "-n", self.namespace, "-s", "-j", "link", "show", "lo"], capture_output=True,
+                              text=True, timeout=10, check=True)
+        (link,) = json.loads(done.stdout)
+        return link["stats64"]["rx"]["bytes"], link["stats64"]["tx"]["bytes"]
 
     def send_over_loopback(self, nbytes: int) -> None:
         """Send exactly `nbytes` of TCP payload over the namespace's loopback (one connection)."""

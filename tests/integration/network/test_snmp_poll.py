@@ -1,7 +1,8 @@
 """Discovery and polling against Debian's snmpd (v2c and v3 authPriv SHA+AES) in a namespace.
 
-The namespace's loopback carries only the bytes the test sends, so the computed octets must match
-them (plus TCP/IP headers) within 1 %.
+The namespace's loopback carries only the bytes the test sends, so the computed octets must equal the
+kernel's own counters of it exactly (and be at least the payload sent; the headers on top vary with
+how the kernel segments the stream, which depends on the machine's load).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _lo(result: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("definition", [v2c, v3], ids=["v2c", "v3-authpriv-sha-aes"])
-async def test_bytes_over_loopback_match_within_one_percent(
+async def test_bytes_over_loopback_match_the_kernels_counters(
     agent: Agent, network: NetworkService, db: Database, definition: Any
 ) -> None:
     device = await network.create_device(definition(agent))
@@ -69,15 +70,19 @@ async def test_bytes_over_loopback_match_within_one_percent(
     assert {"lo", "va0", "vb0", "va1", "vb1"} <= names
     assert _lo(first)["rates"] is None  # one reading: nothing to make a rate from yet
 
+    before = await asyncio.to_thread(agent.loopback_bytes)
     await asyncio.to_thread(agent.send_over_loopback, SENT)
+    after = await asyncio.to_thread(agent.loopback_bytes)
     await asyncio.sleep(CACHE_TIME)
     second = await network.poll_device(device["id"])
     rates = _lo(second)["rates"]
     assert rates is not None, second
-    # On lo every byte sent is also received: both directions carry it.
-    for direction in ("in", "out"):
+    # On lo every byte sent is also received: both directions carry it, and exactly what the
+    # kernel counted (nothing else uses the namespace's loopback).
+    for direction, kernel in zip(("in", "out"), (after[0] - before[0], after[1] - before[1]), strict=True):
         octets = rates[f"{direction}_octets"]
-        assert SENT <= octets <= SENT * 1.01, (direction, octets)
+        assert octets == kernel, (direction, octets, kernel)
+        assert SENT <= octets <= SENT * 1.1, (direction, octets)
         assert rates[f"{direction}_bps"] * rates["interval_s"] / 8 == pytest.approx(octets, rel=1e-6)
     assert rates["in_util_pct"] is None  # a software loopback has no meaningful speed
     assert rates["in_errors_ps"] == 0 and rates["in_discards_ps"] == 0
